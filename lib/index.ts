@@ -1,0 +1,14 @@
+/**
+ * cmac: Cross-Modal Attention Consistency for audio-visual self-supervised
+ * learning, on libtorch through a Node-API addon.
+ */
+export { info, setNumThreads, getNumThreads, memory } from './info';
+export type { CmacInfo, MemoryReport } from './info';
+export { CmacModel } from './model';
+export type { ModelConfig, Batch, StepOptions, StepResult, Embeddings, AttentionMaps, LossPreset } from './model';
+export { modelPreset, clipShapes } from './presets';
+export type { SizePreset, ClipShape } from './presets';
+export { readSafetensors, writeSafetensors } from './safetensors';
+export type { SafetensorsFile } from './safetensors';
+export { numel, zeros } from './tensor';
+export type { Tensor, DType, DTypeArrays } from './tensor';

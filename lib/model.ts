@@ -1,0 +1,155 @@
+import { native, NativeModel, NativeStepResult } from './native';
+import type { Tensor } from './tensor';
+
+/** The five loss presets of method.md section 5. */
+export type LossPreset = 'xmodal' | 'xmodal+within' | 'cmac-v' | 'cmac-a' | 'cmac';
+
+/** Model, loss and optimiser settings understood by the native engine. Every field is optional; defaults are method.md's. */
+export interface ModelConfig {
+  visual?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number]; stemMid?: number; lastStride1?: boolean };
+  audio?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number] };
+  logmel?: { sampleRate?: number; nFft?: number; winLength?: number; hopLength?: number; nMels?: number; fMin?: number; fMax?: number };
+  embedDim?: number;
+  loss?: {
+    preset?: LossPreset; withinModal?: boolean; lossV?: boolean; lossA?: boolean; attentionPooling?: boolean;
+    targetGrad?: boolean; tau?: number; tauT?: number; lambdaV?: number; lambdaA?: number; queueSize?: number;
+  };
+  optim?: {
+    name?: 'sgd' | 'adam' | 'adamw'; momentum?: number; nesterov?: boolean; weightDecay?: number;
+    beta1?: number; beta2?: number; eps?: number; clipGradNorm?: number; accumulate?: number;
+  };
+  /** cpu | cuda | cuda:N | auto */
+  device?: string;
+  /** Mixed precision on CUDA: off | bf16 | fp16 (loss math stays fp32). */
+  amp?: 'off' | 'bf16' | 'fp16';
+  seed?: number;
+}
+
+/** A batch of clips: video uint8 [N, T, H, W, 3] and/or audio float32 [N, samples] (16 kHz mono). */
+export interface Batch {
+  video?: Tensor<'uint8'>;
+  audio?: Tensor<'float32'>;
+}
+
+/** Everything one training step reports. */
+export type StepResult = NativeStepResult;
+
+/** Options of one training step. */
+export interface StepOptions {
+  /** Learning rate for this step. */
+  lr: number;
+  /** Multiplies lambda_v and lambda_a: the ramp of method.md section 4, in [0, 1]. */
+  lambdaScale?: number;
+}
+
+/** Embeddings of a batch: z (normalised, D) and pooled encoder features (C). */
+export interface Embeddings {
+  zV?: Tensor<'float32'>;
+  zA?: Tensor<'float32'>;
+  featV?: Tensor<'float32'>;
+  featA?: Tensor<'float32'>;
+}
+
+/** Attention maps: over regions [N, H', W'] and over frequency bands [N, M]. */
+export interface AttentionMaps {
+  alphaV?: Tensor<'float32'>;
+  betaV?: Tensor<'float32'>;
+  alphaA?: Tensor<'float32'>;
+  betaA?: Tensor<'float32'>;
+}
+
+/**
+ * Both encoders, the heads, the CMAC losses and the optimiser, in native
+ * memory. Every heavy call runs off the JS thread and returns a Promise;
+ * calls on one model run one at a time in the order made.
+ *
+ * @example
+ * const model = await CmacModel.create({ ...modelPreset('tiny'), seed: 1 });
+ * const r = await model.trainStep(batch, { lr: 1e-3 });
+ * model.dispose();
+ */
+export class CmacModel {
+  private constructor(private readonly nativeModel: NativeModel) {}
+
+  /** Builds a model (weights initialised from `config.seed`). */
+  static async create(config: ModelConfig = {}): Promise<CmacModel> {
+    return new CmacModel(await native().createModel(config));
+  }
+
+  /** One whole training step: forward, losses, backward, clipping, optimiser (or accumulation). */
+  trainStep(batch: Batch, options: StepOptions): Promise<StepResult> {
+    return this.nativeModel.trainStep(batch, options);
+  }
+
+  /** Every loss term of a batch in eval mode, without updating anything. */
+  evaluateLoss(batch: Batch, lambdaScale = 1): Promise<StepResult> {
+    return this.nativeModel.evaluateLoss(batch, lambdaScale);
+  }
+
+  /** Embeddings (eval mode, inference only). Either modality may be omitted. */
+  embed(batch: Batch): Promise<Embeddings> {
+    return this.nativeModel.embed(batch) as Promise<Embeddings>;
+  }
+
+  /** alpha/beta maps (eval mode). beta needs both modalities. */
+  maps(batch: Batch): Promise<AttentionMaps> {
+    return this.nativeModel.maps(batch) as Promise<AttentionMaps>;
+  }
+
+  /** Weights with torchvision key names under visual./audio./heads./logmel. (copies). */
+  stateDict(): Promise<Record<string, Tensor>> {
+    return this.nativeModel.stateDict();
+  }
+
+  /** Loads weights; with strict (default) every name and shape must match, and nothing changes on error. */
+  loadStateDict(stateDict: Record<string, Tensor>, strict = true): Promise<void> {
+    return this.nativeModel.loadStateDict(stateDict, strict);
+  }
+
+  /** Optimiser state (optim.*) and the negatives queue (queue.*). */
+  optimizerState(): Promise<Record<string, Tensor>> {
+    return this.nativeModel.optimizerState();
+  }
+
+  /** Restores what optimizerState() returned. */
+  loadOptimizerState(state: Record<string, Tensor>): Promise<void> {
+    return this.nativeModel.loadOptimizerState(state);
+  }
+
+  /** Writes weights + optimiser state to one safetensors file, atomically. */
+  save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    return this.nativeModel.save(path, metadata);
+  }
+
+  /** Reads a safetensors file written by save() (optimiser state too when present). */
+  load(path: string): Promise<void> {
+    return this.nativeModel.load(path);
+  }
+
+  /** Moves the model (and optimiser state) to a device: cpu | cuda | cuda:N | auto. */
+  to(device: string): Promise<string> {
+    return this.nativeModel.to(device);
+  }
+
+  /** BatchNorm in training mode for trainStep (the default). */
+  train(mode = true): this {
+    this.nativeModel.train(mode);
+    return this;
+  }
+
+  /** BatchNorm in eval mode for trainStep (embed and maps always use eval mode). */
+  eval(): this {
+    this.nativeModel.eval();
+    return this;
+  }
+
+  get training(): boolean { return this.nativeModel.training; }
+  get device(): string { return this.nativeModel.device; }
+  get numParameters(): number { return this.nativeModel.numParameters; }
+  get disposed(): boolean { return this.nativeModel.disposed; }
+
+  /** Frees the native memory now (a finaliser does it later otherwise). Safe to call twice. */
+  dispose(): void {
+    this.nativeModel.dispose();
+  }
+}

@@ -1,0 +1,90 @@
+// The only module of lib/ that loads the addon. Loading is lazy, so
+// `import 'cmac'` works without it and the first use explains any failure.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Tensor } from './tensor';
+
+/** Where this package lives (dist/ or .test-build/lib/ both resolve here). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'cmac') return dir;
+    dir = path.dirname(dir);
+  }
+  throw new Error(`cmac: cannot find the package root above ${__dirname}`);
+}
+
+/** The addon's raw surface (native/addon). lib/ wraps it in typed classes. */
+export interface NativeStepResult {
+  loss: number; lossCon: number; lossV: number; lossA: number;
+  gradNorm: number; timeMs: number; lossScale: number; stepped: boolean; finite: boolean;
+}
+export interface NativeModel {
+  trainStep(batch: object, options?: object): Promise<NativeStepResult>;
+  evaluateLoss(batch: object, lambdaScale?: number): Promise<NativeStepResult>;
+  embed(batch: object): Promise<Record<string, Tensor>>;
+  maps(batch: object): Promise<Record<string, Tensor>>;
+  stateDict(): Promise<Record<string, Tensor>>;
+  loadStateDict(sd: Record<string, Tensor>, strict?: boolean): Promise<void>;
+  optimizerState(): Promise<Record<string, Tensor>>;
+  loadOptimizerState(st: Record<string, Tensor>): Promise<void>;
+  save(path: string, metadata?: Record<string, string>): Promise<void>;
+  load(path: string): Promise<void>;
+  to(device: string): Promise<string>;
+  train(mode?: boolean): NativeModel;
+  eval(): NativeModel;
+  dispose(): void;
+  readonly training: boolean;
+  readonly device: string;
+  readonly numParameters: number;
+  readonly disposed: boolean;
+}
+export interface NativeAddon {
+  info(): Record<string, unknown>;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  memory(): { models: number; bytes: number; pendingOps: number };
+  readSafetensors(path: string): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }>;
+  writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void>;
+  createModel(config: object): Promise<NativeModel>;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once (prebuilds/ first, then build/Release), or throws an error that explains how to fix it. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const root = packageRoot();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    cached = load(root);
+    return cached;
+  } catch (err) {
+    throw new Error(loadFailure(root, err as Error));
+  }
+}
+
+function loadFailure(root: string, err: Error): string {
+  const plat = `${process.platform}-${process.arch}`;
+  const tried = [path.join(root, 'prebuilds', plat), path.join(root, 'build', 'Release'), path.join(root, 'build', 'Debug')]
+    .map((p) => `  ${p} ${fs.existsSync(p) ? '(exists)' : '(missing)'}`);
+  let torch = 'libtorch: not checked';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { findTorch } = require(path.join(root, 'scripts', 'find-torch.js'));
+    const t = findTorch();
+    torch = t.source ? `libtorch: found (${t.source}) at ${t.cmakeDir}` : `libtorch: NOT found; tried ${t.tried.join('; ')}`;
+  } catch { /* scripts/ may be absent in a trimmed install */ }
+  const missingLib = /lib(torch|c10)[^ ]*\.so/.exec(err.message);
+  return [
+    `cmac: the native addon could not be loaded: ${err.message.split('\n')[0]}`,
+    `Tried (node-gyp-build, ${plat}, Node ${process.version}, N-API ${process.versions.napi}, ABI ${process.versions.modules}):`,
+    ...tried,
+    torch,
+    missingLib ? `The addon was found but ${missingLib[0]} was not: libtorch is missing at run time.` : '',
+    'Fix: on Debian/Ubuntu run `npm run setup` in the cmac folder (installs libtorch-dev, ffmpeg and builds),',
+    '     or `sudo apt install libtorch-dev` for a prebuild, or build from source: `npx cmake-js compile` (or `npm run build:gyp`).',
+  ].filter(Boolean).join('\n');
+}

@@ -1,0 +1,24 @@
+import { native } from './native';
+import type { Tensor } from './tensor';
+
+/** Contents of a safetensors file. */
+export interface SafetensorsFile {
+  tensors: Record<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Reads and validates a safetensors file (every rule of the format; a malformed file is an Error).
+ * @example const { tensors } = await readSafetensors('run/ckpt/step-100.safetensors');
+ */
+export function readSafetensors(path: string): Promise<SafetensorsFile> {
+  return native().readSafetensors(path);
+}
+
+/**
+ * Writes tensors atomically (temp file, fsync, rename).
+ * @example await writeSafetensors('emb.safetensors', { zV: { data, shape: [n, 128] } });
+ */
+export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+  return native().writeSafetensors(path, tensors, metadata);
+}

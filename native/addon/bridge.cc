@@ -1,0 +1,244 @@
+#include "bridge.h"
+
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+namespace cmacjs {
+
+namespace {
+std::atomic<int64_t> gPending{0};
+
+struct DtypeMap {
+  const char* name;
+  napi_typedarray_type array;
+  at::ScalarType type;
+  const char* arrayName;
+};
+const DtypeMap kDtypes[] = {
+    {"float32", napi_float32_array, at::kFloat, "Float32Array"},
+    {"float64", napi_float64_array, at::kDouble, "Float64Array"},
+    {"float16", napi_uint16_array, at::kHalf, "Uint16Array"},
+    {"int64", napi_bigint64_array, at::kLong, "BigInt64Array"},
+    {"int32", napi_int32_array, at::kInt, "Int32Array"},
+    {"uint8", napi_uint8_array, at::kByte, "Uint8Array"},
+};
+constexpr int64_t kMaxElements = int64_t(1) << 34;
+}  // namespace
+
+Napi::Error makeError(Napi::Env env, cmac::Error::Kind kind, const std::string& msg) {
+  switch (kind) {
+    case cmac::Error::Kind::Type: return Napi::TypeError::New(env, msg);
+    case cmac::Error::Kind::Range: return Napi::RangeError::New(env, msg);
+    default: return Napi::Error::New(env, msg);
+  }
+}
+
+Napi::Value guarded(Napi::Env env, const std::function<Napi::Value()>& f) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const cmac::Error& e) {
+    throw makeError(env, e.kind(), e.what());
+  } catch (const c10::Error& e) {
+    throw Napi::Error::New(env, std::string("libtorch: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Object requireObject(const Napi::Value& v, const std::string& name) {
+  if (!v.IsObject() || v.IsArray()) cmac::typeError(name + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
+  Napi::Object o = requireObject(v, name + " (a tensor { data, shape })");
+  Napi::Value data = o.Get("data");
+  if (!data.IsTypedArray())
+    cmac::typeError(name + ".data must be a typed array (Float32Array, Uint8Array, BigInt64Array, ...)");
+  auto ta = data.As<Napi::TypedArray>();
+  const DtypeMap* dt = nullptr;
+  for (const auto& d : kDtypes)
+    if (d.array == ta.TypedArrayType() && (d.type != at::kHalf)) dt = &d;
+  Napi::Value dtv = o.Get("dtype");
+  if (!dtv.IsUndefined()) {
+    if (!dtv.IsString()) cmac::typeError(name + ".dtype must be a string");
+    std::string want = dtv.As<Napi::String>();
+    const DtypeMap* named = nullptr;
+    for (const auto& d : kDtypes)
+      if (want == d.name) named = &d;
+    if (!named) cmac::typeError(name + ".dtype '" + want + "' is not supported (float32, float64, float16, int64, int32, uint8)");
+    if (named->array != ta.TypedArrayType())
+      cmac::typeError(name + ".dtype '" + want + "' needs a " + named->arrayName);
+    dt = named;
+  }
+  if (!dt) cmac::typeError(name + ".data has an unsupported typed array type");
+  Napi::Value sv = o.Get("shape");
+  if (!sv.IsArray()) cmac::typeError(name + ".shape must be an array of integers");
+  auto arr = sv.As<Napi::Array>();
+  if (arr.Length() > 8) cmac::rangeError(name + ".shape has more than 8 dimensions");
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value d = arr.Get(i);
+    if (!d.IsNumber()) cmac::typeError(name + ".shape[" + std::to_string(i) + "] must be a number");
+    double x = d.As<Napi::Number>().DoubleValue();
+    if (!(x >= 0) || x != std::floor(x) || x > double(kMaxElements))
+      cmac::rangeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " + std::to_string(x));
+    shape.push_back(static_cast<int64_t>(x));
+    if (shape.back() != 0 && numel > kMaxElements / shape.back()) cmac::rangeError(name + ".shape is too large");
+    numel *= shape.back();
+  }
+  if (static_cast<int64_t>(ta.ElementLength()) != numel)
+    cmac::rangeError(name + ".data has " + std::to_string(ta.ElementLength()) + " elements but shape [" +
+                     [&] { std::string s; for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]); return s; }() +
+                     "] needs " + std::to_string(numel));
+  torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
+  if (numel > 0) {
+    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    std::memcpy(t.data_ptr(), src, ta.ByteLength());
+  }
+  return t;
+}
+
+torch::Tensor optionalTensorFromJs(const Napi::Object& o, const char* key, const std::string& name) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return {};
+  return tensorFromJs(v, name);
+}
+
+Napi::Object tensorToJs(Napi::Env env, const torch::Tensor& in) {
+  torch::Tensor t = in.detach().to(torch::kCPU).contiguous();
+  const DtypeMap* dt = nullptr;
+  for (const auto& d : kDtypes)
+    if (d.type == t.scalar_type()) dt = &d;
+  if (!dt) {
+    t = t.to(torch::kFloat);
+    dt = &kDtypes[0];
+  }
+  const size_t bytes = t.numel() * t.element_size();
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, bytes);
+  if (bytes) std::memcpy(buf.Data(), t.data_ptr(), bytes);
+  Napi::Object o = Napi::Object::New(env);
+  napi_value arr;
+  if (napi_create_typedarray(env, dt->array, t.numel(), buf, 0, &arr) != napi_ok)
+    throw Napi::Error::New(env, "cannot create a typed array for a result tensor");
+  o.Set("data", Napi::Value(env, arr));
+  Napi::Array shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(t.size(i))));
+  o.Set("shape", shape);
+  o.Set("dtype", dt->name);
+  return o;
+}
+
+double getNumber(const Napi::Object& o, const char* key, const std::string& path, double dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsNumber()) cmac::typeError(path + " must be a number");
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(x)) cmac::rangeError(path + " must be finite, got " + std::to_string(x));
+  return x;
+}
+
+int64_t getInt(const Napi::Object& o, const char* key, const std::string& path, int64_t dflt, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsNumber()) cmac::typeError(path + " must be an integer");
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (x != std::floor(x) || x < double(lo) || x > double(hi))
+    cmac::rangeError(path + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                     std::to_string(x));
+  return static_cast<int64_t>(x);
+}
+
+bool getBool(const Napi::Object& o, const char* key, const std::string& path, bool dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsBoolean()) cmac::typeError(path + " must be a boolean");
+  return v.As<Napi::Boolean>();
+}
+
+std::string getString(const Napi::Object& o, const char* key, const std::string& path, const std::string& dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsString()) cmac::typeError(path + " must be a string");
+  return v.As<Napi::String>();
+}
+
+Napi::Object getObject(const Napi::Object& o, const char* key, const std::string& path) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return Napi::Object::New(o.Env());
+  return requireObject(v, path);
+}
+
+PromiseWorker::PromiseWorker(Napi::Env env, Work work)
+    : Napi::AsyncWorker(env, "cmac"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)) {
+  ++gPending;
+}
+
+PromiseWorker::PromiseWorker(const Napi::Object& receiver, Work work)
+    : Napi::AsyncWorker(receiver.Env(), "cmac"), deferred_(Napi::Promise::Deferred::New(receiver.Env())),
+      receiver_(Napi::Persistent(receiver)), work_(std::move(work)) {
+  ++gPending;
+}
+
+Napi::Promise PromiseWorker::Queue(Napi::Env env, Work work) {
+  auto* w = new PromiseWorker(env, std::move(work));
+  auto p = w->Promise();
+  w->Napi::AsyncWorker::Queue();
+  return p;
+}
+
+Napi::Promise PromiseWorker::Queue(const Napi::Object& receiver, Work work) {
+  auto* w = new PromiseWorker(receiver, std::move(work));
+  auto p = w->Promise();
+  w->Napi::AsyncWorker::Queue();
+  return p;
+}
+
+void PromiseWorker::Execute() {
+  try {
+    done_ = work_();
+  } catch (const cmac::Error& e) {
+    kind_ = e.kind();
+    kindSet_ = true;
+    SetError(e.what());
+  } catch (const c10::Error& e) {
+    SetError(std::string("libtorch: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  } catch (...) {
+    SetError("unknown native error");
+  }
+  work_ = nullptr;  // release captured state on the worker thread's schedule
+}
+
+void PromiseWorker::OnOK() {
+  --gPending;
+  Napi::Env env = Env();
+  try {
+    deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  } catch (const cmac::Error& e) {
+    deferred_.Reject(makeError(env, e.kind(), e.what()).Value());
+  } catch (const std::exception& e) {
+    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+  }
+  done_ = nullptr;
+}
+
+void PromiseWorker::OnError(const Napi::Error& e) {
+  --gPending;
+  Napi::Env env = Env();
+  deferred_.Reject(kindSet_ ? makeError(env, kind_, e.Message()).Value() : e.Value());
+  done_ = nullptr;
+}
+
+int64_t pendingOps() { return gPending.load(); }
+
+}  // namespace cmacjs

@@ -1,0 +1,479 @@
+#include "cmac_model.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "errors.h"
+#include "info.h"
+#include "losses.h"
+
+namespace cmac {
+
+namespace {
+std::atomic<int64_t> gLiveModels{0}, gLiveBytes{0};
+std::mutex gSeedMutex;  // manual_seed + init must not interleave across threads
+
+const float kMean[3] = {0.485f, 0.456f, 0.406f};  // ImageNet, method.md s1
+const float kStd[3] = {0.229f, 0.224f, 0.225f};
+
+std::string shapeStr(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+// CUDA autocast switch; the API moved to per-device calls in libtorch 2.4.
+void setCudaAutocast(bool on, at::ScalarType dt) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, on);
+  if (on) at::autocast::set_autocast_dtype(at::kCUDA, dt);
+#else
+  at::autocast::set_enabled(on);
+  if (on) at::autocast::set_autocast_gpu_dtype(dt);
+#endif
+}
+
+// Autocast on CUDA for the encoders; the loss math runs in fp32 outside it.
+struct AutocastGuard {
+  bool on = false;
+  at::ScalarType dt = at::kBFloat16;
+  AutocastGuard(const torch::Device& d, const std::string& amp) {
+    if (!d.is_cuda() || amp == "off") return;
+    on = true;
+    dt = amp == "bf16" ? at::kBFloat16 : at::kHalf;
+    setCudaAutocast(true, dt);
+  }
+  void pause() { if (on) setCudaAutocast(false, dt); }
+  void resume() { if (on) setCudaAutocast(true, dt); }
+  ~AutocastGuard() {
+    if (!on) return;
+    setCudaAutocast(false, dt);
+    at::autocast::clear_cache();
+  }
+};
+
+// Restores the train/eval mode on scope exit (inference runs in eval mode).
+struct ModeGuard {
+  torch::nn::Module& m;
+  bool was;
+  ModeGuard(torch::nn::Module& m_, bool train) : m(m_), was(m_.is_training()) { m.train(train); }
+  ~ModeGuard() { m.train(was); }
+};
+}  // namespace
+
+class CmacNetImpl : public torch::nn::Module {
+ public:
+  explicit CmacNetImpl(const ModelConfig& c) {
+    visual = register_module("visual", R2Plus1D18(c.visual));
+    audio = register_module("audio", AudioResNet18(c.audio));
+    heads = register_module("heads", Heads(c.visual.planes[3], c.audio.planes[3], c.embedDim));
+    logmel = register_module("logmel", LogMel(c.logmel));
+  }
+  R2Plus1D18 visual{nullptr};
+  AudioResNet18 audio{nullptr};
+  Heads heads{nullptr};
+  LogMel logmel{nullptr};
+};
+
+LossOptions lossPreset(const std::string& name) {
+  LossOptions o;
+  if (name == "xmodal") { o.withinModal = false; o.lossV = o.lossA = false; o.attentionPooling = false; }
+  else if (name == "xmodal+within") { o.lossV = o.lossA = false; o.attentionPooling = false; }
+  else if (name == "cmac-v") { o.lossA = false; }
+  else if (name == "cmac-a") { o.lossV = false; }
+  else if (name != "cmac") valueError("loss preset must be one of xmodal, xmodal+within, cmac-v, cmac-a, cmac; got '" + name + "'");
+  return o;
+}
+
+torch::Device parseDevice(const std::string& s) {
+  if (s == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (s == "cpu") return torch::kCPU;
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    int idx = 0;
+    if (s.size() > 5) {
+      const std::string n = s.substr(5);
+      if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos)
+        rangeError("device '" + s + "' is not valid. Fix: use cpu, cuda, cuda:N or auto.");
+      idx = std::stoi(n);
+    }
+    if (!torch::cuda::is_available())
+      rangeError("device '" + s + "' requested but CUDA is not available in this process (cmac info shows the build). "
+                 "Fix: use device 'cpu' or 'auto', or build cmac against a CUDA libtorch.");
+    if (idx >= static_cast<int>(torch::cuda::device_count()))
+      rangeError("device '" + s + "' does not exist: " + std::to_string(torch::cuda::device_count()) + " CUDA device(s).");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(idx));
+  }
+  rangeError("device '" + s + "' is not valid. Fix: use cpu, cuda, cuda:N or auto.");
+}
+
+struct CmacModel::Forward {
+  torch::Tensor zV, zA, featV, featA;   // B x D, B x C (fp32)
+  torch::Tensor logAlphaV, logAlphaA;   // B x N, B x M
+  torch::Tensor localV, localA;         // B x N x D, B x M x D (normalised)
+  int64_t mapH = 0, mapW = 0;
+};
+
+CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
+  if (cfg_.embedDim < 1 || cfg_.embedDim > 65536) rangeError("model.embedDim must be in [1, 65536]");
+  if (cfg_.accumulate < 1) rangeError("optim.accumulate must be >= 1");
+  if (cfg_.loss.tau <= 0 || cfg_.loss.tauT <= 0) rangeError("loss.tau and loss.tauT must be > 0");
+  if (cfg_.loss.queueSize < 0) rangeError("loss.queueSize must be >= 0");
+  if (cfg_.amp != "off" && cfg_.amp != "bf16" && cfg_.amp != "fp16") rangeError("amp must be off, bf16 or fp16; got '" + cfg_.amp + "'");
+  for (int i = 0; i < 4; ++i)
+    if (cfg_.visual.planes[i] < 4 || cfg_.audio.planes[i] < 4 || cfg_.visual.blocks[i] < 1 || cfg_.audio.blocks[i] < 1)
+      rangeError("encoder widths must be >= 4 and depths >= 1");
+  device_ = parseDevice(cfg_.device);
+  {
+    std::lock_guard<std::mutex> lock(gSeedMutex);
+    torch::manual_seed(cfg_.seed);
+    net_ = std::make_shared<CmacNetImpl>(cfg_);
+  }
+  net_->to(device_);
+  NamedTensors params;
+  for (auto& p : net_->named_parameters()) params.emplace_back(p.key(), p.value());
+  optim_ = std::make_unique<Optimizer>(std::move(params), cfg_.optim);
+  if (cfg_.loss.queueSize > 0) {
+    queueV_ = torch::zeros({cfg_.loss.queueSize, cfg_.embedDim}, torch::TensorOptions().device(device_));
+    queueA_ = torch::zeros_like(queueV_);
+  }
+  ++gLiveModels;
+  recount();
+}
+
+CmacModel::~CmacModel() {
+  --gLiveModels;
+  gLiveBytes -= accountedBytes_;
+}
+
+void CmacModel::recount() {
+  const int64_t now = stateBytes();
+  gLiveBytes += now - accountedBytes_;
+  accountedBytes_ = now;
+}
+
+void CmacModel::checkBatch(const Batch& b, bool needVideo, bool needAudio, int64_t minBatch) const {
+  int64_t n = -1;
+  if (needVideo && !b.video.defined()) typeError("batch.video is required for this call");
+  if (needAudio && !b.audio.defined()) typeError("batch.audio is required for this call");
+  if (!b.video.defined() && !b.audio.defined()) typeError("batch needs video and/or audio");
+  if (b.video.defined()) {
+    const auto& v = b.video;
+    if (v.scalar_type() != torch::kByte) typeError("batch.video must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
+    if (v.dim() != 5 || v.size(4) != 3)
+      rangeError("batch.video must have shape [N, T, H, W, 3], got " + shapeStr(v.sizes()));
+    if (v.size(1) < 1 || v.size(2) < 16 || v.size(3) < 16 || v.size(2) > 4096 || v.size(3) > 4096 || v.size(1) > 1024)
+      rangeError("batch.video frames must be 1..1024 and H, W in 16..4096, got " + shapeStr(v.sizes()));
+    n = v.size(0);
+  }
+  if (b.audio.defined()) {
+    const auto& a = b.audio;
+    if (a.scalar_type() != torch::kFloat) typeError("batch.audio must be float32 (Float32Array), got " + std::string(c10::toString(a.scalar_type())));
+    if (a.dim() != 2) rangeError("batch.audio must have shape [N, samples], got " + shapeStr(a.sizes()));
+    if (a.size(1) < cfg_.logmel.nFft || a.size(1) > 600 * cfg_.logmel.sampleRate)
+      rangeError("batch.audio needs between " + std::to_string(cfg_.logmel.nFft) + " and " +
+                 std::to_string(600 * cfg_.logmel.sampleRate) + " samples per clip, got " + std::to_string(a.size(1)));
+    if (a.numel() > 0 && !torch::isfinite(a).all().item<bool>())
+      rangeError("batch.audio contains NaN or Inf. Fix: check the decoder output or drop the clip.");
+    if (n >= 0 && a.size(0) != n)
+      rangeError("batch.video has " + std::to_string(n) + " clips but batch.audio has " + std::to_string(a.size(0)));
+    n = a.size(0);
+  }
+  if (n < 1) rangeError("batch is empty (0 clips)");
+  if (n < minBatch)
+    rangeError("batch has " + std::to_string(n) + " clip(s); training needs at least " + std::to_string(minBatch) +
+               " (the contrastive loss needs negatives). Fix: raise the batch size.");
+}
+
+torch::Tensor CmacModel::prepVideo(const torch::Tensor& v) const {
+  auto x = v.to(device_).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
+  auto mean = torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device_)).view({1, 3, 1, 1, 1});
+  auto std = torch::tensor({kStd[0], kStd[1], kStd[2]}, torch::TensorOptions().device(device_)).view({1, 3, 1, 1, 1});
+  return ((x - mean) / std).contiguous();
+}
+
+torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
+  return net_->logmel->forward(a.to(device_));
+}
+
+CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal) {
+  Forward f;
+  const auto& lo = cfg_.loss;
+  auto pool = [&](const torch::Tensor& bar, AttentionScorer& attn, Projection& proj, torch::Tensor& logAlpha,
+                  torch::Tensor& feat, torch::Tensor& z, torch::Tensor& local) {
+    logAlpha = torch::log_softmax(attn->forward(bar).to(torch::kFloat), 1);  // B x N
+    feat = lo.attentionPooling ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1)
+                               : bar.mean(1);
+    z = torch::nn::functional::normalize(proj->forward(feat).to(torch::kFloat),
+                                         torch::nn::functional::NormalizeFuncOptions().dim(1));
+    if (needLocal)
+      local = torch::nn::functional::normalize(proj->forward(bar).to(torch::kFloat),
+                                               torch::nn::functional::NormalizeFuncOptions().dim(2));
+    feat = feat.to(torch::kFloat);
+  };
+  AutocastGuard ac(device_, cfg_.amp);
+  if (b.video.defined()) {
+    auto V = net_->visual->forward(prepVideo(b.video));  // B x C x T' x H' x W'
+    f.mapH = V.size(3);
+    f.mapW = V.size(4);
+    auto Vbar = V.mean(2).flatten(2).transpose(1, 2);  // B x N x C
+    pool(Vbar, net_->heads->attnV, net_->heads->projV, f.logAlphaV, f.featV, f.zV, f.localV);
+  }
+  if (b.audio.defined()) {
+    torch::Tensor spec;
+    {
+      ac.pause();  // log-mel in fp32
+      spec = prepAudio(b.audio);
+      ac.resume();
+    }
+    auto A = net_->audio->forward(spec);                // B x C x F' x T'
+    auto Abar = A.mean(3).transpose(1, 2);              // B x M x C
+    pool(Abar, net_->heads->attnA, net_->heads->projA, f.logAlphaA, f.featA, f.zA, f.localA);
+  }
+  return f;
+}
+
+StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
+  if (!std::isfinite(o.lr) || o.lr < 0) rangeError("lr must be a finite number >= 0, got " + std::to_string(o.lr));
+  if (!(o.lambdaScale >= 0 && o.lambdaScale <= 1)) rangeError("lambdaScale must be in [0, 1]");
+  checkBatch(b, true, true, 2);
+  applyNumThreads();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& lo = cfg_.loss;
+  Forward f = forward(b, lo.lossV || lo.lossA);
+  torch::Tensor qV, qA;
+  if (queueFill_ > 0) {
+    qV = queueV_.slice(0, 0, queueFill_);
+    qA = queueA_.slice(0, 0, queueFill_);
+  }
+  auto lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA);
+  auto total = lossCon;
+  StepResult r;
+  if (lo.lossV) {
+    auto target = guidedTargetLogits(f.zA, f.localV, lo.tauT);  // beta_v: audio-guided
+    auto lv = attentionConsistencyLoss(lo.targetGrad ? target : target.detach(), f.logAlphaV);
+    total = total + o.lambdaScale * lo.lambdaV * lv;
+    r.lossV = lv.item<double>();
+  }
+  if (lo.lossA) {
+    auto target = guidedTargetLogits(f.zV, f.localA, lo.tauT);  // beta_a: vision-guided
+    auto la = attentionConsistencyLoss(lo.targetGrad ? target : target.detach(), f.logAlphaA);
+    total = total + o.lambdaScale * lo.lambdaA * la;
+    r.lossA = la.item<double>();
+  }
+  r.loss = total.item<double>();
+  r.lossCon = lossCon.item<double>();
+  r.finite = std::isfinite(r.loss);
+  const bool fp16 = device_.is_cuda() && cfg_.amp == "fp16";
+  r.lossScale = fp16 ? lossScale_ : 1.0;
+  if (!r.finite) {  // NaN guard: drop the whole accumulation window
+    optim_->zeroGrad();
+    micro_ = 0;
+  } else {
+    ((fp16 ? total * lossScale_ : total) / static_cast<double>(cfg_.accumulate)).backward();
+    if (++micro_ % cfg_.accumulate == 0) {
+      micro_ = 0;
+      torch::NoGradGuard ng;
+      std::vector<torch::Tensor> norms;
+      auto params = net_->parameters();
+      for (auto& p : params)
+        if (p.grad().defined()) {
+          if (fp16) p.mutable_grad().div_(lossScale_);
+          norms.push_back(p.grad().norm(2).to(torch::kFloat));
+        }
+      r.gradNorm = norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
+      if (!std::isfinite(r.gradNorm)) {
+        if (fp16) lossScale_ = std::max(1.0, lossScale_ * 0.5), goodSteps_ = 0;
+        r.finite = fp16;  // fp16 overflow is expected now and then; fp32 non-finite grads are not
+        optim_->zeroGrad();
+      } else {
+        if (cfg_.clipGradNorm > 0 && r.gradNorm > cfg_.clipGradNorm) {
+          const double coef = cfg_.clipGradNorm / (r.gradNorm + 1e-6);
+          for (auto& p : params)
+            if (p.grad().defined()) p.mutable_grad().mul_(coef);
+        }
+        optim_->step(o.lr);
+        optim_->zeroGrad();
+        r.stepped = true;
+        if (fp16 && ++goodSteps_ >= 2000) lossScale_ *= 2, goodSteps_ = 0;
+      }
+    }
+    if (lo.queueSize > 0) {  // FIFO: newest embeddings replace the oldest
+      torch::NoGradGuard ng;
+      const int64_t K = lo.queueSize, B = f.zV.size(0);
+      for (int64_t i = 0; i < B; ++i) {
+        queueV_[queuePtr_].copy_(f.zV[i].detach());
+        queueA_[queuePtr_].copy_(f.zA[i].detach());
+        queuePtr_ = (queuePtr_ + 1) % K;
+      }
+      queueFill_ = std::min(K, queueFill_ + B);
+    }
+  }
+  r.timeMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  recount();
+  return r;
+}
+
+StepResult CmacModel::evaluateLoss(const Batch& b, double lambdaScale) {
+  checkBatch(b, true, true, 2);
+  applyNumThreads();
+  torch::InferenceMode im;
+  ModeGuard mg(*net_, false);
+  const auto& lo = cfg_.loss;
+  Forward f = forward(b, true);
+  StepResult r;
+  r.lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal).item<double>();
+  r.lossV = attentionConsistencyLoss(guidedTargetLogits(f.zA, f.localV, lo.tauT), f.logAlphaV).item<double>();
+  r.lossA = attentionConsistencyLoss(guidedTargetLogits(f.zV, f.localA, lo.tauT), f.logAlphaA).item<double>();
+  r.loss = r.lossCon + lambdaScale * ((lo.lossV ? lo.lambdaV * r.lossV : 0) + (lo.lossA ? lo.lambdaA * r.lossA : 0));
+  r.finite = std::isfinite(r.loss);
+  return r;
+}
+
+Embeddings CmacModel::embed(const Batch& b) {
+  checkBatch(b, false, false, 1);
+  applyNumThreads();
+  torch::InferenceMode im;
+  ModeGuard mg(*net_, false);
+  Forward f = forward(b, false);
+  return {f.zV, f.zA, f.featV, f.featA};
+}
+
+Maps CmacModel::maps(const Batch& b) {
+  checkBatch(b, false, false, 1);
+  applyNumThreads();
+  torch::InferenceMode im;
+  ModeGuard mg(*net_, false);
+  Forward f = forward(b, true);
+  Maps m;
+  const double tauT = cfg_.loss.tauT;
+  if (f.logAlphaV.defined()) m.alphaV = f.logAlphaV.exp().view({-1, f.mapH, f.mapW});
+  if (f.logAlphaA.defined()) m.alphaA = f.logAlphaA.exp();
+  if (f.zA.defined() && f.localV.defined())
+    m.betaV = guidedTargetLogits(f.zA, f.localV, tauT).exp().view({-1, f.mapH, f.mapW});
+  if (f.zV.defined() && f.localA.defined()) m.betaA = guidedTargetLogits(f.zV, f.localA, tauT).exp();
+  return m;
+}
+
+NamedTensors CmacModel::stateDict() const {
+  NamedTensors sd;
+  for (const auto& p : net_->named_parameters()) sd.emplace_back(p.key(), p.value());
+  for (const auto& bf : net_->named_buffers())
+    if (bf.key() != "logmel.window" && bf.key() != "logmel.fb") sd.emplace_back(bf.key(), bf.value());
+  return sd;
+}
+
+void CmacModel::loadStateDict(const NamedTensors& sd, bool strict) {
+  std::map<std::string, torch::Tensor> given;
+  for (const auto& [k, v] : sd)
+    if (k.rfind("optim.", 0) != 0 && k.rfind("queue.", 0) != 0) given[k] = v;
+  std::vector<std::string> missing;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  std::set<std::string> used;
+  for (auto& [name, dst] : stateDict()) {
+    auto it = given.find(name);
+    if (it == given.end()) { missing.push_back(name); continue; }
+    used.insert(name);
+    if (!it->second.sizes().equals(dst.sizes()))
+      valueError("weight '" + name + "' has shape " + shapeStr(it->second.sizes()) + " in the checkpoint but " +
+                 shapeStr(dst.sizes()) + " in this model. Fix: create the model with the preset/config the checkpoint was trained with.");
+    copies.emplace_back(dst, it->second);
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [k, v] : given)
+    if (!used.count(k)) unexpected.push_back(k);
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 5; ++i) s += (i ? ", " : "") + v[i];
+    return s + (v.size() > 5 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
+  };
+  if (strict && !missing.empty())
+    valueError("checkpoint lacks " + std::to_string(missing.size()) + " weight(s): " + list(missing) +
+               ". Fix: use a checkpoint of the same preset, or load with strict=false.");
+  if (strict && !unexpected.empty())
+    valueError("checkpoint has " + std::to_string(unexpected.size()) + " unexpected weight(s): " + list(unexpected) +
+               ". Fix: use a checkpoint of the same preset, or load with strict=false.");
+  torch::NoGradGuard ng;
+  for (auto& [dst, src] : copies) dst.copy_(src.to(dst.dtype()));  // all checks passed: nothing half-loaded
+}
+
+NamedTensors CmacModel::optimizerState() const {
+  NamedTensors st = optim_->state();
+  st.emplace_back("optim.micro", torch::tensor({micro_}, torch::kLong));
+  st.emplace_back("optim.lossScale", torch::tensor({lossScale_}, torch::kDouble));
+  if (cfg_.loss.queueSize > 0) {
+    st.emplace_back("queue.v", queueV_);
+    st.emplace_back("queue.a", queueA_);
+    st.emplace_back("queue.state", torch::tensor({queuePtr_, queueFill_}, torch::kLong));
+  }
+  return st;
+}
+
+void CmacModel::loadOptimizerState(const NamedTensors& st) {
+  optim_->loadState(st);
+  for (const auto& [k, v] : st) {
+    if (k == "optim.micro" && v.numel() == 1) micro_ = v.to(torch::kLong).item<int64_t>() % cfg_.accumulate;
+    else if (k == "optim.lossScale" && v.numel() == 1) lossScale_ = v.item<double>();
+    else if ((k == "queue.v" || k == "queue.a") && cfg_.loss.queueSize > 0) {
+      if (!v.sizes().equals(queueV_.sizes())) valueError("checkpoint queue '" + k + "' has the wrong shape");
+      (k == "queue.v" ? queueV_ : queueA_).copy_(v);
+    } else if (k == "queue.state" && v.numel() == 2 && cfg_.loss.queueSize > 0) {
+      queuePtr_ = v[0].item<int64_t>() % cfg_.loss.queueSize;
+      queueFill_ = std::min(cfg_.loss.queueSize, v[1].item<int64_t>());
+    }
+  }
+}
+
+void CmacModel::save(const std::string& path, const std::map<std::string, std::string>& meta) const {
+  NamedTensors all = stateDict();
+  for (auto& t : optimizerState()) all.push_back(std::move(t));
+  writeSafetensors(path, all, meta);
+}
+
+void CmacModel::load(const std::string& path) {
+  Safetensors f = readSafetensors(path);
+  loadStateDict(f.tensors, true);
+  bool hasOptim = false;
+  for (const auto& [k, v] : f.tensors) hasOptim = hasOptim || k == "optim.step";
+  if (hasOptim) loadOptimizerState(f.tensors);
+  recount();
+}
+
+void CmacModel::setTraining(bool on) { net_->train(on); }
+bool CmacModel::training() const { return net_->is_training(); }
+
+void CmacModel::to(const std::string& device) {
+  auto d = parseDevice(device);
+  auto st = optimizerState();
+  net_->to(d);
+  device_ = d;
+  if (queueV_.defined()) { queueV_ = queueV_.to(d); queueA_ = queueA_.to(d); }
+  optim_->loadState(st);  // moves the optimiser buffers next to their parameters
+}
+
+std::string CmacModel::device() const { return device_.str(); }
+
+int64_t CmacModel::numParameters() const {
+  int64_t n = 0;
+  for (const auto& p : net_->parameters()) n += p.numel();
+  return n;
+}
+
+int64_t CmacModel::stateBytes() const {
+  int64_t n = 0;
+  for (const auto& [k, t] : stateDict()) n += t.numel() * t.element_size();
+  for (const auto& [k, t] : optim_->state()) n += t.numel() * t.element_size();
+  return n;
+}
+
+LiveCounts liveCounts() { return {gLiveModels.load(), gLiveBytes.load()}; }
+
+}  // namespace cmac

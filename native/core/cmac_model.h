@@ -1,0 +1,126 @@
+// CmacModel: both encoders, the log-mel front end, the heads, the CMAC
+// losses and the optimiser behind few coarse calls. One trainStep() is a
+// whole step: forward, losses, backward, clipping, optimiser (method.md s3-4).
+#pragma once
+#include <torch/nn.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "audio_resnet.h"
+#include "heads.h"
+#include "logmel.h"
+#include "optim.h"
+#include "r2plus1d.h"
+#include "safetensors.h"
+
+namespace cmac {
+
+struct LossOptions {
+  bool withinModal = true;       // within-modal negatives in L_con
+  bool lossV = true;             // L_v: regional attention consistency
+  bool lossA = true;             // L_a: frequency attention consistency
+  bool attentionPooling = true;  // false: global average pooling (alpha uniform)
+  bool targetGrad = false;       // let gradients flow into beta (no stop-gradient)
+  double tau = 0.07, tauT = 0.1;
+  double lambdaV = 1.0, lambdaA = 1.0;
+  int64_t queueSize = 0;  // FIFO queue of past embeddings per modality (0: off)
+};
+
+// The five ablation presets of method.md section 5.
+LossOptions lossPreset(const std::string& name);
+
+struct ModelConfig {
+  R2Plus1DOptions visual;
+  AudioResNetOptions audio;
+  LogMelOptions logmel;
+  int64_t embedDim = 128;
+  LossOptions loss;
+  OptimOptions optim;
+  double clipGradNorm = 0;  // 0: no clipping (the norm is still reported)
+  int64_t accumulate = 1;   // optimiser step every k trainStep calls
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto
+  std::string amp = "off";     // off | bf16 | fp16 (CUDA only)
+  uint64_t seed = 0;
+};
+
+// Parses a device string; an error names the value and the fix.
+torch::Device parseDevice(const std::string& s);
+
+// Inputs as they cross from JS: video uint8 N x T x H x W x 3, audio float N x S.
+struct Batch {
+  torch::Tensor video, audio;
+};
+
+struct StepOptions {
+  double lr = 1e-3;
+  double lambdaScale = 1.0;  // the lambda ramp of method.md section 4, in [0, 1]
+};
+
+struct StepResult {
+  double loss = 0, lossCon = 0, lossV = 0, lossA = 0, gradNorm = 0, timeMs = 0, lossScale = 0;
+  bool stepped = false, finite = true;
+};
+
+struct Embeddings {
+  torch::Tensor zV, zA, featV, featA;  // undefined where that modality was not given
+};
+
+struct Maps {
+  torch::Tensor alphaV, betaV;  // B x H' x W'
+  torch::Tensor alphaA, betaA;  // B x M bands
+};
+
+class CmacNetImpl;
+
+class CmacModel {
+ public:
+  explicit CmacModel(const ModelConfig& cfg);
+  ~CmacModel();
+
+  StepResult trainStep(const Batch& b, const StepOptions& o);
+  Embeddings embed(const Batch& b);
+  Maps maps(const Batch& b);
+  // Every loss term for a batch without updating anything (eval mode).
+  StepResult evaluateLoss(const Batch& b, double lambdaScale = 1.0);
+
+  NamedTensors stateDict() const;        // weights, prefixed visual./audio./heads./logmel.
+  void loadStateDict(const NamedTensors& sd, bool strict = true);
+  NamedTensors optimizerState() const;   // optim.* and queue.*
+  void loadOptimizerState(const NamedTensors& st);
+  void save(const std::string& path, const std::map<std::string, std::string>& meta = {}) const;
+  void load(const std::string& path);
+
+  void setTraining(bool on);
+  bool training() const;
+  void to(const std::string& device);
+  std::string device() const;
+  int64_t numParameters() const;
+  int64_t stateBytes() const;  // bytes of weights, buffers and optimiser state
+  const ModelConfig& config() const { return cfg_; }
+
+ private:
+  struct Forward;
+  Forward forward(const Batch& b, bool needLocal);
+  torch::Tensor prepVideo(const torch::Tensor& v) const;
+  torch::Tensor prepAudio(const torch::Tensor& a) const;
+  void checkBatch(const Batch& b, bool needVideo, bool needAudio, int64_t minBatch) const;
+  void recount();  // keeps the process-wide byte count in step with this model
+
+  ModelConfig cfg_;
+  std::shared_ptr<CmacNetImpl> net_;
+  std::unique_ptr<Optimizer> optim_;
+  torch::Device device_{torch::kCPU};
+  torch::Tensor queueV_, queueA_;
+  int64_t queuePtr_ = 0, queueFill_ = 0, micro_ = 0;
+  double lossScale_ = 65536.0;
+  int64_t goodSteps_ = 0;
+  int64_t accountedBytes_ = 0;
+};
+
+// Process-wide counts for memory(): live models and their state bytes.
+struct LiveCounts { int64_t models; int64_t bytes; };
+LiveCounts liveCounts();
+
+}  // namespace cmac

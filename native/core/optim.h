@@ -1,0 +1,41 @@
+// SGD (momentum, nesterov), Adam and AdamW with the update rules of
+// torch.optim (single-tensor, non-foreach path), learning rate passed per
+// step. Written here rather than torch::optim so the state has stable names
+// ("optim.<param>.<slot>") for safetensors checkpoints and exact resume.
+#pragma once
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "safetensors.h"
+
+namespace cmac {
+
+struct OptimOptions {
+  std::string name = "adam";  // sgd | adam | adamw
+  double momentum = 0.9;      // sgd
+  bool nesterov = false;      // sgd
+  double weightDecay = 1e-5;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw
+};
+
+class Optimizer {
+ public:
+  Optimizer(NamedTensors params, OptimOptions o);
+  void step(double lr);
+  void zeroGrad();
+  int64_t steps() const { return steps_; }
+  NamedTensors state() const;
+  // Restores state written by state(); names and shapes must match.
+  void loadState(const NamedTensors& state);
+  const OptimOptions& options() const { return o_; }
+
+ private:
+  struct Slot { std::string name; torch::Tensor param, buf1, buf2; };
+  OptimOptions o_;
+  std::vector<Slot> slots_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace cmac

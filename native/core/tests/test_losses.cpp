@@ -1,0 +1,124 @@
+#include <torch/torch.h>
+
+#include "losses.h"
+#include "test.h"
+
+using namespace cmac;
+
+namespace {
+torch::Tensor unit(torch::Tensor x) { return x / x.norm(2, 1, true); }
+
+// method.md s4 written as a plain loop.
+double naiveContrastive(const torch::Tensor& zv, const torch::Tensor& za, double tau, bool within) {
+  auto e = [&](const torch::Tensor& x, const torch::Tensor& y) { return std::exp((x * y).sum().item<double>() / tau); };
+  const int64_t B = zv.size(0);
+  double lv = 0, la = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    double dv = 0, da = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      dv += e(zv[i], za[j]);
+      da += e(za[i], zv[j]);
+      if (within && j != i) {
+        dv += e(zv[i], zv[j]);
+        da += e(za[i], za[j]);
+      }
+    }
+    lv += -std::log(e(zv[i], za[i]) / dv);
+    la += -std::log(e(za[i], zv[i]) / da);
+  }
+  return 0.5 * (lv / B + la / B);
+}
+}  // namespace
+
+TEST(contrastive_matches_naive_loop_with_and_without_within_negatives) {
+  torch::manual_seed(1);
+  auto zv = unit(torch::randn({5, 8}, torch::kDouble)), za = unit(torch::randn({5, 8}, torch::kDouble));
+  for (bool within : {false, true}) {
+    double got = contrastiveLoss(zv, za, 0.07, within).item<double>();
+    CHECK_CLOSE(got, naiveContrastive(zv, za, 0.07, within), 1e-9);
+  }
+  // The within-modal terms only add to the denominator: the loss grows.
+  CHECK(contrastiveLoss(zv, za, 0.07, true).item<double>() > contrastiveLoss(zv, za, 0.07, false).item<double>());
+}
+
+TEST(contrastive_drops_when_positives_identical) {
+  torch::manual_seed(2);
+  auto zv = unit(torch::randn({6, 16}, torch::kDouble)), za = unit(torch::randn({6, 16}, torch::kDouble));
+  double before = contrastiveLoss(zv, za, 0.07, true).item<double>();
+  double after = contrastiveLoss(zv, zv.clone(), 0.07, true).item<double>();
+  CHECK_MSG(after < before, after << " vs " << before);
+}
+
+TEST(contrastive_queue_adds_negatives) {
+  torch::manual_seed(3);
+  auto zv = unit(torch::randn({4, 8}, torch::kDouble)), za = unit(torch::randn({4, 8}, torch::kDouble));
+  auto qv = unit(torch::randn({3, 8}, torch::kDouble)), qa = unit(torch::randn({3, 8}, torch::kDouble));
+  // Equivalent to a naive loop whose negatives include the queued embeddings.
+  double tau = 0.1;
+  auto e = [&](const torch::Tensor& x, const torch::Tensor& y) { return std::exp((x * y).sum().item<double>() / tau); };
+  double lv = 0, la = 0;
+  for (int64_t i = 0; i < 4; ++i) {
+    double dv = 0, da = 0;
+    for (int64_t j = 0; j < 4; ++j) {
+      dv += e(zv[i], za[j]) + (j != i ? e(zv[i], zv[j]) : 0);
+      da += e(za[i], zv[j]) + (j != i ? e(za[i], za[j]) : 0);
+    }
+    for (int64_t k = 0; k < 3; ++k) {
+      dv += e(zv[i], qa[k]) + e(zv[i], qv[k]);
+      da += e(za[i], qv[k]) + e(za[i], qa[k]);
+    }
+    lv -= std::log(e(zv[i], za[i]) / dv);
+    la -= std::log(e(za[i], zv[i]) / da);
+  }
+  CHECK_CLOSE(contrastiveLoss(zv, za, tau, true, qv, qa).item<double>(), 0.5 * (lv + la) / 4, 1e-9);
+}
+
+TEST(kl_is_zero_when_alpha_equals_beta_and_positive_otherwise) {
+  torch::manual_seed(4);
+  auto logits = torch::log_softmax(torch::randn({3, 10}, torch::kDouble), 1);
+  CHECK_CLOSE(attentionConsistencyLoss(logits, logits).item<double>(), 0.0, 1e-12);
+  auto other = torch::log_softmax(torch::randn({3, 10}, torch::kDouble), 1);
+  CHECK(attentionConsistencyLoss(logits, other).item<double>() > 0);
+}
+
+TEST(guided_target_is_softmax_over_regions) {
+  torch::manual_seed(5);
+  auto z = unit(torch::randn({2, 4}, torch::kDouble));
+  auto local = torch::randn({2, 6, 4}, torch::kDouble);
+  auto lt = guidedTargetLogits(z, local, 0.1);
+  CHECK_CLOSE(lt.exp().sum(1)[0].item<double>(), 1.0, 1e-12);
+  double manual = (local[1][3] * z[1]).sum().item<double>() / 0.1;
+  auto row = torch::mv(local[1], z[1]) / 0.1;
+  CHECK_CLOSE(lt[1][3].item<double>(), manual - torch::logsumexp(row, 0).item<double>(), 1e-12);
+}
+
+TEST(losses_pass_gradcheck_in_double) {
+  torch::manual_seed(6);
+  // Finite differences against autograd for every loss, in float64.
+  auto check = [](std::function<torch::Tensor(const torch::Tensor&)> f, torch::Tensor x) {
+    x = x.detach().requires_grad_(true);
+    auto y = f(x);
+    auto g = torch::autograd::grad({y}, {x})[0];
+    auto flat = x.detach().flatten();
+    const double h = 1e-6;
+    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / 12)) {
+      auto xp = flat.clone(), xm = flat.clone();
+      xp[i] += h;
+      xm[i] -= h;
+      double num = (f(xp.view(x.sizes())).item<double>() - f(xm.view(x.sizes())).item<double>()) / (2 * h);
+      CHECK_CLOSE(g.flatten()[i].item<double>(), num, 1e-6 + 1e-5 * std::abs(num));
+    }
+  };
+  auto za = unit(torch::randn({4, 6}, torch::kDouble));
+  for (bool within : {false, true})
+    check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, within); }, torch::randn({4, 6}, torch::kDouble));
+  auto qa = unit(torch::randn({3, 6}, torch::kDouble)), qv = unit(torch::randn({3, 6}, torch::kDouble));
+  check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, true, qv, qa); }, torch::randn({4, 6}, torch::kDouble));
+  auto target = torch::log_softmax(torch::randn({4, 5}, torch::kDouble), 1);
+  check([&](const torch::Tensor& a) { return attentionConsistencyLoss(target, torch::log_softmax(a, 1)); },
+        torch::randn({4, 5}, torch::kDouble));
+  auto local = torch::randn({4, 5, 6}, torch::kDouble);
+  auto logAlpha = torch::log_softmax(torch::randn({4, 5}, torch::kDouble), 1);
+  check([&](const torch::Tensor& z) { return attentionConsistencyLoss(guidedTargetLogits(unit(z), local, 0.1), logAlpha); },
+        torch::randn({4, 6}, torch::kDouble));
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+// Finds libtorch for both builds (CMake and node-gyp), in the one order
+// documented in docs/architecture and README:
+//   1. LIBTORCH (an unpacked libtorch)   2. Torch_DIR / CMAKE_PREFIX_PATH
+//   3. a Python PyTorch install           4. the system package (libtorch-dev)
+// Usage: find-torch.js --json | --cmake | --gyp-include | --gyp-libs | --gyp-ldflags | --gyp-defines
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const CONFIG = path.join('Torch', 'TorchConfig.cmake');
+
+function hasConfig(dir) {
+  return !!dir && fs.existsSync(path.join(dir, 'TorchConfig.cmake'));
+}
+
+/** cmake dir (the folder holding TorchConfig.cmake) under a prefix, if any. */
+function configUnder(prefix) {
+  for (const rel of ['share/cmake/Torch', 'lib/cmake/Torch', 'lib/x86_64-linux-gnu/cmake/Torch', 'lib/aarch64-linux-gnu/cmake/Torch', 'Torch', '.']) {
+    const d = path.join(prefix, rel);
+    if (hasConfig(d)) return d;
+  }
+  return null;
+}
+
+function pythonPrefix() {
+  const tried = [];
+  for (const py of [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean)) {
+    try {
+      const out = execFileSync(py, ['-c', 'import torch;print(torch.utils.cmake_prefix_path)'], {
+        stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000,
+      }).toString().trim();
+      tried.push(`${py}: ${out}`);
+      const dir = configUnder(out);
+      if (dir) return { dir, tried };
+    } catch (e) {
+      tried.push(`${py}: no torch module`);
+    }
+  }
+  return { dir: null, tried };
+}
+
+/** Walks the order above; returns { source, cmakeDir, root, tried }. */
+function findTorch() {
+  const tried = [];
+  const env = process.env;
+  if (env.LIBTORCH) {
+    const dir = configUnder(env.LIBTORCH);
+    tried.push(`LIBTORCH=${env.LIBTORCH}: ${dir ? 'found' : 'no TorchConfig.cmake'}`);
+    if (dir) return done('LIBTORCH', dir);
+  }
+  if (env.Torch_DIR) {
+    const dir = hasConfig(env.Torch_DIR) ? env.Torch_DIR : configUnder(env.Torch_DIR);
+    tried.push(`Torch_DIR=${env.Torch_DIR}: ${dir ? 'found' : 'no TorchConfig.cmake'}`);
+    if (dir) return done('Torch_DIR', dir);
+  }
+  for (const p of (env.CMAKE_PREFIX_PATH || '').split(path.delimiter).filter(Boolean)) {
+    const dir = configUnder(p);
+    tried.push(`CMAKE_PREFIX_PATH entry ${p}: ${dir ? 'found' : 'no TorchConfig.cmake'}`);
+    if (dir) return done('CMAKE_PREFIX_PATH', dir);
+  }
+  if (env.CMAC_SKIP_PYTHON_TORCH !== '1') {
+    const py = pythonPrefix();
+    tried.push(...py.tried.map((t) => `python ${t}`));
+    if (py.dir) return done('python', py.dir);
+  }
+  for (const prefix of ['/usr', '/usr/local']) {
+    const dir = configUnder(prefix);
+    tried.push(`system ${prefix}: ${dir ? 'found' : 'no TorchConfig.cmake'}`);
+    if (dir) return done('system', dir);
+  }
+  return { source: null, cmakeDir: null, root: null, tried };
+
+  function done(source, cmakeDir) {
+    return { source, cmakeDir: path.resolve(cmakeDir), root: torchRoot(cmakeDir), tried };
+  }
+}
+
+/** The install prefix holding include/ and the libraries. */
+function torchRoot(cmakeDir) {
+  let d = path.resolve(cmakeDir);
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(d, 'include', 'torch', 'csrc', 'api', 'include'))) return d;
+    d = path.dirname(d);
+  }
+  return path.resolve(cmakeDir, '../../..');
+}
+
+function libDir(t) {
+  for (const rel of ['lib', 'lib/x86_64-linux-gnu', 'lib/aarch64-linux-gnu']) {
+    const d = path.join(t.root, rel);
+    if (fs.existsSync(path.join(d, 'libtorch_cpu.so'))) return d;
+  }
+  return path.join(t.root, 'lib');
+}
+
+/** _GLIBCXX_USE_CXX11_ABI the library was built with (read from TorchConfig.cmake). */
+function cxx11Abi(t) {
+  const text = fs.readFileSync(path.join(t.cmakeDir, 'TorchConfig.cmake'), 'utf8');
+  const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(text);
+  return m ? Number(m[1]) : 1;
+}
+
+function hasCuda(t) {
+  return fs.existsSync(path.join(libDir(t), 'libtorch_cuda.so'));
+}
+
+function isSystemDir(d) {
+  return ['/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib'].includes(d);
+}
+
+function main() {
+  const t = findTorch();
+  const arg = process.argv[2] || '--json';
+  if (!t.source) {
+    if (arg === '--json') { console.log(JSON.stringify(t, null, 2)); return; }
+    console.error('cmac: libtorch not found. Tried:\n  ' + t.tried.join('\n  ') +
+      '\nFix: run `npm run setup` (installs Debian/Ubuntu libtorch-dev), or set LIBTORCH=/path/to/libtorch.');
+    process.exit(1);
+  }
+  const lib = libDir(t);
+  const cuda = hasCuda(t);
+  switch (arg) {
+    case '--json':
+      console.log(JSON.stringify({ ...t, libDir: lib, cxx11Abi: cxx11Abi(t), cuda }, null, 2));
+      break;
+    case '--cmake': // a CMake list: source;cmakeDir;root;libDir;abi;cuda
+      process.stdout.write([t.source, t.cmakeDir, t.root, lib, cxx11Abi(t), cuda ? 1 : 0].join(';'));
+      break;
+    case '--gyp-include':
+      console.log([path.join(t.root, 'include'), path.join(t.root, 'include/torch/csrc/api/include')].join(' '));
+      break;
+    case '--gyp-defines':
+      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE="${t.source}"`,
+        ...(cuda ? ['CMAC_WITH_CUDA=1'] : [])].join(' '));
+      break;
+    case '--gyp-libs': {
+      const libs = [`-L${lib}`];
+      if (cuda) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
+      libs.push('-ltorch', '-ltorch_cpu', '-lc10');
+      console.log(libs.join(' '));
+      break;
+    }
+    case '--gyp-ldflags': {
+      // Relative rpath only: from build/Release (and prebuilds/<platform>) to the torch lib dir.
+      if (isSystemDir(lib)) { console.log(''); break; }
+      const pkg = path.resolve(__dirname, '..');
+      const rel = path.relative(path.join(pkg, 'build', 'Release'), lib);
+      console.log(`-Wl,-rpath,'$$ORIGIN/${rel}'`);
+      break;
+    }
+    default:
+      console.error(`find-torch: unknown option ${arg}`);
+      process.exit(2);
+  }
+}
+
+module.exports = { findTorch };
+if (require.main === module) main();

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian/Ubuntu machine ready for cmac: installs what is missing
+# among the system packages, runs `npm ci`, builds the addon and TypeScript.
+# Idempotent: with everything present it only checks and rebuilds what changed.
+#
+# Usage: scripts/setup.sh [--python] [--jupyter] [--no-build]
+#   --python   also the PyTorch reference (python3-torch, -torchvision,
+#              -torchaudio, -av) for parity fixtures and benchmark baselines
+#   --jupyter  also Jupyter (nbconvert, ipykernel) for the tslab notebook test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(libtorch-dev libgloo-dev ffmpeg nlohmann-json3-dev cmake g++ make python3)
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av) ;;
+    --jupyter) want+=(jupyter-nbconvert python3-ipykernel) ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: system packages present (${want[*]})"
+fi
+
+# npm ci only when the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  echo "setup: node_modules up to date"
+fi
+
+if [ "$build" = 1 ]; then
+  npm run build
+fi
+echo "setup: done. Try: npm run demo   (tests: npm test)"
