@@ -77,57 +77,57 @@ export class CmacModel {
   }
 
   /** One whole training step: forward, losses, backward, clipping, optimiser (or accumulation). */
-  trainStep(batch: Batch, options: StepOptions): Promise<StepResult> {
+  async trainStep(batch: Batch, options: StepOptions): Promise<StepResult> {
     return this.nativeModel.trainStep(batch, options);
   }
 
   /** Every loss term of a batch in eval mode, without updating anything. */
-  evaluateLoss(batch: Batch, lambdaScale = 1): Promise<StepResult> {
+  async evaluateLoss(batch: Batch, lambdaScale = 1): Promise<StepResult> {
     return this.nativeModel.evaluateLoss(batch, lambdaScale);
   }
 
   /** Embeddings (eval mode, inference only). Either modality may be omitted. */
-  embed(batch: Batch): Promise<Embeddings> {
+  async embed(batch: Batch): Promise<Embeddings> {
     return this.nativeModel.embed(batch) as Promise<Embeddings>;
   }
 
   /** alpha/beta maps (eval mode). beta needs both modalities. */
-  maps(batch: Batch): Promise<AttentionMaps> {
+  async maps(batch: Batch): Promise<AttentionMaps> {
     return this.nativeModel.maps(batch) as Promise<AttentionMaps>;
   }
 
   /** Weights with torchvision key names under visual./audio./heads./logmel. (copies). */
-  stateDict(): Promise<Record<string, Tensor>> {
+  async stateDict(): Promise<Record<string, Tensor>> {
     return this.nativeModel.stateDict();
   }
 
   /** Loads weights; with strict (default) every name and shape must match, and nothing changes on error. */
-  loadStateDict(stateDict: Record<string, Tensor>, strict = true): Promise<void> {
+  async loadStateDict(stateDict: Record<string, Tensor>, strict = true): Promise<void> {
     return this.nativeModel.loadStateDict(stateDict, strict);
   }
 
   /** Optimiser state (optim.*) and the negatives queue (queue.*). */
-  optimizerState(): Promise<Record<string, Tensor>> {
+  async optimizerState(): Promise<Record<string, Tensor>> {
     return this.nativeModel.optimizerState();
   }
 
   /** Restores what optimizerState() returned. */
-  loadOptimizerState(state: Record<string, Tensor>): Promise<void> {
+  async loadOptimizerState(state: Record<string, Tensor>): Promise<void> {
     return this.nativeModel.loadOptimizerState(state);
   }
 
   /** Writes weights + optimiser state to one safetensors file, atomically. */
-  save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+  async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
     return this.nativeModel.save(path, metadata);
   }
 
   /** Reads a safetensors file written by save() (optimiser state too when present). */
-  load(path: string): Promise<void> {
+  async load(path: string): Promise<void> {
     return this.nativeModel.load(path);
   }
 
   /** Moves the model (and optimiser state) to a device: cpu | cuda | cuda:N | auto. */
-  to(device: string): Promise<string> {
+  async to(device: string): Promise<string> {
     return this.nativeModel.to(device);
   }
 

@@ -1,5 +1,6 @@
-// Model-size presets (method.md section 2). The native defaults are the
-// `paper` values; presets list only what they change.
+// Size presets as the model and the data pipeline see them, derived from the
+// one source of truth in lib/config (schema defaults + size presets).
+import { resolveConfig, toModelConfig } from './config';
 import type { ModelConfig } from './model';
 
 /** Size presets: `tiny` for CPU tests and the demo, `paper` for R(2+1)D-18 at 8x112x112. */
@@ -14,22 +15,23 @@ export interface ClipShape {
   sampleRate: number;
 }
 
-export const clipShapes: Record<SizePreset, ClipShape> = {
-  tiny: { frames: 4, fps: 8, size: 64, audioSeconds: 2, sampleRate: 16000 },
-  paper: { frames: 8, fps: 16, size: 112, audioSeconds: 2, sampleRate: 16000 },
-};
+/**
+ * The clip geometry of a size preset.
+ * @example clipShape('tiny') // { frames: 4, fps: 8, size: 64, audioSeconds: 2, sampleRate: 16000 }
+ */
+export function clipShape(preset: SizePreset): ClipShape {
+  const c = resolveConfig({ preset });
+  return { ...c.clip, sampleRate: c.logmel.sampleRate };
+}
 
-const tinyWidths: [number, number, number, number] = [16, 32, 64, 128];
+/** Clip geometry of both presets. */
+export const clipShapes: Record<SizePreset, ClipShape> = { tiny: clipShape('tiny'), paper: clipShape('paper') };
 
-/** The model part of a size preset. */
+/**
+ * The full native model configuration of a size preset (method.md defaults).
+ * @example const model = await CmacModel.create({ ...modelPreset('tiny'), seed: 1 });
+ */
 export function modelPreset(preset: SizePreset): ModelConfig {
-  if (preset === 'tiny') {
-    return {
-      visual: { planes: tinyWidths, stemMid: Math.floor((45 * tinyWidths[0]) / 64), lastStride1: true },
-      audio: { planes: tinyWidths },
-      logmel: { nMels: 64 },
-    };
-  }
-  if (preset === 'paper') return {};
-  throw new RangeError(`preset must be 'tiny' or 'paper', got '${String(preset)}'`);
+  if (preset !== 'tiny' && preset !== 'paper') throw new RangeError(`preset must be 'tiny' or 'paper', got '${String(preset)}'`);
+  return toModelConfig(resolveConfig({ preset }));
 }

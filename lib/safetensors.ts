@@ -11,7 +11,7 @@ export interface SafetensorsFile {
  * Reads and validates a safetensors file (every rule of the format; a malformed file is an Error).
  * @example const { tensors } = await readSafetensors('run/ckpt/step-100.safetensors');
  */
-export function readSafetensors(path: string): Promise<SafetensorsFile> {
+export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   return native().readSafetensors(path);
 }
 
@@ -19,6 +19,6 @@ export function readSafetensors(path: string): Promise<SafetensorsFile> {
  * Writes tensors atomically (temp file, fsync, rename).
  * @example await writeSafetensors('emb.safetensors', { zV: { data, shape: [n, 128] } });
  */
-export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
   return native().writeSafetensors(path, tensors, metadata);
 }

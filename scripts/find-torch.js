@@ -132,7 +132,7 @@ function main() {
       console.log([path.join(t.root, 'include'), path.join(t.root, 'include/torch/csrc/api/include')].join(' '));
       break;
     case '--gyp-defines':
-      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE="${t.source}"`,
+      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`,
         ...(cuda ? ['CMAC_WITH_CUDA=1'] : [])].join(' '));
       break;
     case '--gyp-libs': {

@@ -8,6 +8,8 @@ log=$(mktemp)
 {
   npm run --silent build:native >/dev/null && npm run --silent build:ts && npm run --silent build:test
 } || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+# Default: every suite; arguments select files or pass mocha options (e.g. -g name).
+if [ $# -eq 0 ]; then set -- ".test-build/test/**/*.test.js"; fi
 npx mocha "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=$(grep -Eo '^ *[0-9]+ passing' "$log" | grep -Eo '[0-9]+' | tail -1)

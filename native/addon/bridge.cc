@@ -217,17 +217,22 @@ void PromiseWorker::Execute() {
   work_ = nullptr;  // release captured state on the worker thread's schedule
 }
 
+// Settling may fail while the environment shuts down (worker.terminate());
+// nothing may escape from here then, or the process aborts.
 void PromiseWorker::OnOK() {
   --gPending;
   Napi::Env env = Env();
   try {
-    deferred_.Resolve(done_ ? done_(env) : env.Undefined());
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
-  } catch (const cmac::Error& e) {
-    deferred_.Reject(makeError(env, e.kind(), e.what()).Value());
-  } catch (const std::exception& e) {
-    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    try {
+      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const cmac::Error& e) {
+      deferred_.Reject(makeError(env, e.kind(), e.what()).Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    }
+  } catch (...) {
   }
   done_ = nullptr;
 }
@@ -235,7 +240,10 @@ void PromiseWorker::OnOK() {
 void PromiseWorker::OnError(const Napi::Error& e) {
   --gPending;
   Napi::Env env = Env();
-  deferred_.Reject(kindSet_ ? makeError(env, kind_, e.Message()).Value() : e.Value());
+  try {
+    deferred_.Reject(kindSet_ ? makeError(env, kind_, e.Message()).Value() : e.Value());
+  } catch (...) {
+  }
   done_ = nullptr;
 }
 

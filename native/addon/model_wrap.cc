@@ -7,6 +7,14 @@ namespace cmacjs {
 
 namespace {
 
+// AdjustExternalMemory that never throws: during environment teardown
+// (worker.terminate()) N-API calls may fail, and a throw from a finaliser
+// would abort the process.
+void adjustMemory(napi_env env, int64_t delta) {
+  int64_t ignored;
+  if (delta) napi_adjust_external_memory(env, delta, &ignored);
+}
+
 const napi_type_tag kModelTag = {0x636d61636d6f6465ULL, 0x6c00000000000001ULL};
 
 void readArray4(const Napi::Object& o, const char* key, const std::string& path, std::array<int64_t, 4>& out,
@@ -143,7 +151,9 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(env, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
-  h_ = *info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data();
+  // Take the handle out of the External: it must not keep the model alive until GC.
+  h_ = std::move(*info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data());
+  if (!h_) throw Napi::TypeError::New(env, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
   device_ = h_->model->device();
   numParameters_ = h_->model->numParameters();
@@ -151,7 +161,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 }
 
 ModelWrap::~ModelWrap() {
-  if (reported_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_);
+  adjustMemory(Env(), -reported_);
 }
 
 Napi::Value ModelWrap::Create(const Napi::CallbackInfo& info) {
@@ -183,7 +193,7 @@ void ModelWrap::syncExternalMemory(Napi::Env env) {
   if (!h_) return;
   const int64_t now = h_->bytes.load();
   if (now != reported_) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, now - reported_);
+    adjustMemory(env, now - reported_);
     reported_ = now;
   }
 }
@@ -404,14 +414,11 @@ Napi::Value ModelWrap::Disposed(const Napi::CallbackInfo& info) { return Napi::B
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
   if (h_) {
-    if (reported_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reported_);
+    adjustMemory(info.Env(), -reported_);
     reported_ = 0;
-    // In-flight work keeps its own reference; the model is freed when the last one ends.
-    auto h = std::move(h_);
-    if (h->mu.try_lock()) {
-      h->model.reset();
-      h->mu.unlock();
-    }
+    // Calls already made keep their own reference and still run; the model is
+    // freed when the last of them ends (now, when none is pending).
+    h_.reset();
   }
   return info.Env().Undefined();
 }

@@ -13,7 +13,13 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#ifndef CMAC_TORCH_SOURCE
+// The build passes the libtorch source as a bare token (CMAC_TORCH_SOURCE_ID=
+// system): string-valued -D flags lose their quotes in node-gyp's expansion.
+#define CMAC_STR2(x) #x
+#define CMAC_STR(x) CMAC_STR2(x)
+#ifdef CMAC_TORCH_SOURCE_ID
+#define CMAC_TORCH_SOURCE CMAC_STR(CMAC_TORCH_SOURCE_ID)
+#else
 #define CMAC_TORCH_SOURCE "unknown"
 #endif
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes dist/index.mjs: an ES module that re-exports the CommonJS build's
+// After tsc: writes dist/index.mjs: an ES module that re-exports the CommonJS build's
 // named exports, so `import { CmacModel } from 'cmac'` works as well as require.
 'use strict';
 const fs = require('fs');
@@ -13,3 +13,5 @@ const body = [
   '',
 ].join('\n');
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
+// The CLI entry must be executable for `npx cmac` and the npm bin link.
+fs.chmodSync(path.join(dist, 'cli', 'main.js'), 0o755);

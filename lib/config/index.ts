@@ -1,0 +1,163 @@
+// Configuration: presets + file + `--set a.b=c` overrides -> one validated,
+// fully resolved CmacConfig. Invalid values fail here, before any work,
+// naming the field, the value and what is allowed.
+import * as fs from 'fs';
+import * as path from 'path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import type { ModelConfig } from '../model';
+import { configSchema, CmacConfig, lossPresetNames } from './schema';
+import { sizePresets, ConfigInput } from './presets';
+
+export { configSchema, lossPresetNames } from './schema';
+export type { CmacConfig } from './schema';
+export type { ConfigInput } from './presets';
+
+/** A configuration that failed validation; `issues` lists every bad field. */
+export class ConfigError extends Error {
+  constructor(public readonly issues: string[], source = 'config') {
+    super(`invalid ${source}:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge of plain objects; arrays and scalars in `b` replace those in `a`. */
+export function deepMerge(a: ConfigInput, b: ConfigInput): ConfigInput {
+  const out: ConfigInput = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as ConfigInput, v) : v;
+  return out;
+}
+
+/**
+ * Parses one `--set` override `a.b.c=value`; the value is JSON when it parses
+ * (numbers, booleans, arrays), a string otherwise.
+ * @example parseOverride('optim.lr=1e-3') // { optim: { lr: 0.001 } }
+ */
+export function parseOverride(s: string): ConfigInput {
+  const eq = s.indexOf('=');
+  if (eq <= 0) throw new ConfigError([`override '${s}' must look like key.path=value (e.g. optim.lr=1e-3)`], '--set');
+  const keys = s.slice(0, eq).trim().split('.');
+  if (keys.some((k) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))) throw new ConfigError([`override key '${s.slice(0, eq)}' is not a dotted name`], '--set');
+  const raw = s.slice(eq + 1);
+  let value: unknown = raw;
+  try { value = JSON.parse(raw); } catch { /* a plain string */ }
+  let out: ConfigInput = { [keys[keys.length - 1]]: value };
+  for (let i = keys.length - 2; i >= 0; i--) out = { [keys[i]]: out };
+  return out;
+}
+
+/** Reads a JSON or YAML config file (by extension); errors name the file. */
+export function loadConfigFile(file: string): ConfigInput {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+    throw new ConfigError([`cannot read ${file}: ${(e as Error).message}`], 'config file');
+  }
+  let v: unknown;
+  try {
+    v = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError([`${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`], 'config file');
+  }
+  if (!isObject(v)) throw new ConfigError([`${file} must hold an object at the top level`], 'config file');
+  return v;
+}
+
+function describeIssue(issue: z.ZodIssue, input: ConfigInput): string {
+  const where = ['config', ...issue.path].join('.');
+  let value: unknown = input;
+  for (const k of issue.path) value = isObject(value) || Array.isArray(value) ? (value as Record<string, unknown>)[k as string] : undefined;
+  const got = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+  switch (issue.code) {
+    case 'unrecognized_keys': return `${where}: unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    case 'invalid_enum_value': return `${where}: ${got}; allowed: ${issue.options.map((o) => JSON.stringify(o)).join(', ')}`;
+    case 'too_small': return `${where}: ${got}; must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
+    case 'too_big': return `${where}: ${got}; must be ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;
+    case 'invalid_type': return `${where}: ${got}; expected ${issue.expected}`;
+    default: return `${where}: ${got}; ${issue.message}`;
+  }
+}
+
+/**
+ * Resolves a configuration: size preset (default tiny) <- input <- overrides,
+ * validated. Throws ConfigError listing every bad field.
+ * @example const cfg = resolveConfig({ preset: 'tiny' }, ['optim.lr=5e-4']);
+ */
+export function resolveConfig(input: ConfigInput = {}, overrides: string[] = []): CmacConfig {
+  let merged: ConfigInput = input;
+  for (const o of overrides) merged = deepMerge(merged, parseOverride(o));
+  const preset = merged.preset ?? 'tiny';
+  if (preset !== 'tiny' && preset !== 'paper') throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);
+  merged = deepMerge(deepMerge(sizePresets[preset], { preset }), merged);
+  const r = configSchema.safeParse(merged);
+  if (!r.success) throw new ConfigError(r.error.issues.map((i) => describeIssue(i, merged)));
+  const c = r.data;
+  const issues: string[] = [];
+  if (c.logmel.winLength > c.logmel.nFft) issues.push(`config.logmel.winLength: got ${c.logmel.winLength}; must be <= logmel.nFft (${c.logmel.nFft})`);
+  if (c.logmel.fMax > c.logmel.sampleRate / 2) issues.push(`config.logmel.fMax: got ${c.logmel.fMax}; must be <= sampleRate/2 (${c.logmel.sampleRate / 2})`);
+  if (c.clip.audioSeconds * c.logmel.sampleRate < c.logmel.nFft) issues.push(`config.clip.audioSeconds: got ${c.clip.audioSeconds}; the window must hold at least nFft samples`);
+  if (c.data.batchSize < 2) issues.push('config.data.batchSize: must be >= 2 (the contrastive loss needs negatives)');
+  if (issues.length) throw new ConfigError(issues);
+  return c;
+}
+
+/** The loss switches a config selects: its preset's row, with explicit fields winning. */
+export function lossSwitches(c: CmacConfig): { withinModal: boolean; lossV: boolean; lossA: boolean; attentionPooling: boolean } {
+  const p = c.loss.preset;
+  const row = {
+    withinModal: p !== 'xmodal',
+    lossV: p === 'cmac' || p === 'cmac-v',
+    lossA: p === 'cmac' || p === 'cmac-a',
+    attentionPooling: p === 'cmac' || p === 'cmac-v' || p === 'cmac-a',
+  };
+  return {
+    withinModal: c.loss.withinModal ?? row.withinModal,
+    lossV: c.loss.lossV ?? row.lossV,
+    lossA: c.loss.lossA ?? row.lossA,
+    attentionPooling: c.loss.attentionPooling ?? row.attentionPooling,
+  };
+}
+
+/** The native engine's view of a config. */
+export function toModelConfig(c: CmacConfig): ModelConfig {
+  const { rampFraction: _r, preset, ...loss } = c.loss;
+  const { lr: _lr, schedule: _s, warmupFraction: _w, minLrFraction: _m, ...optim } = c.optim;
+  return {
+    visual: c.model.visual,
+    audio: c.model.audio,
+    embedDim: c.model.embedDim,
+    logmel: c.logmel,
+    loss: { ...loss, preset, ...lossSwitches(c) },
+    optim,
+    device: c.device,
+    amp: c.amp,
+    seed: c.seed,
+  };
+}
+
+/** Writes the resolved config next to a run (JSON), for reproducibility. */
+export function saveConfig(c: CmacConfig, file: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(c, null, 2) + '\n');
+}
+
+/** Learning rate at `step` (0-based) of `total`: linear warmup, then cosine or constant. */
+export function learningRate(c: CmacConfig, step: number, total: number): number {
+  const { lr, warmupFraction, schedule, minLrFraction } = c.optim;
+  const warm = Math.floor(warmupFraction * total);
+  if (step < warm) return (lr * (step + 1)) / warm;
+  if (schedule === 'constant') return lr;
+  const t = total > warm ? (step - warm) / Math.max(1, total - warm) : 1;
+  const min = lr * minLrFraction;
+  return min + 0.5 * (lr - min) * (1 + Math.cos(Math.PI * Math.min(1, t)));
+}
+
+/** The lambda ramp of method.md section 4: 0 -> 1 linearly over rampFraction of the steps. */
+export function lambdaScale(c: CmacConfig, step: number, total: number): number {
+  const ramp = c.loss.rampFraction * total;
+  return ramp <= 0 ? 1 : Math.min(1, step / ramp);
+}
+

@@ -1,0 +1,98 @@
+// The one typed configuration of a cmac run. Defaults are method.md's
+// constants; size presets (tiny, paper) fill in what differs by size.
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const widths = z.tuple([int(4, 4096), int(4, 4096), int(4, 4096), int(4, 4096)]);
+const depths = z.tuple([int(1, 64), int(1, 64), int(1, 64), int(1, 64)]);
+
+export const lossPresetNames = ['xmodal', 'xmodal+within', 'cmac-v', 'cmac-a', 'cmac'] as const;
+
+export const configSchema = z.object({
+  /** Size preset: tiny (CPU tests, demo) or paper (R(2+1)D-18 at 8x112x112). */
+  preset: z.enum(['tiny', 'paper']),
+  seed: int(0, Number.MAX_SAFE_INTEGER).default(0),
+  device: z.string().regex(/^(cpu|auto|cuda(:\d{1,3})?)$/, 'must be cpu, cuda, cuda:N or auto').default('cpu'),
+  amp: z.enum(['off', 'bf16', 'fp16']).default('off'),
+  /** libtorch intra-op threads (default: all cores). */
+  threads: int(1, 1024).optional(),
+  model: z.object({
+    visual: z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]), stemMid: int(1, 4096), lastStride1: z.boolean() }).strict(),
+    audio: z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]) }).strict(),
+    embedDim: int(1, 65536).default(128),
+  }).strict(),
+  /** Log-mel front end, method.md section 1. */
+  logmel: z.object({
+    sampleRate: int(1000, 192000).default(16000),
+    nFft: int(16, 65536).default(1024),
+    winLength: int(2, 65536).default(400),
+    hopLength: int(1, 65536).default(160),
+    nMels: int(4, 1024),
+    fMin: z.number().min(0).default(0),
+    fMax: z.number().positive().default(8000),
+  }).strict(),
+  /** Clip geometry fed to the encoders. */
+  clip: z.object({
+    frames: int(1, 1024),
+    fps: z.number().positive().max(240),
+    size: int(16, 4096),
+    audioSeconds: z.number().positive().max(60).default(2),
+  }).strict(),
+  /** Losses, method.md section 4; `preset` picks a row of the ablation table (section 5). */
+  loss: z.object({
+    preset: z.enum(lossPresetNames).default('cmac'),
+    withinModal: z.boolean().optional(),
+    lossV: z.boolean().optional(),
+    lossA: z.boolean().optional(),
+    attentionPooling: z.boolean().optional(),
+    targetGrad: z.boolean().default(false),
+    tau: z.number().positive().default(0.07),
+    tauT: z.number().positive().default(0.1),
+    lambdaV: z.number().min(0).default(1),
+    lambdaA: z.number().min(0).default(1),
+    /** lambda ramps linearly from 0 over this share of the steps. */
+    rampFraction: z.number().min(0).max(1).default(0.1),
+    queueSize: int(0, 1 << 20).default(0),
+  }).strict().default({}),
+  optim: z.object({
+    name: z.enum(['sgd', 'adam', 'adamw']).default('adam'),
+    lr: z.number().positive(),
+    weightDecay: z.number().min(0).default(1e-5),
+    momentum: z.number().min(0).max(1).default(0.9),
+    nesterov: z.boolean().default(false),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().default(1e-8),
+    schedule: z.enum(['cosine', 'constant']).default('cosine'),
+    /** Linear warmup over this share of the steps. */
+    warmupFraction: z.number().min(0).max(1).default(0.05),
+    /** Cosine decays to lr * minLrFraction. */
+    minLrFraction: z.number().min(0).max(1).default(0),
+    clipGradNorm: z.number().min(0).default(0),
+    accumulate: int(1, 4096).default(1),
+  }).strict(),
+  data: z.object({
+    /** A folder of videos, a .csv/.jsonl manifest, a tar shard pattern, or a synthetic dataset folder. */
+    source: z.string().min(1),
+    batchSize: int(2, 65536),
+    decoders: int(1, 64).default(2),
+    prefetchBytes: int(1 << 20, Number.MAX_SAFE_INTEGER).default(512 << 20),
+    missingAudio: z.enum(['skip', 'silence']).default('skip'),
+    augment: z.boolean().default(true),
+    specAugment: z.boolean().default(false),
+    dropLast: z.boolean().default(true),
+  }).strict(),
+  train: z.object({
+    steps: int(1, 1e9),
+    logEvery: int(1, 1e9).default(10),
+    checkpointEvery: int(1, 1e9).default(100),
+    keepLast: int(1, 1000).default(3),
+    /** Stop after this many non-finite steps in a row. */
+    maxNonFinite: int(1, 1e6).default(5),
+    runDir: z.string().min(1).default('runs/cmac'),
+    tensorboard: z.boolean().default(false),
+  }).strict(),
+}).strict();
+
+/** A fully resolved configuration (every default filled in). */
+export type CmacConfig = z.infer<typeof configSchema>;
