@@ -56,6 +56,14 @@ let cached: NativeAddon | undefined;
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
+  // Debian's libtorch computes with OpenMP; OpenBLAS's own thread pool only
+  // adds a pthread_atfork handler that deadlocks fork() (every child_process
+  // spawn, e.g. ffmpeg) while a step runs on another thread. One BLAS thread
+  // means no pool. It must be set before libopenblas loads with the addon.
+  if (process.env.CMAC_KEEP_BLAS_THREADS !== '1') {
+    process.env.OPENBLAS_NUM_THREADS = '1';
+    process.env.GOTO_NUM_THREADS = '1';
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;

@@ -128,6 +128,31 @@ describe('CmacModel (tiny preset)', function () {
   });
 });
 
+describe('CmacModel with child processes', function () {
+  this.timeout(120000);
+  // Regression: OpenBLAS's fork handler deadlocked fork() (child_process.spawn,
+  // e.g. ffmpeg) while a step ran on a worker thread.
+  it('spawning processes while steps run never deadlocks', async () => {
+    // In a child process: a deadlock blocks the JS thread, so only a kill from outside can end it.
+    const script = `
+      const { CmacModel } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'model.js'))});
+      const h = require(${JSON.stringify(path.join(__dirname, 'helpers.js'))});
+      const { execFile } = require('child_process');
+      (async () => {
+        const m = await CmacModel.create(h.tinyConfig());
+        const spawns = (async () => { for (let i = 0; i < 30; i++) await new Promise((res, rej) => execFile('true', (e) => (e ? rej(e) : res()))); })();
+        for (let i = 0; i < 3; i++) await m.trainStep(h.randomBatch(8, i), { lr: 1e-3 });
+        await spawns;
+        m.dispose();
+        console.log('done');
+      })();`;
+    const { spawnSync } = await import('child_process');
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 90000 });
+    expect(r.signal, 'the child hung (killed by the timeout)').to.equal(null);
+    expect(r.stdout.trim(), r.stderr).to.equal('done');
+  });
+});
+
 describe('CmacModel lifetime', function () {
   this.timeout(120000);
   it('dispose() frees native memory; a disposed model refuses calls; double dispose is safe', async () => {

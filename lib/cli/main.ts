@@ -2,6 +2,8 @@
 // The `cmac` command. Exit codes: 0 ok, 1 error, 2 usage.
 import { Command, CommanderError } from 'commander';
 import { info } from '../info';
+import { registerSynth } from './synth';
+import { registerTrain } from './train';
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -34,6 +36,8 @@ export function buildCli(): Command {
       ];
       process.stdout.write(lines.join('\n') + '\n');
     });
+  registerSynth(program);
+  registerTrain(program);
   return program;
 }
 

@@ -79,7 +79,6 @@ export const configSchema = z.object({
     prefetchBytes: int(1 << 20, Number.MAX_SAFE_INTEGER).default(512 << 20),
     missingAudio: z.enum(['skip', 'silence']).default('skip'),
     augment: z.boolean().default(true),
-    specAugment: z.boolean().default(false),
     dropLast: z.boolean().default(true),
   }).strict(),
   train: z.object({

@@ -1,0 +1,31 @@
+// The data pipeline's public surface (docs/data.md). Nothing here loads the
+// native addon; lib/data/ffmpeg.ts is the only module that spawns ffmpeg.
+export { probe, decodeClip, decodeClips, encodeClips, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
+export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult } from './ffmpeg';
+export { DataError, skipReasons } from './errors';
+export type { SkipReason } from './errors';
+export { planClip, randomResizedCrop, squareCentreCrop, applyAudioAugment } from './augment';
+export type { ClipGeometry, AugmentOptions, ClipPlan, PlanOptions } from './augment';
+export { folderSource, manifestSource, tarSource, synthSource, parseCsv, expandBraces, videoExtensions } from './sources';
+export type { Source, SampleRef, OpenedSample, FolderSourceOptions, ManifestSourceOptions, TarSourceOptions, SynthSourceOptions } from './sources';
+export { ClipLoader, createLoader } from './loader';
+export type { LoaderOptions, LoaderBatch, LoaderCursor, LoaderStats, ClipMeta, EpochSummary } from './loader';
+export { ClipCache, cacheKey } from './cache';
+export type { ClipCacheOptions } from './cache';
+export { Prng, mixSeed, hashString } from './prng';
+export {
+  synthesize,
+  renderClip,
+  synthClasses,
+  synthSplits,
+  synthShapes,
+  synthBandRange,
+  clipName,
+  hzToMel,
+  melToHz,
+  melCentres,
+  melBins,
+} from './synth';
+export type { SynthOptions, SynthesizeOptions, SynthResult, SynthClass, SynthClipTruth, SynthObjectTruth, RenderedClip, SynthShape, SynthTexture } from './synth';
+export { writeTestVideos, renderTestVideo } from './fixtures';
+export type { TestVideo } from './fixtures';

@@ -1,0 +1,660 @@
+// The clip loader: turns a Source into batches { video, audio, labels?, meta }
+// with a bounded pool of ffmpeg decoders, a byte bound on decoded data waiting
+// inside the loader (backpressure), a deterministic order under a seed, epoch
+// shuffling, rank sharding and a resumable cursor. No native code here.
+import * as fs from 'fs';
+import { clipShapes, type SizePreset } from '../presets';
+import type { Tensor } from '../tensor';
+import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
+import { ClipCache, cacheKey } from './cache';
+import { DataError, skipReasons, type SkipReason } from './errors';
+import { decodeClips, probe, type DecodedClip, type DecodeRequest, type ProbeInfo } from './ffmpeg';
+import { Prng, mixSeed } from './prng';
+import type { OpenedSample, SampleRef, Source } from './sources';
+
+/** Where a loader is in its stream of batches: the next epoch and the next position in it. */
+export interface LoaderCursor {
+  epoch: number;
+  /** Index into this rank's clip order of the epoch: clips before it were consumed (or skipped). */
+  position: number;
+}
+
+/** Options of {@link ClipLoader}. */
+export interface LoaderOptions {
+  source: Source;
+  batchSize: number;
+  /** Clip geometry: a size preset name or explicit fields (default: preset `paper`). */
+  clip?: SizePreset | Partial<ClipGeometry>;
+  /** 'train' (random clip, augmentation, shuffled) or 'eval' (centre / uniform clips, none) (default 'train'). */
+  mode?: 'train' | 'eval';
+  /** Training augmentation (default: all of method.md s1); false turns it off. Ignored in eval mode. */
+  augment?: AugmentOptions | false;
+  /** Eval: clips per video, spaced uniformly (default 1 = the centre clip). */
+  clipsPerVideo?: number;
+  /** Seed of shuffling and augmentation (default 0). */
+  seed?: number;
+  /** Shuffle the clip order each epoch (default: true in train mode). */
+  shuffle?: boolean;
+  /** Drop the last incomplete batch of an epoch (default false). */
+  dropLast?: boolean;
+  /** Concurrent ffmpeg decoder processes (default 2). */
+  decoders?: number;
+  /**
+   * Clips one ffmpeg process decodes (default 4): start-up is most of a small
+   * clip's cost, so grouping consecutive clips makes decoding ~2-3x cheaper.
+   * Results do not depend on it.
+   */
+  clipsPerProcess?: number;
+  /**
+   * Most bytes of decoded clip data the loader holds at once: decodes in
+   * flight (reserved at launch) plus decoded clips waiting for their turn.
+   * The batch handed out is not counted. Default 64 MiB; must fit one clip.
+   */
+  prefetchBytes?: number;
+  /** This process's rank and the number of ranks (defaults 0 and 1). */
+  rank?: number;
+  worldSize?: number;
+  /** Cut every rank's slice to the same length (floor(n / worldSize)) so ranks step together (default false). */
+  evenShards?: boolean;
+  /** A file without an audio track: 'skip' it (counted as no_audio) or use 'silence' (default 'skip'). */
+  missingAudio?: 'skip' | 'silence';
+  /** Where to start (e.g. from a checkpoint); default { epoch: 0, position: 0 }. */
+  cursor?: LoaderCursor;
+  /** Epochs one `for await` over the loader runs (default 1). */
+  epochs?: number;
+  /** Receives one line per skipped sample (first time) and a summary per epoch. */
+  log?: (line: string) => void;
+  /** Cache decoded eval clips here (sharded binary files); only used in eval mode. */
+  cacheDir?: string;
+  /** Kill a decoder after this long (default 60000 ms). */
+  timeoutMs?: number;
+  /** ffmpeg decoder threads per process (default 1). */
+  threads?: number;
+}
+
+/** What the loader knows about each clip of a batch. */
+export interface ClipMeta {
+  /** The sample's id and index in the source list. */
+  id: string;
+  index: number;
+  /** Clip number within the video (eval: 0..clipsPerVideo-1; train: 0). */
+  clip: number;
+  epoch: number;
+  /** Position in this rank's order of the epoch. */
+  position: number;
+  /** First video frame time and audio window start (s). */
+  start: number;
+  audioStart: number;
+  label?: number;
+  boxes?: unknown;
+  extra?: Record<string, unknown>;
+  /** The augmentation drawn (train mode). */
+  augment?: Pick<ClipPlan, 'crop' | 'flip' | 'jitter' | 'gain' | 'shiftSamples'>;
+  /** True when the file had no audio and silence was used. */
+  silent?: boolean;
+  /** Zeros padded before / after the audio (window outside the file). */
+  audioPad: { front: number; back: number };
+  /** Came from the clip cache. */
+  cached?: boolean;
+}
+
+/** One batch: video uint8 [N, T, H, W, 3], audio float32 [N, samples], labels int32 [N] (-1 = none). */
+export interface LoaderBatch {
+  video: Tensor<'uint8'>;
+  audio: Tensor<'float32'>;
+  /** Present when the source has labels. */
+  labels?: Tensor<'int32'>;
+  meta: ClipMeta[];
+  /** The cursor after this batch (save it to resume after this batch). */
+  cursor: LoaderCursor;
+}
+
+/** Counts of one epoch (or the whole run). */
+export interface EpochSummary {
+  epoch: number;
+  clips: number;
+  batches: number;
+  skipped: Partial<Record<SkipReason, number>>;
+  seconds: number;
+}
+
+/** Running statistics of a loader. */
+export interface LoaderStats {
+  /** Clips delivered and batches yielded. */
+  clips: number;
+  batches: number;
+  /** Skips per reason (each skipped clip counts once per epoch it is met). */
+  skipped: Partial<Record<SkipReason, number>>;
+  /** Distinct bad samples: id -> reason (the first one met). */
+  badSamples: Record<string, SkipReason>;
+  /** Most bytes held at once (see prefetchBytes). */
+  peakBytes: number;
+  /** Decoder processes run and clips served from the cache. */
+  decodes: number;
+  cacheHits: number;
+  /** One entry per finished epoch. */
+  epochs: EpochSummary[];
+}
+
+interface Unit {
+  ref: SampleRef;
+  clip: number;
+}
+
+interface Decode {
+  kind: 'decode';
+  u: Unit;
+  position: number;
+  opened: OpenedSample;
+  info: ProbeInfo;
+  plan: ClipPlan;
+  key?: string;
+}
+
+type Prepared = { kind: 'done'; r: Produced } | Decode;
+
+type Produced =
+  | { ok: true; video: Uint8Array; audio: Float32Array; meta: ClipMeta; bytes: number }
+  | { ok: false; error: DataError; bytes: number };
+
+function countSkips(s: Partial<Record<SkipReason, number>>): string {
+  const parts = skipReasons.filter((r) => s[r]).map((r) => `${r} ${s[r]}`);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+function geometryOf(c: LoaderOptions['clip']): ClipGeometry {
+  if (typeof c === 'string') {
+    const s = clipShapes[c];
+    if (!s) throw new RangeError(`cmac: clip preset must be 'tiny' or 'paper', got '${c}'`);
+    return { ...s };
+  }
+  const g = { ...clipShapes.paper, ...(c ?? {}) };
+  for (const k of ['frames', 'fps', 'size', 'audioSeconds', 'sampleRate'] as const) {
+    if (!(typeof g[k] === 'number' && g[k] > 0)) throw new RangeError(`cmac: clip.${k} must be a positive number, got ${String(g[k])}`);
+  }
+  return g;
+}
+
+/**
+ * Batches of decoded clips from a {@link Source}.
+ *
+ * Order: each epoch's clip order is a permutation drawn from (seed, epoch)
+ * (identity without shuffling); rank r of w takes the contiguous slice
+ * [floor(r n / w), floor((r + 1) n / w)). Decoders run ahead in that order,
+ * but clips are put into batches strictly in order, so batches never depend
+ * on which decoder finishes first. Bad samples are skipped (counted, logged)
+ * and the next good clip takes their place.
+ *
+ * @example
+ * const loader = new ClipLoader({ source: folderSource('videos'), batchSize: 8, clip: 'tiny', seed: 1 });
+ * for await (const batch of loader) await model.trainStep(batch, { lr: 0.01 });
+ * const saved = loader.cursor; // resume later with { cursor: saved }
+ */
+export class ClipLoader implements AsyncIterable<LoaderBatch> {
+  readonly geometry: ClipGeometry;
+  readonly stats: LoaderStats = { clips: 0, batches: 0, skipped: {}, badSamples: {}, peakBytes: 0, decodes: 0, cacheHits: 0, epochs: [] };
+  private readonly o: Required<Pick<LoaderOptions, 'batchSize' | 'mode' | 'seed' | 'shuffle' | 'dropLast' | 'decoders' | 'prefetchBytes' | 'rank' | 'worldSize' | 'missingAudio' | 'epochs' | 'timeoutMs' | 'threads' | 'clipsPerVideo' | 'clipsPerProcess'>> &
+    LoaderOptions;
+  private refs?: SampleRef[];
+  private listing?: Promise<SampleRef[]>;
+  private hasLabels = false;
+  private readonly probes = new Map<string, ProbeInfo | DataError>();
+  private readonly logged = new Set<string>();
+  private cur: LoaderCursor;
+  private cache?: ClipCache;
+  private held = 0;
+  private running = false;
+  private abort?: AbortController;
+
+  constructor(options: LoaderOptions) {
+    const mode = options.mode ?? 'train';
+    this.o = {
+      ...options,
+      mode,
+      seed: options.seed ?? 0,
+      shuffle: options.shuffle ?? mode === 'train',
+      dropLast: options.dropLast ?? false,
+      decoders: options.decoders ?? 2,
+      clipsPerProcess: options.clipsPerProcess ?? 4,
+      prefetchBytes: options.prefetchBytes ?? 64 * 1024 * 1024,
+      rank: options.rank ?? 0,
+      worldSize: options.worldSize ?? 1,
+      missingAudio: options.missingAudio ?? 'skip',
+      epochs: options.epochs ?? 1,
+      timeoutMs: options.timeoutMs ?? 60000,
+      threads: options.threads ?? 1,
+      clipsPerVideo: mode === 'eval' ? options.clipsPerVideo ?? 1 : 1,
+    };
+    if (!options.source) throw new TypeError('cmac: loader needs a source');
+    if (!(Number.isInteger(this.o.batchSize) && this.o.batchSize > 0)) throw new RangeError(`cmac: batchSize must be a positive integer, got ${options.batchSize}`);
+    if (!(Number.isInteger(this.o.decoders) && this.o.decoders > 0)) throw new RangeError(`cmac: decoders must be a positive integer, got ${options.decoders}`);
+    if (!(Number.isInteger(this.o.clipsPerProcess) && this.o.clipsPerProcess > 0)) throw new RangeError(`cmac: clipsPerProcess must be a positive integer, got ${options.clipsPerProcess}`);
+    if (!(Number.isInteger(this.o.worldSize) && this.o.worldSize > 0 && Number.isInteger(this.o.rank) && this.o.rank >= 0 && this.o.rank < this.o.worldSize)) {
+      throw new RangeError(`cmac: need 0 <= rank < worldSize, got rank ${options.rank} of ${options.worldSize}`);
+    }
+    if (!(Number.isInteger(this.o.clipsPerVideo) && this.o.clipsPerVideo > 0)) throw new RangeError(`cmac: clipsPerVideo must be a positive integer, got ${options.clipsPerVideo}`);
+    if (this.o.missingAudio !== 'skip' && this.o.missingAudio !== 'silence') throw new RangeError(`cmac: missingAudio must be 'skip' or 'silence', got '${String(options.missingAudio)}'`);
+    this.geometry = geometryOf(options.clip);
+    if (this.o.prefetchBytes < this.clipBytes) {
+      throw new RangeError(`cmac: prefetchBytes ${this.o.prefetchBytes} is smaller than one clip (${this.clipBytes} bytes)`);
+    }
+    this.cur = { epoch: options.cursor?.epoch ?? 0, position: options.cursor?.position ?? 0 };
+    if (options.cacheDir && mode === 'eval') this.cache = new ClipCache(options.cacheDir, { tag: `r${this.o.rank}` });
+  }
+
+  /** Bytes one clip holds while decoded: frames, plus the audio window widened by the largest time shift. */
+  get clipBytes(): number {
+    const g = this.geometry;
+    return g.frames * g.size * g.size * 3 + (this.samples + 2 * this.shiftMargin) * 4;
+  }
+
+  private get samples(): number {
+    return Math.round(this.geometry.audioSeconds * this.geometry.sampleRate);
+  }
+
+  private get shiftMargin(): number {
+    if (this.o.mode !== 'train' || this.o.augment === false) return 0;
+    const s = this.o.augment?.shift;
+    return s === false ? 0 : Math.round((s ?? 0.1) * this.geometry.sampleRate);
+  }
+
+  /** The cursor to save: the next epoch and position this loader will produce. */
+  get cursor(): LoaderCursor {
+    return { ...this.cur };
+  }
+
+  /** Moves the loader to a saved cursor (not while iterating). */
+  seek(cursor: LoaderCursor): void {
+    if (this.running) throw new Error('cmac: cannot seek while the loader is iterating');
+    this.cur = { epoch: cursor.epoch, position: cursor.position };
+  }
+
+  /** Lists the source (once). Throws a clear error when it lists nothing. */
+  async init(): Promise<SampleRef[]> {
+    if (this.refs) return this.refs;
+    this.listing ??= this.o.source.list();
+    const refs = await this.listing;
+    for (const w of this.o.source.warnings ?? []) this.o.log?.(`warning: ${w}`);
+    if (refs.length === 0) throw new Error(`cmac: ${this.o.source.description} has no samples (expected video files .mp4 .mkv .webm .avi .mov, or manifest rows)`);
+    this.hasLabels = refs.some((r) => typeof r.label === 'number');
+    this.refs = refs;
+    return refs;
+  }
+
+  /** Class names from the source, when it has them (after init). */
+  get classes(): string[] | undefined {
+    return this.o.source.classes;
+  }
+
+  /**
+   * This rank's clip order for an epoch: the sample index and clip number of
+   * each position. Deterministic in (seed, epoch, rank, worldSize).
+   */
+  async order(epoch: number): Promise<{ index: number; clip: number }[]> {
+    return (await this.units(epoch)).map((u) => ({ index: u.ref.index, clip: u.clip }));
+  }
+
+  /** Clips per epoch for this rank (before skips). */
+  async length(): Promise<number> {
+    return (await this.units(0)).length;
+  }
+
+  private async units(epoch: number): Promise<Unit[]> {
+    const refs = await this.init();
+    const all: Unit[] = [];
+    for (const ref of refs) for (let c = 0; c < this.o.clipsPerVideo; c++) all.push({ ref, clip: c });
+    if (this.o.shuffle) new Prng(mixSeed(this.o.seed, epoch, 0x5eed)).shuffle(all);
+    const n = all.length;
+    const w = this.o.worldSize;
+    const r = this.o.rank;
+    const a = Math.floor((r * n) / w);
+    let b = Math.floor(((r + 1) * n) / w);
+    if (this.o.evenShards) b = a + Math.floor(n / w);
+    return all.slice(a, b);
+  }
+
+  /** Runs `epochs` epochs (default 1) from the cursor. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<LoaderBatch, void, undefined> {
+    for (let e = 0; e < this.o.epochs; e++) yield* this.epoch();
+  }
+
+  /** The rest of the cursor's epoch; at its end the cursor moves to the next epoch. */
+  async *epoch(): AsyncGenerator<LoaderBatch, void, undefined> {
+    if (this.running) throw new Error('cmac: the loader is already iterating');
+    this.running = true;
+    const epoch = this.cur.epoch;
+    const units = await this.units(epoch).catch((e) => {
+      this.running = false;
+      throw e;
+    });
+    const g = this.geometry;
+    const B = this.o.batchSize;
+    const frameElems = g.frames * g.size * g.size * 3;
+    const samples = this.samples;
+    const clipBytes = this.clipBytes;
+    const summary: EpochSummary = { epoch, clips: 0, batches: 0, skipped: {}, seconds: 0 };
+    const t0 = Date.now();
+    const ac = new AbortController();
+    this.abort = ac;
+    const results = new Map<number, Promise<Produced>>();
+    let next = Math.min(this.cur.position, units.length);
+    let inflight = 0;
+    let failure: unknown;
+
+    const pump = (): void => {
+      while (!ac.signal.aborted && next < units.length && inflight < this.o.decoders && this.held + clipBytes <= this.o.prefetchBytes) {
+        const room = Math.floor((this.o.prefetchBytes - this.held) / clipBytes);
+        const n = Math.max(1, Math.min(this.o.clipsPerProcess, units.length - next, room));
+        const first = next;
+        next += n;
+        inflight++;
+        this.held += n * clipBytes;
+        this.stats.peakBytes = Math.max(this.stats.peakBytes, this.held);
+        const group = Array.from({ length: n }, (_, k) => ({ u: units[first + k], pos: first + k }));
+        const gp = this.produceGroup(group, epoch, ac.signal).then(
+          (rs) => {
+            inflight--;
+            for (const r of rs) if (!r.ok) this.held -= clipBytes;
+            pump();
+            return rs;
+          },
+          (err) => {
+            inflight--;
+            this.held -= n * clipBytes;
+            failure ??= err;
+            throw err;
+          },
+        );
+        gp.catch(() => undefined);
+        group.forEach((g, k) => {
+          const p = gp.then((rs) => rs[k]);
+          p.catch(() => undefined);
+          results.set(g.pos, p);
+        });
+      }
+    };
+
+    let pos = next;
+    const startPos = next;
+    try {
+      let batchRows: { video: Uint8Array; audio: Float32Array; meta: ClipMeta }[] = [];
+      const emit = (rows: typeof batchRows): LoaderBatch => {
+        const n = rows.length;
+        const video = new Uint8Array(n * frameElems);
+        const audio = new Float32Array(n * samples);
+        rows.forEach((r, i) => {
+          video.set(r.video, i * frameElems);
+          audio.set(r.audio, i * samples);
+        });
+        const batch: LoaderBatch = {
+          video: { data: video, shape: [n, g.frames, g.size, g.size, 3], dtype: 'uint8' },
+          audio: { data: audio, shape: [n, samples], dtype: 'float32' },
+          meta: rows.map((r) => r.meta),
+          cursor: { epoch, position: pos },
+        };
+        if (this.hasLabels) batch.labels = { data: Int32Array.from(rows, (r) => r.meta.label ?? -1), shape: [n], dtype: 'int32' };
+        return batch;
+      };
+      while (pos < units.length) {
+        if (!results.has(pos)) pump();
+        const p = results.get(pos);
+        if (!p) throw new Error('cmac: loader internal error: clip not scheduled');
+        const r = await p;
+        results.delete(pos);
+        pos++;
+        if (r.ok) {
+          this.held -= clipBytes;
+          batchRows.push({ video: r.video, audio: r.audio, meta: r.meta });
+          summary.clips++;
+          pump();
+        } else {
+          const reason = r.error.reason;
+          summary.skipped[reason] = (summary.skipped[reason] ?? 0) + 1;
+          this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
+          const id = units[pos - 1].ref.id;
+          this.stats.badSamples[id] ??= reason;
+          const logKey = `${id}\u0000${reason}`;
+          if (!this.logged.has(logKey)) {
+            this.logged.add(logKey);
+            this.o.log?.(`skip ${id}: ${r.error.message.startsWith(r.error.file) ? r.error.message.slice(r.error.file.length + 2) : r.error.message}`);
+          }
+        }
+        if (batchRows.length === B) {
+          const b = emit(batchRows);
+          batchRows = [];
+          this.cur = { epoch, position: pos };
+          summary.batches++;
+          this.stats.batches++;
+          this.stats.clips += b.meta.length;
+          yield b;
+        }
+      }
+      if (batchRows.length > 0 && !this.o.dropLast) {
+        const b = emit(batchRows);
+        summary.batches++;
+        this.stats.batches++;
+        this.stats.clips += b.meta.length;
+        this.cur = { epoch, position: pos };
+        yield b;
+      }
+      if (summary.clips === 0 && units.length > 0 && startPos === 0) {
+        throw new Error(
+          `cmac: no usable clips in ${this.o.source.description}: all ${units.length} clip(s) of epoch ${epoch}` +
+            `${this.o.worldSize > 1 ? ` on rank ${this.o.rank}/${this.o.worldSize}` : ''} were skipped (${countSkips(summary.skipped)}); ` +
+            `first problem: ${Object.entries(this.stats.badSamples).slice(0, 1).map(([id, r]) => `${id}: ${r}`).join('') || 'none'}`,
+        );
+      }
+      this.cur = { epoch: epoch + 1, position: 0 };
+      summary.seconds = (Date.now() - t0) / 1000;
+      this.stats.epochs.push(summary);
+      const skipped = Object.values(summary.skipped).reduce((a, b) => a + (b ?? 0), 0);
+      this.o.log?.(
+        `epoch ${epoch}${this.o.worldSize > 1 ? ` rank ${this.o.rank}/${this.o.worldSize}` : ''}: ${summary.clips} clips in ${summary.batches} batches, ` +
+          `skipped ${skipped} (${countSkips(summary.skipped)}), ${summary.seconds.toFixed(1)} s, ${(summary.clips / Math.max(summary.seconds, 1e-3)).toFixed(1)} clips/s`,
+      );
+    } finally {
+      ac.abort();
+      await Promise.allSettled([...results.values()]);
+      for (const p of results.values()) {
+        const r = await p.catch(() => undefined);
+        if (r && r.ok) this.held -= clipBytes;
+      }
+      results.clear();
+      await this.cache?.flush();
+      this.running = false;
+    }
+    if (failure) throw failure;
+  }
+
+  private async probeCached(ref: SampleRef, file: string): Promise<ProbeInfo> {
+    const hit = this.probes.get(ref.id);
+    if (hit instanceof DataError) throw hit;
+    if (hit) return { ...hit, file };
+    try {
+      const info = await probe(file, { timeoutMs: this.o.timeoutMs });
+      this.probes.set(ref.id, info);
+      return info;
+    } catch (e) {
+      if (e instanceof DataError) {
+        const err = e.file === ref.id ? e : new DataError(e.reason, ref.id, e.message.slice(e.file.length + 2));
+        if (err.reason !== 'timeout') this.probes.set(ref.id, err);
+        throw err;
+      }
+      throw e;
+    }
+  }
+
+  private cacheKeyOf(u: Unit): string {
+    const ref = u.ref;
+    let ident: unknown = ref.extra?.member ?? null;
+    if (ref.path) {
+      try {
+        const st = fs.statSync(ref.path);
+        ident = [st.size, st.mtimeMs];
+      } catch {
+        ident = null;
+      }
+    }
+    return cacheKey(['clip-v1', ref.id, ident, ref.start ?? null, ref.end ?? null, u.clip, this.o.clipsPerVideo, this.geometry, this.o.missingAudio]);
+  }
+
+  private renamed(e: DataError, ref: SampleRef): DataError {
+    return e.file === ref.id ? e : new DataError(e.reason, ref.id, e.message.startsWith(e.file) ? e.message.slice(e.file.length + 2) : e.message);
+  }
+
+  private baseMeta(u: Unit, epoch: number, position: number, plan: Pick<ClipPlan, 'start' | 'audioStart'>): ClipMeta {
+    const ref = u.ref;
+    const m: ClipMeta = { id: ref.id, index: ref.index, clip: u.clip, epoch, position, start: plan.start, audioStart: plan.audioStart, audioPad: { front: 0, back: 0 } };
+    if (ref.label !== undefined) m.label = ref.label;
+    if (ref.boxes !== undefined) m.boxes = ref.boxes;
+    if (ref.extra !== undefined) m.extra = ref.extra;
+    return m;
+  }
+
+  /** Everything before decoding: cache lookup, open, probe, audio policy, clip placement. */
+  private async prepare(u: Unit, epoch: number, position: number): Promise<Prepared> {
+    const bytes = this.clipBytes;
+    const ref = u.ref;
+    const g = this.geometry;
+    const samples = this.samples;
+    const known = this.probes.get(ref.id);
+    if (known instanceof DataError) return { kind: 'done', r: { ok: false, error: known, bytes } };
+    let key: string | undefined;
+    if (this.cache) {
+      key = this.cacheKeyOf(u);
+      const hit = await this.cache.get(key);
+      if (hit && hit.video.length === g.frames * g.size * g.size * 3 && hit.audio.length === samples + 4) {
+        this.stats.cacheHits++;
+        const info = hit.audio.subarray(samples);
+        const meta = this.baseMeta(u, epoch, position, { start: info[0], audioStart: info[1] });
+        meta.audioPad = { front: info[2], back: info[3] };
+        meta.cached = true;
+        return { kind: 'done', r: { ok: true, video: hit.video, audio: hit.audio.slice(0, samples), meta, bytes } };
+      }
+    }
+    let opened: OpenedSample | undefined;
+    try {
+      opened = await this.o.source.open(ref);
+      const info = await this.probeCached(ref, opened.path);
+      if (!info.audio && this.o.missingAudio === 'skip') {
+        const err = new DataError('no_audio', ref.id, 'no audio stream (missingAudio: skip)');
+        this.probes.set(ref.id, err);
+        throw err;
+      }
+      const rng = this.o.mode === 'train' ? new Prng(mixSeed(this.o.seed, epoch, ref.index, u.clip)) : undefined;
+      let plan: ClipPlan;
+      try {
+        plan = planClip(info, g, {
+          mode: this.o.mode,
+          rng,
+          clipIndex: u.clip,
+          clipsPerVideo: this.o.clipsPerVideo,
+          window: ref.start !== undefined || ref.end !== undefined ? { start: ref.start, end: ref.end } : undefined,
+          augment: this.o.augment,
+        });
+      } catch (e) {
+        if (e instanceof DataError) this.probes.set(ref.id, this.renamed(e, ref));
+        throw e;
+      }
+      return { kind: 'decode', u, position, opened, info, plan, key };
+    } catch (e) {
+      await opened?.release().catch(() => undefined);
+      if (e instanceof DataError) return { kind: 'done', r: { ok: false, error: this.renamed(e, ref), bytes } };
+      throw e;
+    }
+  }
+
+  private request(p: Decode): DecodeRequest {
+    const g = this.geometry;
+    const m = p.plan.shiftMargin;
+    return {
+      start: p.plan.start,
+      frames: g.frames,
+      fps: g.fps,
+      width: g.size,
+      height: g.size,
+      crop: p.plan.crop,
+      flip: p.plan.flip,
+      jitter: p.plan.jitter,
+      audio: { start: p.plan.audioStart - m / g.sampleRate, samples: this.samples + 2 * m, sampleRate: g.sampleRate },
+      threads: this.o.threads,
+    };
+  }
+
+  /** After decoding: audio augmentation, meta, cache. */
+  private async finish(p: Decode, d: DecodedClip, epoch: number): Promise<Produced> {
+    const samples = this.samples;
+    const plan = p.plan;
+    const m = plan.shiftMargin;
+    const meta = this.baseMeta(p.u, epoch, p.position, plan);
+    let audio: Float32Array;
+    if (d.audio) {
+      audio = applyAudioAugment(d.audio, samples, plan);
+      meta.audioPad = {
+        front: Math.max(0, Math.min(samples, d.audioPad.front - m - plan.shiftSamples)),
+        back: Math.max(0, Math.min(samples, d.audioPad.back - m + plan.shiftSamples)),
+      };
+    } else {
+      audio = new Float32Array(samples);
+      meta.silent = true;
+    }
+    if (this.o.mode === 'train' && this.o.augment !== false) meta.augment = { crop: plan.crop, flip: plan.flip, jitter: plan.jitter, gain: plan.gain, shiftSamples: plan.shiftSamples };
+    if (this.cache && p.key) {
+      const stored = new Float32Array(samples + 4);
+      stored.set(audio);
+      stored.set([plan.start, plan.audioStart, meta.audioPad.front, meta.audioPad.back], samples);
+      await this.cache.put(p.key, d.video, stored);
+    }
+    return { ok: true, video: d.video, audio, meta, bytes: this.clipBytes };
+  }
+
+  /** Prepares a group of clips, decodes them with one ffmpeg process, finishes each. */
+  private async produceGroup(group: { u: Unit; pos: number }[], epoch: number, signal: AbortSignal): Promise<Produced[]> {
+    const settled = await Promise.allSettled(group.map(({ u, pos }) => this.prepare(u, epoch, pos)));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) {
+      for (const s of settled) if (s.status === 'fulfilled' && s.value.kind === 'decode') await s.value.opened.release().catch(() => undefined);
+      throw failed.reason;
+    }
+    const preps = settled.map((s) => (s as PromiseFulfilledResult<Prepared>).value);
+    const out: Produced[] = new Array(group.length);
+    const todo: { k: number; p: Decode }[] = [];
+    preps.forEach((p, k) => {
+      if (p.kind === 'done') out[k] = p.r;
+      else todo.push({ k, p });
+    });
+    try {
+      if (todo.length > 0) {
+        this.stats.decodes += todo.length;
+        const res = await decodeClips(
+          todo.map(({ p }) => ({ file: p.opened.path, info: p.info, req: this.request(p) })),
+          { timeoutMs: this.o.timeoutMs, signal },
+        );
+        for (let j = 0; j < todo.length; j++) {
+          const { k, p } = todo[j];
+          const r = res[j];
+          out[k] = r instanceof DataError ? { ok: false, error: this.renamed(r, p.u.ref), bytes: this.clipBytes } : await this.finish(p, r, epoch);
+        }
+      }
+    } finally {
+      for (const { p } of todo) await p.opened.release().catch(() => undefined);
+    }
+    return out;
+  }
+
+  /**
+   * Stops decoders still running for an iteration that was left without
+   * finishing (e.g. a training loop that stopped at its step count), waits for
+   * cache writes and frees the source's temporary files.
+   */
+  async close(): Promise<void> {
+    this.abort?.abort();
+    await this.cache?.flush();
+    await this.o.source.close?.();
+  }
+}
+
+/** Shorthand for `new ClipLoader(options)`. */
+export function createLoader(options: LoaderOptions): ClipLoader {
+  return new ClipLoader(options);
+}

@@ -1,0 +1,454 @@
+// Where samples come from: a folder of videos, a CSV or JSONL manifest,
+// WebDataset-style tar shards, and the synthetic dataset's manifest. A source
+// lists sample references once; the loader opens each one to get a local
+// file path for ffmpeg (tar members are extracted to a temporary file).
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { pipeline } from 'stream/promises';
+import * as tar from 'tar-stream';
+import { DataError } from './errors';
+
+/** Video file extensions the folder and tar sources pick up. */
+export const videoExtensions: readonly string[] = ['.mp4', '.mkv', '.webm', '.avi', '.mov'];
+
+/** One sample as a source lists it. */
+export interface SampleRef {
+  /** Stable unique id (the file path, or `shard.tar#key`). */
+  id: string;
+  /** Position in the source's list (0..n-1); with the seed and epoch it seeds augmentation. */
+  index: number;
+  /** Local file, when the sample is a plain file. */
+  path?: string;
+  /** Integer class, when known. */
+  label?: number;
+  /** Use only this part of the file (seconds). */
+  start?: number;
+  end?: number;
+  /** Boxes from the manifest / tar json, passed through untouched. */
+  boxes?: unknown;
+  /** Any other manifest columns or json fields. */
+  extra?: Record<string, unknown>;
+}
+
+/** A sample opened for decoding: a local path, and what to call when done with it. */
+export interface OpenedSample {
+  path: string;
+  release(): Promise<void>;
+}
+
+/** A dataset the loader can read. */
+export interface Source {
+  /** Names the data for messages, e.g. `folder /data/videos`. */
+  readonly description: string;
+  /** Lists every sample (called once per loader). */
+  list(): Promise<SampleRef[]>;
+  /** Gives a local file for a listed sample. */
+  open(ref: SampleRef): Promise<OpenedSample>;
+  /** Class names (label i is classes[i]), when the source knows them; filled by list(). */
+  classes?: string[];
+  /** Non-fatal problems found while listing (e.g. a cut-off tar shard); the loader logs them. */
+  warnings?: string[];
+  /** Frees temporary files. */
+  close?(): Promise<void>;
+}
+
+const noRelease = async (): Promise<void> => undefined;
+
+function walk(dir: string, exts: Set<string>, out: string[]): void {
+  const entries = fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) walk(p, exts, out);
+    else if ((e.isFile() || e.isSymbolicLink()) && exts.has(path.extname(e.name).toLowerCase())) out.push(p);
+  }
+}
+
+/** Options of {@link folderSource}. */
+export interface FolderSourceOptions {
+  /** Extensions to pick up (default .mp4 .mkv .webm .avi .mov), case-insensitive. */
+  extensions?: string[];
+  /** 'subdir': label = index of the first-level sub-folder name among the sorted names (UCF101 layout). */
+  labels?: 'subdir';
+}
+
+/**
+ * Every video under `dir`, recursively, in sorted path order.
+ *
+ * @example
+ * const src = folderSource('/data/clips', { labels: 'subdir' });
+ */
+export function folderSource(dir: string, opts: FolderSourceOptions = {}): Source {
+  const root = path.resolve(dir);
+  const exts = new Set((opts.extensions ?? videoExtensions).map((e) => (e.startsWith('.') ? e : `.${e}`).toLowerCase()));
+  const src: Source = {
+    description: `folder ${root}`,
+    async list(): Promise<SampleRef[]> {
+      if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`cmac: folder ${root} does not exist or is not a folder`);
+      const files: string[] = [];
+      walk(root, exts, files);
+      let classes: string[] | undefined;
+      if (opts.labels === 'subdir') {
+        classes = [...new Set(files.map((f) => path.relative(root, f).split(path.sep)).filter((p) => p.length > 1).map((p) => p[0]))].sort();
+        src.classes = classes;
+      }
+      return files.map((f, index) => {
+        const ref: SampleRef = { id: f, index, path: f };
+        if (classes) {
+          const parts = path.relative(root, f).split(path.sep);
+          if (parts.length > 1) ref.label = classes.indexOf(parts[0]);
+        }
+        return ref;
+      });
+    },
+    async open(ref: SampleRef): Promise<OpenedSample> {
+      return { path: ref.path!, release: noRelease };
+    },
+  };
+  return src;
+}
+
+/** Parses CSV text (RFC 4180: quoted fields, "" escapes, CRLF) into rows. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  let i = 0;
+  if (text.charCodeAt(0) === 0xfeff) i = 1;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i++;
+        } else quoted = false;
+      } else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      field = '';
+      if (row.length > 1 || row[0] !== '') rows.push(row);
+      row = [];
+    } else field += c;
+  }
+  row.push(field);
+  if (row.length > 1 || row[0] !== '') rows.push(row);
+  return rows;
+}
+
+/** Options of {@link manifestSource}. */
+export interface ManifestSourceOptions {
+  /** Keep only rows whose `split` field equals this. */
+  split?: string;
+  /** Folder relative paths are resolved against (default: the manifest's folder). */
+  root?: string;
+  /** Class names: string labels map to their index here (default: sorted unique names). */
+  classes?: string[];
+  /** Force the format (default: from the extension; .csv is CSV, anything else JSONL). */
+  format?: 'csv' | 'jsonl';
+}
+
+interface ManifestRow {
+  path?: unknown;
+  file?: unknown;
+  video?: unknown;
+  start?: unknown;
+  end?: unknown;
+  label?: unknown;
+  boxes?: unknown;
+  split?: unknown;
+  [k: string]: unknown;
+}
+
+function optNumber(v: unknown, what: string, where: string): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n)) throw new Error(`cmac: ${where}: ${what} must be a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/**
+ * Samples listed in a CSV (header row: `path,start,end,label,boxes`, any
+ * order, only `path` required; `boxes` is JSON text) or JSONL manifest (one
+ * object per line with the same fields; extra fields pass through as
+ * `extra`). Relative paths are resolved against the manifest's folder. A
+ * label is an integer class, or a class name mapped through `classes`.
+ *
+ * @example
+ * const src = manifestSource('/data/train.jsonl', { split: 'train' });
+ */
+export function manifestSource(file: string, opts: ManifestSourceOptions = {}): Source {
+  const mf = path.resolve(file);
+  const root = path.resolve(opts.root ?? path.dirname(mf));
+  const src: Source = {
+    description: `manifest ${mf}${opts.split ? ` (split ${opts.split})` : ''}`,
+    async list(): Promise<SampleRef[]> {
+      let text: string;
+      try {
+        text = await fs.promises.readFile(mf, 'utf8');
+      } catch (e) {
+        throw new Error(`cmac: cannot read manifest ${mf}: ${(e as Error).message}`);
+      }
+      const format = opts.format ?? (path.extname(mf).toLowerCase() === '.csv' ? 'csv' : 'jsonl');
+      const rows: { row: ManifestRow; where: string }[] = [];
+      if (format === 'csv') {
+        const table = parseCsv(text);
+        if (table.length === 0) return [];
+        const header = table[0].map((h) => h.trim().toLowerCase());
+        if (!header.some((h) => h === 'path' || h === 'file' || h === 'video')) {
+          throw new Error(`cmac: manifest ${mf}: the CSV header must name a 'path' column, got ${header.join(',')}`);
+        }
+        for (let r = 1; r < table.length; r++) {
+          const row: ManifestRow = {};
+          header.forEach((h, c) => {
+            const v = table[r][c];
+            if (v !== undefined && v !== '') row[h] = v;
+          });
+          const where = `${mf}:${r + 1}`;
+          if (typeof row.boxes === 'string') {
+            try {
+              row.boxes = JSON.parse(row.boxes);
+            } catch {
+              throw new Error(`cmac: ${where}: boxes is not JSON: ${row.boxes}`);
+            }
+          }
+          rows.push({ row, where });
+        }
+      } else {
+        text.split('\n').forEach((line, i) => {
+          const t = line.trim();
+          if (!t || t.startsWith('#')) return;
+          const where = `${mf}:${i + 1}`;
+          let row: ManifestRow;
+          try {
+            row = JSON.parse(t);
+          } catch (e) {
+            throw new Error(`cmac: ${where}: not JSON (${(e as Error).message})`);
+          }
+          if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new Error(`cmac: ${where}: each line must be a JSON object`);
+          rows.push({ row, where });
+        });
+      }
+      const kept = opts.split === undefined ? rows : rows.filter((r) => r.row.split === opts.split);
+      // Labels: integers stay; names map through opts.classes or the sorted unique names.
+      const names = new Set<string>();
+      for (const { row } of kept) {
+        const l = row.label;
+        if (typeof l === 'string' && l !== '' && !/^-?\d+$/.test(l)) names.add(l);
+      }
+      let classes = opts.classes;
+      if (!classes && names.size > 0) classes = [...names].sort();
+      if (classes) src.classes = classes;
+      return kept.map(({ row, where }, index) => {
+        const p = row.path ?? row.file ?? row.video;
+        if (typeof p !== 'string' || !p) throw new Error(`cmac: ${where}: missing 'path'`);
+        const abs = path.resolve(root, p);
+        const ref: SampleRef = { id: abs, index, path: abs };
+        const start = optNumber(row.start, 'start', where);
+        const end = optNumber(row.end, 'end', where);
+        if (start !== undefined) ref.start = start;
+        if (end !== undefined) ref.end = end;
+        const l = row.label;
+        if (typeof l === 'number') ref.label = l;
+        else if (typeof l === 'string' && l !== '') {
+          if (/^-?\d+$/.test(l)) ref.label = Number(l);
+          else {
+            const k = classes!.indexOf(l);
+            if (k < 0) throw new Error(`cmac: ${where}: label '${l}' is not one of the classes (${classes!.join(', ')})`);
+            ref.label = k;
+          }
+        }
+        if (row.boxes !== undefined) ref.boxes = row.boxes;
+        const extra: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(row)) {
+          if (!['path', 'file', 'video', 'start', 'end', 'label', 'boxes'].includes(k)) extra[k] = v;
+        }
+        if (Object.keys(extra).length) ref.extra = extra;
+        return ref;
+      });
+    },
+    async open(ref: SampleRef): Promise<OpenedSample> {
+      return { path: ref.path!, release: noRelease };
+    },
+  };
+  return src;
+}
+
+/** Expands WebDataset-style brace ranges: `shard-{000..003}.tar` gives four names. */
+export function expandBraces(pattern: string): string[] {
+  const m = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
+  if (!m) return [pattern];
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  const width = m[1].length;
+  const out: string[] = [];
+  for (let i = a; i <= b; i++) {
+    const s = String(i).padStart(width, '0');
+    out.push(...expandBraces(pattern.slice(0, m.index) + s + pattern.slice(m.index + m[0].length)));
+  }
+  return out;
+}
+
+interface TarMember {
+  shard: string;
+  name: string;
+  offset: number;
+  size: number;
+}
+
+/** Options of {@link tarSource}. */
+export interface TarSourceOptions {
+  /** Where extracted members go (default: a fresh folder under the OS temp dir). */
+  tmpDir?: string;
+  /** Extensions of the video member (default .mp4 .mkv .webm .avi .mov). */
+  extensions?: string[];
+}
+
+/**
+ * WebDataset-style tar shards: members sharing a key (the member path up to
+ * the first dot of its file name) form one sample, e.g. `000123.mp4` and
+ * `000123.json` (fields label, start, end, boxes; the rest goes to `extra`).
+ * `shards` is a .tar file, a folder of .tar files, a brace pattern
+ * (`shards/train-{000..099}.tar`) or a list of these. Listing streams every
+ * shard once with tar-stream, keeping the json members and the byte range of
+ * each video member; opening a sample copies that range to a temporary file
+ * for ffmpeg (removed on release).
+ */
+export function tarSource(shards: string | string[], opts: TarSourceOptions = {}): Source {
+  const exts = new Set((opts.extensions ?? videoExtensions).map((e) => e.toLowerCase()));
+  let tmp: string | undefined = opts.tmpDir;
+  let ownTmp = false;
+  let counter = 0;
+  const specs = Array.isArray(shards) ? shards : [shards];
+  const src: Source = {
+    description: `tar shards ${specs.join(', ')}`,
+    warnings: [],
+    async list(): Promise<SampleRef[]> {
+      const files: string[] = [];
+      for (const spec of specs) {
+        for (const s of expandBraces(spec)) {
+          const abs = path.resolve(s);
+          if (fs.existsSync(abs) && fs.statSync(abs).isDirectory()) {
+            files.push(...fs.readdirSync(abs).filter((f) => f.toLowerCase().endsWith('.tar')).sort().map((f) => path.join(abs, f)));
+          } else if (fs.existsSync(abs)) files.push(abs);
+          else throw new Error(`cmac: tar shard ${abs} does not exist`);
+        }
+      }
+      const refs: SampleRef[] = [];
+      const warnings: string[] = [];
+      for (const shard of files) {
+        const samples = new Map<string, { video?: TarMember; json?: Record<string, unknown>; jsonError?: string }>();
+        const extract = tar.extract();
+        const reading = pipeline(fs.createReadStream(shard), extract);
+        reading.catch(() => undefined);
+        try {
+          for await (const entry of extract) {
+            const h = entry.header as tar.Header & { byteOffset?: number };
+            const base = path.posix.basename(h.name);
+            const dot = base.indexOf('.');
+            if (h.type !== 'file' || dot <= 0) {
+              entry.resume();
+              continue;
+            }
+            const key = path.posix.join(path.posix.dirname(h.name), base.slice(0, dot));
+            const ext = base.slice(dot).toLowerCase();
+            const s = samples.get(key) ?? {};
+            samples.set(key, s);
+            if (ext === '.json') {
+              const chunks: Buffer[] = [];
+              for await (const c of entry) chunks.push(c as Buffer);
+              try {
+                const j = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+                if (typeof j === 'object' && j && !Array.isArray(j)) s.json = j;
+              } catch (e) {
+                s.jsonError = (e as Error).message;
+              }
+              continue;
+            }
+            const vext = path.extname(base).toLowerCase();
+            if (exts.has(vext) && !s.video) {
+              if (typeof h.byteOffset !== 'number') throw new Error('tar-stream did not report member offsets (needs tar-stream >= 3)');
+              s.video = { shard, name: h.name, offset: h.byteOffset, size: h.size };
+            }
+            entry.resume();
+          }
+          await reading;
+        } catch (e) {
+          warnings.push(`tar shard ${shard} is damaged after ${samples.size} sample(s): ${(e as Error).message}; the complete samples before it are used`);
+        }
+        for (const [key, s] of samples) {
+          if (s.jsonError) warnings.push(`${shard}#${key}: json member is not JSON (${s.jsonError}); sample used without it`);
+          const ref: SampleRef = { id: `${shard}#${key}`, index: refs.length, extra: { shard, key } };
+          const j = s.json ?? {};
+          if (typeof j.label === 'number') ref.label = j.label;
+          else if (typeof j.label === 'string' && /^-?\d+$/.test(j.label)) ref.label = Number(j.label);
+          if (typeof j.start === 'number') ref.start = j.start;
+          if (typeof j.end === 'number') ref.end = j.end;
+          if (j.boxes !== undefined) ref.boxes = j.boxes;
+          for (const [k, v] of Object.entries(j)) if (!['label', 'start', 'end', 'boxes'].includes(k)) ref.extra![k] = v;
+          if (s.video) ref.extra!.member = s.video;
+          refs.push(ref);
+        }
+      }
+      src.warnings = warnings;
+      return refs;
+    },
+    async open(ref: SampleRef): Promise<OpenedSample> {
+      const m = ref.extra?.member as TarMember | undefined;
+      if (!m) throw new DataError('no_video', ref.id, 'the sample has no video member');
+      if (!tmp) {
+        tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-tar-'));
+        ownTmp = true;
+        const dir = tmp;
+        process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+      }
+      fs.mkdirSync(tmp, { recursive: true });
+      const out = path.join(tmp, `${process.pid}-${counter++}${path.extname(m.name)}`);
+      if (m.size > 0) await pipeline(fs.createReadStream(m.shard, { start: m.offset, end: m.offset + m.size - 1 }), fs.createWriteStream(out));
+      else fs.writeFileSync(out, '');
+      return { path: out, release: async () => fs.promises.rm(out, { force: true }) };
+    },
+    async close(): Promise<void> {
+      if (tmp && ownTmp) fs.rmSync(tmp, { recursive: true, force: true });
+      tmp = ownTmp ? undefined : tmp;
+    },
+  };
+  return src;
+}
+
+/** Options of {@link synthSource}. */
+export interface SynthSourceOptions {
+  /** 'train' | 'val' | 'test'; omitted = all clips. */
+  split?: string;
+}
+
+/**
+ * The synthetic dataset written by `cmac synth` / {@link synthesize}: its
+ * manifest.jsonl (labels are class indices; `extra.gt` names each clip's
+ * ground-truth JSON) with class names from classes.json.
+ */
+export function synthSource(dir: string, opts: SynthSourceOptions = {}): Source {
+  const root = path.resolve(dir);
+  const inner = manifestSource(path.join(root, 'manifest.jsonl'), { split: opts.split });
+  const src: Source = {
+    description: `synthetic dataset ${root}${opts.split ? ` (split ${opts.split})` : ''}`,
+    async list(): Promise<SampleRef[]> {
+      if (!fs.existsSync(path.join(root, 'manifest.jsonl'))) throw new Error(`cmac: ${root} has no manifest.jsonl (make one with: cmac synth --out ${root})`);
+      const refs = await inner.list();
+      try {
+        const c = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes?: { name: string }[] };
+        if (Array.isArray(c.classes)) src.classes = c.classes.map((k) => k.name);
+      } catch {
+        /* classes.json is optional */
+      }
+      return refs;
+    },
+    open: (ref) => inner.open(ref),
+  };
+  return src;
+}

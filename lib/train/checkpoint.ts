@@ -1,0 +1,78 @@
+// Checkpoints: step-N.safetensors (weights + optimiser state, written by the
+// native side atomically) and step-N.json (step, epoch, config, loader
+// cursor, seeds), written after it. The JSON is the commit marker: a
+// checkpoint counts only when both files are complete.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { CmacConfig } from '../config';
+import type { CmacModel } from '../model';
+import type { LoaderCursor } from '../data';
+import { writeFileAtomic } from './files';
+
+/** What a checkpoint's JSON holds. */
+export interface CheckpointState {
+  format: 'cmac-checkpoint/1';
+  step: number;
+  epoch: number;
+  cursor: LoaderCursor;
+  config: CmacConfig;
+  /** Seeds that, with step and cursor, fix every random choice still to come. */
+  rng: { seed: number; loaderSeed: number };
+  nonFiniteInARow: number;
+  skippedSteps: number;
+  time: string;
+}
+
+export interface CheckpointRef {
+  step: number;
+  weights: string;
+  state: string;
+}
+
+const name = (step: number) => `step-${String(step).padStart(8, '0')}`;
+
+/** Writes a checkpoint and keeps the newest `keepLast`. */
+export async function saveCheckpoint(dir: string, model: CmacModel, state: CheckpointState, keepLast: number): Promise<CheckpointRef> {
+  fs.mkdirSync(dir, { recursive: true });
+  const ref = { step: state.step, weights: path.join(dir, `${name(state.step)}.safetensors`), state: path.join(dir, `${name(state.step)}.json`) };
+  await model.save(ref.weights, { format: state.format, step: String(state.step), preset: state.config.preset, lossPreset: state.config.loss.preset });
+  writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
+  for (const old of listCheckpoints(dir).slice(0, -keepLast)) {
+    fs.rmSync(old.state, { force: true });  // uncommit first, then drop the weights
+    fs.rmSync(old.weights, { force: true });
+  }
+  return ref;
+}
+
+/** Complete checkpoints in `dir`, oldest first (torn or temp files are ignored). */
+export function listCheckpoints(dir: string): CheckpointRef[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: CheckpointRef[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    const m = /^step-(\d{8})\.json$/.exec(f);
+    if (!m) continue;
+    const ref = { step: Number(m[1]), state: path.join(dir, f), weights: path.join(dir, f.replace(/\.json$/, '.safetensors')) };
+    if (fs.existsSync(ref.weights)) out.push(ref);
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/** Reads and checks a checkpoint's JSON; the error names the file and the fix. */
+export function readCheckpointState(ref: CheckpointRef): CheckpointState {
+  let s: CheckpointState;
+  try {
+    s = JSON.parse(fs.readFileSync(ref.state, 'utf8'));
+  } catch (e) {
+    throw new Error(`checkpoint ${ref.state} is unreadable: ${(e as Error).message}. Fix: delete it to resume from the previous one.`);
+  }
+  if (s.format !== 'cmac-checkpoint/1' || typeof s.step !== 'number' || !s.cursor || !s.config) {
+    throw new Error(`checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: point --resume at a run folder written by cmac train.`);
+  }
+  return s;
+}
+
+/** The newest complete checkpoint, or undefined. */
+export function latestCheckpoint(dir: string): CheckpointRef | undefined {
+  const all = listCheckpoints(dir);
+  return all[all.length - 1];
+}

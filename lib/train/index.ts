@@ -1,0 +1,7 @@
+export { train, NonFiniteLossError } from './trainer';
+export type { TrainOptions, TrainSummary } from './trainer';
+export { latestCheckpoint, listCheckpoints, readCheckpointState, saveCheckpoint } from './checkpoint';
+export type { CheckpointRef, CheckpointState } from './checkpoint';
+export type { StepMetrics } from './metrics';
+export { read as readMetrics } from './metrics';
+export { openSource } from './data';

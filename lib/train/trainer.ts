@@ -1,0 +1,173 @@
+// The training loop. It reads top to bottom like a plain loop:
+// batch -> native step -> log -> maybe checkpoint; anything clever lives in a
+// named helper. Steps run off the JS thread, so the event loop stays free.
+import * as fs from 'fs';
+import * as path from 'path';
+import { CmacConfig, ConfigInput, lambdaScale, learningRate, resolveConfig, saveConfig, toModelConfig } from '../config';
+import { createLoader, LoaderBatch, LoaderCursor } from '../data';
+import { setNumThreads } from '../info';
+import { CmacModel } from '../model';
+import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
+import { openSource } from './data';
+import { ensureWritableDir } from './files';
+import { MetricsLog, StepMetrics } from './metrics';
+import { ProgressBar } from './progress';
+import { writeTrainingReport } from './report';
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** Called after every step with its metrics. */
+  onStep?: (m: StepMetrics) => void;
+  /** Aborting stops the run after the current step, with a checkpoint. */
+  signal?: AbortSignal;
+  /** Continue from the newest checkpoint in the run folder. */
+  resume?: boolean;
+  /** Log lines (data skips, checkpoints); default: none. */
+  log?: (line: string) => void;
+  /** Terminal progress bar (default: when stderr is a TTY). */
+  progress?: boolean;
+}
+
+/** What a finished (or stopped) run reports. */
+export interface TrainSummary {
+  runDir: string;
+  stepsDone: number;
+  totalSteps: number;
+  stoppedBy: 'done' | 'abort';
+  last?: StepMetrics;
+  checkpoint?: CheckpointRef;
+  report: string;
+  skippedSamples: number;
+  skippedSteps: number;
+  wallSeconds: number;
+}
+
+/** A run stopped because too many steps in a row had a non-finite loss. */
+export class NonFiniteLossError extends Error {}
+
+/**
+ * Runs CMAC pretraining as the config says, writing the run folder
+ * (config.json, metrics.jsonl, checkpoints/, report.html).
+ * @example
+ * const summary = await train({ preset: 'tiny', data: { source: 'data/synth' } }, { onStep: (m) => console.log(m.loss) });
+ */
+export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
+  const cfg = resolveConfig(input as ConfigInput);
+  const log = opts.log ?? (() => undefined);
+  const runDir = path.resolve(cfg.train.runDir);
+  const ckptDir = path.join(runDir, 'checkpoints');
+  ensureWritableDir(runDir);
+  const resumed = opts.resume ? resumeState(ckptDir, cfg) : undefined;
+  if (!opts.resume && latestCheckpoint(ckptDir)) {
+    throw new Error(`run folder ${runDir} already holds checkpoints. Fix: add --resume to continue it, or choose another --run-dir.`);
+  }
+  saveConfig(cfg, path.join(runDir, 'config.json'));
+  if (cfg.threads) setNumThreads(cfg.threads);
+
+  const model = await CmacModel.create(toModelConfig(cfg));
+  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
+  let step = 0, epoch = 0, nonFinite = 0, skippedSteps = 0;
+  let cursor: LoaderCursor = { epoch: 0, position: 0 };
+  if (resumed) {
+    await model.load(resumed.ref.weights);
+    ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
+    metrics.truncateAfter(step - 1);
+    log(`resumed from ${resumed.ref.weights} at step ${step}`);
+  } else {
+    fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
+  }
+
+  const total = cfg.train.steps;
+  const loader = createLoader({
+    source: openSource(cfg.data.source, 'train'),
+    batchSize: cfg.data.batchSize,
+    clip: { ...cfg.clip, sampleRate: cfg.logmel.sampleRate },
+    mode: 'train',
+    augment: cfg.data.augment ? {} : false,
+    seed: cfg.seed,
+    dropLast: cfg.data.dropLast,
+    decoders: cfg.data.decoders,
+    prefetchBytes: cfg.data.prefetchBytes,
+    missingAudio: cfg.data.missingAudio,
+    cursor,
+    epochs: Number.MAX_SAFE_INTEGER,
+    log,
+  });
+  const batches = loader[Symbol.asyncIterator]();
+  const bar = new ProgressBar(total);
+  const t0 = Date.now();
+  const startStep = step;
+  let last: StepMetrics | undefined;
+  let checkpoint: CheckpointRef | undefined;
+  const snapshot = (): CheckpointState => ({
+    format: 'cmac-checkpoint/1', step, epoch, cursor, config: cfg, rng: { seed: cfg.seed, loaderSeed: cfg.seed },
+    nonFiniteInARow: nonFinite, skippedSteps, time: new Date().toISOString(),
+  });
+  let stoppedBy: TrainSummary['stoppedBy'] = 'done';
+  try {
+    while (step < total) {
+      if (opts.signal?.aborted) { stoppedBy = 'abort'; break; }
+      const tData = Date.now();
+      const batch = await nextBatch(batches, cfg);
+      const dataMs = Date.now() - tData;
+      const lr = learningRate(cfg, step, total);
+      const lam = lambdaScale(cfg, step, total);
+      const r = await model.trainStep(batch, { lr, lambdaScale: lam });
+      nonFinite = r.finite ? 0 : nonFinite + 1;
+      if (!r.finite) skippedSteps++;
+      cursor = batch.cursor;
+      epoch = batch.cursor.epoch;
+      last = {
+        step, epoch, loss: r.loss, lossCon: r.lossCon, lossV: r.lossV, lossA: r.lossA, lr, lambdaScale: lam,
+        gradNorm: r.gradNorm, stepMs: r.timeMs, dataMs, clipsPerSec: batch.video.shape[0] / ((r.timeMs + dataMs) / 1000),
+        skippedSamples: countSkipped(loader.stats.skipped), finite: r.finite, stepped: r.stepped,
+      };
+      metrics.append(last);
+      step++;
+      if (opts.progress ?? true) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
+      opts.onStep?.(last);
+      if (nonFinite >= cfg.train.maxNonFinite) {
+        throw new NonFiniteLossError(`training stopped: ${nonFinite} steps in a row had a non-finite loss (last at step ${step - 1}, lr ${lr.toExponential(2)}). ` +
+          `Fix: lower optim.lr, set optim.clipGradNorm, or check the data; the last good checkpoint is in ${ckptDir}.`);
+      }
+      if (step % cfg.train.checkpointEvery === 0 && step < total) {
+        checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
+        log(`checkpoint ${checkpoint.weights}`);
+      }
+    }
+    bar.done();
+    if (step > startStep || !checkpoint) checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
+    log(`checkpoint ${checkpoint.weights}`);
+  } finally {
+    await loader.close();
+    model.dispose();
+  }
+  const report = path.join(runDir, 'report.html');
+  writeTrainingReport(report, cfg, path.join(runDir, 'metrics.jsonl'), loader.stats);
+  return {
+    runDir, stepsDone: step, totalSteps: total, stoppedBy, last, checkpoint, report,
+    skippedSamples: countSkipped(loader.stats.skipped), skippedSteps, wallSeconds: (Date.now() - t0) / 1000,
+  };
+}
+
+async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig): Promise<LoaderBatch> {
+  const n = await it.next();
+  if (n.done) throw new Error(`the data source ${cfg.data.source} ran out of batches. Fix: check that it holds at least data.batchSize (${cfg.data.batchSize}) usable clips.`);
+  return n.value;
+}
+
+function countSkipped(s: Partial<Record<string, number>>): number {
+  return Object.values(s).reduce((a: number, b) => a + (b ?? 0), 0);
+}
+
+/** The checkpoint to resume from; its config must match the run's in everything but train.*. */
+function resumeState(ckptDir: string, cfg: CmacConfig): { ref: CheckpointRef; state: CheckpointState } {
+  const ref = latestCheckpoint(ckptDir);
+  if (!ref) throw new Error(`--resume: no checkpoint in ${ckptDir}. Fix: run without --resume to start, or point --run-dir at an existing run.`);
+  const state = readCheckpointState(ref);
+  const differ = (Object.keys(cfg) as Array<keyof CmacConfig>).filter((k) => k !== 'train' && k !== 'threads' && JSON.stringify(cfg[k]) !== JSON.stringify(state.config[k]));
+  if (differ.length) {
+    throw new Error(`--resume: the config differs from the checkpoint's in ${differ.join(', ')}. Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)}).`);
+  }
+  return { ref, state };
+}
