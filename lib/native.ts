@@ -48,6 +48,8 @@ export interface NativeAddon {
   readSafetensors(path: string): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }>;
   writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void>;
   createModel(config: object): Promise<NativeModel>;
+  fitLogisticRegression(features: Tensor, labels: Tensor, numClasses: number, l2: number, maxIter?: number):
+    Promise<{ weight: Tensor; bias: Tensor; loss: number; iterations: number }>;
 }
 
 let cached: NativeAddon | undefined;

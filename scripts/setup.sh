@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libgloo-dev ffmpeg nlohmann-json3-dev cmake g++ make python3)
+want=(libtorch-dev libgloo-dev ffmpeg nlohmann-json3-dev protobuf-compiler cmake g++ make python3)
 build=1
 for arg in "$@"; do
   case "$arg" in

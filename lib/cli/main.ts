@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { info } from '../info';
 import { registerSynth } from './synth';
 import { registerTrain } from './train';
+import { registerEmbed } from './embed';
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -38,6 +39,7 @@ export function buildCli(): Command {
     });
   registerSynth(program);
   registerTrain(program);
+  registerEmbed(program);
   return program;
 }
 

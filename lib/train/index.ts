@@ -5,3 +5,6 @@ export type { CheckpointRef, CheckpointState } from './checkpoint';
 export type { StepMetrics } from './metrics';
 export { read as readMetrics } from './metrics';
 export { openSource } from './data';
+export { TensorBoardWriter, crc32c, maskedCrc32c, tfRecord, readTfRecords, eventSchema } from './tensorboard';
+export { openCheckpoint, findCheckpoint } from './load';
+export type { OpenedCheckpoint } from './load';

@@ -13,6 +13,7 @@ import { ensureWritableDir } from './files';
 import { MetricsLog, StepMetrics } from './metrics';
 import { ProgressBar } from './progress';
 import { writeTrainingReport } from './report';
+import { TensorBoardWriter } from './tensorboard';
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -94,6 +95,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
     log,
   });
   const batches = loader[Symbol.asyncIterator]();
+  const tb = cfg.train.tensorboard ? new TensorBoardWriter(path.join(runDir, 'tensorboard')) : undefined;
   const bar = new ProgressBar(total);
   const t0 = Date.now();
   const startStep = step;
@@ -123,6 +125,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
         skippedSamples: countSkipped(loader.stats.skipped), finite: r.finite, stepped: r.stepped,
       };
       metrics.append(last);
+      tb?.scalars(step, { loss: r.loss, 'loss/con': r.lossCon, 'loss/v': r.lossV, 'loss/a': r.lossA, lr, lambda_scale: lam, grad_norm: r.gradNorm, clips_per_sec: last.clipsPerSec });
       step++;
       if (opts.progress ?? true) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
       opts.onStep?.(last);
@@ -132,6 +135,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
       }
       if (step % cfg.train.checkpointEvery === 0 && step < total) {
         checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
+        tb?.flush();
         log(`checkpoint ${checkpoint.weights}`);
       }
     }
@@ -139,6 +143,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
     if (step > startStep || !checkpoint) checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
     log(`checkpoint ${checkpoint.weights}`);
   } finally {
+    tb?.close();
     await loader.close();
     model.dispose();
   }

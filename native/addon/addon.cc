@@ -7,6 +7,7 @@
 #include "bridge.h"
 #include "cmac_model.h"
 #include "info.h"
+#include "linear_probe.h"
 #include "model_wrap.h"
 #include "safetensors.h"
 
@@ -110,6 +111,32 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   });
 }
 
+// fitLogisticRegression(features [N,C], labels [N], numClasses, l2, maxIter) -> Promise<{ weight, bias, loss, iterations }>
+Napi::Value FitLogisticRegression(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    torch::Tensor x = tensorFromJs(info[0], "features");
+    torch::Tensor y = tensorFromJs(info[1], "labels");
+    auto num = [&](size_t i, const char* name) {
+      if (info.Length() <= i || !info[i].IsNumber()) cmac::typeError(std::string(name) + " must be a number");
+      return info[i].As<Napi::Number>().DoubleValue();
+    };
+    const double k = num(2, "numClasses"), l2 = num(3, "l2");
+    const double iters = info.Length() > 4 && !info[4].IsUndefined() ? num(4, "maxIter") : 500;
+    if (k != static_cast<int64_t>(k) || iters != static_cast<int64_t>(iters)) cmac::rangeError("numClasses and maxIter must be integers");
+    return PromiseWorker::Queue(info.Env(), [x, y, k, l2, iters]() -> PromiseWorker::Done {
+      auto r = std::make_shared<cmac::LogRegResult>(cmac::fitLogisticRegression(x, y, static_cast<int64_t>(k), l2, static_cast<int64_t>(iters)));
+      return [r](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("weight", tensorToJs(env, r->weight));
+        o.Set("bias", tensorToJs(env, r->bias));
+        o.Set("loss", r->loss);
+        o.Set("iterations", double(r->iterations));
+        return o;
+      };
+    });
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by Node when this environment ends
@@ -121,6 +148,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
   exports.Set("readSafetensors", Napi::Function::New<ReadSafetensors>(env, "readSafetensors"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));
+  exports.Set("fitLogisticRegression", Napi::Function::New<FitLogisticRegression>(env, "fitLogisticRegression"));
   exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
   exports.Set("CmacModel", ctor);
   return exports;
