@@ -23,6 +23,8 @@ export interface ModelConfig {
   /** Mixed precision on CUDA: off | bf16 | fp16 (loss math stays fp32). */
   amp?: 'off' | 'bf16' | 'fp16';
   seed?: number;
+  /** Join the process group of WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT (multi-process data parallel). */
+  dist?: { enabled?: boolean; gatherNegatives?: boolean; timeoutSec?: number };
 }
 
 /** A batch of clips: video uint8 [N, T, H, W, 3] and/or audio float32 [N, samples] (16 kHz mono). */
@@ -147,6 +149,14 @@ export class CmacModel {
   get device(): string { return this.nativeModel.device; }
   get numParameters(): number { return this.nativeModel.numParameters; }
   get disposed(): boolean { return this.nativeModel.disposed; }
+  /** This process's rank and the number of ranks (0 and 1 without dist). */
+  get rank(): number { return this.nativeModel.rank; }
+  get worldSize(): number { return this.nativeModel.worldSize; }
+
+  /** True on every rank when any rank passes true (a collective: every rank must call it). */
+  async anyRank(flag: boolean): Promise<boolean> {
+    return this.nativeModel.anyRank(flag);
+  }
 
   /** Frees the native memory now (a finaliser does it later otherwise). Safe to call twice. */
   dispose(): void {

@@ -35,6 +35,9 @@ export interface NativeModel {
   train(mode?: boolean): NativeModel;
   eval(): NativeModel;
   dispose(): void;
+  anyRank(flag: boolean): Promise<boolean>;
+  readonly rank: number;
+  readonly worldSize: number;
   readonly training: boolean;
   readonly device: string;
   readonly numParameters: number;

@@ -132,8 +132,9 @@ function main() {
       console.log([path.join(t.root, 'include'), path.join(t.root, 'include/torch/csrc/api/include')].join(' '));
       break;
     case '--gyp-defines':
-      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`,
-        ...(cuda ? ['CMAC_WITH_CUDA=1'] : [])].join(' '));
+      // c10d: CMake's torch target adds these; the Gloo headers come from libgloo-dev or the install.
+      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`, 'USE_DISTRIBUTED', 'USE_C10D_GLOO',
+        ...(cuda ? ['CMAC_WITH_CUDA=1', 'USE_C10D_NCCL'] : [])].join(' '));
       break;
     case '--gyp-libs': {
       const libs = [`-L${lib}`];

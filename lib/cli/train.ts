@@ -5,6 +5,7 @@ import * as path from 'path';
 import { ConfigInput, loadConfigFile, resolveConfig } from '../config';
 import { synthesize } from '../data/synth';
 import { train, TrainSummary } from '../train';
+import { launchLocal } from '../dist/launch';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -58,6 +59,7 @@ export function registerTrain(program: Command): void {
     .option('--tensorboard', 'also write TensorBoard event files')
     .option('--print-config', 'print the resolved config and exit')
     .option('--quiet', 'no progress bar or log lines')
+    .option('--nproc <n>', 'data-parallel ranks on this machine (child processes over c10d/Gloo)', positiveInt('--nproc'))
     .addHelpText('after', [
       '',
       'Examples:',
@@ -65,8 +67,15 @@ export function registerTrain(program: Command): void {
       '  cmac train --preset tiny --data data/synth --steps 300 --run-dir runs/tiny',
       '  cmac train -c run.yaml --set optim.lr=5e-4 --set loss.preset=cmac-v',
       '  cmac train --resume --run-dir runs/tiny          # continue after Ctrl-C or a crash',
+      '  cmac train --nproc 2 --preset tiny --data data/synth --set dist.gatherNegatives=true',
+      '  torchrun --nproc-per-node 2 --no-python node dist/cli/main.js train ...   # torchrun sets the same variables',
     ].join('\n'))
-    .action(async (o: { config?: string; preset?: string; loss?: string; data?: string; steps?: number; runDir?: string; set: string[]; resume?: boolean; tensorboard?: boolean; printConfig?: boolean; quiet?: boolean }) => {
+    .action(async (o: { config?: string; preset?: string; loss?: string; data?: string; steps?: number; runDir?: string; set: string[]; resume?: boolean; tensorboard?: boolean; printConfig?: boolean; quiet?: boolean; nproc?: number }) => {
+      if (o.nproc && o.nproc > 1 && process.env.RANK === undefined) {
+        const args = process.argv.slice(1).filter((a, i, all) => a !== '--nproc' && all[i - 1] !== '--nproc' && !a.startsWith('--nproc='));
+        process.exitCode = await launchLocal({ nproc: o.nproc, args });
+        return;
+      }
       let input: ConfigInput = {};
       if (o.config) input = loadConfigFile(o.config);
       else if (o.resume && o.runDir && fs.existsSync(path.join(o.runDir, 'config.json'))) input = loadConfigFile(path.join(o.runDir, 'config.json'));

@@ -135,6 +135,7 @@ export function toModelConfig(c: CmacConfig): ModelConfig {
     device: c.device,
     amp: c.amp,
     seed: c.seed,
+    dist: { enabled: false, gatherNegatives: c.dist.gatherNegatives, timeoutSec: c.dist.timeoutSec },
   };
 }
 

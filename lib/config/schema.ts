@@ -81,6 +81,14 @@ export const configSchema = z.object({
     augment: z.boolean().default(true),
     dropLast: z.boolean().default(true),
   }).strict(),
+  /** Data parallelism across processes (ranks from WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT, set by `cmac train --nproc N` or torchrun). */
+  dist: z.object({
+    /** L_con negatives from every rank (all_gather with gradient), so negatives grow with the world size. */
+    gatherNegatives: z.boolean().default(false),
+    /** BatchNorm statistics: per-rank (each rank's batch) or frozen (running statistics, eval mode). */
+    batchNorm: z.enum(['per-rank', 'frozen']).default('per-rank'),
+    timeoutSec: int(1, 86400).default(300),
+  }).strict().default({}),
   train: z.object({
     steps: int(1, 1e9),
     logEvery: int(1, 1e9).default(10),

@@ -54,27 +54,32 @@ export class NonFiniteLossError extends Error {}
  */
 export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
   const cfg = resolveConfig(input as ConfigInput);
-  const log = opts.log ?? (() => undefined);
+  const { rank, worldSize } = ranksFromEnv();
+  const main = rank === 0;  // rank 0 alone writes logs, metrics, checkpoints and the report
+  const log = main ? opts.log ?? (() => undefined) : () => undefined;
   const runDir = path.resolve(cfg.train.runDir);
   const ckptDir = path.join(runDir, 'checkpoints');
-  ensureWritableDir(runDir);
+  if (main) ensureWritableDir(runDir);
   const resumed = opts.resume ? resumeState(ckptDir, cfg) : undefined;
   if (!opts.resume && latestCheckpoint(ckptDir)) {
     throw new Error(`run folder ${runDir} already holds checkpoints. Fix: add --resume to continue it, or choose another --run-dir.`);
   }
-  saveConfig(cfg, path.join(runDir, 'config.json'));
+  if (main) saveConfig(cfg, path.join(runDir, 'config.json'));
   if (cfg.threads) setNumThreads(cfg.threads);
 
-  const model = await CmacModel.create(toModelConfig(cfg));
+  const modelConfig = toModelConfig(cfg);
+  if (worldSize > 1) modelConfig.dist = { ...modelConfig.dist, enabled: true };
+  const model = await CmacModel.create(modelConfig);
+  if (cfg.dist.batchNorm === 'frozen') model.eval();
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   let step = 0, epoch = 0, nonFinite = 0, skippedSteps = 0;
   let cursor: LoaderCursor = { epoch: 0, position: 0 };
   if (resumed) {
     await model.load(resumed.ref.weights);
     ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
-    metrics.truncateAfter(step - 1);
+    if (main) metrics.truncateAfter(step - 1);
     log(`resumed from ${resumed.ref.weights} at step ${step}`);
-  } else {
+  } else if (main) {
     fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
   }
 
@@ -92,10 +97,13 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
     missingAudio: cfg.data.missingAudio,
     cursor,
     epochs: Number.MAX_SAFE_INTEGER,
+    rank,
+    worldSize,
+    evenShards: worldSize > 1,
     log,
   });
   const batches = loader[Symbol.asyncIterator]();
-  const tb = cfg.train.tensorboard ? new TensorBoardWriter(path.join(runDir, 'tensorboard')) : undefined;
+  const tb = cfg.train.tensorboard && main ? new TensorBoardWriter(path.join(runDir, 'tensorboard')) : undefined;
   const bar = new ProgressBar(total);
   const t0 = Date.now();
   const startStep = step;
@@ -108,7 +116,9 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
   let stoppedBy: TrainSummary['stoppedBy'] = 'done';
   try {
     while (step < total) {
-      if (opts.signal?.aborted) { stoppedBy = 'abort'; break; }
+      // Every rank must stop at the same step, or the next collective would wait forever.
+      const stop = worldSize > 1 ? await model.anyRank(!!opts.signal?.aborted) : !!opts.signal?.aborted;
+      if (stop) { stoppedBy = 'abort'; break; }
       const tData = Date.now();
       const batch = await nextBatch(batches, cfg);
       const dataMs = Date.now() - tData;
@@ -124,35 +134,47 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
         gradNorm: r.gradNorm, stepMs: r.timeMs, dataMs, clipsPerSec: batch.video.shape[0] / ((r.timeMs + dataMs) / 1000),
         skippedSamples: countSkipped(loader.stats.skipped), finite: r.finite, stepped: r.stepped,
       };
-      metrics.append(last);
+      if (main) metrics.append(last);
       tb?.scalars(step, { loss: r.loss, 'loss/con': r.lossCon, 'loss/v': r.lossV, 'loss/a': r.lossA, lr, lambda_scale: lam, grad_norm: r.gradNorm, clips_per_sec: last.clipsPerSec });
       step++;
-      if (opts.progress ?? true) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
+      if (main && (opts.progress ?? true)) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
       opts.onStep?.(last);
       if (nonFinite >= cfg.train.maxNonFinite) {
         throw new NonFiniteLossError(`training stopped: ${nonFinite} steps in a row had a non-finite loss (last at step ${step - 1}, lr ${lr.toExponential(2)}). ` +
           `Fix: lower optim.lr, set optim.clipGradNorm, or check the data; the last good checkpoint is in ${ckptDir}.`);
       }
-      if (step % cfg.train.checkpointEvery === 0 && step < total) {
+      if (main && step % cfg.train.checkpointEvery === 0 && step < total) {
         checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
         tb?.flush();
         log(`checkpoint ${checkpoint.weights}`);
       }
     }
-    bar.done();
-    if (step > startStep || !checkpoint) checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
-    log(`checkpoint ${checkpoint.weights}`);
+    if (main) {
+      bar.done();
+      if (step > startStep || !checkpoint) checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
+      log(`checkpoint ${checkpoint.weights}`);
+    }
   } finally {
     tb?.close();
     await loader.close();
     model.dispose();
   }
   const report = path.join(runDir, 'report.html');
-  writeTrainingReport(report, cfg, path.join(runDir, 'metrics.jsonl'), loader.stats);
+  if (main) writeTrainingReport(report, cfg, path.join(runDir, 'metrics.jsonl'), loader.stats);
   return {
     runDir, stepsDone: step, totalSteps: total, stoppedBy, last, checkpoint, report,
     skippedSamples: countSkipped(loader.stats.skipped), skippedSteps, wallSeconds: (Date.now() - t0) / 1000,
   };
+}
+
+/** This process's rank and the world size, from the variables torchrun and `cmac train --nproc` set. */
+export function ranksFromEnv(): { rank: number; worldSize: number } {
+  const worldSize = Number(process.env.WORLD_SIZE ?? '1');
+  const rank = Number(process.env.RANK ?? '0');
+  if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new Error(`RANK=${process.env.RANK} / WORLD_SIZE=${process.env.WORLD_SIZE} are not a valid rank and world size. Fix: let cmac train --nproc N or torchrun set them.`);
+  }
+  return { rank, worldSize };
 }
 
 async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig): Promise<LoaderBatch> {

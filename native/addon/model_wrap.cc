@@ -118,6 +118,10 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.optim.eps = getNumber(op, "eps", "config.optim.eps", c.optim.eps);
   c.clipGradNorm = getNumber(op, "clipGradNorm", "config.optim.clipGradNorm", c.clipGradNorm);
   c.accumulate = getInt(op, "accumulate", "config.optim.accumulate", c.accumulate, 1, 4096);
+  Napi::Object di = getObject(o, "dist", "config.dist");
+  c.dist.enabled = getBool(di, "enabled", "config.dist.enabled", false);
+  c.dist.gatherNegatives = getBool(di, "gatherNegatives", "config.dist.gatherNegatives", false);
+  c.dist.timeoutSec = static_cast<int>(getInt(di, "timeoutSec", "config.dist.timeoutSec", 300, 1, 86400));
   c.device = getString(o, "device", "config.device", c.device);
   c.amp = getString(o, "amp", "config.amp", c.amp);
   c.seed = static_cast<uint64_t>(getInt(o, "seed", "config.seed", 0, 0, (int64_t(1) << 53)));
@@ -140,6 +144,9 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::Train>("train"),
                       InstanceMethod<&ModelWrap::Eval>("eval"),
                       InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                      InstanceMethod<&ModelWrap::AnyRank>("anyRank"),
+                      InstanceAccessor<&ModelWrap::Rank>("rank"),
+                      InstanceAccessor<&ModelWrap::WorldSize>("worldSize"),
                       InstanceAccessor<&ModelWrap::IsTraining>("training"),
                       InstanceAccessor<&ModelWrap::Device>("device"),
                       InstanceAccessor<&ModelWrap::NumParameters>("numParameters"),
@@ -156,6 +163,8 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   if (!h_) throw Napi::TypeError::New(env, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
   device_ = h_->model->device();
+  rank_ = h_->model->rank();
+  worldSize_ = h_->model->worldSize();
   numParameters_ = h_->model->numParameters();
   syncExternalMemory(env);
 }
@@ -380,6 +389,21 @@ Napi::Value ModelWrap::To(const Napi::CallbackInfo& info) {
     });
   });
 }
+
+Napi::Value ModelWrap::AnyRank(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle(info);
+    if (info.Length() < 1 || !info[0].IsBoolean()) cmac::typeError("anyRank(flag): flag must be a boolean");
+    bool flag = info[0].As<Napi::Boolean>();
+    return Run(info, [flag](cmac::CmacModel& m) {
+      bool any = m.anyRank(flag);
+      return [any](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, any); };
+    });
+  });
+}
+
+Napi::Value ModelWrap::Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
+Napi::Value ModelWrap::WorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), worldSize_); }
 
 Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {

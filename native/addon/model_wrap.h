@@ -46,6 +46,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Device(const Napi::CallbackInfo& info);
   Napi::Value NumParameters(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value AnyRank(const Napi::CallbackInfo& info);
+  Napi::Value Rank(const Napi::CallbackInfo& info);
+  Napi::Value WorldSize(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
 
   std::shared_ptr<ModelHandle> handle(const Napi::CallbackInfo& info);  // throws when disposed
@@ -58,6 +61,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   int64_t reported_ = 0;  // bytes reported to V8 through AdjustExternalMemory
   std::string device_;
   int64_t numParameters_ = 0;
+  int rank_ = 0, worldSize_ = 1;
 };
 
 cmac::ModelConfig configFromJs(const Napi::Value& v);

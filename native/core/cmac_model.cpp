@@ -131,6 +131,14 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
   for (int i = 0; i < 4; ++i)
     if (cfg_.visual.planes[i] < 4 || cfg_.audio.planes[i] < 4 || cfg_.visual.blocks[i] < 1 || cfg_.audio.blocks[i] < 1)
       rangeError("encoder widths must be >= 4 and depths >= 1");
+  if (cfg_.dist.enabled) {
+    DistOptions d = distOptionsFromEnv(cfg_.dist.timeoutSec);
+    // NCCL: each rank drives the GPU of its LOCAL_RANK.
+    if ((cfg_.device == "cuda" || cfg_.device == "auto") && torch::cuda::is_available())
+      cfg_.device = "cuda:" + std::to_string(d.localRank);
+    d.cuda = cfg_.device.rfind("cuda", 0) == 0;
+    dist_ = std::make_shared<Dist>(d);
+  }
   device_ = parseDevice(cfg_.device);
   {
     std::lock_guard<std::mutex> lock(gSeedMutex);
@@ -138,6 +146,12 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
     net_ = std::make_shared<CmacNetImpl>(cfg_);
   }
   net_->to(device_);
+  if (dist_ && dist_->worldSize() > 1) {  // every rank starts from rank 0's weights
+    std::vector<torch::Tensor> all;
+    for (auto& p : net_->parameters()) all.push_back(p.data());
+    for (auto& b : net_->buffers()) all.push_back(b);
+    dist_->broadcast(all, 0);
+  }
   NamedTensors params;
   for (auto& p : net_->named_parameters()) params.emplace_back(p.key(), p.value());
   optim_ = std::make_unique<Optimizer>(std::move(params), cfg_.optim);
@@ -254,7 +268,14 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
     qV = queueV_.slice(0, 0, queueFill_);
     qA = queueA_.slice(0, 0, queueFill_);
   }
-  auto lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA);
+  torch::Tensor keysV, keysA;
+  int64_t offset = 0;
+  if (dist_ && cfg_.dist.gatherNegatives && dist_->worldSize() > 1) {
+    keysV = dist_->allGatherWithGrad(f.zV);
+    keysA = dist_->allGatherWithGrad(f.zA);
+    offset = dist_->rank() * f.zV.size(0);
+  }
+  auto lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA, keysV, keysA, offset);
   auto total = lossCon;
   StepResult r;
   if (lo.lossV) {
@@ -271,6 +292,11 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
   }
   r.loss = total.item<double>();
   r.lossCon = lossCon.item<double>();
+  if (dist_ && dist_->worldSize() > 1) {  // report the mean over ranks; every rank then agrees on finiteness
+    auto s = torch::tensor({r.loss, r.lossCon, r.lossV, r.lossA}, torch::kDouble);
+    dist_->allreduceMean({s});
+    r.loss = s[0].item<double>(), r.lossCon = s[1].item<double>(), r.lossV = s[2].item<double>(), r.lossA = s[3].item<double>();
+  }
   r.finite = std::isfinite(r.loss);
   const bool fp16 = device_.is_cuda() && cfg_.amp == "fp16";
   r.lossScale = fp16 ? lossScale_ : 1.0;
@@ -284,6 +310,12 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
       torch::NoGradGuard ng;
       std::vector<torch::Tensor> norms;
       auto params = net_->parameters();
+      if (dist_ && dist_->worldSize() > 1) {  // bucketed all-reduce of the gradients (sum, then / world)
+        std::vector<torch::Tensor> grads;
+        for (auto& p : params)
+          if (p.grad().defined()) grads.push_back(p.mutable_grad());
+        dist_->allreduceMean(grads);
+      }
       for (auto& p : params)
         if (p.grad().defined()) {
           if (fp16) p.mutable_grad().div_(lossScale_);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "audio_resnet.h"
+#include "dist.h"
 #include "heads.h"
 #include "logmel.h"
 #include "optim.h"
@@ -31,6 +32,13 @@ struct LossOptions {
 // The five ablation presets of method.md section 5.
 LossOptions lossPreset(const std::string& name);
 
+// Data parallelism across processes (ranks from the environment, dist.h).
+struct DistConfig {
+  bool enabled = false;          // join the process group named by MASTER_ADDR/PORT, RANK, WORLD_SIZE
+  bool gatherNegatives = false;  // L_con negatives from every rank (all_gather with gradient)
+  int timeoutSec = 300;
+};
+
 struct ModelConfig {
   R2Plus1DOptions visual;
   AudioResNetOptions audio;
@@ -43,6 +51,7 @@ struct ModelConfig {
   std::string device = "cpu";  // cpu | cuda | cuda:N | auto
   std::string amp = "off";     // off | bf16 | fp16 (CUDA only)
   uint64_t seed = 0;
+  DistConfig dist;
 };
 
 // Parses a device string; an error names the value and the fix.
@@ -98,6 +107,10 @@ class CmacModel {
   std::string device() const;
   int64_t numParameters() const;
   int64_t stateBytes() const;  // bytes of weights, buffers and optimiser state
+  int rank() const { return dist_ ? dist_->rank() : 0; }
+  int worldSize() const { return dist_ ? dist_->worldSize() : 1; }
+  // True on every rank when any rank passes true (one tiny collective); `flag` alone without dist.
+  bool anyRank(bool flag) { return dist_ ? dist_->anyTrue(flag) : flag; }
   const ModelConfig& config() const { return cfg_; }
 
  private:
@@ -111,6 +124,7 @@ class CmacModel {
   ModelConfig cfg_;
   std::shared_ptr<CmacNetImpl> net_;
   std::unique_ptr<Optimizer> optim_;
+  std::shared_ptr<Dist> dist_;
   torch::Device device_{torch::kCPU};
   torch::Tensor queueV_, queueA_;
   int64_t queuePtr_ = 0, queueFill_ = 0, micro_ = 0;

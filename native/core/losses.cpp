@@ -6,27 +6,33 @@ namespace cmac {
 
 namespace {
 // Row-wise -log(e_pos / sum e_neg-or-pos) with log-sum-exp for stability.
-torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& other, double tau, bool withinModal,
-                      const torch::Tensor& queueSame, const torch::Tensor& queueOther) {
+// keysSame/keysOther: the candidates (this rank's batch at rows offset..offset+B).
+torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& keysSame, const torch::Tensor& keysOther,
+                      int64_t offset, double tau, bool withinModal, const torch::Tensor& queueSame,
+                      const torch::Tensor& queueOther) {
   const auto B = anchor.size(0);
-  auto cross = torch::matmul(anchor, other.t()) / tau;  // B x B, positives on the diagonal
+  auto self = (torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(anchor.device())) + offset).unsqueeze(1);
+  auto cross = torch::matmul(anchor, keysOther.t()) / tau;  // positives at (i, offset + i)
   std::vector<torch::Tensor> cols{cross};
   if (withinModal) {
-    auto eye = torch::eye(B, torch::TensorOptions().dtype(torch::kBool).device(anchor.device()));
-    cols.push_back((torch::matmul(anchor, anchor.t()) / tau).masked_fill(eye, -std::numeric_limits<double>::infinity()));
+    auto mask = torch::zeros_like(cross, torch::TensorOptions().dtype(torch::kBool)).scatter_(1, self, true);
+    cols.push_back((torch::matmul(anchor, keysSame.t()) / tau).masked_fill(mask, -std::numeric_limits<double>::infinity()));
   }
   if (queueOther.defined() && queueOther.numel() > 0) cols.push_back(torch::matmul(anchor, queueOther.t()) / tau);
   if (withinModal && queueSame.defined() && queueSame.numel() > 0)
     cols.push_back(torch::matmul(anchor, queueSame.t()) / tau);
   auto logits = torch::cat(cols, 1);
-  return torch::logsumexp(logits, 1) - cross.diagonal();
+  return torch::logsumexp(logits, 1) - cross.gather(1, self).squeeze(1);
 }
 }  // namespace
 
 torch::Tensor contrastiveLoss(const torch::Tensor& zV, const torch::Tensor& zA, double tau, bool withinModal,
-                              const torch::Tensor& queueV, const torch::Tensor& queueA) {
-  auto lv = infoNce(zV, zA, tau, withinModal, queueV, queueA);
-  auto la = infoNce(zA, zV, tau, withinModal, queueA, queueV);
+                              const torch::Tensor& queueV, const torch::Tensor& queueA, const torch::Tensor& keysV,
+                              const torch::Tensor& keysA, int64_t offset) {
+  const auto& kV = keysV.defined() ? keysV : zV;
+  const auto& kA = keysA.defined() ? keysA : zA;
+  auto lv = infoNce(zV, kV, kA, offset, tau, withinModal, queueV, queueA);
+  auto la = infoNce(zA, kA, kV, offset, tau, withinModal, queueA, queueV);
   return 0.5 * (lv.mean() + la.mean());
 }
 

@@ -9,9 +9,12 @@ namespace cmac {
 // Negatives for anchor z_v^i: z_a^j (all j, the positive included in the
 // denominator) and, when withinModal, z_v^j (j != i); symmetric for z_a^i.
 // queueV/queueA (K x D, may be undefined) add past embeddings as negatives.
+// keysV/keysA (may be undefined): the embeddings of every rank (all-gathered),
+// in which this rank's batch starts at row `offset`; the anchors stay local.
 // Returns the scalar mean(l_v, l_a).
 torch::Tensor contrastiveLoss(const torch::Tensor& zV, const torch::Tensor& zA, double tau, bool withinModal,
-                              const torch::Tensor& queueV = {}, const torch::Tensor& queueA = {});
+                              const torch::Tensor& queueV = {}, const torch::Tensor& queueA = {},
+                              const torch::Tensor& keysV = {}, const torch::Tensor& keysA = {}, int64_t offset = 0);
 
 // Cross-modally guided target log-probabilities, B x N:
 // log softmax_n(<z, local_n> / tauT). z: B x D, local: B x N x D.
