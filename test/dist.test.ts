@@ -95,6 +95,28 @@ describe('distributed data parallel (c10d, Gloo on loopback)', function () {
       expect(listCheckpoints(path.join(runDir, 'checkpoints')).map((c) => c.step)).to.deep.equal([3]);
     });
 
+    it('runs under a torchrun-style agent store (TORCHELASTIC_USE_AGENT_STORE, PyTorch TCPStore as the agent)', async () => {
+      // The agent: PyTorch's own TCPStore server, as torchrun's elastic agent hosts it.
+      const port = await freePort();
+      const agent = spawn('/usr/bin/python3', ['-c', [
+        'import datetime, sys, time, torch.distributed as d',
+        `s = d.TCPStore("127.0.0.1", ${port}, 3, True, datetime.timedelta(seconds=120), wait_for_workers=False)`,
+        'print("up", flush=True)', 'time.sleep(300)'].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((r) => agent.stdout!.once('data', r));
+      const runDir = path.join(dir, 'run-agent');
+      try {
+        const ranks = [0, 1].map((rank) => spawn(process.execPath, [cli, 'train', '--preset', 'tiny', '--data', data, '--steps', '2', '--run-dir', runDir,
+          '--set', 'data.batchSize=4', '--quiet'], {
+          env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank),
+            TORCHELASTIC_USE_AGENT_STORE: 'True', TORCHELASTIC_RESTART_COUNT: '0' }, stdio: 'ignore' }));
+        const codes = await Promise.all(ranks.map((p) => new Promise((r) => p.on('exit', r))));
+        expect(codes).to.deep.equal([0, 0]);
+        expect(listCheckpoints(path.join(runDir, 'checkpoints')).map((c) => c.step)).to.deep.equal([2]);
+      } finally {
+        agent.kill();
+      }
+    });
+
     it('a killed rank ends the job with a non-zero exit naming the rank, within the timeout', async () => {
       const runDir = path.join(dir, 'run-kill');
       const t0 = Date.now();

@@ -91,7 +91,8 @@ export function registerTrain(program: Command): void {
       const { signal, dispose } = abortOnSignals();
       try {
         const log = o.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
-        printSummary(await train(cfg, { signal, resume: !!o.resume, log, progress: !o.quiet }));
+        const summary = await train(cfg, { signal, resume: !!o.resume, log, progress: !o.quiet });
+        if ((process.env.RANK ?? '0') === '0') printSummary(summary);
       } finally {
         dispose();
       }
