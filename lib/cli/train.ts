@@ -102,11 +102,12 @@ export function registerTrain(program: Command): void {
     .command('demo')
     .description('the main job: synthesise a small dataset, train the tiny preset with full CMAC, write the run folder')
     .option('--out <dir>', 'folder for the data and the run', 'runs/demo')
-    .option('--clips <n>', 'synthetic clips', positiveInt('--clips'), 256)
-    .option('--steps <n>', 'training steps', positiveInt('--steps'), 300)
+    .option('--clips <n>', 'synthetic clips', positiveInt('--clips'), 192)
+    .option('--steps <n>', 'training steps', positiveInt('--steps'), 150)
+    .option('--batch <n>', 'clips per step', positiveInt('--batch'), 16)
     .option('--threads <n>', 'libtorch threads (default: all cores)', positiveInt('--threads'))
     .addHelpText('after', '\nExamples:\n  npm run demo\n  cmac demo --out /tmp/demo --steps 100')
-    .action(async (o: { out: string; clips: number; steps: number; threads?: number }) => {
+    .action(async (o: { out: string; clips: number; steps: number; batch: number; threads?: number }) => {
       const data = path.join(o.out, 'data');
       if (!fs.existsSync(path.join(data, 'manifest.jsonl'))) {
         process.stderr.write(`demo: synthesising ${o.clips} clips into ${data}\n`);
@@ -115,7 +116,7 @@ export function registerTrain(program: Command): void {
       }
       const runDir = path.join(o.out, 'run');
       fs.rmSync(runDir, { recursive: true, force: true });
-      const cfg = resolveConfig({ preset: 'tiny', data: { source: data }, train: { steps: o.steps, runDir, checkpointEvery: 100 }, ...(o.threads ? { threads: o.threads } : {}) });
+      const cfg = resolveConfig({ preset: 'tiny', data: { source: data, batchSize: o.batch }, train: { steps: o.steps, runDir, checkpointEvery: 50 }, ...(o.threads ? { threads: o.threads } : {}) });
       const { signal, dispose } = abortOnSignals();
       try {
         printSummary(await train(cfg, { signal, log: (l) => process.stderr.write(`${l}\n`) }));

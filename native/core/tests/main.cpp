@@ -14,14 +14,23 @@ int main(int argc, char** argv) {
     }
     if (a == "--run" && i + 1 < argc) only = argv[++i];
     else if (a == "--fixtures" && i + 1 < argc) cmactest::fixturesDir() = argv[++i];
+    else if (a == "--require-cuda") cmactest::requireCuda() = true;
   }
-  int failed = 0, passed = 0;
+  int failed = 0, passed = 0, skipped = 0;
   for (auto& [name, f] : cmactest::registry()) {
     if (!only.empty() && name != only) continue;
     try {
       f();
       ++passed;
       std::cout << "ok   " << name << std::endl;
+    } catch (const cmactest::Skip& e) {
+      if (cmactest::requireCuda()) {
+        ++failed;
+        std::cout << "FAIL " << name << ": required but skipped: " << e.what() << std::endl;
+      } else {
+        ++skipped;
+        std::cout << "skip " << name << ": " << e.what() << std::endl;
+      }
     } catch (const c10::Error& e) {
       ++failed;
       std::cout << "FAIL " << name << ": " << e.what_without_backtrace() << std::endl;
@@ -30,10 +39,11 @@ int main(int argc, char** argv) {
       std::cout << "FAIL " << name << ": " << e.what() << std::endl;
     }
   }
-  if (!only.empty() && passed + failed == 0) {
+  if (!only.empty() && passed + failed + skipped == 0) {
     std::cout << "no test named " << only << std::endl;
     return 2;
   }
-  std::cout << passed << " passed, " << failed << " failed" << std::endl;
-  return failed ? 1 : 0;
+  std::cout << passed << " passed, " << failed << " failed, " << skipped << " skipped" << std::endl;
+  if (failed) return 1;
+  return skipped && !only.empty() ? 3 : 0;  // 3: the one requested case was skipped
 }

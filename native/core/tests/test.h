@@ -15,6 +15,15 @@ inline std::map<std::string, std::function<void()>>& registry() {
   static std::map<std::string, std::function<void()>> r;
   return r;
 }
+// Thrown by SKIP(): the case does not apply on this machine (e.g. no CUDA).
+struct Skip : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// --require-cuda turns every CUDA skip into a failure (scripts/gpu-check.sh).
+inline bool& requireCuda() {
+  static bool r = false;
+  return r;
+}
 struct Registrar {
   Registrar(const char* name, std::function<void()> f) { registry()[name] = std::move(f); }
 };
@@ -40,6 +49,8 @@ inline std::string& fixturesDir() {
       throw std::runtime_error(o_.str());                                                        \
     }                                                                                            \
   } while (0)
+
+#define SKIP(why) throw cmactest::Skip(why)
 
 #define CHECK_MSG(cond, msg)                                                                     \
   do {                                                                                           \
