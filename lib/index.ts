@@ -17,3 +17,5 @@ export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, learningRa
 export type { CmacConfig, ConfigInput } from './config';
 export { train, NonFiniteLossError, latestCheckpoint, listCheckpoints, readCheckpointState, readMetrics, openSource } from './train';
 export type { TrainOptions, TrainSummary, CheckpointRef, CheckpointState, StepMetrics } from './train';
+export * from './eval';
+export * from './viz';

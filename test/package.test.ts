@@ -7,6 +7,18 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { root, tmpDir } from './helpers';
 
+/** A copy of the package as npm installs it: dist, package.json (+ extra items), and its production dependencies. */
+function installCopy(dir: string, items: string[]): string {
+  const pkg = path.join(dir, 'node_modules', 'cmac');
+  for (const item of ['package.json', 'dist', ...items]) fs.cpSync(path.join(root, item), path.join(pkg, item), { recursive: true });
+  const deps = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' }).trim().split('\n').slice(1);
+  for (const d of deps) {
+    const rel = path.relative(path.join(root, 'node_modules'), d);
+    if (!rel.startsWith('..')) fs.cpSync(d, path.join(dir, 'node_modules', rel), { recursive: true });
+  }
+  return pkg;
+}
+
 function node(args: string[], cwd = root): string {
   return execFileSync(process.execPath, args, { cwd, encoding: 'utf8' });
 }
@@ -60,9 +72,7 @@ describe('package', function () {
     expect(files.some((f) => f.endsWith('.node'))).to.equal(true);
     // A copy of the package as npm would install it: dist, package.json, prebuilds, node-gyp-build; no build/.
     const dir = tmpDir('cmac-copy-');
-    const pkg = path.join(dir, 'node_modules', 'cmac');
-    for (const item of ['package.json', 'dist', 'prebuilds']) fs.cpSync(path.join(root, item), path.join(pkg, item), { recursive: true });
-    fs.cpSync(path.join(root, 'node_modules', 'node-gyp-build'), path.join(dir, 'node_modules', 'node-gyp-build'), { recursive: true });
+    const pkg = installCopy(dir, ['prebuilds']);
     expect(fs.existsSync(path.join(pkg, 'build'))).to.equal(false);
     const out = node(['-e', 'const c = require("cmac"); const i = c.info(); console.log(JSON.stringify(i)); console.log(require.resolve("cmac"))'], dir);
     const i = JSON.parse(out.split('\n')[0]);
@@ -75,9 +85,7 @@ describe('package', function () {
 
   it('a missing addon gives an error that lists what was tried and the fix', () => {
     const dir = tmpDir('cmac-noaddon-');
-    const pkg = path.join(dir, 'node_modules', 'cmac');
-    for (const item of ['package.json', 'dist', 'scripts']) fs.cpSync(path.join(root, item), path.join(pkg, item), { recursive: true });
-    fs.cpSync(path.join(root, 'node_modules', 'node-gyp-build'), path.join(dir, 'node_modules', 'node-gyp-build'), { recursive: true });
+    installCopy(dir, ['scripts']);
     const r = spawnSync(process.execPath, ['-e', 'require("cmac").info()'], { cwd: dir, encoding: 'utf8' });
     expect(r.status).to.not.equal(0);
     expect(r.stderr).to.match(/could not be loaded/);

@@ -5,6 +5,8 @@ import { info } from '../info';
 import { registerSynth } from './synth';
 import { registerTrain } from './train';
 import { registerEmbed } from './embed';
+import { registerEval } from './eval';
+import { registerLocalize } from './localize';
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -40,6 +42,8 @@ export function buildCli(): Command {
   registerSynth(program);
   registerTrain(program);
   registerEmbed(program);
+  registerEval(program);
+  registerLocalize(program);
   return program;
 }
 

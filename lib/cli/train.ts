@@ -4,7 +4,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigInput, loadConfigFile, resolveConfig } from '../config';
 import { synthesize } from '../data/synth';
-import { train, TrainSummary } from '../train';
+import { openCheckpoint, openSource, train, TrainSummary } from '../train';
+import { writeTrainingReport } from '../train/report';
+import { evalLoader } from '../eval/collect';
+import { groundTruthFor } from '../eval/evaluate';
+import { evaluateModel } from '../eval/run';
+import { evaluationSections } from '../viz/report';
 import { launchLocal } from '../dist/launch';
 
 function collect(v: string, prev: string[]): string[] {
@@ -118,10 +123,40 @@ export function registerTrain(program: Command): void {
       fs.rmSync(runDir, { recursive: true, force: true });
       const cfg = resolveConfig({ preset: 'tiny', data: { source: data, batchSize: o.batch }, train: { steps: o.steps, runDir, checkpointEvery: 50 }, ...(o.threads ? { threads: o.threads } : {}) });
       const { signal, dispose } = abortOnSignals();
+      const t0 = Date.now();
+      let summary: TrainSummary;
       try {
-        printSummary(await train(cfg, { signal, log: (l) => process.stderr.write(`${l}\n`) }));
+        summary = await train(cfg, { signal, log: (l) => process.stderr.write(`${l}\n`) });
       } finally {
         dispose();
       }
+      printSummary(summary);
+      process.stderr.write('demo: evaluating on the test split (retrieval, localisation, frequency grounding)\n');
+      const text = await demoEvaluate(summary, data);
+      process.stdout.write(`${text}\ndemo finished in ${((Date.now() - t0) / 1000).toFixed(0)} s; open ${summary.report}\n`);
     });
+}
+
+/** Evaluates the demo's final checkpoint on the synthetic test split and adds the results to report.html. */
+async function demoEvaluate(summary: TrainSummary, data: string): Promise<string> {
+  const { model, config } = await openCheckpoint(summary.runDir);
+  const clip = { ...config.clip, sampleRate: config.logmel.sampleRate };
+  const loader = evalLoader(openSource(data, 'test'), clip, { batchSize: 16, decoders: config.data.decoders });
+  const gtOf = groundTruthFor(data, clip, undefined, { nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax });
+  try {
+    const { results, outputs } = await evaluateModel(model, { config, clips: loader, tasks: ['retrieval', 'localization', 'frequency'], gtOf, keepFrames: true, keepAudio: 64 });
+    writeTrainingReport(summary.report, config, path.join(summary.runDir, 'metrics.jsonl'), summary.dataStats,
+      evaluationSections(results, { outputs, gtOf, classes: loader.classes, logmel: config.logmel }));
+    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+    const l = results.localization!, f = results.frequency!, r = results.retrieval!;
+    return [
+      `test clips: ${outputs.clips.length}`,
+      `retrieval R@1 audio->video ${pct(r.audioToVideo.recall[1])}, video->audio ${pct(r.videoToAudio.recall[1])} (chance ${pct(r.audioToVideo.chance[1])})`,
+      `localisation pointing: alpha_v ${pct(l.alphaV.pointing)}, beta_v ${pct(l.betaV.pointing)} (chance ${pct(l.alphaV.chance)})`,
+      `frequency pointing: alpha_a ${pct(f.alphaA.pointing)}, beta_a ${pct(f.betaA.pointing)} (chance ${pct(f.alphaA.chance)})`,
+    ].join('\n');
+  } finally {
+    await loader.close();
+    model.dispose();
+  }
 }

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CmacConfig, ConfigInput, lambdaScale, learningRate, resolveConfig, saveConfig, toModelConfig } from '../config';
-import { createLoader, LoaderBatch, LoaderCursor } from '../data';
+import { createLoader, LoaderBatch, LoaderCursor, LoaderStats } from '../data';
 import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
 import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
@@ -41,6 +41,8 @@ export interface TrainSummary {
   skippedSamples: number;
   skippedSteps: number;
   wallSeconds: number;
+  /** The loader's counts (clips, batches, skips per reason). */
+  dataStats: LoaderStats;
 }
 
 /** A run stopped because too many steps in a row had a non-finite loss. */
@@ -163,7 +165,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
   if (main) writeTrainingReport(report, cfg, path.join(runDir, 'metrics.jsonl'), loader.stats);
   return {
     runDir, stepsDone: step, totalSteps: total, stoppedBy, last, checkpoint, report,
-    skippedSamples: countSkipped(loader.stats.skipped), skippedSteps, wallSeconds: (Date.now() - t0) / 1000,
+    skippedSamples: countSkipped(loader.stats.skipped), skippedSteps, wallSeconds: (Date.now() - t0) / 1000, dataStats: loader.stats,
   };
 }
 

@@ -1,0 +1,237 @@
+// `cmac eval <linear-probe|finetune|retrieval|localization|frequency|all>`:
+// evaluates a trained checkpoint (docs/evaluation.md).
+import { Command, InvalidArgumentError } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import { setNumThreads } from '../info';
+import { writeReport } from '../report';
+import { openSource } from '../train/data';
+import { clipOf, loadCheckpoint, LoadedModel } from '../eval/checkpoint';
+import { evalLoader } from '../eval/collect';
+import { DatasetLayout, openProbeDataset } from '../eval/datasets';
+import { groundTruthFor } from '../eval/evaluate';
+import { linearProbe } from '../eval/probe';
+import { ClipTask, evaluateModel, EvaluationResults } from '../eval/run';
+import { evaluationSections } from '../viz/report';
+import type { LocalizationSummary } from '../eval/localization';
+import type { FrequencySummary } from '../eval/frequency';
+
+function positiveInt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
+    return n;
+  };
+}
+
+function intList(v: string): number[] {
+  const out = v.split(',').map((x) => Number(x.trim()));
+  if (out.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError(`expected a comma-separated list of positive integers, got '${v}'`);
+  return out;
+}
+
+interface CommonOpts {
+  checkpoint: string;
+  data: string;
+  json?: string;
+  report?: string;
+  threads?: number;
+  batchSize: number;
+  decoders: number;
+  cacheDir?: string;
+  quiet?: boolean;
+}
+
+interface ClipOpts extends CommonOpts {
+  split?: string;
+  annotations?: string;
+  gtFrames: 'union' | 'middle';
+  gtObjects: 'sounding' | 'dominant';
+  clipsPerVideo: number;
+}
+
+interface ProbeOpts extends CommonOpts {
+  layout: DatasetLayout | 'auto';
+  splits?: string;
+  videos?: string;
+  folds?: number[];
+  clipsPerVideo?: number;
+  valShare: number;
+}
+
+const pct = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-');
+const f3 = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : '-');
+
+function addCommon(c: Command): Command {
+  return c
+    .requiredOption('--checkpoint <path>', 'run folder, its checkpoints/ folder, or a step-N.safetensors file')
+    .requiredOption('--data <source>', 'data to evaluate on (see docs/evaluation.md)')
+    .option('--json <file>', 'write the results as JSON')
+    .option('--report <file>', 'write a self-contained HTML report (metrics, overlays, frequency maps, embeddings)')
+    .option('--threads <n>', 'libtorch threads', positiveInt('--threads'))
+    .option('--batch-size <n>', 'clips per forward pass', positiveInt('--batch-size'), 32)
+    .option('--decoders <n>', 'ffmpeg decoder processes', positiveInt('--decoders'), 2)
+    .option('--cache-dir <dir>', 'cache decoded eval clips here (re-runs skip ffmpeg)')
+    .option('--quiet', 'no progress lines');
+}
+
+function addClipOptions(c: Command): Command {
+  return addCommon(c)
+    .option('--split <name>', "manifest split to use (default: 'test' for a cmac synth folder, all clips otherwise)")
+    .option('--annotations <path>', 'Flickr-SoundNet folder of .xml files, or a VGG-SS .json (default: the synthetic ground truth, or a manifest boxes column)')
+    .option('--gt-frames <how>', 'synthetic GT boxes over the clip: union | middle', 'union')
+    .option('--gt-objects <which>', 'synthetic GT objects: sounding | dominant', 'sounding')
+    .option('--clips-per-video <n>', 'uniformly spaced clips per video', positiveInt('--clips-per-video'), 1);
+}
+
+async function withModel<T>(o: CommonOpts, fn: (m: LoadedModel, log: (l: string) => void) => Promise<T>): Promise<T> {
+  if (o.threads) setNumThreads(o.threads);
+  const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+  const m = await loadCheckpoint(o.checkpoint);
+  log(`checkpoint ${m.ref.weights} (step ${m.state.step}, ${m.config.preset} preset, loss ${m.config.loss.preset})`);
+  try {
+    return await fn(m, log);
+  } finally {
+    m.model.dispose();
+  }
+}
+
+function isSynth(data: string): boolean {
+  return fs.existsSync(path.join(data, 'manifest.jsonl')) && fs.existsSync(path.join(data, 'classes.json'));
+}
+
+function synthClasses(data: string): string[] | undefined {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(data, 'classes.json'), 'utf8')) as { classes: { name: string }[] }).classes.map((c) => c.name);
+  } catch { return undefined; }
+}
+
+function finish(results: EvaluationResults, o: CommonOpts, text: string, visuals?: Parameters<typeof evaluationSections>[1]): void {
+  process.stdout.write(text + '\n');
+  if (o.json) {
+    fs.mkdirSync(path.dirname(path.resolve(o.json)), { recursive: true });
+    fs.writeFileSync(o.json, JSON.stringify(results, null, 1) + '\n');
+    process.stderr.write(o.quiet ? '' : `results: ${o.json}\n`);
+  }
+  if (o.report) {
+    fs.mkdirSync(path.dirname(path.resolve(o.report)), { recursive: true });
+    writeReport(o.report, `cmac evaluation: ${path.basename(results.checkpoint ?? '')}`, evaluationSections(results, visuals));
+    process.stderr.write(o.quiet ? '' : `report: ${o.report}\n`);
+  }
+}
+
+/** Human-readable lines of clip-task results. */
+export function formatResults(r: EvaluationResults): string {
+  const lines: string[] = [];
+  const loc = (name: string, s: LocalizationSummary) => `  ${name.padEnd(22)} cIoU@0.5 ${pct(s.ciou50).padStart(6)}  AUC ${f3(s.auc)}  mean cIoU ${f3(s.meanCiou)}  pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
+  const fr = (name: string, s: FrequencySummary) => `  ${name.padEnd(22)} pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
+  if (r.localization) {
+    const l = r.localization;
+    lines.push(`localisation (LVS / EZ-VSL protocol) on ${l.alphaV.n} clips${l.unscored ? ` (${l.unscored} without GT skipped)` : ''}:`, loc('alpha_v (no audio)', l.alphaV), loc('beta_v (audio-guided)', l.betaV), loc('uniform map', l.uniform));
+  }
+  if (r.frequency) {
+    const f = r.frequency;
+    lines.push(`frequency grounding on ${f.alphaA.n} clips (${f.bands} bands over ${f.nMels} mel bins):`, fr('alpha_a (no video)', f.alphaA), fr('beta_a (vision-guided)', f.betaA));
+  }
+  if (r.retrieval) {
+    const x = r.retrieval;
+    const rr = (name: string, s: typeof x.audioToVideo) => `  ${name.padEnd(16)} R@1 ${pct(s.recall[1]).padStart(6)}  R@5 ${pct(s.recall[5]).padStart(6)}  R@10 ${pct(s.recall[10]).padStart(6)}  median rank ${s.medianRank}  (chance R@1 ${pct(s.chance[1])})`;
+    lines.push(`retrieval on ${x.audioToVideo.n} clips:`, rr('audio -> video', x.audioToVideo), rr('video -> audio', x.videoToAudio));
+  }
+  if (r.linearProbe) {
+    const p = r.linearProbe;
+    lines.push(`linear probe on ${p.dataset} (${p.classes} classes, chance ${pct(p.chance)}${p.missing ? `, ${p.missing} item(s) unusable` : ''}):`);
+    for (const f of p.folds) lines.push(`  ${f.name.padEnd(14)}${f.video ? ` video ${pct(f.video.testAccuracy)} (l2 ${f.video.l2})` : ''}${f.audio ? ` audio ${pct(f.audio.testAccuracy)} (l2 ${f.audio.l2})` : ''}`);
+    if (p.video) lines.push(`  video (featV): ${pct(p.video.mean)} +- ${pct(p.video.std)}`);
+    if (p.audio) lines.push(`  audio (featA): ${pct(p.audio.mean)} +- ${pct(p.audio.std)}`);
+  }
+  return lines.join('\n');
+}
+
+async function runClipTasks(tasks: ClipTask[], o: ClipOpts): Promise<void> {
+  await withModel(o, async ({ model, config, state, ref }, log) => {
+    const clip = clipOf(config);
+    const split = o.split ?? (isSynth(o.data) ? 'test' : undefined);
+    const source = openSource(o.data, split);
+    const loader = evalLoader(source, clip, { batchSize: o.batchSize, decoders: o.decoders, clipsPerVideo: o.clipsPerVideo, cacheDir: o.cacheDir, log });
+    const needGt = tasks.includes('localization') || tasks.includes('frequency');
+    const gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }) : undefined;
+    const t0 = Date.now();
+    let results: EvaluationResults, outputs;
+    try {
+      ({ results, outputs } = await evaluateModel(model, {
+        config, clips: loader, tasks, gtOf, keepFrames: !!o.report, keepAudio: o.report ? 256 : false,
+        onProgress: (n) => { if (n % (o.batchSize * 10) < o.batchSize) log(`${n} clips`); },
+      }));
+    } finally {
+      await loader.close();
+    }
+    log(`${outputs.clips.length} clips in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    results = { checkpoint: ref.weights, step: state.step, data: `${path.resolve(o.data)}${split ? ` (split ${split})` : ''}`, ...results };
+    finish(results, o, formatResults(results), { outputs, gtOf, classes: loader.classes ?? synthClasses(o.data), logmel: config.logmel });
+  });
+}
+
+const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+
+/** Adds `cmac eval ...` to a commander program. */
+export function registerEval(program: Command): void {
+  const ev = program.command('eval').description('evaluate a trained checkpoint: linear probe, retrieval, sound-source localisation, frequency grounding');
+
+  addCommon(ev.command('linear-probe'))
+    .description('frozen pooled features (featV, featA) -> L2-regularised logistic regression, regulariser chosen on validation')
+    .option('--layout <name>', 'auto | synth | ucf101 | hmdb51 | esc50 | folder', 'auto')
+    .option('--splits <dir>', 'folder of the split files (UCF101 ucfTrainTestlist/, HMDB51 testTrainMulti_7030_splits/)')
+    .option('--videos <dir>', 'folder of the videos (or ESC-50 audio/) when not found under --data')
+    .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', intList)
+    .option('--clips-per-video <n>', 'clips (audio files: windows) averaged per item (default 1; audio files 3)', positiveInt('--clips-per-video'))
+    .option('--val-share <x>', 'share of train held out for validation where the layout has none', (v) => Number(v), 0.2)
+    .addHelpText('after', examples([
+      'cmac eval linear-probe --checkpoint runs/tiny --data data/synth',
+      'cmac eval linear-probe --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1',
+      'cmac eval linear-probe --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --splits /data/testTrainMulti_7030_splits',
+      'cmac eval linear-probe --checkpoint runs/as --data /data/ESC-50-master --json esc50.json',
+    ]))
+    .action(async (o: ProbeOpts) => {
+      await withModel(o, async ({ model, config, state, ref }, log) => {
+        const ds = openProbeDataset(o.data, { layout: o.layout, splits: o.splits, videos: o.videos, folds: o.folds, valShare: o.valShare, seed: config.seed });
+        log(`${ds.name}: ${ds.layout}, ${ds.classes.length} classes, ${ds.folds.length} fold(s), ${ds.modality}`);
+        const lp = await linearProbe(model, ds, { clip: clipOf(config), clipsPerVideo: o.clipsPerVideo, batchSize: o.batchSize, decoders: o.decoders, cacheDir: o.cacheDir, log });
+        const results: EvaluationResults = { checkpoint: ref.weights, step: state.step, data: path.resolve(o.data), linearProbe: lp };
+        finish(results, o, formatResults(results));
+      });
+    });
+
+  ev.command('finetune')
+    .description('supervised finetuning of the encoders (not implemented in this version)')
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .action(() => {
+      throw new Error('cmac eval finetune is not implemented in this version: the native engine has no supervised finetuning step, '
+        + 'and the encoders cannot be trained from JavaScript. Use `cmac eval linear-probe` (frozen features) instead.');
+    });
+
+  addClipOptions(ev.command('retrieval'))
+    .description('audio -> video and video -> audio recall@1/5/10 on held-out clips')
+    .addHelpText('after', examples(['cmac eval retrieval --checkpoint runs/tiny --data data/synth --json retrieval.json']))
+    .action((o: ClipOpts) => runClipTasks(['retrieval'], o));
+
+  addClipOptions(ev.command('localization'))
+    .description('alpha_v and beta_v maps by the LVS / EZ-VSL protocol (cIoU@0.5, AUC, mean cIoU) plus pointing and mass in box')
+    .addHelpText('after', examples([
+      'cmac eval localization --checkpoint runs/tiny --data data/synth-large --report loc.html',
+      'cmac eval localization --checkpoint runs/paper --data flickr/videos --annotations flickr/Annotations',
+      'cmac eval localization --checkpoint runs/paper --data vggss/videos --annotations vggss.json',
+    ]))
+    .action((o: ClipOpts) => runClipTasks(['localization'], o));
+
+  addClipOptions(ev.command('frequency'))
+    .description('alpha_a and beta_a against the ground-truth mel bins (synthetic data): mass and pointing')
+    .addHelpText('after', examples(['cmac eval frequency --checkpoint runs/tiny --data data/synth']))
+    .action((o: ClipOpts) => runClipTasks(['frequency'], o));
+
+  addClipOptions(ev.command('all'))
+    .description('retrieval, localisation and frequency grounding from one pass over the clips (synthetic data)')
+    .addHelpText('after', examples(['cmac eval all --checkpoint runs/tiny --data data/synth --json eval.json --report eval.html']))
+    .action((o: ClipOpts) => runClipTasks(isSynth(o.data) ? ['retrieval', 'localization', 'frequency'] : o.annotations ? ['retrieval', 'localization'] : ['retrieval'], o));
+}

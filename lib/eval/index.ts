@@ -1,0 +1,32 @@
+// Evaluation of trained models (method.md sections 6-7, docs/evaluation.md):
+// linear probe, retrieval, sound-source localisation (LVS / EZ-VSL protocol),
+// frequency grounding, and the dataset layouts and ground-truth readers they use.
+export { fitLogisticRegression, predict } from './logreg';
+export type { LinearClassifier } from './logreg';
+export {
+  evalSize, upsampleBilinear, minMaxNormalise, medianThreshold, gtMap, ciou, pointingHit, massInside, areaShare,
+  scoreMap, aucThresholds, trapezoid, summariseLocalization,
+} from './localization';
+export type { Box, LocalizationScore, LocalizationSummary } from './localization';
+export { melBinsToBands, scoreBands, summariseFrequency } from './frequency';
+export type { FrequencyScore, FrequencySummary } from './frequency';
+export { similarity, recallAtK, crossModalRetrieval } from './retrieval';
+export type { RetrievalSummary } from './retrieval';
+export { clipGtMap, normalisedToGrid, clipFrameIndices, synthGroundTruth, parseFlickrXml, parseVggssJson } from './groundtruth';
+export type { ClipGroundTruth, SynthGtOptions, ClipTiming, VggssEntry } from './groundtruth';
+export {
+  parseUcfClassInd, parseUcfList, parseHmdbSplit, parseEsc50Csv, carveValidation, detectLayout, openProbeDataset, itemsSource,
+} from './datasets';
+export type { ProbeItem, ProbeFold, ProbeDataset, DatasetLayout, ProbeDatasetOptions, Esc50Row } from './datasets';
+export { resolveCheckpoint, loadCheckpoint, clipOf } from './checkpoint';
+export type { LoadedModel } from './checkpoint';
+export { collectOutputs, evalLoader, decodeAll, averageBySample, decodeAudioFile, audioWindows, audioFileFeatures, row, rowSize } from './collect';
+export type { ClipInfo, Rows, ModelOutputs, CollectOptions } from './collect';
+export { defaultL2Grid, featureStats, standardise, accuracy, fitProbe, linearProbe, probeItems } from './probe';
+export type { LabelledFeatures, ProbeFit, LinearProbeOptions, LinearProbeResult } from './probe';
+export {
+  evaluateLocalization, evaluateFrequency, evaluateRetrieval, synthGroundTruthOf, manifestBoxesOf, flickrGroundTruthOf, vggssGroundTruthOf, groundTruthFor,
+} from './evaluate';
+export type { GroundTruthOf, ClipLocalization, LocalizationResult, FrequencyResult } from './evaluate';
+export { evaluateModel } from './run';
+export type { ClipTask, EvaluationResults, EvaluateModelOptions } from './run';

@@ -1,0 +1,216 @@
+// A log-mel spectrogram in TypeScript for display (the model's own front end
+// is native; this one follows the same recipe: periodic Hann window of
+// winLength zero-padded to nFft, centre reflect padding, power 2, HTK mel
+// filters as torchaudio builds them, log(x + 1e-6)), and the picture of a
+// frequency attention map drawn beside it.
+import { hzToMel, melToHz } from '../data/synth';
+import { blank, colormap, paste } from './image';
+import type { RgbImage } from './png';
+
+/** Log-mel settings (defaults: both presets' front end at 16 kHz; nMels 64 = tiny). */
+export interface LogMelOptions {
+  sampleRate?: number;
+  nFft?: number;
+  winLength?: number;
+  hopLength?: number;
+  nMels?: number;
+  fMin?: number;
+  fMax?: number;
+}
+
+/** In-place iterative radix-2 FFT of (re, im); length a power of two. */
+export function fft(re: Float64Array, im: Float64Array): void {
+  const n = re.length;
+  if (n & (n - 1)) throw new RangeError(`fft length must be a power of two, got ${n}`);
+  for (let i = 1, j = 0; i < n; i++) {
+    let bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) { [re[i], re[j]] = [re[j], re[i]]; [im[i], im[j]] = [im[j], im[i]]; }
+  }
+  for (let len = 2; len <= n; len <<= 1) {
+    const ang = (-2 * Math.PI) / len;
+    const wr = Math.cos(ang), wi = Math.sin(ang);
+    for (let i = 0; i < n; i += len) {
+      let cr = 1, ci = 0;
+      for (let k = 0; k < len / 2; k++) {
+        const a = i + k, b = a + len / 2;
+        const xr = re[b] * cr - im[b] * ci, xi = re[b] * ci + im[b] * cr;
+        re[b] = re[a] - xr; im[b] = im[a] - xi;
+        re[a] += xr; im[a] += xi;
+        const t = cr * wr - ci * wi; ci = cr * wi + ci * wr; cr = t;
+      }
+    }
+  }
+}
+
+/** torchaudio.functional.melscale_fbanks (htk, norm None) as [nFreqs][nMels]. */
+export function melFilterbank(nFreqs: number, fMin: number, fMax: number, nMels: number, sampleRate: number): Float64Array[] {
+  const all = Array.from({ length: nFreqs }, (_, i) => ((sampleRate / 2) * i) / (nFreqs - 1));
+  const m0 = hzToMel(fMin), m1 = hzToMel(fMax);
+  const fPts = Array.from({ length: nMels + 2 }, (_, i) => melToHz(m0 + ((m1 - m0) * i) / (nMels + 1)));
+  const fb = all.map(() => new Float64Array(nMels));
+  for (let m = 0; m < nMels; m++) {
+    const dl = fPts[m + 1] - fPts[m], dr = fPts[m + 2] - fPts[m + 1];
+    for (let f = 0; f < nFreqs; f++) {
+      const down = (all[f] - fPts[m]) / dl, up = (fPts[m + 2] - all[f]) / dr;
+      fb[f][m] = Math.max(0, Math.min(down, up));
+    }
+  }
+  return fb;
+}
+
+/** Log-mel spectrogram: { data [nMels * frames] mel-major (row m = mel bin m, low to high), nMels, frames }. */
+export function logMel(pcm: Float32Array, o: LogMelOptions = {}): { data: Float32Array; nMels: number; frames: number } {
+  const sr = o.sampleRate ?? 16000, nFft = o.nFft ?? 1024, win = o.winLength ?? 400, hop = o.hopLength ?? 160;
+  const nMels = o.nMels ?? 64, fMin = o.fMin ?? 0, fMax = o.fMax ?? sr / 2;
+  const pad = nFft >> 1;
+  const n = pcm.length;
+  const at = (i: number) => {  // reflect padding
+    let j = i - pad;
+    if (n === 1) return pcm[0];
+    while (j < 0 || j >= n) j = j < 0 ? -j : 2 * (n - 1) - j;
+    return pcm[j];
+  };
+  const frames = 1 + Math.floor(n / hop);
+  const window = new Float64Array(nFft);
+  const off = (nFft - win) >> 1;
+  for (let i = 0; i < win; i++) window[off + i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / win);
+  const nFreqs = nFft / 2 + 1;
+  const fb = melFilterbank(nFreqs, fMin, fMax, nMels, sr);
+  const out = new Float32Array(nMels * frames);
+  const re = new Float64Array(nFft), im = new Float64Array(nFft);
+  for (let t = 0; t < frames; t++) {
+    for (let i = 0; i < nFft; i++) { re[i] = window[i] ? at(t * hop + i) * window[i] : 0; im[i] = 0; }
+    fft(re, im);
+    const mel = new Float64Array(nMels);
+    for (let f = 0; f < nFreqs; f++) {
+      const p = re[f] * re[f] + im[f] * im[f];
+      if (p === 0) continue;
+      const row = fb[f];
+      for (let m = 0; m < nMels; m++) if (row[m]) mel[m] += p * row[m];
+    }
+    for (let m = 0; m < nMels; m++) out[m * frames + t] = Math.log(mel[m] + 1e-6);
+  }
+  return { data: out, nMels, frames };
+}
+
+/** The spectrogram as an image (low frequencies at the bottom), `rowPx` pixels per mel bin and `colPx` per frame, colour range = its min..max. */
+export function spectrogramImage(spec: { data: Float32Array; nMels: number; frames: number }, rowPx = 2, colPx = 1, cmap: 'inferno' | 'gray' = 'inferno'): RgbImage {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of spec.data) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  const W = spec.frames * colPx, H = spec.nMels * rowPx;
+  const img = blank(W, H);
+  for (let y = 0; y < H; y++) {
+    const m = spec.nMels - 1 - Math.floor(y / rowPx);
+    for (let x = 0; x < W; x++) {
+      const v = spec.data[m * spec.frames + Math.floor(x / colPx)];
+      img.data.set(colormap(cmap, hi > lo ? (v - lo) / (hi - lo) : 0), (y * W + x) * 3);
+    }
+  }
+  return img;
+}
+
+/** Options of {@link frequencyPicture}. */
+export interface FrequencyPictureOptions extends LogMelOptions {
+  /** Band maps to draw as bars (e.g. { alpha_a: [...], beta_a: [...] }), each over M bands. */
+  maps: Record<string, ArrayLike<number>>;
+  /** Ground-truth bands (indices), marked green beside the bars. */
+  gtBands?: number[];
+  rowPx?: number;
+  barWidth?: number;
+}
+
+/**
+ * The log-mel spectrogram of a clip's audio with, to its right, one bar chart
+ * per band map: band m covers the mel rows [m * nMels / M, (m + 1) * nMels / M)
+ * of the spectrogram, its bar length is the band's share of the map's maximum;
+ * ground-truth bands get a green mark left of each bar chart.
+ */
+export function frequencyPicture(pcm: Float32Array, o: FrequencyPictureOptions): RgbImage {
+  const spec = logMel(pcm, o);
+  const rowPx = o.rowPx ?? 3;
+  const sp = spectrogramImage(spec, rowPx, 2);
+  const barW = o.barWidth ?? 64;
+  const names = Object.keys(o.maps);
+  const img = blank(sp.width + names.length * (barW + 14) + 4, sp.height);
+  paste(img, sp, 0, 0);
+  const gt = new Set(o.gtBands ?? []);
+  names.forEach((name, k) => {
+    const map = o.maps[name];
+    const M = map.length;
+    let mx = 0;
+    for (let m = 0; m < M; m++) mx = Math.max(mx, map[m]);
+    const x0 = sp.width + 4 + k * (barW + 14);
+    const colour: [number, number, number] = k === 0 ? [31, 119, 180] : [214, 39, 40];
+    for (let m = 0; m < M; m++) {
+      const yTop = sp.height - Math.round(((m + 1) * spec.nMels * rowPx) / M);
+      const yBot = sp.height - Math.round((m * spec.nMels * rowPx) / M);
+      const len = mx > 0 ? Math.round((barW * map[m]) / mx) : 0;
+      for (let y = yTop + 1; y < yBot - 1; y++) {
+        if (gt.has(m)) for (let x = x0; x < x0 + 6; x++) img.data.set([44, 160, 44], (y * img.width + x) * 3);
+        for (let x = x0 + 8; x < x0 + 8 + len; x++) img.data.set(colour, (y * img.width + x) * 3);
+      }
+      for (let x = x0 + 8; x < x0 + 8 + barW; x++) img.data.set([200, 200, 200], ((yBot - 1) * img.width + x) * 3);
+    }
+  });
+  return img;
+}
+
+/** Options of {@link frequencyTimeline}. */
+export interface FrequencyTimelineOptions extends LogMelOptions {
+  /** Band maps per clip: name -> [K * M] (clip-major). */
+  maps: Record<string, Float32Array>;
+  bands: number;
+  /** Start time (s) and length (s) of each clip's video part: where its bands are drawn. */
+  clipStarts: number[];
+  clipSeconds: number;
+  /** Most pixels across (default 1200); longer audio is sampled. */
+  maxWidth?: number;
+  rowPx?: number;
+}
+
+/**
+ * The log-mel spectrogram of a whole soundtrack (time left to right, low
+ * frequencies at the bottom) with one strip per band map below it, on the
+ * same time and frequency axes: band m of clip k fills the rows of mel bins
+ * [m * nMels / M, (m + 1) * nMels / M) over the clip's time span, coloured
+ * by its attention (inferno; each clip's map scaled to its maximum).
+ */
+export function frequencyTimeline(pcm: Float32Array, o: FrequencyTimelineOptions): RgbImage {
+  const spec = logMel(pcm, o);
+  const sr = o.sampleRate ?? 16000, hop = o.hopLength ?? 160;
+  const rowPx = o.rowPx ?? 2;
+  const W = Math.max(1, Math.min(o.maxWidth ?? 1200, spec.frames));
+  const H = spec.nMels * rowPx;
+  const colFrame = (x: number) => Math.min(spec.frames - 1, Math.floor((x * spec.frames) / W));
+  let lo = Infinity, hi = -Infinity;
+  for (const v of spec.data) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  const names = Object.keys(o.maps);
+  const img = blank(W, H + names.length * (H + 6));
+  for (let y = 0; y < H; y++) {
+    const m = spec.nMels - 1 - Math.floor(y / rowPx);
+    for (let x = 0; x < W; x++) img.data.set(colormap('inferno', hi > lo ? (spec.data[m * spec.frames + colFrame(x)] - lo) / (hi - lo) : 0), (y * W + x) * 3);
+  }
+  const M = o.bands;
+  names.forEach((name, s) => {
+    const y0 = H + 6 + s * (H + 6);
+    const maps = o.maps[name];
+    for (let x = 0; x < W; x++) {
+      const t = (colFrame(x) * hop) / sr;
+      const k = o.clipStarts.findIndex((c) => t >= c && t < c + o.clipSeconds);
+      let mx = 0;
+      if (k >= 0) for (let b = 0; b < M; b++) mx = Math.max(mx, maps[k * M + b]);
+      for (let y = 0; y < H; y++) {
+        let rgb: [number, number, number] = [235, 235, 235];
+        if (k >= 0) {
+          const mel = spec.nMels - 1 - Math.floor(y / rowPx);
+          const band = Math.min(M - 1, Math.floor((mel * M) / spec.nMels));
+          rgb = colormap('inferno', mx > 0 ? maps[k * M + band] / mx : 0);
+        }
+        img.data.set(rgb, ((y0 + y) * W + x) * 3);
+      }
+    }
+  });
+  return img;
+}
