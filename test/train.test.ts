@@ -66,6 +66,19 @@ describe('trainer', function () {
     expect(readMetrics(path.join(runDir, 'metrics.jsonl')).map((x) => x.step)).to.deep.equal([0, 1, 2, 3, 4, 5]);
   });
 
+  it('with the decoded-video cache (data.cacheDir), resume is bit-identical too', async () => {
+    const withCache = (runDir: string) => ({ ...base(data, runDir), data: { ...base(data, runDir).data, cacheDir: path.join(dir, 'cache') } });
+    const full = path.join(dir, 'run-cache-full');
+    await train(withCache(full), { progress: false });
+    const runDir = path.join(dir, 'run-cache-b');
+    const ac = new AbortController();
+    await train(withCache(runDir), { signal: ac.signal, onStep: (m) => { if (m.step === 2) ac.abort(); }, progress: false });
+    await train(withCache(runDir), { resume: true, progress: false });
+    const a = await weights(latestCheckpoint(path.join(full, 'checkpoints'))!.weights);
+    const b = await weights(latestCheckpoint(path.join(runDir, 'checkpoints'))!.weights);
+    for (const k of Object.keys(a)) expect(b[k], k).to.deep.equal(a[k]);
+  });
+
   it('refuses to overwrite a run that has checkpoints, and --resume without one', async () => {
     await rejects(train(base(data, path.join(dir, 'run-a'))), Error, /already holds checkpoints\. Fix: add --resume/);
     await rejects(train(base(data, path.join(dir, 'empty-run')), { resume: true }), Error, /no checkpoint in .*Fix:/);

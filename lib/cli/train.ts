@@ -121,7 +121,7 @@ export function registerTrain(program: Command): void {
       }
       const runDir = path.join(o.out, 'run');
       fs.rmSync(runDir, { recursive: true, force: true });
-      const cfg = resolveConfig({ preset: 'tiny', data: { source: data, batchSize: o.batch }, train: { steps: o.steps, runDir, checkpointEvery: 50 }, ...(o.threads ? { threads: o.threads } : {}) });
+      const cfg = resolveConfig({ preset: 'tiny', data: { source: data, batchSize: o.batch, cacheDir: path.join(o.out, 'cache') }, train: { steps: o.steps, runDir, checkpointEvery: 50 }, ...(o.threads ? { threads: o.threads } : {}) });
       const { signal, dispose } = abortOnSignals();
       const t0 = Date.now();
       let summary: TrainSummary;

@@ -80,6 +80,8 @@ export const configSchema = z.object({
     missingAudio: z.enum(['skip', 'silence']).default('skip'),
     augment: z.boolean().default(true),
     dropLast: z.boolean().default(true),
+    /** Cache decoded videos here (sharded binary files) so epochs after the first cut clips from it (docs/data.md). */
+    cacheDir: z.string().min(1).optional(),
   }).strict(),
   /** Data parallelism across processes (ranks from WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT, set by `cmac train --nproc N` or torchrun). */
   dist: z.object({

@@ -473,6 +473,93 @@ export async function decodeClip(file: string, info: ProbeInfo, req: DecodeReque
   return r;
 }
 
+/** One file for {@link decodeVideos}: all of it (up to `maxSeconds`), streamed to callbacks. */
+export interface VideoJob {
+  file: string;
+  info: ProbeInfo;
+  /** Frame rate: frame j is the source frame on screen at j / fps (as in {@link decodeClip}). */
+  fps: number;
+  /** Frame size the whole frame is scaled to (bilinear). */
+  width: number;
+  height: number;
+  /** Decode only the first this many seconds (default: all). */
+  maxSeconds?: number;
+  /** Audio rate (mono f32le, sample i at i / sampleRate s, a late start padded); omit for no audio. */
+  sampleRate?: number;
+  /** Decoder threads (default 1). */
+  threads?: number;
+  /** Raw rgb24 bytes, in order (width * height * 3 per frame). Must not throw. */
+  onVideo(chunk: Buffer): void;
+  /** f32le mono bytes, in order. Must not throw. */
+  onAudio?(chunk: Buffer): void;
+  /** Forget what was received: the job is decoded again on its own (after its group's process failed). */
+  onReset?(): void;
+}
+
+/**
+ * Decodes whole files (video re-timed to `fps` and scaled, plus the audio
+ * track) with ONE ffmpeg process for the group, streaming the bytes to each
+ * job's callbacks, for the train-mode video cache. The video filter is the
+ * clip decoder's with start 0 (frame j = the source frame on screen at
+ * j / fps) and no crop. Resolves per job with null (done) or a DataError;
+ * when the group's process fails, each job is reset and decoded alone so the
+ * error lands on its file. Rejects only on abort or when ffmpeg cannot run.
+ */
+export async function decodeVideos(jobs: VideoJob[], opts: ProcessOptions = {}): Promise<(DataError | null)[]> {
+  const out: (DataError | null)[] = new Array(jobs.length).fill(null);
+  const live: { i: number; vfd: number; afd?: number }[] = [];
+  const inputs: string[] = [];
+  const outputs: string[] = [];
+  let fd = 3;
+  jobs.forEach((j, i) => {
+    const v = j.info.video;
+    if (!v) {
+      out[i] = new DataError('no_video', j.file, 'no video stream');
+      return;
+    }
+    const input = live.length;
+    inputs.push('-threads', String(j.threads ?? 1));
+    if (j.maxSeconds !== undefined && Number.isFinite(j.maxSeconds)) inputs.push('-t', fmt(j.maxSeconds));
+    inputs.push('-i', j.file);
+    const req: DecodeRequest = { start: 0, frames: 0, fps: j.fps, width: j.width, height: j.height, crop: { x: 0, y: 0, w: v.width, h: v.height } };
+    const vfd = fd++;
+    outputs.push('-map', `${input}:v:0`, '-vf', videoFilter(req, j.info, 0), '-an', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${vfd}`);
+    let afd: number | undefined;
+    if (j.sampleRate && j.info.audio) {
+      afd = fd++;
+      outputs.push('-map', `${input}:a:0`, '-vn', '-ac', '1', '-af', `aresample=${j.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${afd}`);
+    }
+    live.push({ i, vfd, afd });
+  });
+  if (live.length === 0) return out;
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', ...inputs, ...outputs];
+  const timeoutMs = (opts.timeoutMs ?? 60000) * (live.length > 1 ? 2 : 1);
+  const proc = run(ffmpegBin(), args, fd - 3, { ...opts, timeoutMs });
+  proc.child.stdin?.end();
+  for (const { i, vfd, afd } of live) {
+    const j = jobs[i];
+    (proc.child.stdio[vfd] as Readable | null)?.on('data', (d: Buffer) => j.onVideo(d));
+    if (afd !== undefined) (proc.child.stdio[afd] as Readable | null)?.on('data', (d: Buffer) => j.onAudio?.(d));
+  }
+  const r = await proc.done;
+  if (r.aborted) throw new Error('cmac: decode aborted');
+  if (r.code !== 0) {
+    if (live.length > 1) {
+      for (const { i } of live) {
+        jobs[i].onReset?.();
+        const [one] = await decodeVideos([jobs[i]], opts);
+        out[i] = one;
+      }
+      return out;
+    }
+    const file = jobs[live[0].i].file;
+    if (r.timedOut) out[live[0].i] = new DataError('timeout', file, `ffmpeg ran past ${opts.timeoutMs ?? 60000} ms`);
+    else if (/Decoder \(codec [^)]*\) not found/i.test(r.stderr)) out[live[0].i] = new DataError('unsupported_codec', file, lastLines(r.stderr));
+    else out[live[0].i] = new DataError('decode_failed', file, lastLines(r.stderr));
+  }
+  return out;
+}
+
 /** One clip to encode with {@link encodeClips}. */
 export interface EncodeJob {
   /** Output path (.mp4). */

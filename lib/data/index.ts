@@ -1,7 +1,7 @@
 // The data pipeline's public surface (docs/data.md). Nothing here loads the
 // native addon; lib/data/ffmpeg.ts is the only module that spawns ffmpeg.
-export { probe, decodeClip, decodeClips, encodeClips, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
-export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult } from './ffmpeg';
+export { probe, decodeClip, decodeClips, decodeVideos, encodeClips, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
+export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, VideoJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult } from './ffmpeg';
 export { DataError, skipReasons } from './errors';
 export type { SkipReason } from './errors';
 export { planClip, randomResizedCrop, squareCentreCrop, applyAudioAugment } from './augment';
@@ -12,6 +12,10 @@ export { ClipLoader, createLoader } from './loader';
 export type { LoaderOptions, LoaderBatch, LoaderCursor, LoaderStats, ClipMeta, EpochSummary } from './loader';
 export { ClipCache, cacheKey } from './cache';
 export type { ClipCacheOptions } from './cache';
+export { VideoCache, VideoFill, CacheDamage, entryBytes } from './videocache';
+export type { TrainCacheOptions, VideoEntry } from './videocache';
+export { augmentFrames, cropResize, cropResizeFrame, axisTaps, applyEq, workingSize } from './frames';
+export type { AxisTaps, CropResize } from './frames';
 export { Prng, mixSeed, hashString } from './prng';
 export {
   synthesize,

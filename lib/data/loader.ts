@@ -1,16 +1,20 @@
 // The clip loader: turns a Source into batches { video, audio, labels?, meta }
 // with a bounded pool of ffmpeg decoders, a byte bound on decoded data waiting
 // inside the loader (backpressure), a deterministic order under a seed, epoch
-// shuffling, rank sharding and a resumable cursor. No native code here.
+// shuffling, rank sharding and a resumable cursor. With `trainCache`, train
+// clips are cut in JS from videos decoded once (lib/data/videocache.ts,
+// lib/data/frames.ts). No native code here.
 import * as fs from 'fs';
 import { clipShapes, type SizePreset } from '../presets';
 import type { Tensor } from '../tensor';
 import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
 import { ClipCache, cacheKey } from './cache';
 import { DataError, skipReasons, type SkipReason } from './errors';
-import { decodeClips, probe, type DecodedClip, type DecodeRequest, type ProbeInfo } from './ffmpeg';
+import { decodeClips, decodeVideos, probe, type DecodedClip, type DecodeRequest, type ProbeInfo, type VideoJob } from './ffmpeg';
+import { augmentFrames, workingSize } from './frames';
 import { Prng, mixSeed } from './prng';
 import type { OpenedSample, SampleRef, Source } from './sources';
+import { VideoCache, entryBytes, type TrainCacheOptions, type VideoEntry } from './videocache';
 
 /** Where a loader is in its stream of batches: the next epoch and the next position in it. */
 export interface LoaderCursor {
@@ -66,6 +70,14 @@ export interface LoaderOptions {
   log?: (line: string) => void;
   /** Cache decoded eval clips here (sharded binary files); only used in eval mode. */
   cacheDir?: string;
+  /**
+   * Train mode: decode each video once (whole file up to `maxSeconds`, at the
+   * clip fps and a working size a little above the clip size, plus its audio
+   * track) into sharded files in this folder, and cut every clip from there
+   * in JS (crop, resize, flip, colour jitter), epoch after epoch and run
+   * after run. A folder path, or options. Ignored in eval mode. docs/data.md.
+   */
+  trainCache?: string | TrainCacheOptions;
   /** Kill a decoder after this long (default 60000 ms). */
   timeoutMs?: number;
   /** ffmpeg decoder threads per process (default 1). */
@@ -94,7 +106,11 @@ export interface ClipMeta {
   silent?: boolean;
   /** Zeros padded before / after the audio (window outside the file). */
   audioPad: { front: number; back: number };
-  /** Came from the clip cache. */
+  /**
+   * Came from a cache: eval, the clip cache (`cacheDir`); train, cut in JS
+   * from the decoded-video cache (`trainCache`, also in the epoch that
+   * filled it; `start` is then on the 1 / fps grid).
+   */
   cached?: boolean;
 }
 
@@ -129,9 +145,12 @@ export interface LoaderStats {
   badSamples: Record<string, SkipReason>;
   /** Most bytes held at once (see prefetchBytes). */
   peakBytes: number;
-  /** Decoder processes run and clips served from the cache. */
+  /** ffmpeg decodes run (clips, plus whole videos decoded into the train cache) and clips served from a cache. */
   decodes: number;
   cacheHits: number;
+  /** Train cache: videos decoded into it, and entries found damaged (and decoded again). */
+  cacheFills: number;
+  cacheDamaged: number;
   /** One entry per finished epoch. */
   epochs: EpochSummary[];
 }
@@ -145,10 +164,13 @@ interface Decode {
   kind: 'decode';
   u: Unit;
   position: number;
-  opened: OpenedSample;
+  /** Undefined when prepared from a train-cache entry without opening the sample. */
+  opened?: OpenedSample;
   info: ProbeInfo;
   plan: ClipPlan;
   key?: string;
+  /** Train-cache key of the video. */
+  vkey?: string;
 }
 
 type Prepared = { kind: 'done'; r: Produced } | Decode;
@@ -192,7 +214,7 @@ function geometryOf(c: LoaderOptions['clip']): ClipGeometry {
  */
 export class ClipLoader implements AsyncIterable<LoaderBatch> {
   readonly geometry: ClipGeometry;
-  readonly stats: LoaderStats = { clips: 0, batches: 0, skipped: {}, badSamples: {}, peakBytes: 0, decodes: 0, cacheHits: 0, epochs: [] };
+  readonly stats: LoaderStats = { clips: 0, batches: 0, skipped: {}, badSamples: {}, peakBytes: 0, decodes: 0, cacheHits: 0, cacheFills: 0, cacheDamaged: 0, epochs: [] };
   private readonly o: Required<Pick<LoaderOptions, 'batchSize' | 'mode' | 'seed' | 'shuffle' | 'dropLast' | 'decoders' | 'prefetchBytes' | 'rank' | 'worldSize' | 'missingAudio' | 'epochs' | 'timeoutMs' | 'threads' | 'clipsPerVideo' | 'clipsPerProcess'>> &
     LoaderOptions;
   private refs?: SampleRef[];
@@ -202,6 +224,10 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   private readonly logged = new Set<string>();
   private cur: LoaderCursor;
   private cache?: ClipCache;
+  private vcache?: VideoCache;
+  private tc?: { maxSeconds: number; scale: number };
+  /** Train-cache keys whose whole-video decode failed (their clips use the per-clip path). */
+  private readonly fillFailed = new Set<string>();
   private held = 0;
   private running = false;
   private abort?: AbortController;
@@ -240,6 +266,17 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     }
     this.cur = { epoch: options.cursor?.epoch ?? 0, position: options.cursor?.position ?? 0 };
     if (options.cacheDir && mode === 'eval') this.cache = new ClipCache(options.cacheDir, { tag: `r${this.o.rank}` });
+    if (options.trainCache && mode === 'train') {
+      const tc: TrainCacheOptions = typeof options.trainCache === 'string' ? { dir: options.trainCache } : options.trainCache;
+      if (typeof tc.dir !== 'string' || !tc.dir) throw new TypeError('cmac: trainCache needs a folder (trainCache: { dir })');
+      const maxSeconds = tc.maxSeconds ?? 30;
+      const scale = tc.scale ?? 1.15;
+      if (!(maxSeconds > 0)) throw new RangeError(`cmac: trainCache.maxSeconds must be positive, got ${tc.maxSeconds}`);
+      if (!(scale >= 1)) throw new RangeError(`cmac: trainCache.scale must be at least 1, got ${tc.scale}`);
+      if (tc.maxBytes !== undefined && !(tc.maxBytes >= 0)) throw new RangeError(`cmac: trainCache.maxBytes must be >= 0, got ${tc.maxBytes}`);
+      this.tc = { maxSeconds, scale };
+      this.vcache = new VideoCache(tc.dir, { tag: `r${this.o.rank}`, shardBytes: tc.shardBytes, maxBytes: tc.maxBytes });
+    }
   }
 
   /** Bytes one clip holds while decoded: frames, plus the audio window widened by the largest time shift. */
@@ -323,6 +360,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     if (this.running) throw new Error('cmac: the loader is already iterating');
     this.running = true;
     const epoch = this.cur.epoch;
+    this.vcache?.refresh();
     const units = await this.units(epoch).catch((e) => {
       this.running = false;
       throw e;
@@ -484,8 +522,8 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     }
   }
 
-  private cacheKeyOf(u: Unit): string {
-    const ref = u.ref;
+  /** What identifies a sample's bytes: size and mtime of a file, or its tar member. */
+  private identOf(ref: SampleRef): unknown {
     let ident: unknown = ref.extra?.member ?? null;
     if (ref.path) {
       try {
@@ -495,7 +533,18 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         ident = null;
       }
     }
-    return cacheKey(['clip-v1', ref.id, ident, ref.start ?? null, ref.end ?? null, u.clip, this.o.clipsPerVideo, this.geometry, this.o.missingAudio]);
+    return ident;
+  }
+
+  private cacheKeyOf(u: Unit): string {
+    const ref = u.ref;
+    return cacheKey(['clip-v1', ref.id, this.identOf(ref), ref.start ?? null, ref.end ?? null, u.clip, this.o.clipsPerVideo, this.geometry, this.o.missingAudio]);
+  }
+
+  /** Train-cache key of a video: its identity and what the cache holds of it (frame rate, audio rate, working size, cap). */
+  private videoKeyOf(ref: SampleRef): string {
+    const g = this.geometry;
+    return cacheKey(['video-v1', ref.id, this.identOf(ref), g.fps, g.sampleRate, Math.ceil(g.size * this.tc!.scale), this.tc!.maxSeconds]);
   }
 
   private renamed(e: DataError, ref: SampleRef): DataError {
@@ -532,34 +581,57 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         return { kind: 'done', r: { ok: true, video: hit.video, audio: hit.audio.slice(0, samples), meta, bytes } };
       }
     }
+    let vkey: string | undefined;
+    if (this.vcache) {
+      // A cached video needs neither the file nor (with the probe kept in its index line) ffprobe.
+      vkey = this.videoKeyOf(ref);
+      const e = this.vcache.get(vkey);
+      let info = known;
+      if (e && !info && e.info) {
+        info = { ...e.info, file: ref.path ?? ref.id };
+        this.probes.set(ref.id, info);
+      }
+      if (e && info) {
+        try {
+          return { kind: 'decode', u, position, info, plan: this.planFor(u, epoch, info), vkey };
+        } catch (err) {
+          if (err instanceof DataError) return { kind: 'done', r: { ok: false, error: this.renamed(err, ref), bytes } };
+          throw err;
+        }
+      }
+    }
     let opened: OpenedSample | undefined;
     try {
       opened = await this.o.source.open(ref);
       const info = await this.probeCached(ref, opened.path);
-      if (!info.audio && this.o.missingAudio === 'skip') {
-        const err = new DataError('no_audio', ref.id, 'no audio stream (missingAudio: skip)');
-        this.probes.set(ref.id, err);
-        throw err;
-      }
-      const rng = this.o.mode === 'train' ? new Prng(mixSeed(this.o.seed, epoch, ref.index, u.clip)) : undefined;
-      let plan: ClipPlan;
-      try {
-        plan = planClip(info, g, {
-          mode: this.o.mode,
-          rng,
-          clipIndex: u.clip,
-          clipsPerVideo: this.o.clipsPerVideo,
-          window: ref.start !== undefined || ref.end !== undefined ? { start: ref.start, end: ref.end } : undefined,
-          augment: this.o.augment,
-        });
-      } catch (e) {
-        if (e instanceof DataError) this.probes.set(ref.id, this.renamed(e, ref));
-        throw e;
-      }
-      return { kind: 'decode', u, position, opened, info, plan, key };
+      return { kind: 'decode', u, position, opened, info, plan: this.planFor(u, epoch, info), key, vkey };
     } catch (e) {
       await opened?.release().catch(() => undefined);
       if (e instanceof DataError) return { kind: 'done', r: { ok: false, error: this.renamed(e, ref), bytes } };
+      throw e;
+    }
+  }
+
+  /** Audio policy and clip placement (throws DataError; probe-level errors are remembered). */
+  private planFor(u: Unit, epoch: number, info: ProbeInfo): ClipPlan {
+    const ref = u.ref;
+    if (!info.audio && this.o.missingAudio === 'skip') {
+      const err = new DataError('no_audio', ref.id, 'no audio stream (missingAudio: skip)');
+      this.probes.set(ref.id, err);
+      throw err;
+    }
+    const rng = this.o.mode === 'train' ? new Prng(mixSeed(this.o.seed, epoch, ref.index, u.clip)) : undefined;
+    try {
+      return planClip(info, this.geometry, {
+        mode: this.o.mode,
+        rng,
+        clipIndex: u.clip,
+        clipsPerVideo: this.o.clipsPerVideo,
+        window: ref.start !== undefined || ref.end !== undefined ? { start: ref.start, end: ref.end } : undefined,
+        augment: this.o.augment,
+      });
+    } catch (e) {
+      if (e instanceof DataError) this.probes.set(ref.id, this.renamed(e, ref));
       throw e;
     }
   }
@@ -608,26 +680,44 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     return { ok: true, video: d.video, audio, meta, bytes: this.clipBytes };
   }
 
-  /** Prepares a group of clips, decodes them with one ffmpeg process, finishes each. */
+  /**
+   * Prepares a group of clips; with the train cache, cuts those it can from
+   * cached videos (decoding missing videos into it first, one ffmpeg process
+   * for the group); decodes the rest with one ffmpeg process; finishes each.
+   */
   private async produceGroup(group: { u: Unit; pos: number }[], epoch: number, signal: AbortSignal): Promise<Produced[]> {
     const settled = await Promise.allSettled(group.map(({ u, pos }) => this.prepare(u, epoch, pos)));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) {
-      for (const s of settled) if (s.status === 'fulfilled' && s.value.kind === 'decode') await s.value.opened.release().catch(() => undefined);
+      for (const s of settled) if (s.status === 'fulfilled' && s.value.kind === 'decode') await s.value.opened?.release().catch(() => undefined);
       throw failed.reason;
     }
     const preps = settled.map((s) => (s as PromiseFulfilledResult<Prepared>).value);
     const out: Produced[] = new Array(group.length);
-    const todo: { k: number; p: Decode }[] = [];
+    const decodes: { k: number; p: Decode }[] = [];
     preps.forEach((p, k) => {
       if (p.kind === 'done') out[k] = p.r;
-      else todo.push({ k, p });
+      else decodes.push({ k, p });
     });
     try {
+      const rest = this.vcache ? await this.fromVideoCache(decodes, out, epoch, signal) : decodes;
+      const todo: { k: number; p: Decode }[] = [];
+      for (const t of rest) {
+        if (!t.p.opened) {
+          try {
+            t.p.opened = await this.o.source.open(t.p.u.ref);
+          } catch (e) {
+            if (!(e instanceof DataError)) throw e;
+            out[t.k] = { ok: false, error: this.renamed(e, t.p.u.ref), bytes: this.clipBytes };
+            continue;
+          }
+        }
+        todo.push(t);
+      }
       if (todo.length > 0) {
         this.stats.decodes += todo.length;
         const res = await decodeClips(
-          todo.map(({ p }) => ({ file: p.opened.path, info: p.info, req: this.request(p) })),
+          todo.map(({ p }) => ({ file: p.opened!.path, info: p.info, req: this.request(p) })),
           { timeoutMs: this.o.timeoutMs, signal },
         );
         for (let j = 0; j < todo.length; j++) {
@@ -637,9 +727,205 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         }
       }
     } finally {
-      for (const { p } of todo) await p.opened.release().catch(() => undefined);
+      for (const { p } of decodes) await p.opened?.release().catch(() => undefined);
     }
     return out;
+  }
+
+  /** Rough bytes of a video's cache entry. */
+  private entryEstimate(info: ProbeInfo): number {
+    const g = this.geometry;
+    const v = info.video!;
+    const { width, height } = workingSize(v.width, v.height, g.size, this.tc!.scale);
+    const secs = Math.min(info.duration, this.tc!.maxSeconds);
+    return entryBytes(width, height, Math.ceil(secs * g.fps) + 1, info.audio ? Math.ceil(secs * g.sampleRate) : 0);
+  }
+
+  private canFill(p: Decode): boolean {
+    return !!p.vkey && !!p.info.video && !this.fillFailed.has(p.vkey) && this.vcache!.canAdd(this.entryEstimate(p.info));
+  }
+
+  /**
+   * Train cache: serves the clips it can (out[k]), decoding videos not yet
+   * cached into it; returns the clips left for the per-clip ffmpeg path
+   * (video not cacheable, clip outside the cached part, decode failure: that
+   * path then reports the failure with its usual reason).
+   */
+  private async fromVideoCache(decodes: { k: number; p: Decode }[], out: Produced[], epoch: number, signal: AbortSignal): Promise<{ k: number; p: Decode }[]> {
+    const vc = this.vcache!;
+    const todo: { k: number; p: Decode }[] = [];
+    const hits: { k: number; p: Decode; e: VideoEntry }[] = [];
+    const fills: { k: number; p: Decode }[] = [];
+    for (const d of decodes) {
+      const e = d.p.vkey ? vc.get(d.p.vkey) : undefined;
+      if (e) hits.push({ ...d, e });
+      else if (this.canFill(d.p)) fills.push(d);
+      else todo.push(d);
+    }
+    if (fills.length > 0) {
+      const entries = await this.fillVideos(fills.map((f) => f.p), signal);
+      fills.forEach((f, i) => {
+        const e = entries[i];
+        if (e) hits.push({ ...f, e });
+        else todo.push(f);
+      });
+    }
+    hits.sort((a, b) => a.k - b.k);
+    for (const h of hits) {
+      let r = await this.cutClip(h.p, h.e, epoch, signal);
+      if (r === 'damaged') {
+        r = undefined;
+        if (this.canFill(h.p)) {
+          const [e2] = await this.fillVideos([h.p], signal);
+          if (e2) {
+            const r2 = await this.cutClip(h.p, e2, epoch, signal);
+            if (r2 !== 'damaged') r = r2;
+          }
+        }
+      }
+      if (r) out[h.k] = r;
+      else todo.push(h);
+    }
+    return todo.sort((a, b) => a.k - b.k);
+  }
+
+  /** Decodes whole videos into the train cache (one ffmpeg process); the new entry per video, or undefined. */
+  private async fillVideos(ps: Decode[], signal: AbortSignal): Promise<(VideoEntry | undefined)[]> {
+    const vc = this.vcache!;
+    const g = this.geometry;
+    const cap = this.tc!.maxSeconds;
+    const result: (VideoEntry | undefined)[] = new Array(ps.length).fill(undefined);
+    const jobs: { i: number; job: VideoJob; fill: ReturnType<VideoCache['begin']> }[] = [];
+    for (let i = 0; i < ps.length; i++) {
+      const p = ps[i];
+      if (!p.opened) {
+        try {
+          p.opened = await this.o.source.open(p.u.ref);
+        } catch (e) {
+          if (!(e instanceof DataError)) throw e;
+          continue;
+        }
+      }
+      const v = p.info.video!;
+      const { width, height } = workingSize(v.width, v.height, g.size, this.tc!.scale);
+      const full = p.info.duration <= cap;
+      const fill = vc.begin(p.vkey!, width, height, Math.ceil(cap * g.fps) + 1, p.info.audio ? Math.ceil((cap + 1) * g.sampleRate) : 0);
+      jobs.push({
+        i,
+        fill,
+        job: {
+          file: p.opened.path,
+          info: p.info,
+          fps: g.fps,
+          width,
+          height,
+          maxSeconds: full ? undefined : cap,
+          sampleRate: p.info.audio ? g.sampleRate : undefined,
+          threads: this.o.threads,
+          onVideo: (c) => fill.video(c),
+          onAudio: (c) => fill.audioChunk(c),
+          onReset: () => fill.reset(),
+        },
+      });
+    }
+    if (jobs.length === 0) return result;
+    this.stats.decodes += jobs.length;
+    this.stats.cacheFills += jobs.length;
+    let res: (DataError | null)[];
+    try {
+      res = await decodeVideos(jobs.map((j) => j.job), { timeoutMs: this.o.timeoutMs, signal });
+    } catch (e) {
+      for (const j of jobs) j.fill.abort();
+      throw e;
+    }
+    for (let k = 0; k < jobs.length; k++) {
+      const { i, fill } = jobs[k];
+      const p = ps[i];
+      if (res[k]) {
+        fill.abort();
+        this.fillFailed.add(p.vkey!);
+        continue;
+      }
+      const e = await fill.commit({ fps: g.fps, sampleRate: g.sampleRate, full: p.info.duration <= cap, info: p.info });
+      if (!e) this.fillFailed.add(p.vkey!);
+      result[i] = e;
+    }
+    if (vc.writeError && !this.logged.has('\u0000cache-write')) {
+      this.logged.add('\u0000cache-write');
+      this.o.log?.(`warning: train cache ${vc.dir} stopped adding videos: ${vc.writeError.message}`);
+    }
+    return result;
+  }
+
+  /**
+   * Cuts a clip from a cached video: the same plan as the ffmpeg path, with
+   * the first frame snapped down to the cache's frame grid (j0 / fps, frame j
+   * being the source frame on screen at j / fps) and the audio window centred
+   * on the snapped clip. Undefined when the clip is not inside the cached
+   * frames (or audio); 'damaged' when a record fails its check (the entry is
+   * dropped).
+   */
+  private async cutClip(p: Decode, e: VideoEntry, epoch: number, signal: AbortSignal): Promise<Produced | 'damaged' | undefined> {
+    const g = this.geometry;
+    const ref = p.u.ref;
+    const T = g.frames;
+    const F = g.fps;
+    const clip = T / F;
+    if (e.fps !== F) return undefined;
+    const ws = Math.max(0, ref.start ?? 0);
+    let j0 = Math.floor(p.plan.start * F + 1e-6);
+    j0 = Math.max(j0, Math.ceil(ws * F - 1e-6));
+    if (j0 + T > e.n) return undefined;
+    const start = j0 / F;
+    if (ref.end !== undefined && start + clip > ref.end + 1e-6) return undefined;
+    const audioStart = start + clip / 2 - g.audioSeconds / 2;
+    const samples = this.samples;
+    const m = p.plan.shiftMargin;
+    const first = Math.round((audioStart - m / g.sampleRate) * g.sampleRate) + m + p.plan.shiftSamples;
+    const hasAudio = e.a > 0;
+    if (!hasAudio && p.info.audio) return undefined;
+    if (hasAudio && !e.full && first + samples > e.a) return undefined;
+    let frames: { data: Uint8Array; stride: number };
+    let audio: { pcm: Float32Array; front: number; back: number } | undefined;
+    try {
+      if (signal.aborted) throw new Error('aborted');
+      frames = await this.vcache!.readFrames(e, j0, T);
+      if (hasAudio) audio = await this.vcache!.readAudio(e, first, samples);
+    } catch (err) {
+      if (signal.aborted) throw new Error('cmac: decode aborted');
+      this.vcache!.reject(e);
+      this.stats.cacheDamaged++;
+      this.o.log?.(`train cache: ${ref.id}: ${(err as Error).message}; decoding the video again`);
+      return 'damaged';
+    }
+    const v = p.info.video!;
+    const sx = e.w / v.width;
+    const sy = e.h / v.height;
+    const c = p.plan.crop;
+    const video = augmentFrames(frames.data, 0, frames.stride, T, e.w, e.h, {
+      crop: { x: c.x * sx, y: c.y * sy, w: c.w * sx, h: c.h * sy },
+      size: g.size,
+      flip: p.plan.flip,
+      jitter: p.plan.jitter,
+    });
+    const meta = this.baseMeta(p.u, epoch, p.position, { start, audioStart });
+    let pcm: Float32Array;
+    if (audio) {
+      pcm = audio.pcm;
+      const gain = p.plan.gain;
+      if (gain !== 1) for (let i = 0; i < pcm.length; i++) pcm[i] *= gain;
+      meta.audioPad = { front: audio.front, back: audio.back };
+    } else {
+      pcm = new Float32Array(samples);
+      meta.silent = true;
+    }
+    if (this.o.augment !== false) {
+      const plan = p.plan;
+      meta.augment = { crop: plan.crop, flip: plan.flip, jitter: plan.jitter, gain: plan.gain, shiftSamples: plan.shiftSamples };
+    }
+    meta.cached = true;
+    this.stats.cacheHits++;
+    return { ok: true, video, audio: pcm, meta, bytes: this.clipBytes };
   }
 
   /**
@@ -650,6 +936,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   async close(): Promise<void> {
     this.abort?.abort();
     await this.cache?.flush();
+    await this.vcache?.close();
     await this.o.source.close?.();
   }
 }

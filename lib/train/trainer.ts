@@ -102,6 +102,7 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
     rank,
     worldSize,
     evenShards: worldSize > 1,
+    trainCache: cfg.data.cacheDir ? { dir: cfg.data.cacheDir } : undefined,
     log,
   });
   const batches = loader[Symbol.asyncIterator]();
