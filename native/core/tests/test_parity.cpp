@@ -2,6 +2,7 @@
 // scripts/make-parity-fixtures.py (run by test/parity.test.ts).
 #include <torch/torch.h>
 
+#include <iostream>
 #include <map>
 
 #include "audio_resnet.h"
@@ -38,6 +39,7 @@ TEST(parity_r2plus1d_18_with_torchvision) {
   auto ref = f.at("output");  // torchvision up to layer4 (no pooling, no fc)
   CHECK_MSG(y.sizes() == ref.sizes(), y.sizes() << " vs " << ref.sizes());
   double err = maxAbs(y, ref);
+  std::cout << "r2plus1d_18: max abs error " << err << " (output max " << ref.abs().max().item<double>() << ")" << std::endl;
   CHECK_MSG(err <= 1e-4, "max abs error " << err);
 }
 
@@ -49,6 +51,7 @@ TEST(parity_audio_resnet_with_torchvision_resnet18_layers) {
   torch::NoGradGuard ng;
   auto y = m->forward(f.at("input"));
   double err = maxAbs(y, f.at("output"));
+  std::cout << "resnet18 (audio): max abs error " << err << std::endl;
   CHECK_MSG(y.sizes() == f.at("output").sizes() && err <= 1e-4, "max abs error " << err);
 }
 
@@ -64,7 +67,8 @@ TEST(parity_logmel_with_torchaudio) {
     CHECK(mel.sizes() == ref.sizes());
     double rel = ((mel - ref).abs() / (ref.abs() + 1e-8)).masked_select(ref.abs() > 1e-6).max().item<double>();
     double relNorm = ((mel - ref).norm() / ref.norm()).item<double>();
-    CHECK_MSG(relNorm <= 1e-4 && rel <= 1e-3, "n_mels " << nMels << ": relative error " << relNorm << ", worst bin " << rel);
+    std::cout << "log-mel " << nMels << ": relative error (norm) " << relNorm << ", worst bin above 1e-6 " << rel << std::endl;
+    CHECK_MSG(relNorm <= 1e-4 && rel <= 1e-4, "n_mels " << nMels << ": relative error " << relNorm << ", worst bin " << rel);
     auto fbRef = f.at("fb" + std::to_string(nMels));
     CHECK_MSG(maxAbs(lm->fb, fbRef) <= 1e-6, "filterbank differs by " << maxAbs(lm->fb, fbRef));
   }
