@@ -44,6 +44,6 @@ else
 fi
 
 if [ "$build" = 1 ]; then
-  npm run build
+  npm run build:all
 fi
 echo "setup: done. Try: npm run demo   (tests: npm test)"
