@@ -7,6 +7,7 @@ import { registerTrain } from './train';
 import { registerEmbed } from './embed';
 import { registerEval } from './eval';
 import { registerLocalize } from './localize';
+import { registerBench } from './bench';
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -44,6 +45,7 @@ export function buildCli(): Command {
   registerEmbed(program);
   registerEval(program);
   registerLocalize(program);
+  registerBench(program);
   return program;
 }
 
