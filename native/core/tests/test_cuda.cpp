@@ -6,6 +6,7 @@
 #include "cmac_model.h"
 #include "dist.h"
 #include "test.h"
+#include "tiny.h"
 
 using namespace cmac;
 
@@ -13,22 +14,8 @@ namespace {
 void needCuda() {
   if (!torch::cuda::is_available()) SKIP("CUDA is not available in this build/machine");
 }
-ModelConfig tiny(const std::string& device, const std::string& amp = "off") {
-  ModelConfig c;
-  c.visual.planes = {16, 32, 64, 128};
-  c.visual.stemMid = 11;
-  c.visual.lastStride1 = true;
-  c.audio.planes = {16, 32, 64, 128};
-  c.logmel.nMels = 64;
-  c.seed = 4;
-  c.device = device;
-  c.amp = amp;
-  return c;
-}
-Batch batch(int64_t n, uint64_t seed) {
-  auto g = at::detail::createCPUGenerator(seed);
-  return {torch::randint(0, 256, {n, 4, 64, 64, 3}, g, torch::TensorOptions().dtype(torch::kByte)), torch::randn({n, 16000}, g) * 0.1};
-}
+ModelConfig tiny(const std::string& device, const std::string& amp = "off") { return cmactest::tinyConfig(4, device, amp); }
+Batch batch(int64_t n, uint64_t seed) { return cmactest::fixedBatch(n, seed); }
 }  // namespace
 
 TEST(cuda_outputs_match_cpu) {

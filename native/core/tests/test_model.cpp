@@ -3,29 +3,12 @@
 #include "cmac_model.h"
 #include "logmel.h"
 #include "test.h"
+#include "tiny.h"
 
 using namespace cmac;
 
-namespace {
-ModelConfig tinyConfig(uint64_t seed = 0) {
-  ModelConfig c;
-  c.visual.planes = {16, 32, 64, 128};
-  c.visual.stemMid = 11;
-  c.visual.lastStride1 = true;
-  c.audio.planes = {16, 32, 64, 128};
-  c.logmel.nMels = 64;
-  c.seed = seed;
-  c.optim.name = "adam";
-  return c;
-}
-Batch fixedBatch(int64_t n, uint64_t seed) {
-  auto g = at::detail::createCPUGenerator(seed);
-  Batch b;
-  b.video = torch::randint(0, 256, {n, 4, 64, 64, 3}, g, torch::TensorOptions().dtype(torch::kByte));
-  b.audio = torch::randn({n, 16000}, g) * 0.1;
-  return b;
-}
-}  // namespace
+using cmactest::fixedBatch;
+using cmactest::tinyConfig;
 
 TEST(tiny_model_shapes) {
   CmacModel m(tinyConfig());
