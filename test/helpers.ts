@@ -8,10 +8,13 @@ import type { Batch, ModelConfig } from '../lib/model';
 
 export const root = packageRoot();
 
+const tmpDirs: string[] = [];
+process.once('exit', () => { for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
+
 /** A fresh temporary folder, removed at process exit. */
 export function tmpDir(prefix = 'cmac-test-'): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  process.once('exit', () => fs.rmSync(d, { recursive: true, force: true }));
+  tmpDirs.push(d);
   return d;
 }
 
