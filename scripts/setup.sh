@@ -10,12 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libgloo-dev ffmpeg nlohmann-json3-dev protobuf-compiler cmake g++ make python3)
+want=(libtorch-dev libgloo-dev ffmpeg nlohmann-json3-dev protobuf-compiler cmake g++ make python3 clang libclang-rt-14-dev)
 build=1
+jupyter=0
 for arg in "$@"; do
   case "$arg" in
     --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av) ;;
-    --jupyter) want+=(jupyter-nbconvert python3-ipykernel) ;;
+    --jupyter) want+=(jupyter-nbconvert python3-ipykernel); jupyter=1 ;;
     --no-build) build=0 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
@@ -41,6 +42,13 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 else
   echo "setup: node_modules up to date"
+fi
+
+# The tslab kernel for examples/cmac.ipynb: global, because tslab's bundled
+# TypeScript 5.0.4 would shadow the project's tsc in node_modules/.bin.
+if [ "$jupyter" = 1 ]; then
+  command -v tslab >/dev/null || npm install -g --no-audit --no-fund tslab@1.0.22
+  jupyter kernelspec list 2>/dev/null | grep -q "^ *tslab " || tslab install
 fi
 
 if [ "$build" = 1 ]; then

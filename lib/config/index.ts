@@ -92,16 +92,27 @@ export function resolveConfig(input: ConfigInput = {}, overrides: string[] = [])
   const preset = merged.preset ?? 'tiny';
   if (preset !== 'tiny' && preset !== 'paper') throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);
   merged = deepMerge(deepMerge(sizePresets[preset], { preset }), merged);
+  const nonFinite = nonFiniteNumbers(merged);  // YAML's .inf / .nan would otherwise pass min/max checks
+  if (nonFinite.length) throw new ConfigError(nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`));
   const r = configSchema.safeParse(merged);
   if (!r.success) throw new ConfigError(r.error.issues.map((i) => describeIssue(i, merged)));
   const c = r.data;
   const issues: string[] = [];
   if (c.logmel.winLength > c.logmel.nFft) issues.push(`config.logmel.winLength: got ${c.logmel.winLength}; must be <= logmel.nFft (${c.logmel.nFft})`);
+  if (c.logmel.fMin >= c.logmel.fMax) issues.push(`config.logmel.fMin: got ${c.logmel.fMin}; must be < logmel.fMax (${c.logmel.fMax})`);
   if (c.logmel.fMax > c.logmel.sampleRate / 2) issues.push(`config.logmel.fMax: got ${c.logmel.fMax}; must be <= sampleRate/2 (${c.logmel.sampleRate / 2})`);
   if (c.clip.audioSeconds * c.logmel.sampleRate < c.logmel.nFft) issues.push(`config.clip.audioSeconds: got ${c.clip.audioSeconds}; the window must hold at least nFft samples`);
   if (c.data.batchSize < 2) issues.push('config.data.batchSize: must be >= 2 (the contrastive loss needs negatives)');
   if (issues.length) throw new ConfigError(issues);
   return c;
+}
+
+/** [path, value] of every NaN or infinite number in a config input. */
+function nonFiniteNumbers(v: unknown, at = 'config'): Array<[string, number]> {
+  if (typeof v === 'number') return Number.isFinite(v) ? [] : [[at, v]];
+  if (Array.isArray(v)) return v.flatMap((x, i) => nonFiniteNumbers(x, `${at}[${i}]`));
+  if (isObject(v)) return Object.entries(v).flatMap(([k, x]) => nonFiniteNumbers(x, `${at}.${k}`));
+  return [];
 }
 
 /** The loss switches a config selects: its preset's row, with explicit fields winning. */
