@@ -435,7 +435,7 @@ describe('robustness: a catalogue of bad inputs', function () {
     // '.../step-00000002.json.tmp-PID'" -- no "Fix:", and the already renamed
     // step-00000002.safetensors (33 MB here) stays behind on the full disk; a
     // failed write after open also leaves the .tmp file. Un-skip when fixed.
-    it.skip('out of inodes while writing the JSON sidecar: the error names the checkpoint and the fix (BUG-2)', () => {
+    it('out of inodes while writing the JSON sidecar: the error names the checkpoint and the fix (BUG-2, fixed)', () => {
       expect(starved?.err.message).to.match(/checkpoint .*Fix:/);
     });
 

@@ -36,7 +36,13 @@ export async function saveCheckpoint(dir: string, model: CmacModel, state: Check
   fs.mkdirSync(dir, { recursive: true });
   const ref = { step: state.step, weights: path.join(dir, `${name(state.step)}.safetensors`), state: path.join(dir, `${name(state.step)}.json`) };
   await model.save(ref.weights, { format: state.format, step: String(state.step), preset: state.config.preset, lossPreset: state.config.loss.preset });
-  writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
+  try {
+    writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
+  } catch (e) {
+    fs.rmSync(ref.weights, { force: true });  // uncommitted without its JSON: free the space
+    throw new Error(`cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
+      `Fix: free disk space (or inodes) in ${dir} or choose another --run-dir; the previous checkpoint is intact.`);
+  }
   for (const old of listCheckpoints(dir).slice(0, -keepLast)) {
     fs.rmSync(old.state, { force: true });  // uncommit first, then drop the weights
     fs.rmSync(old.weights, { force: true });
