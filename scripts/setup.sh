@@ -48,7 +48,9 @@ fi
 # TypeScript 5.0.4 would shadow the project's tsc in node_modules/.bin.
 if [ "$jupyter" = 1 ]; then
   command -v tslab >/dev/null || npm install -g --no-audit --no-fund tslab@1.0.22
-  jupyter kernelspec list 2>/dev/null | grep -q "^ *tslab " || tslab install
+  # Debian's Jupyter lives in /usr/bin/python3 (a `python3` earlier on PATH may not have it).
+  /usr/bin/python3 -m jupyter kernelspec list 2>/dev/null | grep -q "^ *tslab " || tslab install --python=/usr/bin/python3 \
+    || echo "setup: warning: the tslab kernel could not be installed; the notebook test will be skipped"
 fi
 
 if [ "$build" = 1 ]; then
