@@ -286,7 +286,7 @@ describe('robustness: a catalogue of bad inputs', function () {
   // ---------------------------------------------------------------- configs
   describe('configuration: invalid values fail before any work, naming the field', () => {
     const cfgCases: Array<[string, () => unknown, RegExp]> = [
-      ['lr NaN', () => resolveConfig({ optim: { lr: NaN } }), /config\.optim\.lr: .*expected number/],
+      ['lr NaN', () => resolveConfig({ optim: { lr: NaN } }), /config\.optim\.lr: got NaN; (must be a finite number|expected number)/],
       ['--set data.batchSize=abc', () => resolveConfig({}, ['data.batchSize=abc']), /config\.data\.batchSize: got "abc"; expected number/],
       ['--set with an empty key', () => parseOverride('a..b=1'), /is not a dotted name/],
       ['--set without =', () => parseOverride('optim.lr'), /must look like key\.path=value/],
