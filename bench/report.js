@@ -313,10 +313,11 @@ function markdown(r, opts = {}) {
   else {
     p('Each encoder alone (`embed({ video })` / `embed({ audio })`, eval mode, inference mode, results copied back to JS), ' +
       `PyTorch reference the same under \`torch.inference_mode()\`; alternating, medians. Load average: ${la(S.inference)}.`, '',
-      table(['preset', 'encoder', 'batch', 'threads', 'calls', 'cmac clips/s', 'PyTorch clips/s', 'time ratio cmac/PyTorch'], S.inference.rows.map((x) => {
+      table(['preset', 'encoder', 'batch', 'threads', 'calls', 'cmac clips/s', 'PyTorch clips/s', 'time ratio cmac/PyTorch', 'CPU ms c/p', 'page faults c/p'], S.inference.rows.map((x) => {
         const one = S.inference.rows.find((y) => y.preset === x.preset && y.encoder === x.encoder && y.threads < x.threads);
         const contended = one && (x.cmacMedianMs > one.cmacMedianMs || x.pythonMedianMs > one.pythonMedianMs);
-        return [x.preset, x.encoder, x.batch, x.threads, x.reps, f(x.cmacClipsPerSecond, 1), f(x.pythonClipsPerSecond, 1), `${f(x.ratio, 3)}${contended ? ' (contended: a side got slower with more threads)' : ''}`];
+        return [x.preset, x.encoder, x.batch, x.threads, x.reps, f(x.cmacClipsPerSecond, 1), f(x.pythonClipsPerSecond, 1), `${f(x.ratio, 3)}${contended ? ' (contended: a side got slower with more threads)' : ''}`,
+          x.cmacCpuMs === undefined ? '—' : `${f(x.cmacCpuMs, 0)} / ${f(x.pythonCpuMs, 0)}`, x.cmacMinorFaults === undefined ? '—' : `${f(x.cmacMinorFaults, 0)} / ${f(x.pythonMinorFaults, 0)}`];
       })), '');
   }
 
@@ -457,10 +458,17 @@ function analysis(r, d) {
           ? 'PyTorch\'s OpenMP threads spin at every barrier while a core is taken (its CPU time balloons). cmac suffers less, most likely because its process holds more OpenMP threads than cores ' +
             '(a team per libuv pool thread that has run a step), which makes libgomp throttle its spin-waiting. '
           : '') +
-        'This row measures contention, not the libraries, and is not counted against the target: rerun on a quiet machine, or with `--omp-passive`.');
+        `This row measures contention, not the libraries, and is not counted against the target: rerun on a quiet machine${/PASSIVE/i.test(r.commands?.env || '') ? '' : ', or with `--omp-passive`'}.`);
     }
     const prof = (S.step.profiles || []).filter((x) => x.profile);
     for (const pr of prof) {
+      const slow = pr.profile.rows.find((x) => x.op === 'aten::slow_conv3d_forward');
+      if (slow) {
+        const ks = [...new Set((pr.profile.slowConv3d || []).map((x) => `(${x.weight.slice(2).join(',')})`))];
+        L.push(`- In the ${pr.preset} profile, \`aten::slow_conv3d_forward\` (${slow.calls} calls, ${f((100 * slow.selfMs) / pr.profile.totalSelfMs, 0)}% of the step) is libtorch's non-oneDNN fallback, ` +
+          `which this libtorch picks for some 3-D convolutions${ks.length ? ` (kernels ${ks.join(', ')}: ${(pr.profile.slowConv3d || []).map((x) => `${x.weight[1]}→${x.weight[0]}`).join(', ')} channels)` : ''}; ` +
+          'cmac goes through the same dispatch (same libtorch and shapes), so it is not ours, but it is a lead for both sides: a libtorch whose oneDNN path takes those shapes would speed up the forward pass.');
+      }
       const top = pr.profile.rows.slice(0, 3).map((x) => `\`${x.op}\` ${f((100 * x.selfMs) / pr.profile.totalSelfMs, 0)}%`).join(', ');
       L.push(`- In the ${pr.preset} profile the top ops are ${top}: ${pr.profile.rows.slice(0, 3).every((x) => /conv|mkldnn|addmm|mm|bmm|batch_norm|native_batch_norm/.test(x.op)) ? 'libtorch compute kernels, shared by both sides' : 'see the table above'}.`);
     }
@@ -470,10 +478,15 @@ function analysis(r, d) {
     const rowsT = S.inference.rows.filter((x) => x.threads === minT);
     const va = ok(S.step) ? S.step.variants : null;
     const txt = rowsT.map((x) => `${x.preset} ${x.encoder} ${f(x.ratio, 2)}`).join(', ');
-    L.push(`- Inference at ${minT} thread${minT > 1 ? 's' : ''} (embed time ratio cmac/PyTorch): ${txt}.` +
-      (rowsT.some((x) => x.encoder === 'audio' && x.ratio > 1.05) && va?.logmel
-        ? ` The audio encoder's slowdown is mostly the log-mel power formula (${f(va.logmel.cmacFormulaCpuMs - va.logmel.torchaudioCpuMs, 0)} ms of a tiny batch of 32, see above), a larger share of an audio-only forward than of a training step.`
-        : ''));
+    const ta = rowsT.find((x) => x.preset === 'tiny' && x.encoder === 'audio');
+    let why = '';
+    if (ta && ta.ratio > 1.05 && va?.logmel && (S.step.sourceFacts?.logmelViewAsRealSum ?? true)) {
+      const gap = ta.cmacMedianMs - ta.pythonMedianMs;
+      const dl = va.logmel.cmacFormulaCpuMs - va.logmel.torchaudioCpuMs;
+      why = ` For the tiny audio encoder the gap is ${f(gap, 0)} ms per batch of ${ta.batch}; the log-mel power formula accounts for about ${f(dl, 0)} ms of it` +
+        (ta.cmacMinorFaults !== undefined ? ` and cmac took ${f(ta.cmacMinorFaults, 0)} page faults per call against PyTorch's ${f(ta.pythonMinorFaults, 0)} (the allocator effect of section 2)` : '') + '.';
+    }
+    L.push(`- Inference at ${minT} thread${minT > 1 ? 's' : ''} (embed time ratio cmac/PyTorch): ${txt}.${why}`);
   }
   if (d.data) {
     const t = d.data.tiny;

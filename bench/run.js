@@ -471,16 +471,28 @@ class Bench {
   async inferenceRow(py, p, spec, enc, threads) {
     U.log(`inference ${spec.preset} ${enc} batch ${spec.batch} threads ${threads}`);
     const sub = enc === 'video' ? { video: p.batch.video } : { audio: p.batch.audio };
-    const cms = [], pms = [];
+    const cms = [], pms = [], ccpu = [], pcpu = [], cflt = [], pflt = [];
     const one = async (keep, order) => {
       for (const side of order) {
         if (side === 'c') {
+          const f0 = process.resourceUsage().minorPageFault;
+          const c0 = process.cpuUsage();
           const t = U.nowMs();
           await p.model.embed(sub);
-          if (keep) cms.push(U.nowMs() - t);
+          const wall = U.nowMs() - t;
+          const cu = process.cpuUsage(c0);
+          if (keep) {
+            cms.push(wall);
+            ccpu.push((cu.user + cu.system) / 1000);
+            cflt.push(process.resourceUsage().minorPageFault - f0);
+          }
         } else {
           const r = await py.call({ cmd: 'embed', name: 'inf', video: enc === 'video', audio: enc === 'audio' });
-          if (keep) pms.push(r.seconds * 1000);
+          if (keep) {
+            pms.push(r.seconds * 1000);
+            pcpu.push(r.cpuSeconds * 1000);
+            pflt.push(r.minorFaults);
+          }
         }
       }
     };
@@ -490,7 +502,10 @@ class Bench {
       if (i >= 1 && ((U.nowMs() - t0) / 1000 > spec.budgetS || this.late())) break;  // time budget (see stepSpecs)
       await one(true, i % 2 ? 'pc' : 'cp');
     }
-    const row = { preset: spec.preset, encoder: enc, batch: spec.batch, threads, reps: cms.length, cmacMs: cms, pythonMs: pms, cmacMedianMs: U.median(cms), pythonMedianMs: U.median(pms) };
+    const row = {
+      preset: spec.preset, encoder: enc, batch: spec.batch, threads, reps: cms.length, cmacMs: cms, pythonMs: pms, cmacMedianMs: U.median(cms), pythonMedianMs: U.median(pms),
+      cmacCpuMs: U.median(ccpu), pythonCpuMs: U.median(pcpu), cmacMinorFaults: U.median(cflt), pythonMinorFaults: U.median(pflt),
+    };
     row.cmacClipsPerSecond = spec.batch / (row.cmacMedianMs / 1000);
     row.pythonClipsPerSecond = spec.batch / (row.pythonMedianMs / 1000);
     row.ratio = row.cmacMedianMs / row.pythonMedianMs;
@@ -572,9 +587,9 @@ class Bench {
     const cpp = /clipsPerProcess\s*\?\?\s*(\d+)/.exec(loaderJs);
     out.loaderFacts = {
       clipsPerProcess: cpp ? Number(cpp[1]) : null,
-      processPerGroup: /decodeClips\(/.test(loaderJs),
+      processPerGroup: /\bdecodeClips\b/.test(loaderJs),
       separateAudioInput: /inputs\.push\([^)]*'-ss'/.test(ffmpegJs),
-      probesEachFile: /probe\(/.test(loaderJs),
+      probesEachFile: /\bprobe\b/.test(loaderJs),
     };
     const refs = await c.synthSource(dir).list();
     const fileOf = new Map(refs.map((r) => [r.index, r.path]));

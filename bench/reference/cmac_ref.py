@@ -682,13 +682,16 @@ class Server:
         """libtorch's profiler over one step: the top ops by self CPU time."""
         m, opt, _ = self.models[req["name"]]
         from torch.profiler import profile, ProfilerActivity
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             train_step(m, opt, *self.inputs, 1e-3, 1.0)
         rows = []
         for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: int(req.get("top", 15))]:
             rows.append({"op": e.key, "selfMs": e.self_cpu_time_total / 1e3, "calls": e.count})
         total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e3
-        return {"rows": rows, "totalSelfMs": total}
+        # convolutions that took libtorch's non-oneDNN fallback: which weight shapes
+        slow = [{"input": e.input_shapes[0], "weight": e.input_shapes[1], "calls": e.count, "selfMs": e.self_cpu_time_total / 1e3}
+                for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::slow_conv3d_forward" and len(e.input_shapes) > 1]
+        return {"rows": rows, "totalSelfMs": total, "slowConv3d": slow}
 
     def cmd_variants(self, req):
         """Op-sequence choices where cmac's engine differs from the reference, each
@@ -745,13 +748,17 @@ class Server:
         return out
 
     def cmd_embed(self, req):
+        import resource
         m, _, _ = self.models[req["name"]]
         video, audio = self.inputs
         v = video if req.get("video", True) else None
         a = audio if req.get("audio", True) else None
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        c0 = time.process_time()
         t = time.perf_counter()
         embed(m, v, a)
-        return {"seconds": time.perf_counter() - t}
+        return {"seconds": time.perf_counter() - t, "cpuSeconds": time.process_time() - c0,
+                "minorFaults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}
 
     def cmd_state(self, req):
         """Compares the model after a step with cmac's checkpoint after the same step:
