@@ -140,7 +140,7 @@ async function runOne(cfg, lib, paths, sets, preset, seed) {
     fs.rmSync(runDir, { recursive: true, force: true });
     const c = config.resolveConfig({
       preset: 'tiny', seed, ...(cfg.threads ? { threads: cfg.threads } : {}),
-      loss: { preset }, data: { source: paths.main, batchSize: cfg.batch },
+      loss: { preset }, data: { source: paths.main, batchSize: cfg.batch, cacheDir: path.join(cfg.out, 'cache') },
       train: { steps: cfg.steps, runDir, checkpointEvery: cfg.steps, keepLast: 1 },
     });
     const s = await train.train(c, { progress: false, log: (l) => { if (/^epoch|skip/.test(l)) log(`  ${l}`); } });

@@ -241,7 +241,7 @@ class CmacRef(nn.Module):
     @staticmethod
     def prep_video(v):
         x = v.permute(0, 4, 1, 2, 3).to(torch.float32).div_(255.0)
-        return ((x - IMAGENET_MEAN) / IMAGENET_STD).contiguous()
+        return ((x - IMAGENET_MEAN.to(x.device)) / IMAGENET_STD.to(x.device)).contiguous()
 
     def _pool(self, bar, attn, proj, need_local):
         log_alpha = torch.log_softmax(attn(bar), 1)  # B x N
@@ -294,7 +294,7 @@ def _info_nce(anchor, other, tau, within):
     cross = torch.matmul(anchor, other.t()) / tau
     cols = [cross]
     if within:
-        eye = torch.eye(B, dtype=torch.bool)
+        eye = torch.eye(B, dtype=torch.bool, device=anchor.device)
         cols.append((torch.matmul(anchor, anchor.t()) / tau).masked_fill(eye, -math.inf))
     logits = torch.cat(cols, 1)
     return torch.logsumexp(logits, 1) - cross.diagonal()
@@ -324,11 +324,18 @@ def make_optimizer(model, cfg):
                             weight_decay=o["weightDecay"])
 
 
-def train_step(model, opt, video, audio, lr, lambda_scale=1.0):
+def train_step(model, opt, video, audio, lr, lambda_scale=1.0, amp=None):
+    """amp: None, or a dtype for CUDA autocast over the encoders and heads
+    (losses in float32, as cmac_model.cpp does)."""
     lo = model.loss
     for g in opt.param_groups:
         g["lr"] = lr
-    f = model(video, audio, need_local=lo["lossV"] or lo["lossA"])
+    if amp is None:
+        f = model(video, audio, need_local=lo["lossV"] or lo["lossA"])
+    else:
+        with torch.autocast("cuda", dtype=amp):
+            f = model(video, audio, need_local=lo["lossV"] or lo["lossA"])
+        f = {k: (v.float() if torch.is_tensor(v) else v) for k, v in f.items()}
     loss_con = contrastive_loss(f["zV"], f["zA"], lo["tau"], lo["withinModal"])
     total = loss_con
     r = {"lossV": 0.0, "lossA": 0.0}
@@ -912,10 +919,57 @@ def memtrain(args):
     print(json.dumps({"rssBefore": before, "rssAfter": _vm("VmRSS"), "peak": _vm("VmHWM"), "steps": args.steps}))
 
 
+def gpustep(a):
+    """The GPU half of bench/gpu.js: the same preset, weights and inputs as
+    cmac on CUDA; the eval loss on those weights (a parity check), then the
+    median wall time of a training step (inputs copied from host memory each
+    step, as cmac's trainStep does), model FLOPs and a bf16 matmul yardstick."""
+    cfg = json.loads(open(a.config).read())
+    dev = torch.device("cuda")
+    torch.manual_seed(1)
+    m = CmacRef(cfg)
+    m.load_cmac(read_safetensors(a.weights)[0])
+    m.to(dev).train()
+    opt = make_optimizer(m, cfg)
+    t, _ = read_safetensors(a.inputs)
+    video, audio = t["video"].pin_memory(), t["audio"].pin_memory()
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.amp]
+    out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0), "amp": a.amp, "batch": int(video.shape[0])}
+    out["evalLoss"] = evaluate_loss(m, video.to(dev), audio.to(dev))
+    fl = count_forward_flops(m, video.to(dev), audio.to(dev))
+    out["forwardFlops"] = fl["forward"]
+    times, losses = [], []
+    for i in range(a.warmup + a.steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        r = train_step(m, opt, video.to(dev, non_blocking=True), audio.to(dev, non_blocking=True), 1e-4, 1.0, amp)
+        torch.cuda.synchronize()
+        if i >= a.warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+        losses.append(r["loss"])
+    times.sort()
+    out["medianMs"] = times[len(times) // 2]
+    out["minMs"] = times[0]
+    out["firstLoss"], out["lastLoss"] = losses[0], losses[-1]
+    out["peakMemMiB"] = torch.cuda.max_memory_allocated() / 2**20
+    n = 8192
+    x = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    y = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    for _ in range(3):
+        x @ y
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        x @ y
+    torch.cuda.synchronize()
+    out["bf16MatmulTflops"] = 2 * n**3 * 10 / (time.perf_counter() - t0) / 1e12
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["serve", "selftest", "matmul", "memtrain"])
+    ap.add_argument("mode", choices=["serve", "selftest", "matmul", "memtrain", "gpustep"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--reps", type=int, default=5)
@@ -924,6 +978,8 @@ if __name__ == "__main__":
     ap.add_argument("--weights")
     ap.add_argument("--inputs")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     a = ap.parse_args()
     if a.mode == "serve":
         serve()
@@ -937,3 +993,5 @@ if __name__ == "__main__":
         print(json.dumps(r))
     elif a.mode == "memtrain":
         memtrain(a)
+    elif a.mode == "gpustep":
+        gpustep(a)

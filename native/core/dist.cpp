@@ -1,7 +1,9 @@
 #include "dist.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(CMAC_WITH_CUDA) && defined(USE_C10D_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -78,7 +80,9 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(o.masterPort);
     so.isServer = !o.agentStore && o.rank == 0;
-    so.numWorkers = o.agentStore ? c10::nullopt : c10::optional<std::size_t>(o.worldSize);
+    // c10::optional (1.x) or std::optional (2.x): spell neither.
+    using Workers = decltype(so.numWorkers);
+    so.numWorkers = o.agentStore ? Workers() : Workers(static_cast<std::size_t>(o.worldSize));
     so.waitWorkers = !o.agentStore;
     so.timeout = timeout;
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
@@ -93,12 +97,16 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
       valueError("distributed training on CUDA needs a libtorch with NCCL; this build has none. Fix: train on CPU (Gloo) or rebuild against a CUDA PyTorch.");
 #endif
     } else {
+#ifndef USE_C10D_GLOO
+      valueError("distributed training on CPU needs libtorch's Gloo back-end; this build has none (no Gloo headers when it was compiled). Fix: apt install libgloo-dev and rebuild (npm run build:native).");
+#else
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       // An explicit address: hostname lookups that resolve to loopback break connectFullMesh.
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       opts->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
                                                 : c10d::ProcessGroupGloo::createDeviceForHostname(o.masterAddr == "localhost" ? "127.0.0.1" : o.masterAddr));
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.worldSize, opts);
+#endif
     }
   } catch (const cmac::Error&) {
     throw;

@@ -20,6 +20,12 @@ Batch batch(int64_t n, uint64_t seed) { return cmactest::fixedBatch(n, seed); }
 
 TEST(cuda_outputs_match_cpu) {
   needCuda();
+  // Full fp32 on the GPU for this comparison: cuDNN convolutions default to
+  // TF32 (10-bit mantissa), which would hide real differences under its noise.
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setFloat32MatmulPrecision("highest");
+  struct Restore { bool v; ~Restore() { at::globalContext().setAllowTF32CuDNN(v); } } restore{tf32};
   CmacModel cpu(tiny("cpu")), gpu(tiny("cuda"));
   auto b = batch(4, 1);
   auto ec = cpu.embed(b), eg = gpu.embed(b);
