@@ -62,7 +62,7 @@ nccl_inc=$($PY -c "import nvidia.nccl as n, os; print(os.path.join(list(n.__path
 echo "== libtorch cmake prefix $CMAKE_PREFIX_PATH; nccl.h from ${nccl_inc:-(none found in python)}"
 # The parity fixtures need the same torchvision/torchaudio as the libtorch; make them when possible.
 fix=""
-if [ "$dry" != 1 ] && $PY scripts/make-parity-fixtures.py "$OUT/fixtures" >"$OUT/fixtures.log" 2>&1; then fix="--fixtures $OUT/fixtures"; else echo "   (parity fixtures not made: see fixtures.log)"; fi
+if [ "$dry" != 1 ] && $PY scripts/make-parity-fixtures.py /tmp/cmac-fixtures >"$OUT/fixtures.log" 2>&1; then fix="--fixtures /tmp/cmac-fixtures"; else echo "   (parity fixtures not made: see fixtures.log)"; fi
 
 echo "== configure + build (native/core, tests, addon) with $(nproc) jobs"
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
