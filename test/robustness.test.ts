@@ -474,7 +474,8 @@ describe('robustness: a catalogue of bad inputs', function () {
       ['header not JSON', () => st('{"w": '), /header is not valid JSON/],
       ['header invalid UTF-8', () => st(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])), /header is not valid JSON/],
       ['header a JSON array', () => st('[1, 2]'), /header is not a JSON object/],
-      ['header nested 100000 deep', () => st('['.repeat(100000) + ']'.repeat(100000)), /header is not a JSON object/],
+      ['header nested 100000 deep', () => st('['.repeat(100000) + ']'.repeat(100000)), /header nests deeper than 64 levels/],
+      ['header nested 65 deep inside __metadata__', () => st(`{"__metadata__":{"a":${'['.repeat(65)}${']'.repeat(65)}}}`), /header nests deeper than 64 levels/],
       ['duplicate tensor names', () => st(`{"w":${JSON.stringify(f32([1], 0, 4))},"w":${JSON.stringify(f32([1], 0, 4))}}`, good4), /duplicate key 'w' in header/],
       ['entry not an object', () => st({ w: 5 }), /entry 'w' is not an object/],
       ['entry with an unknown field', () => st({ w: { ...f32([1], 0, 4), foo: 1 } }, good4), /entry 'w' has unknown field 'foo'/],
@@ -524,26 +525,41 @@ describe('robustness: a catalogue of bad inputs', function () {
       expect(await weightOf(model)).to.deep.equal(probeWeight);
     });
 
-    // BUG-3: native/core/safetensors.cpp readSafetensors opens a folder with
-    // std::ifstream, tellg() gives a huge size and the vector allocation throws:
-    // the promise rejects with the bare message "std::bad_alloc". Un-skip when fixed.
-    it.skip('safetensors: a folder as the path -> an error naming it (BUG-3)', async () => {
-      await rejects(readSafetensors(dir), Error, /is a (folder|directory)|not a regular file/);
-      await rejects(model.load(dir), Error, /is a (folder|directory)|not a regular file/);
+    // BUG-3: native/core/safetensors.cpp readSafetensors opened a folder with
+    // std::ifstream, tellg() gave a huge size and the vector allocation threw:
+    // the promise rejected with the bare message "std::bad_alloc". Fixed: fstat
+    // first, regular files only.
+    it('safetensors: a folder as the path -> an error naming it (BUG-3, fixed)', async () => {
+      const re = /cannot read '.*': it is a directory, not a regular file\. Fix: pass the path of a \.safetensors file/;
+      expect((await rejects(readSafetensors(dir), Error, re)).message).to.include(`'${dir}'`);
+      expect((await rejects(model.load(dir), Error, re)).message).to.include(`'${dir}'`);
+      expect(await weightOf(model)).to.deep.equal(probeWeight);
     });
 
     // BUG-4: readSafetensors / CmacModel.load on a FIFO (or any file that blocks
-    // on open/read) never settles: the libuv thread blocks in open(), and for
-    // load() the model's mutex stays held, so every later call on that model
-    // hangs too. Checked in a child process (it would hang this one). Un-skip when fixed.
-    it.skip('safetensors: a FIFO as the path -> an error, not a hang (BUG-4)', () => {
+    // on open/read) never settled: the libuv thread blocked in open(), and for
+    // load() the model's mutex stayed held, so every later call on that model
+    // hung too. Checked in a child process (it would hang this one). Fixed: open
+    // with O_NONBLOCK, then fstat and refuse anything but a regular file.
+    it('safetensors: a FIFO as the path -> an error, not a hang (BUG-4, fixed)', () => {
       const fifo = path.join(dir, 'st-fifo');
       execFileSync('mkfifo', [fifo]);
-      const script = `require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'safetensors.js'))}).readSafetensors(${JSON.stringify(fifo)})
-        .then(() => console.log('resolved'), (e) => console.log('ERR ' + e.message));`;
-      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10000 });
-      expect(r.signal, 'hung: killed by the 10 s timeout').to.equal(null);
-      expect(r.stdout).to.match(/ERR .*(FIFO|not a regular file)/);
+      const script = `
+        const { readSafetensors } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'safetensors.js'))});
+        const { CmacModel } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'model.js'))});
+        const h = require(${JSON.stringify(path.join(__dirname, 'helpers.js'))});
+        (async () => {
+          await readSafetensors(${JSON.stringify(fifo)}).then(() => console.log('resolved'), (e) => console.log('ERR ' + e.message));
+          const m = await CmacModel.create(h.tinyConfig());
+          await m.load(${JSON.stringify(fifo)}).then(() => console.log('loaded'), (e) => console.log('ERR ' + e.message));
+          const r = await m.embed({ audio: h.randomBatch(2, 1, 4000).audio });  // the model's lock was released
+          console.log('embed ' + r.zA.shape.join('x'));
+          m.dispose();
+        })();`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60000 });
+      expect(r.signal, 'hung: killed by the 60 s timeout').to.equal(null);
+      const msg = `ERR cannot read '${fifo}': it is a FIFO (named pipe), not a regular file. Fix: pass the path of a .safetensors file.`;
+      expect(r.stdout.trim().split('\n'), r.stderr).to.deep.equal([msg, msg, 'embed 2x128']);
     });
 
     // BUG-5: native/addon/addon.cc ReadSafetensors builds the result with

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -60,11 +59,16 @@ uint64_t asOffset(const json& v, const std::string& what, const std::string& nam
   return v.get<uint64_t>();
 }
 
-// Rejects duplicate keys at every level (nlohmann would keep the last one).
+// Rejects duplicate keys at every level (nlohmann would keep the last one) and
+// nesting deeper than kMaxHeaderDepth (a valid header needs 3 levels; without
+// a cap, a hostile header of millions of '[' costs memory and time).
 json parseHeaderJson(const char* begin, const char* end, const std::string& what) {
   std::vector<std::set<std::string>> seen;
   std::string dup;
-  json::parser_callback_t cb = [&](int /*depth*/, json::parse_event_t ev, json& parsed) {
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json& parsed) {
+    // `depth` counts the enclosing containers, so a start at depth 64 opens the 65th level.
+    if ((ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) && depth >= kMaxHeaderDepth)
+      bad(what, "header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
     if (ev == json::parse_event_t::object_start) seen.emplace_back();
     else if (ev == json::parse_event_t::object_end) { if (!seen.empty()) seen.pop_back(); }
     else if (ev == json::parse_event_t::key && !seen.empty()) {
@@ -166,14 +170,53 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
   return out;
 }
 
+namespace {
+
+// What a non-regular file is, for the error that refuses it.
+const char* fileKind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  return "not a regular file";
+}
+
+// Closes the descriptor on every path out of readSafetensors.
+struct Fd {
+  int fd;
+  ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+}  // namespace
+
 Safetensors readSafetensors(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) ioError("cannot open '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
-  std::streamoff len = f.tellg();
-  if (len < 0) ioError("cannot read the size of '" + path + "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(len));
-  f.seekg(0);
-  if (len > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), len)) ioError("cannot read '" + path + "'");
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise block forever
+  // (and hold the model's lock in load()); fstat then refuses anything that is
+  // not a regular file before a byte is read.
+  Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+  if (f.fd < 0) ioError("cannot open '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) ioError("cannot stat '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
+  if (!S_ISREG(st.st_mode))
+    ioError("cannot read '" + path + "': it is " + fileKind(st.st_mode) +
+            ", not a regular file. Fix: pass the path of a .safetensors file" +
+            (S_ISDIR(st.st_mode) ? " (e.g. a step-N.safetensors inside it)." : "."));
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.resize(static_cast<size_t>(st.st_size));
+  } catch (const std::bad_alloc&) {
+    ioError("cannot read '" + path + "': " + std::to_string(st.st_size) + " bytes do not fit in memory. Fix: free memory or use a smaller file.");
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t r = ::read(f.fd, bytes.data() + done, bytes.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) ioError("cannot read '" + path + "': " + std::strerror(errno) + ". Fix: check the file and the disk.");
+    if (r == 0) break;  // shrank since fstat: parse() reports the truncation
+    done += static_cast<size_t>(r);
+  }
+  bytes.resize(done);
   return parseSafetensors(bytes.data(), bytes.size(), path);
 }
 

@@ -22,9 +22,13 @@ struct Safetensors {
 
 // Largest header the reader accepts (the format's own limit).
 constexpr uint64_t kMaxSafetensorsHeader = 100ull * 1000 * 1000;
+// Deepest JSON nesting the header may have (a valid one has 3 levels).
+constexpr int kMaxHeaderDepth = 64;
 
 // Parses an in-memory file. `what` names the source in error messages.
 Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string& what = "buffer");
+// Reads a regular file only: a folder, FIFO, socket or device is refused
+// (naming the path) without blocking.
 Safetensors readSafetensors(const std::string& path);
 
 // Serialises CPU copies of the tensors (any device, made contiguous).

@@ -1,7 +1,11 @@
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <random>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "safetensors.h"
 #include "test.h"
@@ -99,4 +103,31 @@ TEST(safetensors_seeded_mutations_never_crash) {
     }
   }
   CHECK(rejected > 0 && accepted + rejected == 3000);
+}
+
+TEST(safetensors_header_nesting_is_capped_at_64_levels) {
+  auto nested = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+  // 64 levels parse (and fail later for being no object); 65 and far more stop at the cap.
+  CHECK_THROWS(parse(withHeader(nested(kMaxHeaderDepth), "")), "not a JSON object");
+  CHECK_THROWS(parse(withHeader(nested(kMaxHeaderDepth + 1), "")), "header nests deeper than 64 levels");
+  CHECK_THROWS(parse(withHeader(nested(1000000), "")), "header nests deeper than 64 levels");
+  CHECK_THROWS(parse(withHeader(R"({"__metadata__":{"a":)" + nested(70) + "}}", "")), "deeper than 64 levels");
+  std::string objects;  // {"k":{"k":... never closed: the cap stops the parser before the end
+  for (int i = 0; i < 100000; ++i) objects += R"({"k":)";
+  CHECK_THROWS(parse(withHeader(objects, "")), "deeper than 64 levels");
+}
+
+TEST(safetensors_read_refuses_folders_and_fifos_without_blocking) {
+  char tmpl[] = "/tmp/cmac-st-XXXXXX";
+  CHECK(::mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl, fifo = dir + "/pipe";
+  CHECK(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: a blocking open() would never return
+  CHECK_THROWS(readSafetensors(dir), "cannot read '" + dir + "': it is a directory, not a regular file. Fix:");
+  CHECK_THROWS(readSafetensors(fifo), "cannot read '" + fifo + "': it is a FIFO (named pipe), not a regular file. Fix:");
+  CHECK_THROWS(readSafetensors(dir + "/missing"), "No such file or directory. Fix:");
+  writeSafetensors(dir + "/ok.safetensors", {{"w", torch::ones({2})}});
+  CHECK(readSafetensors(dir + "/ok.safetensors").tensors.size() == 1);
+  ::unlink((dir + "/ok.safetensors").c_str());
+  ::unlink(fifo.c_str());
+  ::rmdir(dir.c_str());
 }
