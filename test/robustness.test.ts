@@ -243,29 +243,33 @@ describe('robustness: a catalogue of bad inputs', function () {
       expect(model.device).to.equal('cpu');
     });
 
-    // BUG-7: native/addon/bridge.cc tensorFromJs rejects one dimension above 2^34
+    // BUG-7: native/addon/bridge.cc tensorFromJs rejected one dimension above 2^34
     // with "shape[0] must be a non-negative integer, got 1099511627776.000000",
-    // which is wrong about the reason (it is an integer, just too large). Un-skip when fixed.
-    it.skip('native: one dimension of 2^40 -> "too large", not "must be a non-negative integer" (BUG-7)', async () => {
-      await rejects(model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 40, 2 ** 40] } }), RangeError, /too large/);
+    // which is wrong about the reason (it is an integer, just too large). Fixed:
+    // the integer check and the size check are separate.
+    it('native: one dimension of 2^40 -> "too large", not "must be a non-negative integer" (BUG-7, fixed)', async () => {
+      const e = await rejects(model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 40, 2 ** 40] } }), RangeError,
+        /batch\.audio\.shape\[0\] is too large: 1099511627776 is above the limit of 2\^34 elements per tensor\. Fix:/);
+      expect(e.message).not.to.match(/non-negative integer/);
+      await rejects(model.embed({ audio: { data: new Float32Array(4), shape: [Infinity, 2] } }), RangeError, /shape\[0\] must be a non-negative integer/);
     });
 
-    it('native: a SharedArrayBuffer-backed batch is refused with a JS error (the process survives)', async () => {
-      const sab = new Float32Array(new SharedArrayBuffer(8000 * 4));
-      await rejects(model.embed({ audio: { data: sab, shape: [2, 4000] } }), Error, /./);
-    });
-
-    // BUG-8: native/addon/bridge.cc tensorFromJs reads the data through
+    // BUG-8: native/addon/bridge.cc tensorFromJs read the data through
     // TypedArray::ArrayBuffer(), which fails for a typed array over a
-    // SharedArrayBuffer (napi_get_arraybuffer_info): the call rejects with the bare
-    // "Invalid argument", naming neither the parameter nor the fix (data would be
-    // copied anyway, so SAB could simply work: use napi_get_typedarray_info's data
-    // pointer). Un-skip when fixed.
-    it.skip('native: a SharedArrayBuffer-backed batch is copied and works (BUG-8)', async () => {
+    // SharedArrayBuffer (napi_get_arraybuffer_info): the call rejected with the bare
+    // "Invalid argument". Fixed: it copies from napi_get_typedarray_info's data pointer.
+    it('native: a SharedArrayBuffer-backed batch is copied and works (BUG-8, fixed)', async () => {
       const sab = new Float32Array(new SharedArrayBuffer(8000 * 4));
       sab.set(good.audio!.data.subarray(0, 8000));
       const e = await model.embed({ audio: { data: sab, shape: [2, 4000] } });
       expect(e.zA!.shape).to.deep.equal([2, 128]);
+      // The same numbers as from an ordinary buffer, also through a view at an offset.
+      const plain = await model.embed({ audio: { data: Float32Array.from(sab), shape: [2, 4000] } });
+      expect(Array.from(e.zA!.data as Float32Array)).to.deep.equal(Array.from(plain.zA!.data as Float32Array));
+      const big = new Float32Array(new SharedArrayBuffer((8000 + 16) * 4));
+      big.set(sab, 16);
+      const off = await model.embed({ audio: { data: big.subarray(16), shape: [2, 4000] } });
+      expect(Array.from(off.zA!.data as Float32Array)).to.deep.equal(Array.from(plain.zA!.data as Float32Array));
     });
 
     it('native: non-finite weights are loaded as given, and the step reports finite: false without stepping', async () => {
@@ -562,16 +566,20 @@ describe('robustness: a catalogue of bad inputs', function () {
       expect(r.stdout.trim().split('\n'), r.stderr).to.deep.equal([msg, msg, 'embed 2x128']);
     });
 
-    // BUG-5: native/addon/addon.cc ReadSafetensors builds the result with
-    // Object::Set, so a tensor (or metadata key) named "__proto__" replaces the
+    // BUG-5: native/addon/addon.cc ReadSafetensors built the result with
+    // Object::Set, so a tensor (or metadata key) named "__proto__" replaced the
     // result object's prototype instead of becoming a key: the tensor silently
-    // disappears from Object.keys(). Un-skip when fixed.
-    it.skip('safetensors: a tensor named "__proto__" is returned as a key, not as the prototype (BUG-5)', async () => {
+    // disappeared from Object.keys(). Fixed: keys are defined as own properties.
+    it('safetensors: a tensor named "__proto__" is returned as a key, not as the prototype (BUG-5, fixed)', async () => {
       const f = path.join(dir, 'proto.safetensors');
-      fs.writeFileSync(f, st(`{"__proto__":${JSON.stringify(f32([1], 0, 4))}}`, good4));
+      fs.writeFileSync(f, st(`{"__metadata__":{"__proto__":"m"},"__proto__":${JSON.stringify(f32([1], 0, 4))}}`, good4));
       const r = await readSafetensors(f);
       expect(Object.keys(r.tensors)).to.deep.equal(['__proto__']);
       expect(Object.getPrototypeOf(r.tensors)).to.equal(Object.prototype);
+      expect(Object.getOwnPropertyDescriptor(r.tensors, '__proto__')!.value.shape).to.deep.equal([1]);
+      expect(Object.keys(r.metadata)).to.deep.equal(['__proto__']);
+      expect(Object.getPrototypeOf(r.metadata)).to.equal(Object.prototype);
+      expect(Object.getOwnPropertyDescriptor(r.metadata, '__proto__')!.value).to.equal('m');
     });
   });
 

@@ -73,8 +73,8 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
       auto f = std::make_shared<cmac::Safetensors>(cmac::readSafetensors(path));
       return [f](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env), t = Napi::Object::New(env), m = Napi::Object::New(env);
-        for (const auto& [k, v] : f->tensors) t.Set(k, tensorToJs(env, v));
-        for (const auto& [k, v] : f->metadata) m.Set(k, v);
+        for (const auto& [k, v] : f->tensors) setOwn(t, k, tensorToJs(env, v));
+        for (const auto& [k, v] : f->metadata) setOwn(m, k, Napi::String::New(env, v));
         o.Set("tensors", t);
         o.Set("metadata", m);
         return o;

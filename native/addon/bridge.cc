@@ -87,8 +87,11 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
     Napi::Value d = arr.Get(i);
     if (!d.IsNumber()) cmac::typeError(name + ".shape[" + std::to_string(i) + "] must be a number");
     double x = d.As<Napi::Number>().DoubleValue();
-    if (!(x >= 0) || x != std::floor(x) || x > double(kMaxElements))
+    if (!std::isfinite(x) || x < 0 || x != std::floor(x))
       cmac::rangeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " + std::to_string(x));
+    if (x > double(kMaxElements))
+      cmac::rangeError(name + ".shape[" + std::to_string(i) + "] is too large: " + std::to_string(static_cast<int64_t>(x)) +
+                       " is above the limit of 2^34 elements per tensor. Fix: pass a smaller batch or clip.");
     shape.push_back(static_cast<int64_t>(x));
     if (shape.back() != 0 && numel > kMaxElements / shape.back()) cmac::rangeError(name + ".shape is too large");
     numel *= shape.back();
@@ -97,12 +100,22 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
     cmac::rangeError(name + ".data has " + std::to_string(ta.ElementLength()) + " elements but shape [" +
                      [&] { std::string s; for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]); return s; }() +
                      "] needs " + std::to_string(numel));
+  // The view's own data pointer (already offset), which works for an ArrayBuffer
+  // and a SharedArrayBuffer alike; TypedArray::ArrayBuffer().Data() fails for
+  // the latter (napi_get_arraybuffer_info accepts only ArrayBuffers).
+  void* src = nullptr;
+  if (napi_get_typedarray_info(ta.Env(), ta, nullptr, nullptr, &src, nullptr, nullptr) != napi_ok)
+    cmac::typeError(name + ".data cannot be read as a typed array. Fix: pass a Float32Array/Uint8Array/... over an ArrayBuffer.");
   torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
   if (numel > 0) {
-    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    std::memcpy(t.data_ptr(), src, ta.ByteLength());
+    if (!src) cmac::rangeError(name + ".data has no memory (a detached buffer?). Fix: pass a typed array that was not transferred.");
+    std::memcpy(t.data_ptr(), src, ta.ByteLength());  // a copy: a SharedArrayBuffer may change after this call
   }
   return t;
+}
+
+void setOwn(Napi::Object& o, const std::string& key, const Napi::Value& v) {
+  o.DefineProperty(Napi::PropertyDescriptor::Value(key, v, napi_default_jsproperty));
 }
 
 torch::Tensor optionalTensorFromJs(const Napi::Object& o, const char* key, const std::string& name) {

@@ -18,6 +18,10 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name);
 torch::Tensor optionalTensorFromJs(const Napi::Object& o, const char* key, const std::string& name);
 // Tensor -> { data, shape, dtype } (a copy into V8 memory).
 Napi::Object tensorToJs(Napi::Env env, const torch::Tensor& t);
+// o[key] = v as an own, enumerable, writable property (defineProperty, not
+// assignment), so a key read from a file such as "__proto__" cannot replace
+// the prototype or run a setter.
+void setOwn(Napi::Object& o, const std::string& key, const Napi::Value& v);
 
 // Typed accessors for option objects; errors name `path` and the expected type.
 double getNumber(const Napi::Object& o, const char* key, const std::string& path, double dflt);

@@ -43,7 +43,7 @@ cmac::NamedTensors namedFromJs(const Napi::Value& v, const std::string& name) {
 
 Napi::Value namedToJs(Napi::Env env, const cmac::NamedTensors& t) {
   Napi::Object o = Napi::Object::New(env);
-  for (const auto& [k, v] : t) o.Set(k, tensorToJs(env, v));
+  for (const auto& [k, v] : t) setOwn(o, k, tensorToJs(env, v));
   return o;
 }
 
