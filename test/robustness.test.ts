@@ -585,12 +585,13 @@ describe('robustness: a catalogue of bad inputs', function () {
 
   // ---------------------------------------------------------------- checkpoints of another kind
   describe('checkpoints of another model or optimiser', () => {
-    // BUG-6: native/core/cmac_model.cpp CmacModel::load() copies the weights
-    // (loadStateDict) before it validates the optimiser state; when that fails
-    // (e.g. an exp_avg of the wrong shape) load() rejects but the model already
-    // holds the checkpoint's weights with its old optimiser state, against
-    // "nothing changes on error". Un-skip when fixed.
-    it.skip('a checkpoint whose optimiser state does not fit is rejected and changes nothing (BUG-6)', async () => {
+    // BUG-6: native/core/cmac_model.cpp CmacModel::load() copied the weights
+    // (loadStateDict) before it validated the optimiser state; when that failed
+    // (e.g. an exp_avg of the wrong shape) load() rejected but the model already
+    // held the checkpoint's weights with its old optimiser state, against
+    // "nothing changes on error". Fixed: everything is checked, then applied.
+    const optimStep = async (m: CmacModel) => Number((await m.optimizerState())['optim.step'].data[0]);
+    it('a checkpoint whose optimiser state does not fit is rejected and changes nothing (BUG-6, fixed)', async () => {
       const other = await CmacModel.create(tinyConfig({ seed: 5 }));
       const sd = await other.stateDict();
       const os = await other.optimizerState();
@@ -599,8 +600,32 @@ describe('robustness: a catalogue of bad inputs', function () {
       os['optim.visual.stem.0.weight.exp_avg_sq'] = { data: new Float32Array(3), shape: [3] };
       const f = path.join(dir, 'half.safetensors');
       await writeSafetensors(f, { ...sd, ...os });
-      await rejects(model.load(f), Error, /wrong shape/);
+      const stepBefore = await optimStep(model);
+      await rejects(model.load(f), Error, /optimizer state 'optim\.visual\.stem\.0\.weight\.exp_avg' has the wrong shape\. Fix:/);
       expect(await weightOf(model)).to.deep.equal(probeWeight);
+      expect(await optimStep(model)).to.equal(stepBefore);
+    });
+
+    it('an SGD checkpoint into an Adam model (and back) is rejected naming both optimisers, and changes nothing', async () => {
+      const sgd = await CmacModel.create(tinyConfig({ seed: 6, optim: { name: 'sgd', momentum: 0.9 } }));
+      try {
+        await sgd.trainStep(randomBatch(2, 2, 4000), { lr: 1e-3 });  // momentum buffers exist now
+        const f = path.join(dir, 'sgd.safetensors');
+        await sgd.save(f);
+        const stepBefore = await optimStep(model);
+        await rejects(model.load(f), Error,
+          /checkpoint's optimizer state is SGD \(momentum_buffer\) \(e\.g\. 'optim\..*\.momentum_buffer'\) but this model's optimizer is adam\. Fix: create the model with optim\.name 'sgd' as the checkpoint was trained, or load only the weights/);
+        expect(await weightOf(model)).to.deep.equal(probeWeight);
+        expect(await optimStep(model)).to.equal(stepBefore);
+
+        const sgdWeight = await weightOf(sgd);
+        await rejects(sgd.load(checkpoint), Error,
+          /checkpoint's optimizer state is Adam\/AdamW \(exp_avg, exp_avg_sq\) .* but this model's optimizer is sgd\. Fix: create the model with optim\.name 'adam' or 'adamw' as the checkpoint was trained/);
+        expect(await weightOf(sgd)).to.deep.equal(sgdWeight);
+        expect(await optimStep(sgd)).to.equal(1);
+      } finally {
+        sgd.dispose();
+      }
     });
 
     it('a checkpoint of another embedDim is rejected and changes nothing', async () => {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -404,11 +405,15 @@ NamedTensors CmacModel::stateDict() const {
 }
 
 void CmacModel::loadStateDict(const NamedTensors& sd, bool strict) {
+  applyStateDict(checkStateDict(sd, strict));
+}
+
+CmacModel::WeightCopies CmacModel::checkStateDict(const NamedTensors& sd, bool strict) const {
   std::map<std::string, torch::Tensor> given;
   for (const auto& [k, v] : sd)
     if (k.rfind("optim.", 0) != 0 && k.rfind("queue.", 0) != 0) given[k] = v;
   std::vector<std::string> missing;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  WeightCopies copies;
   std::set<std::string> used;
   for (auto& [name, dst] : stateDict()) {
     auto it = given.find(name);
@@ -433,8 +438,12 @@ void CmacModel::loadStateDict(const NamedTensors& sd, bool strict) {
   if (strict && !unexpected.empty())
     valueError("checkpoint has " + std::to_string(unexpected.size()) + " unexpected weight(s): " + list(unexpected) +
                ". Fix: use a checkpoint of the same preset, or load with strict=false.");
+  return copies;
+}
+
+void CmacModel::applyStateDict(const WeightCopies& copies) {
   torch::NoGradGuard ng;
-  for (auto& [dst, src] : copies) dst.copy_(src.to(dst.dtype()));  // all checks passed: nothing half-loaded
+  for (const auto& [dst, src] : copies) dst.copy_(src.to(dst.dtype()));  // all checks passed: nothing half-loaded
 }
 
 NamedTensors CmacModel::optimizerState() const {
@@ -450,17 +459,44 @@ NamedTensors CmacModel::optimizerState() const {
 }
 
 void CmacModel::loadOptimizerState(const NamedTensors& st) {
-  optim_->loadState(st);
+  applyOptimizerState(checkOptimizerState(st));
+}
+
+CmacModel::PreparedState CmacModel::checkOptimizerState(const NamedTensors& st) const {
+  PreparedState p;
+  p.optim = optim_->prepareState(st);
+  const bool queue = cfg_.loss.queueSize > 0;
   for (const auto& [k, v] : st) {
-    if (k == "optim.micro" && v.numel() == 1) micro_ = v.to(torch::kLong).item<int64_t>() % cfg_.accumulate;
-    else if (k == "optim.lossScale" && v.numel() == 1) lossScale_ = v.item<double>();
-    else if ((k == "queue.v" || k == "queue.a") && cfg_.loss.queueSize > 0) {
-      if (!v.sizes().equals(queueV_.sizes())) valueError("checkpoint queue '" + k + "' has the wrong shape");
-      (k == "queue.v" ? queueV_ : queueA_).copy_(v);
-    } else if (k == "queue.state" && v.numel() == 2 && cfg_.loss.queueSize > 0) {
-      queuePtr_ = v[0].item<int64_t>() % cfg_.loss.queueSize;
-      queueFill_ = std::min(cfg_.loss.queueSize, v[1].item<int64_t>());
+    if (k == "optim.micro" && v.numel() == 1) {
+      p.hasMicro = true;
+      p.micro = v.to(torch::kLong).item<int64_t>() % cfg_.accumulate;
+    } else if (k == "optim.lossScale" && v.numel() == 1) {
+      p.hasLossScale = true;
+      p.lossScale = v.item<double>();
+    } else if ((k == "queue.v" || k == "queue.a") && queue) {
+      if (!v.sizes().equals(queueV_.sizes()))
+        valueError("checkpoint queue '" + k + "' has shape " + shapeStr(v.sizes()) + " but this model's is " + shapeStr(queueV_.sizes()) +
+                   ". Fix: create the model with the loss.queueSize and embedDim the checkpoint was trained with.");
+      (k == "queue.v" ? p.queueV : p.queueA) = v.to(queueV_.options()).clone();
+    } else if (k == "queue.state" && v.numel() == 2 && queue) {
+      p.hasQueueState = true;
+      p.queuePtr = v[0].item<int64_t>() % cfg_.loss.queueSize;
+      p.queueFill = std::min(cfg_.loss.queueSize, v[1].item<int64_t>());
     }
+  }
+  return p;
+}
+
+void CmacModel::applyOptimizerState(PreparedState p) {
+  optim_->applyState(std::move(p.optim));
+  if (p.hasMicro) micro_ = p.micro;
+  if (p.hasLossScale) lossScale_ = p.lossScale;
+  torch::NoGradGuard ng;
+  if (p.queueV.defined()) queueV_.copy_(p.queueV);
+  if (p.queueA.defined()) queueA_.copy_(p.queueA);
+  if (p.hasQueueState) {
+    queuePtr_ = p.queuePtr;
+    queueFill_ = p.queueFill;
   }
 }
 
@@ -472,10 +508,15 @@ void CmacModel::save(const std::string& path, const std::map<std::string, std::s
 
 void CmacModel::load(const std::string& path) {
   Safetensors f = readSafetensors(path);
-  loadStateDict(f.tensors, true);
+  // Everything is checked before anything is applied: a bad optimiser state
+  // must not leave the checkpoint's weights in the model (nothing changes on error).
+  WeightCopies weights = checkStateDict(f.tensors, true);
   bool hasOptim = false;
   for (const auto& [k, v] : f.tensors) hasOptim = hasOptim || k == "optim.step";
-  if (hasOptim) loadOptimizerState(f.tensors);
+  std::optional<PreparedState> optim;
+  if (hasOptim) optim = checkOptimizerState(f.tensors);
+  applyStateDict(weights);
+  if (optim) applyOptimizerState(std::move(*optim));
   recount();
 }
 

@@ -120,6 +120,20 @@ class CmacModel {
   torch::Tensor prepAudio(const torch::Tensor& a) const;
   void checkBatch(const Batch& b, bool needVideo, bool needAudio, int64_t minBatch) const;
   void recount();  // keeps the process-wide byte count in step with this model
+  // Loading in two phases, so that a failed load changes nothing: check*()
+  // validates everything and returns what to apply; apply*() cannot fail.
+  using WeightCopies = std::vector<std::pair<torch::Tensor, torch::Tensor>>;  // (destination, source)
+  struct PreparedState {
+    Optimizer::Prepared optim;
+    bool hasMicro = false, hasLossScale = false, hasQueueState = false;
+    int64_t micro = 0, queuePtr = 0, queueFill = 0;
+    double lossScale = 0;
+    torch::Tensor queueV, queueA;
+  };
+  WeightCopies checkStateDict(const NamedTensors& sd, bool strict) const;
+  static void applyStateDict(const WeightCopies& copies);
+  PreparedState checkOptimizerState(const NamedTensors& st) const;
+  void applyOptimizerState(PreparedState p);
 
   ModelConfig cfg_;
   std::shared_ptr<CmacNetImpl> net_;

@@ -64,36 +64,54 @@ NamedTensors Optimizer::state() const {
   return out;
 }
 
-void Optimizer::loadState(const NamedTensors& state) {
+namespace {
+bool endsWith(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+}  // namespace
+
+Optimizer::Prepared Optimizer::prepareState(const NamedTensors& state) const {
   std::map<std::string, torch::Tensor> byName(state.begin(), state.end());
   auto it = byName.find("optim.step");
   if (it == byName.end() || it->second.numel() != 1)
     valueError("optimizer state has no 'optim.step'. Fix: load a checkpoint written by cmac's save().");
-  const int64_t steps = it->second.to(torch::kLong).item<int64_t>();
-  const char* n1 = o_.name == "sgd" ? "momentum_buffer" : "exp_avg";
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> bufs;
-  for (const auto& s : slots_) {
-    auto b1 = byName.find("optim." + s.name + "." + n1);
-    auto b2 = byName.find("optim." + s.name + ".exp_avg_sq");
-    torch::Tensor t1, t2;
-    if (b1 != byName.end()) {
-      if (!b1->second.sizes().equals(s.param.sizes()))
-        valueError("optimizer state '" + b1->first + "' has the wrong shape. Fix: resume with the config the checkpoint was written with.");
-      t1 = b1->second.to(s.param.options()).clone();
-    }
-    if (b2 != byName.end()) {
-      if (!b2->second.sizes().equals(s.param.sizes()))
-        valueError("optimizer state '" + b2->first + "' has the wrong shape. Fix: resume with the config the checkpoint was written with.");
-      t2 = b2->second.to(s.param.options()).clone();
-    }
-    if (o_.name != "sgd" && t1.defined() != t2.defined())
-      valueError("optimizer state for '" + s.name + "' is incomplete (exp_avg and exp_avg_sq must come together)");
-    bufs.emplace_back(t1, t2);
+  // The buffers' names tell the kind: SGD keeps momentum_buffer, Adam/AdamW exp_avg and exp_avg_sq.
+  const bool sgd = o_.name == "sgd";
+  for (const auto& [k, v] : byName) {
+    if (k.rfind("optim.", 0) != 0) continue;
+    const bool sgdBuf = endsWith(k, ".momentum_buffer");
+    const bool adamBuf = endsWith(k, ".exp_avg") || endsWith(k, ".exp_avg_sq");
+    if ((sgd && adamBuf) || (!sgd && sgdBuf))
+      valueError(std::string("the checkpoint's optimizer state is ") + (sgdBuf ? "SGD (momentum_buffer)" : "Adam/AdamW (exp_avg, exp_avg_sq)") +
+                 " (e.g. '" + k + "') but this model's optimizer is " + o_.name +
+                 ". Fix: create the model with optim.name " + (sgdBuf ? "'sgd'" : "'adam' or 'adamw'") +
+                 " as the checkpoint was trained, or load only the weights with loadStateDict().");
   }
-  steps_ = steps;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    slots_[i].buf1 = bufs[i].first;
-    slots_[i].buf2 = bufs[i].second;
+  Prepared p;
+  p.steps = it->second.to(torch::kLong).item<int64_t>();
+  const char* n1 = sgd ? "momentum_buffer" : "exp_avg";
+  auto buffer = [&](const std::string& key, const Slot& s) {
+    auto b = byName.find(key);
+    if (b == byName.end()) return torch::Tensor();
+    if (!b->second.sizes().equals(s.param.sizes()))
+      valueError("optimizer state '" + key + "' has the wrong shape. Fix: resume with the config the checkpoint was written with.");
+    return b->second.to(s.param.options()).clone();
+  };
+  for (const auto& s : slots_) {
+    torch::Tensor t1 = buffer("optim." + s.name + "." + n1, s);
+    torch::Tensor t2 = buffer("optim." + s.name + ".exp_avg_sq", s);
+    if (!sgd && t1.defined() != t2.defined())
+      valueError("optimizer state for '" + s.name + "' is incomplete (exp_avg and exp_avg_sq must come together). Fix: load a checkpoint written by cmac's save().");
+    p.bufs.emplace_back(t1, t2);
+  }
+  return p;
+}
+
+void Optimizer::applyState(Prepared p) {
+  steps_ = p.steps;
+  for (size_t i = 0; i < slots_.size() && i < p.bufs.size(); ++i) {
+    slots_[i].buf1 = std::move(p.bufs[i].first);
+    slots_[i].buf2 = std::move(p.bufs[i].second);
   }
 }
 

@@ -27,8 +27,16 @@ class Optimizer {
   void zeroGrad();
   int64_t steps() const { return steps_; }
   NamedTensors state() const;
-  // Restores state written by state(); names and shapes must match.
-  void loadState(const NamedTensors& state);
+  // Checked state, ready to apply: prepareState() validates everything (names,
+  // shapes, the optimiser kind) and changes nothing; applyState() cannot fail.
+  struct Prepared {
+    int64_t steps = 0;
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> bufs;  // per slot, in slot order
+  };
+  Prepared prepareState(const NamedTensors& state) const;
+  void applyState(Prepared p);
+  // Restores state written by state(); names and shapes must match (all or nothing).
+  void loadState(const NamedTensors& state) { applyState(prepareState(state)); }
   const OptimOptions& options() const { return o_; }
 
  private:
