@@ -159,11 +159,11 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
     expect(stats.metricsGaps, stats.metricsGaps.join('\n')).to.deep.equal([]);
   });
 
-  // BUG-10: lib/train (trainer + checkpoint.ts) never removes the
+  // BUG-10: lib/train (trainer + checkpoint.ts) never removed the
   // `step-N.{safetensors,json}.tmp-PID` files a killed process leaves behind
-  // (each ~33 MB for the tiny preset): after many crashes they pile up in
-  // checkpoints/. A resume could delete stale *.tmp-* files of dead PIDs. Un-skip when fixed.
-  it.skip('a resumed run leaves no temp files of killed processes behind (BUG-10)', async () => {
+  // (each ~33 MB for the tiny preset): after many crashes they piled up in
+  // checkpoints/. Fixed: train() removes *.tmp-* files of dead PIDs at start.
+  it('a resumed run leaves no temp files of killed processes behind (BUG-10, fixed)', async () => {
     const ck = path.join(lastRunDir, 'checkpoints');
     const stale = path.join(ck, 'step-00000012.safetensors.tmp-999999');  // as a kill during the write leaves it
     fs.writeFileSync(stale, Buffer.alloc(1000));

@@ -9,7 +9,7 @@ import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
 import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
 import { openSource } from './data';
-import { ensureWritableDir } from './files';
+import { ensureWritableDir, removeStaleTempFiles } from './files';
 import { MetricsLog, StepMetrics } from './metrics';
 import { ProgressBar } from './progress';
 import { writeTrainingReport } from './report';
@@ -61,7 +61,11 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
   const log = main ? opts.log ?? (() => undefined) : () => undefined;
   const runDir = path.resolve(cfg.train.runDir);
   const ckptDir = path.join(runDir, 'checkpoints');
-  if (main) ensureWritableDir(runDir);
+  if (main) {
+    ensureWritableDir(runDir);
+    const stale = removeStaleTempFiles(runDir) + removeStaleTempFiles(ckptDir);
+    if (stale) log(`removed ${stale} stale temp file(s) left by a killed writer in ${runDir}`);
+  }
   const resumed = opts.resume ? resumeState(ckptDir, cfg) : undefined;
   if (!opts.resume && latestCheckpoint(ckptDir)) {
     throw new Error(`run folder ${runDir} already holds checkpoints. Fix: add --resume to continue it, or choose another --run-dir.`);
