@@ -133,8 +133,8 @@ function main() {
       break;
     case '--gyp-defines':
       // c10d: CMake's torch target adds these; the Gloo headers come from libgloo-dev or the install.
-      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`, 'USE_DISTRIBUTED', 'USE_C10D_GLOO',
-        ...(cuda ? ['CMAC_WITH_CUDA=1', 'USE_C10D_NCCL'] : [])].join(' '));
+      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`, 'USE_DISTRIBUTED', 'USE_C10D_GLOO', 'CMAC_HAVE_GLOO',
+        ...(cuda ? ['CMAC_WITH_CUDA=1', 'USE_C10D_NCCL', 'CMAC_HAVE_NCCL'] : [])].join(' '));
       break;
     case '--gyp-libs': {
       const libs = [`-L${lib}`];

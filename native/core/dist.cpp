@@ -1,11 +1,11 @@
 #include "dist.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#ifdef USE_C10D_GLOO
+#ifdef CMAC_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(CMAC_WITH_CUDA) && defined(USE_C10D_NCCL)
+#if defined(CMAC_WITH_CUDA) && defined(CMAC_HAVE_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/torch.h>
@@ -89,7 +89,7 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
     if (o.agentStore) store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(o.restartCount), store);
     impl_->store = store;
     if (o.cuda) {
-#if defined(CMAC_WITH_CUDA) && defined(USE_C10D_NCCL)
+#if defined(CMAC_WITH_CUDA) && defined(CMAC_HAVE_NCCL)
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.worldSize, opts);
@@ -97,7 +97,7 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
       valueError("distributed training on CUDA needs a libtorch with NCCL; this build has none. Fix: train on CPU (Gloo) or rebuild against a CUDA PyTorch.");
 #endif
     } else {
-#ifndef USE_C10D_GLOO
+#ifndef CMAC_HAVE_GLOO
       valueError("distributed training on CPU needs libtorch's Gloo back-end; this build has none (no Gloo headers when it was compiled). Fix: apt install libgloo-dev and rebuild (npm run build:native).");
 #else
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -1,6 +1,7 @@
 // CUDA path: run on a GPU machine by scripts/gpu-check.sh (--require-cuda);
 // skipped, and reported as skipped, where CUDA is not available.
 #include <torch/cuda.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include "cmac_model.h"
