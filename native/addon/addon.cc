@@ -5,6 +5,7 @@
 
 #include "addon_data.h"
 #include "bridge.h"
+#include "classifier_wrap.h"
 #include "cmac_model.h"
 #include "info.h"
 #include "linear_probe.h"
@@ -151,6 +152,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fitLogisticRegression", Napi::Function::New<FitLogisticRegression>(env, "fitLogisticRegression"));
   exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
   exports.Set("CmacModel", ctor);
+  ClassifierWrap::Register(env, exports);  // createClassifier, VideoClassifier (finetuning)
   return exports;
 }
 

@@ -7,6 +7,7 @@ namespace cmacjs {
 
 struct AddonData {
   Napi::FunctionReference modelCtor;
+  Napi::FunctionReference classifierCtor;  // classifier_wrap.cc
   static AddonData* Get(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 };
 
