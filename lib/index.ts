@@ -6,6 +6,8 @@ export { info, setNumThreads, getNumThreads, memory } from './info';
 export type { CmacInfo, MemoryReport } from './info';
 export { CmacModel } from './model';
 export type { ModelConfig, Batch, StepOptions, StepResult, Embeddings, AttentionMaps, LossPreset } from './model';
+export { VideoClassifier } from './classifier';
+export type { ClassifierOptions, ClassifierStepResult, LabelledBatch } from './classifier';
 export { modelPreset, clipShapes } from './presets';
 export type { SizePreset, ClipShape } from './presets';
 export { readSafetensors, writeSafetensors } from './safetensors';

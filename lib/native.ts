@@ -43,6 +43,22 @@ export interface NativeModel {
   readonly numParameters: number;
   readonly disposed: boolean;
 }
+export interface NativeClassifierStep {
+  loss: number; accuracy: number; gradNorm: number; timeMs: number; finite: boolean; step: number;
+}
+export interface NativeClassifier {
+  trainStep(batch: object, options: object): Promise<NativeClassifierStep>;
+  predict(batch: object): Promise<Tensor>;
+  loadEncoder(path: string): Promise<void>;
+  snapshot(): Promise<void>;
+  restoreSnapshot(): Promise<void>;
+  save(path: string): Promise<void>;
+  dispose(): void;
+  readonly numClasses: number;
+  readonly device: string;
+  readonly numParameters: number;
+  readonly disposed: boolean;
+}
 export interface NativeAddon {
   info(): Record<string, unknown>;
   setNumThreads(n: number): void;
@@ -51,6 +67,7 @@ export interface NativeAddon {
   readSafetensors(path: string): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }>;
   writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void>;
   createModel(config: object): Promise<NativeModel>;
+  createClassifier(config: object, options: object): Promise<NativeClassifier>;
   fitLogisticRegression(features: Tensor, labels: Tensor, numClasses: number, l2: number, maxIter?: number):
     Promise<{ weight: Tensor; bias: Tensor; loss: number; iterations: number }>;
 }

@@ -1,8 +1,8 @@
 // `cmac eval` and `cmac localize` end to end on a tiny trained checkpoint and
-// real files: every evaluator's JSON, the HTML report, the finetune refusal,
+// real files: every evaluator's JSON, the HTML report,
 // an audio-only (ESC-50 layout) probe, and localize's PNGs, MP4 and maps.
 import { expect } from 'chai';
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { probe, runFfmpeg, synthesize } from '../lib/data';
@@ -13,25 +13,9 @@ import { train } from '../lib/train';
 import { resolveCheckpoint } from '../lib/eval';
 import { isSelfContained } from '../lib/report';
 import { decodePng } from '../lib/viz';
-import { tmpDir } from './helpers';
+import { runCommand, tmpDir } from './helpers';
 
-async function cli(args: string[]): Promise<string> {
-  const p = new Command('cmac').exitOverride();
-  registerEval(p);
-  registerLocalize(p);
-  let out = '';
-  const write = process.stdout.write.bind(process.stdout);
-  const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    await p.parseAsync(['node', 'cmac', ...args]);
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = err;
-  }
-  return out;
-}
+const cli = (args: string[]): Promise<string> => runCommand((p) => { registerEval(p); registerLocalize(p); }, args);
 
 describe('eval: cmac eval and cmac localize end to end', function () {
   this.timeout(600000);
@@ -68,13 +52,10 @@ describe('eval: cmac eval and cmac localize end to end', function () {
     expect(html).to.include('Localisation examples').and.include('Frequency maps').and.include('Embeddings').and.include('<svg');
   });
 
-  it('eval localization / retrieval / frequency run alone; finetune refuses clearly', async () => {
+  it('eval localization / retrieval / frequency run alone', async () => {
     expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val'])).to.include('beta_v (audio-guided)');
     expect(await cli(['eval', 'retrieval', '--checkpoint', run, '--data', data])).to.include('audio -> video');
     expect(await cli(['eval', 'frequency', '--checkpoint', run, '--data', data])).to.include('alpha_a (no video)');
-    let err: Error | undefined;
-    try { await cli(['eval', 'finetune', '--checkpoint', run, '--data', data]); } catch (e) { err = e as Error; }
-    expect(err?.message).to.match(/not implemented in this version/);
     let usage: unknown;
     try { await cli(['eval', 'localization', '--data', data]); } catch (e) { usage = e; }
     expect(usage).to.be.instanceOf(CommanderError);

@@ -1,4 +1,5 @@
 // Shared helpers for the mocha suites.
+import { Command } from 'commander';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -54,4 +55,26 @@ export async function rejects(p: Promise<unknown> | (() => unknown), cls: Functi
     return e as Error;
   }
   throw new Error(`expected ${cls.name} matching ${re}, but nothing was thrown`);
+}
+
+/**
+ * Runs CLI arguments through a fresh commander program that `register` fills
+ * (e.g. registerEval); returns what it printed on stdout (stderr is dropped).
+ * Usage errors throw a CommanderError instead of exiting.
+ */
+export async function runCommand(register: (program: Command) => void, args: string[]): Promise<string> {
+  const p = new Command('cmac').exitOverride();
+  register(p);
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    await p.parseAsync(['node', 'cmac', ...args]);
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = err;
+  }
+  return out;
 }

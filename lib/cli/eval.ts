@@ -6,11 +6,13 @@ import * as path from 'path';
 import { setNumThreads } from '../info';
 import { writeReport } from '../report';
 import { openSource } from '../train/data';
-import { clipOf, loadCheckpoint, LoadedModel } from '../eval/checkpoint';
+import { clipOf, loadCheckpoint, LoadedModel, resolveCheckpoint } from '../eval/checkpoint';
 import { evalLoader } from '../eval/collect';
-import { DatasetLayout, openProbeDataset } from '../eval/datasets';
+import { DatasetLayout, openProbeDataset, ProbeDataset } from '../eval/datasets';
 import { groundTruthFor } from '../eval/evaluate';
+import { finetune } from '../eval/finetune';
 import { linearProbe } from '../eval/probe';
+import { readCheckpointState } from '../train/checkpoint';
 import { ClipTask, evaluateModel, EvaluationResults } from '../eval/run';
 import { evaluationSections } from '../viz/report';
 import type { LocalizationSummary } from '../eval/localization';
@@ -50,13 +52,28 @@ interface ClipOpts extends CommonOpts {
   clipsPerVideo: number;
 }
 
-interface ProbeOpts extends CommonOpts {
+interface DatasetOpts extends CommonOpts {
   layout: DatasetLayout | 'auto';
   splits?: string;
   videos?: string;
   folds?: number[];
   clipsPerVideo?: number;
   valShare: number;
+}
+
+type ProbeOpts = DatasetOpts;
+
+interface FinetuneOpts extends DatasetOpts {
+  epochs: number;
+  lr: number;
+  batch: number;
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  momentum: number;
+  weightDecay: number;
+  augment: boolean;
+  device?: string;
+  saveDir?: string;
+  scratch?: boolean;
 }
 
 const pct = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-');
@@ -84,9 +101,22 @@ function addClipOptions(c: Command): Command {
     .option('--clips-per-video <n>', 'uniformly spaced clips per video', positiveInt('--clips-per-video'), 1);
 }
 
-async function withModel<T>(o: CommonOpts, fn: (m: LoadedModel, log: (l: string) => void) => Promise<T>): Promise<T> {
+function number(name: string, min: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+/** Applies --threads and returns the progress logger (stderr unless --quiet). */
+function prepare(o: CommonOpts): (l: string) => void {
   if (o.threads) setNumThreads(o.threads);
-  const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+  return o.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+}
+
+async function withModel<T>(o: CommonOpts, fn: (m: LoadedModel, log: (l: string) => void) => Promise<T>): Promise<T> {
+  const log = prepare(o);
   const m = await loadCheckpoint(o.checkpoint);
   log(`checkpoint ${m.ref.weights} (step ${m.state.step}, ${m.config.preset} preset, loss ${m.config.loss.preset})`);
   try {
@@ -104,6 +134,23 @@ function synthClasses(data: string): string[] | undefined {
   try {
     return (JSON.parse(fs.readFileSync(path.join(data, 'classes.json'), 'utf8')) as { classes: { name: string }[] }).classes.map((c) => c.name);
   } catch { return undefined; }
+}
+
+/** The --layout, --splits, --videos, --folds, --clips-per-video and --val-share options of the labelled-data commands. */
+function addDatasetOptions(c: Command, clipsHelp: string): Command {
+  return c
+    .option('--layout <name>', 'auto | synth | ucf101 | hmdb51 | esc50 | folder', 'auto')
+    .option('--splits <dir>', 'folder of the split files (UCF101 ucfTrainTestlist/, HMDB51 testTrainMulti_7030_splits/)')
+    .option('--videos <dir>', 'folder of the videos (or ESC-50 audio/) when not found under --data')
+    .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', intList)
+    .option('--clips-per-video <n>', clipsHelp, positiveInt('--clips-per-video'))
+    .option('--val-share <x>', 'share of train held out for validation where the layout has none', (v) => Number(v), 0.2);
+}
+
+function openDataset(o: DatasetOpts, seed: number, log: (l: string) => void): ProbeDataset {
+  const ds = openProbeDataset(o.data, { layout: o.layout, splits: o.splits, videos: o.videos, folds: o.folds, valShare: o.valShare, seed });
+  log(`${ds.name}: ${ds.layout}, ${ds.classes.length} classes, ${ds.folds.length} fold(s), ${ds.modality}`);
+  return ds;
 }
 
 function finish(results: EvaluationResults, o: CommonOpts, text: string, visuals?: Parameters<typeof evaluationSections>[1]): void {
@@ -145,6 +192,16 @@ export function formatResults(r: EvaluationResults): string {
     if (p.video) lines.push(`  video (featV): ${pct(p.video.mean)} +- ${pct(p.video.std)}`);
     if (p.audio) lines.push(`  audio (featA): ${pct(p.audio.mean)} +- ${pct(p.audio.std)}`);
   }
+  if (r.finetune) {
+    const ft = r.finetune;
+    const st = ft.settings;
+    lines.push(`finetune on ${ft.dataset} (${ft.classes} classes, chance ${pct(ft.chance)}; ${st.epochs} epochs, ${st.optimizer} lr ${st.lr}, batch ${st.batchSize}${st.fromScratch ? ', from scratch' : ''}):`);
+    for (const f of ft.folds) {
+      const first = f.epochs[0], last = f.epochs[f.epochs.length - 1];
+      lines.push(`  ${f.name.padEnd(14)} test ${pct(f.testAccuracy).padStart(6)}  val ${pct(f.valAccuracy).padStart(6)} (epoch ${f.bestEpoch} kept)  train loss ${f3(first?.trainLoss ?? NaN)} -> ${f3(last?.trainLoss ?? NaN)}  (${f.nTrain} / ${f.nVal} / ${f.nTest} videos${f.missing ? `, ${f.missing} unusable` : ''})`);
+    }
+    lines.push(`  video (finetuned): ${pct(ft.test.mean)} +- ${pct(ft.test.std)}`);
+  }
   return lines.join('\n');
 }
 
@@ -176,16 +233,10 @@ const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`)
 
 /** Adds `cmac eval ...` to a commander program. */
 export function registerEval(program: Command): void {
-  const ev = program.command('eval').description('evaluate a trained checkpoint: linear probe, retrieval, sound-source localisation, frequency grounding');
+  const ev = program.command('eval').description('evaluate a trained checkpoint: linear probe, finetuning, retrieval, sound-source localisation, frequency grounding');
 
-  addCommon(ev.command('linear-probe'))
+  addDatasetOptions(addCommon(ev.command('linear-probe')), 'clips (audio files: windows) averaged per item (default 1; audio files 3)')
     .description('frozen pooled features (featV, featA) -> L2-regularised logistic regression, regulariser chosen on validation')
-    .option('--layout <name>', 'auto | synth | ucf101 | hmdb51 | esc50 | folder', 'auto')
-    .option('--splits <dir>', 'folder of the split files (UCF101 ucfTrainTestlist/, HMDB51 testTrainMulti_7030_splits/)')
-    .option('--videos <dir>', 'folder of the videos (or ESC-50 audio/) when not found under --data')
-    .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', intList)
-    .option('--clips-per-video <n>', 'clips (audio files: windows) averaged per item (default 1; audio files 3)', positiveInt('--clips-per-video'))
-    .option('--val-share <x>', 'share of train held out for validation where the layout has none', (v) => Number(v), 0.2)
     .addHelpText('after', examples([
       'cmac eval linear-probe --checkpoint runs/tiny --data data/synth',
       'cmac eval linear-probe --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1',
@@ -194,21 +245,47 @@ export function registerEval(program: Command): void {
     ]))
     .action(async (o: ProbeOpts) => {
       await withModel(o, async ({ model, config, state, ref }, log) => {
-        const ds = openProbeDataset(o.data, { layout: o.layout, splits: o.splits, videos: o.videos, folds: o.folds, valShare: o.valShare, seed: config.seed });
-        log(`${ds.name}: ${ds.layout}, ${ds.classes.length} classes, ${ds.folds.length} fold(s), ${ds.modality}`);
+        const ds = openDataset(o, config.seed, log);
         const lp = await linearProbe(model, ds, { clip: clipOf(config), clipsPerVideo: o.clipsPerVideo, batchSize: o.batchSize, decoders: o.decoders, cacheDir: o.cacheDir, log });
         const results: EvaluationResults = { checkpoint: ref.weights, step: state.step, data: path.resolve(o.data), linearProbe: lp };
         finish(results, o, formatResults(results));
       });
     });
 
-  ev.command('finetune')
-    .description('supervised finetuning of the encoders (not implemented in this version)')
-    .allowUnknownOption(true)
-    .allowExcessArguments(true)
-    .action(() => {
-      throw new Error('cmac eval finetune is not implemented in this version: the native engine has no supervised finetuning step, '
-        + 'and the encoders cannot be trained from JavaScript. Use `cmac eval linear-probe` (frozen features) instead.');
+  addDatasetOptions(addCommon(ev.command('finetune')), 'validation / test clips per video, logits averaged (default 1)')
+    .description('train the video encoder + a linear head end to end on labelled clips; best epoch on validation; top-1 test accuracy')
+    .option('--epochs <n>', 'passes over the training clips', positiveInt('--epochs'), 10)
+    .option('--lr <x>', 'peak learning rate (cosine decay to 0)', number('--lr', 1e-12), 0.01)
+    .option('--batch <n>', 'training clips per step (--batch-size is the validation / test forward batch)', positiveInt('--batch'), 16)
+    .option('--optimizer <name>', 'sgd | adam | adamw', (v) => {
+      if (v !== 'sgd' && v !== 'adam' && v !== 'adamw') throw new InvalidArgumentError(`--optimizer must be sgd, adam or adamw, got '${v}'`);
+      return v;
+    }, 'sgd')
+    .option('--momentum <x>', 'SGD momentum', number('--momentum', 0), 0.9)
+    .option('--weight-decay <x>', 'weight decay', number('--weight-decay', 0), 1e-4)
+    .option('--no-augment', 'no training augmentation (random clip placement only)')
+    .option('--device <name>', "cpu | cuda | cuda:N | auto (default: the checkpoint's)")
+    .option('--save-dir <dir>', 'write each fold\'s kept weights (visual.*, fc.*) here as <fold>.safetensors')
+    .option('--scratch', 'start the encoder from its random init instead of the checkpoint (a baseline)')
+    .addHelpText('after', examples([
+      'cmac eval finetune --checkpoint runs/tiny --data data/synth --epochs 5 --json finetune.json',
+      'cmac eval finetune --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1 --epochs 20 --lr 0.005 --cache-dir runs/cache/ucf',
+      'cmac eval finetune --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --device cuda --batch 32',
+    ]))
+    .action(async (o: FinetuneOpts) => {
+      const log = prepare(o);
+      const ref = resolveCheckpoint(o.checkpoint);
+      const state = readCheckpointState(ref);
+      const config = state.config;
+      log(`checkpoint ${ref.weights} (step ${state.step}, ${config.preset} preset, loss ${config.loss.preset})${o.scratch ? ': encoder from scratch' : ''}`);
+      const ds = openDataset(o, config.seed, log);
+      const ft = await finetune(ds, {
+        config, weights: o.scratch ? undefined : ref.weights, epochs: o.epochs, lr: o.lr, batchSize: o.batch, evalBatchSize: o.batchSize,
+        optimizer: o.optimizer, momentum: o.momentum, weightDecay: o.weightDecay, augment: o.augment, clipsPerVideo: o.clipsPerVideo,
+        decoders: o.decoders, cacheDir: o.cacheDir, device: o.device, saveDir: o.saveDir, log,
+      });
+      const results: EvaluationResults = { checkpoint: ref.weights, step: state.step, data: path.resolve(o.data), finetune: ft };
+      finish(results, o, formatResults(results));
     });
 
   addClipOptions(ev.command('retrieval'))

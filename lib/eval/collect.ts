@@ -64,7 +64,8 @@ export interface CollectOptions {
 
 type Key = 'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'betaA';
 
-class RowsBuilder {
+/** Collects per-batch [n, ...] float32 tensors into one {@link Rows} block. */
+export class RowsBuilder {
   private parts: Float32Array[] = [];
   shape: number[] = [];
   add(t: Tensor | undefined): void {
@@ -80,6 +81,11 @@ class RowsBuilder {
     for (const p of this.parts) { data.set(p, o); o += p.length; }
     return { data, shape: this.shape };
   }
+}
+
+/** What the loader said about each clip of a batch (labels from the batch's label tensor when it has one). */
+export function clipInfos(batch: LoaderBatch): ClipInfo[] {
+  return batch.meta.map((m, i) => ({ id: m.id, index: m.index, clip: m.clip, start: m.start, label: batch.labels ? batch.labels.data[i] : (m.label ?? -1), boxes: m.boxes, extra: m.extra }));
 }
 
 /** Row i of a Rows block. */
@@ -112,8 +118,8 @@ export async function collectOutputs(model: CmacModel, batches: AsyncIterable<Lo
     }
     const [, T, H, W] = batch.video.shape;
     const S = batch.audio.shape[1];
-    batch.meta.forEach((m, i) => {
-      out.clips.push({ id: m.id, index: m.index, clip: m.clip, start: m.start, label: batch.labels ? batch.labels.data[i] : (m.label ?? -1), boxes: m.boxes, extra: m.extra });
+    out.clips.push(...clipInfos(batch));
+    batch.meta.forEach((_, i) => {
       if (out.frames) {
         const fb = H * W * 3;
         const t = Math.floor(T / 2);

@@ -1,6 +1,6 @@
 // Evaluation of trained models (method.md sections 6-7, docs/evaluation.md):
 // linear probe, retrieval, sound-source localisation (LVS / EZ-VSL protocol),
-// frequency grounding, and the dataset layouts and ground-truth readers they use.
+// frequency grounding, finetuning, and the dataset layouts and ground-truth readers they use.
 export { fitLogisticRegression, predict } from './logreg';
 export type { LinearClassifier } from './logreg';
 export {
@@ -20,10 +20,12 @@ export {
 export type { ProbeItem, ProbeFold, ProbeDataset, DatasetLayout, ProbeDatasetOptions, Esc50Row } from './datasets';
 export { resolveCheckpoint, loadCheckpoint, clipOf } from './checkpoint';
 export type { LoadedModel } from './checkpoint';
-export { collectOutputs, evalLoader, decodeAll, averageBySample, decodeAudioFile, audioWindows, audioFileFeatures, row, rowSize } from './collect';
+export { collectOutputs, evalLoader, decodeAll, averageBySample, clipInfos, RowsBuilder, decodeAudioFile, audioWindows, audioFileFeatures, row, rowSize } from './collect';
 export type { ClipInfo, Rows, ModelOutputs, CollectOptions } from './collect';
-export { defaultL2Grid, featureStats, standardise, accuracy, fitProbe, linearProbe, probeItems } from './probe';
+export { defaultL2Grid, featureStats, standardise, accuracy, majorityAccuracy, meanStd, fitProbe, linearProbe, probeItems } from './probe';
 export type { LabelledFeatures, ProbeFit, LinearProbeOptions, LinearProbeResult } from './probe';
+export { finetune, finetuneAugment, scoreLogits } from './finetune';
+export type { FinetuneOptions, FinetuneEpoch, FinetuneFold, FinetuneResult } from './finetune';
 export {
   evaluateLocalization, evaluateFrequency, evaluateRetrieval, synthGroundTruthOf, manifestBoxesOf, flickrGroundTruthOf, vggssGroundTruthOf, groundTruthFor,
 } from './evaluate';

@@ -51,6 +51,16 @@ export function accuracy(pred: Int32Array, y: Int32Array): number {
   return y.length ? c / y.length : NaN;
 }
 
+/** Accuracy on `test` labels of always answering the most frequent `train` label (ties: the lower label); NaN without test items. */
+export function majorityAccuracy(train: ArrayLike<number>, test: ArrayLike<number>): number {
+  const counts = new Map<number, number>();
+  for (let i = 0; i < train.length; i++) counts.set(train[i], (counts.get(train[i]) ?? 0) + 1);
+  const top = [...counts.entries()].sort((p, q) => q[1] - p[1] || p[0] - q[0])[0]?.[0] ?? 0;
+  let hits = 0;
+  for (let i = 0; i < test.length; i++) if (test[i] === top) hits++;
+  return test.length ? hits / test.length : NaN;
+}
+
 /** The outcome of one probe (one feature kind, one fold). */
 export interface ProbeFit {
   /** Chosen regulariser and validation accuracy per grid value. */
@@ -89,14 +99,11 @@ export async function fitProbe(train: LabelledFeatures, val: LabelledFeatures, t
   const st2 = featureStats(all);
   const a = standardise(all, st2), te = standardise(test, st2);
   const clf = await fitLogisticRegression(tensor(a), labels(a), K, best.l2, maxIter);
-  const counts = new Map<number, number>();
-  for (const y of train.y) counts.set(y, (counts.get(y) ?? 0) + 1);
-  const top = [...counts.entries()].sort((p, q) => q[1] - p[1] || p[0] - q[0])[0]?.[0] ?? 0;
   return {
     l2: best.l2, val: scores,
     trainAccuracy: accuracy(predict(clf, tensor(a)), a.y),
     testAccuracy: accuracy(predict(clf, tensor(te)), te.y),
-    majority: test.n ? test.y.filter((y) => y === top).length / test.n : NaN,
+    majority: majorityAccuracy(train.y, test.y),
     nTrain: train.n, nVal: val.n, nTest: test.n,
   };
 }
@@ -139,7 +146,8 @@ export interface LinearProbeResult {
   missing: number;
 }
 
-function meanStd(v: number[]): { mean: number; std: number } {
+/** Mean and sample standard deviation (0 for one value). */
+export function meanStd(v: number[]): { mean: number; std: number } {
   const m = v.reduce((a, b) => a + b, 0) / v.length;
   const s = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
   return { mean: m, std: s };

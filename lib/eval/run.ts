@@ -5,6 +5,7 @@ import type { LoaderBatch } from '../data/loader';
 import type { CmacModel } from '../model';
 import { collectOutputs, ModelOutputs } from './collect';
 import { evaluateFrequency, evaluateLocalization, evaluateRetrieval, FrequencyResult, GroundTruthOf, LocalizationResult } from './evaluate';
+import type { FinetuneResult } from './finetune';
 import type { LinearProbeResult } from './probe';
 import type { RetrievalSummary } from './retrieval';
 
@@ -20,6 +21,7 @@ export interface EvaluationResults {
   frequency?: FrequencyResult;
   retrieval?: { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary };
   linearProbe?: LinearProbeResult;
+  finetune?: FinetuneResult;
 }
 
 /** Options of {@link evaluateModel}. */

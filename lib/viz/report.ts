@@ -60,6 +60,13 @@ export function metricsHtml(r: EvaluationResults): string {
     const ms = (m?: { mean: number; std: number }) => (m ? `${pct(m.mean)} +- ${pct(m.std)}` : '-');
     parts.push(`<h3>Linear probe: ${esc(p.dataset)}</h3>`, table(rows), table([['video (featV) mean +- std', ms(p.video)], ['audio (featA) mean +- std', ms(p.audio)], ['chance (1 / classes)', pct(p.chance)], ['classes', p.classes], ['items not usable', p.missing]]));
   }
+  if (r.finetune) {
+    const ft = r.finetune;
+    const rows = ft.folds.map((f) => ({ fold: f.name, 'test acc': pct(f.testAccuracy), 'val acc': pct(f.valAccuracy), 'epoch kept': f.bestEpoch, 'train loss first -> last': `${num(f.epochs[0]?.trainLoss)} -> ${num(f.epochs[f.epochs.length - 1]?.trainLoss)}`, majority: pct(f.majority), 'train / val / test': `${f.nTrain} / ${f.nVal} / ${f.nTest}` }));
+    const st = ft.settings;
+    parts.push(`<h3>Finetuning (video encoder + linear head): ${esc(ft.dataset)}</h3>`, table(rows), table([['test accuracy mean +- std', `${pct(ft.test.mean)} +- ${pct(ft.test.std)}`], ['chance (1 / classes)', pct(ft.chance)], ['classes', ft.classes],
+      ['settings', `${st.epochs} epochs, ${st.optimizer} lr ${st.lr} (cosine), momentum ${st.momentum}, weight decay ${st.weightDecay}, batch ${st.batchSize}, augment ${st.augment}, ${st.clipsPerVideo} clip(s) per test video, ${st.fromScratch ? 'encoder from scratch' : 'encoder from the checkpoint'}, ${st.device}`]]));
+  }
   return parts.join('\n') || '<p>(nothing measured)</p>';
 }
 
