@@ -23,8 +23,10 @@ BasicBlock2dImpl::BasicBlock2dImpl(int64_t inplanes, int64_t planes, std::array<
 
 torch::Tensor BasicBlock2dImpl::forward(torch::Tensor x) {
   torch::Tensor identity = downsample ? downsample->forward(x) : x;
-  torch::Tensor out = torch::relu(bn1(conv1(x)));
-  return torch::relu(bn2(conv2(out)) + identity);
+  torch::Tensor out = bn1(conv1(x)).relu_();  // in place, as torchvision's BasicBlock
+  out = bn2(conv2(out));
+  out.add_(identity);
+  return torch::relu_(out);
 }
 
 AudioResNet18Impl::AudioResNet18Impl(const AudioResNetOptions& o) : options(o) {
@@ -48,7 +50,7 @@ AudioResNet18Impl::AudioResNet18Impl(const AudioResNetOptions& o) : options(o) {
 }
 
 torch::Tensor AudioResNet18Impl::forward(torch::Tensor x) {
-  x = torch::relu(bn1(conv1(x)));
+  x = bn1(conv1(x)).relu_();
   x = torch::max_pool2d(x, 3, 2, 1);
   return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
 }

@@ -317,11 +317,17 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
           if (p.grad().defined()) grads.push_back(p.mutable_grad());
         dist_->allreduceMean(grads);
       }
+      std::vector<torch::Tensor> grads;
       for (auto& p : params)
         if (p.grad().defined()) {
           if (fp16) p.mutable_grad().div_(lossScale_);
-          norms.push_back(p.grad().norm(2).to(torch::kFloat));
+          grads.push_back(p.grad());
         }
+      if (device_.is_cuda() && !grads.empty()) {
+        norms = at::_foreach_norm(grads, 2);  // one launch for all parameters
+      } else {
+        for (auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));  // as torch's per-tensor norms
+      }
       r.gradNorm = norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
       if (!std::isfinite(r.gradNorm)) {
         if (fp16) lossScale_ = std::max(1.0, lossScale_ * 0.5), goodSteps_ = 0;

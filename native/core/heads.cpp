@@ -14,7 +14,7 @@ torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   auto lead = x.sizes().vec();
   lead.pop_back();
   auto flat = x.reshape({-1, x.size(-1)});
-  auto y = fc2(torch::relu(bn(fc1(flat))));
+  auto y = fc2(bn(fc1(flat)).relu_());
   lead.push_back(y.size(-1));
   return y.view(lead);
 }
@@ -25,7 +25,7 @@ AttentionScorerImpl::AttentionScorerImpl(int64_t in) {
 }
 
 torch::Tensor AttentionScorerImpl::forward(const torch::Tensor& x) {
-  return fc2(torch::relu(fc1(x))).squeeze(-1);
+  return fc2(fc1(x).relu_()).squeeze(-1);  // Linear backward needs its input only
 }
 
 HeadsImpl::HeadsImpl(int64_t cv, int64_t ca, int64_t d) {

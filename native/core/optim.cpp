@@ -20,9 +20,40 @@ void Optimizer::zeroGrad() {
     if (s.param.grad().defined()) s.param.mutable_grad() = torch::Tensor();
 }
 
+void Optimizer::adamForeach(double lr) {
+  std::vector<torch::Tensor> ps, gs, m, v;
+  for (auto& s : slots_) {
+    if (!s.param.grad().defined()) continue;
+    if (!s.buf1.defined()) {
+      s.buf1 = torch::zeros_like(s.param);
+      s.buf2 = torch::zeros_like(s.param);
+    }
+    ps.push_back(s.param), gs.push_back(s.param.grad()), m.push_back(s.buf1), v.push_back(s.buf2);
+  }
+  if (ps.empty()) return;
+  const double wd = o_.weightDecay;
+  if (o_.name == "adamw") at::_foreach_mul_(ps, 1 - lr * wd);
+  else if (wd != 0) gs = at::_foreach_add(gs, ps, wd);
+  at::_foreach_mul_(m, o_.beta1);  // exp_avg = beta1 * exp_avg + (1 - beta1) * g (the lerp of the single-tensor rule)
+  at::_foreach_add_(m, gs, 1 - o_.beta1);
+  at::_foreach_mul_(v, o_.beta2);
+  at::_foreach_addcmul_(v, gs, gs, 1 - o_.beta2);
+  const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(steps_));
+  auto denom = at::_foreach_sqrt(v);
+  at::_foreach_div_(denom, std::sqrt(bc2));
+  at::_foreach_add_(denom, o_.eps);
+  at::_foreach_addcdiv_(ps, m, denom, -lr / bc1);
+}
+
 void Optimizer::step(double lr) {
   torch::NoGradGuard ng;
   ++steps_;
+  if (o_.name != "sgd" && !slots_.empty() &&
+      (o_.foreach == OptimOptions::Foreach::On || (o_.foreach == OptimOptions::Foreach::Auto && slots_.front().param.is_cuda()))) {
+    adamForeach(lr);
+    return;
+  }
   const double wd = o_.weightDecay;
   for (auto& s : slots_) {
     auto& p = s.param;

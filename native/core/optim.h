@@ -18,6 +18,11 @@ struct OptimOptions {
   bool nesterov = false;      // sgd
   double weightDecay = 1e-5;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw
+  // Adam/AdamW through the multi-tensor _foreach_* kernels (torch.optim's
+  // foreach path): one launch per op for all parameters instead of one per
+  // parameter. Auto = on when the parameters are on CUDA; CPU keeps the
+  // single-tensor rule (bit-for-bit torch.optim.Adam(foreach=False)).
+  enum class Foreach { Auto, On, Off } foreach = Foreach::Auto;
 };
 
 class Optimizer {
@@ -41,6 +46,7 @@ class Optimizer {
 
  private:
   struct Slot { std::string name; torch::Tensor param, buf1, buf2; };
+  void adamForeach(double lr);
   OptimOptions o_;
   std::vector<Slot> slots_;
   int64_t steps_ = 0;

@@ -20,7 +20,7 @@ Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t s
 }
 
 torch::Tensor Conv2Plus1DImpl::forward(torch::Tensor x) {
-  return temporal(torch::relu(bn(spatial(x))));
+  return temporal(bn(spatial(x)).relu_());  // in place, as torchvision (BN backward needs its input only)
 }
 
 ConvBlock3dImpl::ConvBlock3dImpl(int64_t in, int64_t out, int64_t mid, int64_t stride, bool relu_) : relu(relu_) {
@@ -30,7 +30,7 @@ ConvBlock3dImpl::ConvBlock3dImpl(int64_t in, int64_t out, int64_t mid, int64_t s
 
 torch::Tensor ConvBlock3dImpl::forward(torch::Tensor x) {
   x = bn(conv(x));
-  return relu ? torch::relu(x) : x;
+  return relu ? torch::relu_(x) : x;
 }
 
 BasicBlock3dImpl::BasicBlock3dImpl(int64_t inplanes, int64_t planes, int64_t stride, bool ds) {
@@ -47,7 +47,9 @@ BasicBlock3dImpl::BasicBlock3dImpl(int64_t inplanes, int64_t planes, int64_t str
 
 torch::Tensor BasicBlock3dImpl::forward(torch::Tensor x) {
   torch::Tensor identity = downsample ? downsample->forward(x) : x;
-  return torch::relu(conv2(conv1(x)) + identity);
+  torch::Tensor out = conv2(conv1(x));  // BN output: free to update in place (out += identity, as torchvision)
+  out.add_(identity);
+  return torch::relu_(out);
 }
 
 R2Plus1D18Impl::R2Plus1D18Impl(const R2Plus1DOptions& o) : options(o) {
