@@ -135,6 +135,16 @@ describe('synthetic dataset', function () {
     expect(() => synthClasses(25)).to.throw(RangeError);
   });
 
+  it('renders with fewer classes than objects per clip (1 or 2 classes): never more objects than classes', () => {
+    for (const classes of [1, 2]) {
+      for (let i = 0; i < 12; i++) {
+        const r = renderClip(7, i, { size: 32, seconds: 1, fps: 4, classes });
+        expect(r.truth.objects.length).to.be.within(1, classes);
+        expect(new Set(r.truth.objects.map((o) => o.class)).size).to.equal(r.truth.objects.length);
+      }
+    }
+  });
+
   it('renders the same bytes for the same seed and different ones for another', () => {
     const opts = { size: 48, seconds: 2, fps: 8 };
     const a = renderClip(5, 3, opts);

@@ -324,7 +324,8 @@ export function renderClip(seed: number, index: number, options: SynthOptions = 
   const N = Math.round(o.seconds * o.sampleRate);
 
   // Which objects: distinct classes; the first nSound sound, the first is dominant.
-  const nObj = o.largeObjects ? 1 + rng.int(2) : o.objects[0] + rng.int(o.objects[1] - o.objects[0] + 1);
+  // Objects have distinct classes, so there are never more of them than classes (--classes 2 -> at most 2).
+  const nObj = Math.min(classes.length, o.largeObjects ? 1 + rng.int(2) : o.objects[0] + rng.int(o.objects[1] - o.objects[0] + 1));
   const nSound = o.largeObjects ? 1 : Math.min(nObj, o.sounding[0] + rng.int(o.sounding[1] - o.sounding[0] + 1));
   const order = rng.shuffle(classes.map((c) => c.index));
   const objs: Obj[] = [];
