@@ -5,29 +5,19 @@ resnet18 with cmac's audio changes (1-channel stem, layers 3-4 strided in time
 only). Prints one JSON line. Usage: check-torchvision-load.py CKPT.safetensors
 """
 import json
+import os
 import struct
 import sys
 
 import torch
 import torchvision
 
-DT = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "F16": torch.float16, "I32": torch.int32, "U8": torch.uint8}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import read_safetensors  # noqa: E402
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    buf = memoryview(data)[8 + n:]
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        b, e = v["data_offsets"]
-        t = torch.frombuffer(bytearray(buf[b:e]), dtype=DT[v["dtype"]]) if e > b else torch.empty(0, dtype=DT[v["dtype"]])
-        out[k] = t.reshape(v["shape"])
-    return out
+    return read_safetensors(path)[0]
 
 
 def strip(sd, prefix):
