@@ -366,7 +366,7 @@ class Bench {
     await this.cmac.writeSafetensors(inputs, { video: b.video, audio: b.audio });
     const out = { steps, warmup: 1, rounds, threads: 1, runs: { default: [], arena1: [] } };
     for (let r = 0; r < rounds; r++) {
-      const order = [['default', {}], ['arena1', { MALLOC_ARENA_MAX: '1' }]];
+      const order = [['default', { MALLOC_ARENA_MAX: undefined }], ['arena1', { MALLOC_ARENA_MAX: '1' }]];  // undefined: unset (npm run bench sets it)
       if (r % 2) order.reverse();
       for (const [name, env] of order) {
         U.log(`step: allocator diagnostic, ${name}, ${steps} tiny steps in a fresh process`);
@@ -558,22 +558,23 @@ class Bench {
     const reduced = !this.quick && this.late();
     const clips = this.quick ? 48 : reduced ? 64 : 160;
     if (reduced) U.log('data: behind the run time budget, using 64 clips');
-    U.log(`data: synthesising ${clips} clips (112 px, 4 s, 16 fps)`);
+    U.log(`data: synthesising ${clips} clips`);
     const s = await c.synthesize({ out: dir, clips, seed: 1 });
     const out = { clips, reduced, synthClipsPerSecond: s.clipsPerSecond, decoders: 2, batchSize: 16, presets: {} };
     try {
       const o = JSON.parse(fs.readFileSync(path.join(dir, 'synth.json'), 'utf8'));
       out.synth = { size: o.size, fps: o.fps, seconds: o.seconds, sampleRate: o.sampleRate };
     } catch { /* described without it */ }
-    // What one ffmpeg process costs before it decodes anything (the loader starts one per clip group).
-    const ff = c.ffmpegBin();
+    // What one ffmpeg process costs before it decodes anything (the loader starts one per clip
+    // group), from this process, which by now holds models and their memory like a trainer does;
+    // the loader itself is measured in a fresh process (bench/loader-child.js), which reports its own.
     const spawnMs = [];
     for (let i = 0; i < 7; i++) {
       const t = U.nowMs();
-      spawnSync(ff, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'nullsrc=s=16x16:d=0.04', '-frames:v', '1', '-f', 'null', '-']);
+      spawnSync(c.ffmpegBin(), ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'nullsrc=s=16x16:d=0.04', '-frames:v', '1', '-f', 'null', '-']);
       spawnMs.push(U.nowMs() - t);
     }
-    out.ffmpegStartMs = U.median(spawnMs);
+    out.ffmpegStartInBenchProcess = { ms: U.median(spawnMs), rss: U.procMem().rss };
     // How the built loader decodes (read from dist/, which is what ran), for the analysis.
     const readDist = (rel) => {
       try {
@@ -590,22 +591,26 @@ class Bench {
       processPerGroup: /\bdecodeClips\b/.test(loaderJs),
       separateAudioInput: /inputs\.push\([^)]*'-ss'/.test(ffmpegJs),
       probesEachFile: /\bprobe\b/.test(loaderJs),
+      trainCache: /\btrainCache\b/.test(loaderJs),
     };
     const refs = await c.synthSource(dir).list();
     const fileOf = new Map(refs.map((r) => [r.index, r.path]));
+    const child = (o) => {
+      const r = spawnSync(process.execPath, [path.join(__dirname, 'loader-child.js'), JSON.stringify(o)], { encoding: 'utf8', timeout: 900000, maxBuffer: 64 << 20 });
+      if (r.status !== 0) throw new Error(`loader-child failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop());
+    };
     for (const preset of ['tiny', 'paper']) {
       const g = this.clip(preset);
-      U.log(`data: loader ${preset} (2 decoders, train mode, 2 epochs)`);
-      const loader = c.createLoader({ source: c.synthSource(dir), batchSize: 16, clip: preset, seed: 1, decoders: 2, epochs: 2, mode: 'train' });
-      const metas = [];
-      for await (const b of loader) for (const m of b.meta) if (m.epoch === 1) metas.push(m);
-      const ep = loader.stats.epochs.map((e) => ({ epoch: e.epoch, clips: e.clips, seconds: e.seconds, clipsPerSecond: e.clips / e.seconds }));
-      await loader.close();
-      const row = { ...g, loaderEpochs: ep, loaderClipsPerSecond: ep[ep.length - 1].clipsPerSecond, decodes: loader.stats.decodes };
+      U.log(`data: loader ${preset} (2 decoders, train mode, 2 epochs) in a fresh process`);
+      const lr = child({ dir, preset, epochs: 2, keepEpoch: 1 });
+      const ep = lr.epochs;
+      const row = { ...g, loaderEpochs: ep, loaderClipsPerSecond: ep[ep.length - 1].clipsPerSecond, decodes: lr.decodes, ffmpegStartMs: lr.ffmpegStartMs, loaderProcessRss: lr.rss };
+      out.ffmpegStartMs ??= lr.ffmpegStartMs;
       if (py) {
-        const jobs = metas.map((m) => ({
+        const jobs = lr.metas.map((m) => ({
           file: fileOf.get(m.index), start: m.start, audioStart: m.audioStart, frames: g.frames, fps: g.fps, size: g.size,
-          crop: m.augment?.crop ?? null, flip: m.augment?.flip ?? false, samples: g.samples, sampleRate: g.sampleRate,
+          crop: m.crop, flip: m.flip, samples: g.samples, sampleRate: g.sampleRate,
         }));
         row.python = {};
         for (const method of ['pyav', 'read_video']) {
@@ -618,6 +623,15 @@ class Bench {
           }
           row.python[method] = { runs, clipsPerSecond: Math.max(...runs.map((r) => r.clipsPerSecond)) };
         }
+      }
+      // The loader's train-mode cache (decode each video once, cut clips in JS), when the built loader has it.
+      if (out.loaderFacts.trainCache) {
+        const cacheDir = this.file(`trainCache-${preset}`);
+        U.log(`data: loader ${preset} with trainCache (3 epochs: the first fills the cache) in a fresh process`);
+        const cr = child({ dir, preset, epochs: 3, trainCache: cacheDir });
+        const eps = cr.epochs;
+        row.trainCache = { epochs: eps, clips: cr.clips, clipsPerSecond: U.median(eps.slice(1).map((e) => e.clipsPerSecond)), fillClipsPerSecond: eps[0].clipsPerSecond };
+        fs.rmSync(cacheDir, { recursive: true, force: true });
       }
       out.presets[preset] = row;
     }
@@ -635,7 +649,7 @@ class Bench {
     const steps = this.quick ? 8 : reduced ? 12 : 30;
     if (reduced) U.log('memory: behind the run time budget, using 12 training steps');
     U.log(`memory: ${steps} tiny training steps (batch 32) in a fresh process`);
-    const train = runChild(['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)]);
+    const train = runChild(['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)], { MALLOC_ARENA_MAX: undefined });
     U.log(`memory: the same with MALLOC_ARENA_MAX=1 (diagnostic: one malloc arena for all threads)`);
     const trainArena1 = runChild(['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)], { MALLOC_ARENA_MAX: '1' });
     const calls = this.quick ? 3000 : 10000;
@@ -702,7 +716,7 @@ async function main() {
   results.commands = {
     bench: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
     reference: `${PYTHON} ${path.relative(U.root, SCRIPT)} serve`,
-    env: `OPENBLAS_NUM_THREADS=1 for both sides (cmac forces it); threads via setNumThreads(n) / torch.set_num_threads(n); OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}`,
+    env: `OPENBLAS_NUM_THREADS=1 for both sides (cmac forces it); threads via setNumThreads(n) / torch.set_num_threads(n); OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}; MALLOC_ARENA_MAX ${process.env.MALLOC_ARENA_MAX ?? 'unset'} in the driver, which times cmac's steps in its own process (npm run bench sets 1, as the cmac command does) and starts the reference with the same environment`,
     threads: bench.threads,
   };
   const failures = [];
