@@ -88,9 +88,12 @@ TEST(classifier_loss_decreases_on_a_separable_batch) {
   VideoClassifier c(tinyConfig(1), classes(2));
   auto [video, labels] = colourBatch(8, 4);
   double first = 0, last = 0;
-  // 25 steps: eval mode uses BatchNorm's running statistics, which start at
-  // (0, 1) for a fresh encoder and need ~20 updates (momentum 0.1) to follow the data.
-  for (int i = 0; i < 25; ++i) {
+  // 40 steps: eval mode uses BatchNorm's running statistics, which start at
+  // (0, 1) for a fresh encoder and need many updates (momentum 0.1) to follow
+  // the data; measured here, held-out accuracy turns from 0.5 to 1.0 between
+  // steps 25 and 30 with 1 or 2 threads (25 steps passed only by luck of the
+  // default thread count, and failed under the ASan build).
+  for (int i = 0; i < 40; ++i) {
     auto r = c.trainStep(video, labels, 0.02);
     CHECK_MSG(r.finite && r.gradNorm > 0, "step " << i << " loss " << r.loss);
     CHECK(r.accuracy >= 0 && r.accuracy <= 1);
@@ -98,7 +101,7 @@ TEST(classifier_loss_decreases_on_a_separable_batch) {
     last = r.loss;
   }
   CHECK_MSG(last < first * 0.5, "cross-entropy " << first << " -> " << last);
-  CHECK(c.steps() == 25);
+  CHECK(c.steps() == 40);
   auto [tv, tl] = colourBatch(6, 5);  // unseen clips of the same two colours
   auto logits = c.predict(tv);
   CHECK(logits.sizes() == torch::IntArrayRef({6, 2}) && logits.device().is_cpu());
