@@ -238,9 +238,10 @@ function markdown(r, opts = {}) {
     }
     const va = S.step.variants;
     if (va && va.logmel) {
-      p(`**Op-sequence variants** (timed in the reference, 1 thread, CPU ms): log-mel power of a tiny batch of ${va.logmel.batch} as cmac writes it ` +
-        `(\`view_as_real(X).pow(2).sum(-1)\`) ${f(va.logmel.cmacFormulaCpuMs, 1)} ms vs torchaudio's \`X.abs().pow(2)\` ${f(va.logmel.torchaudioCpuMs, 1)} ms ` +
-        `(results equal to ${fe(va.logmel.maxRelDiff)}); a whole tiny reference step with torchvision's in-place ReLUs ${f(va.relu.inplaceCpuMs, 0)} ms vs out-of-place ReLUs (as cmac) ${f(va.relu.outOfPlaceCpuMs, 0)} ms.`, '');
+      const sf0 = S.step.sourceFacts || {};
+      p(`**Op-sequence variants** (timed in the reference, 1 thread, CPU ms): log-mel power of a tiny batch of ${va.logmel.batch} as ` +
+        `\`view_as_real(X).pow(2).sum(-1)\`${sf0.logmelViewAsRealSum === false ? ' (cmac\'s formula before this run\'s code)' : ' (as cmac writes it)'} ${f(va.logmel.cmacFormulaCpuMs, 1)} ms vs torchaudio's \`X.abs().pow(2)\`${sf0.logmelViewAsRealSum === false ? ' (as cmac now writes it)' : ''} ${f(va.logmel.torchaudioCpuMs, 1)} ms ` +
+        `(results equal to ${fe(va.logmel.maxRelDiff)}); a whole tiny reference step with torchvision's in-place ReLUs${sf0.encodersReluOutOfPlace === false ? ' (as cmac now does)' : ''} ${f(va.relu.inplaceCpuMs, 0)} ms vs out-of-place ReLUs${sf0.encodersReluOutOfPlace === false ? '' : ' (as cmac)'} ${f(va.relu.outOfPlaceCpuMs, 0)} ms.`, '');
     }
     const al = S.step.allocator;
     if (al && !al.error && al.default) {
@@ -465,7 +466,7 @@ function analysis(r, d) {
         if (faultMs !== null) parts.push(`extra page faults ${f(faultMs, 0)} ms (${f(r1.cmac.medianMinorFaults - r1.python.medianMinorFaults, 0)} more per step at ${f(perFaultUs, 2)} µs each, the cost per fault the allocator diagnostic measured)`);
         const sum = dl + dr + (faultMs ?? 0);
         L.push(`- **Accounting for the tiny 1-thread gap in CPU time:** cmac ${f(r1.cmac.medianCpuMs, 0)} ms vs PyTorch ${f(r1.python.medianCpuMs, 0)} ms per step, a gap of ${f(gap, 0)} ms. ` +
-          `Estimated parts: ${parts.join(' + ')} ≈ ${f(sum, 0)} ms (${f((100 * sum) / Math.max(gap, 1e-9), 0)}% of the gap). ` +
+          `Estimated parts: ${parts.join(' + ')} ≈ ${f(sum, 0)} ms${gap > 0 ? ` (${f((100 * sum) / gap, 0)}% of the gap)` : ' (cmac is not slower here, so there is no gap to account for)'}. ` +
           'What remains is the noise of a shared machine or smaller differences (Adam per tensor with `lerp_`, the NaN scan of the audio, the per-parameter gradient-norm reduction).');
       }
     }

@@ -93,8 +93,10 @@ function sourceFacts() {
       return '';
     }
   };
-  const logmel = read('native/core/logmel.cpp');
-  const enc = read('native/core/r2plus1d.cpp') + read('native/core/audio_resnet.cpp');
+  // Code only: comments may name the old formulas (e.g. "faster than view_as_real(..)...").
+  const code = (rel) => read(rel).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/[^\n]*/g, '');
+  const logmel = code('native/core/logmel.cpp');
+  const enc = code('native/core/r2plus1d.cpp') + code('native/core/audio_resnet.cpp');
   const bridge = read('native/addon/bridge.h') + read('native/addon/bridge.cc');
   return {
     logmelViewAsRealSum: /view_as_real\([^)]*\)\.pow\(2\)\.sum\(-1\)/.test(logmel),
