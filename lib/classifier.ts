@@ -28,7 +28,7 @@ export interface LabelledBatch {
  * in native memory. `config.optim` is its optimiser (name, momentum,
  * weightDecay, ...); `device` as for CmacModel; it computes in fp32. Its
  * weights (`visual.*`, `fc.weight`, `fc.bias`) load into torchvision's
- * r2plus1d_18 with `fc = Linear(C, K)`.
+ * r2plus1d_18 with `fc = Linear(C, K)` once the `visual.` prefix is stripped.
  *
  * @example
  * const clf = await VideoClassifier.create({ ...toModelConfig(config), optim: { name: 'sgd', momentum: 0.9, weightDecay: 1e-4 } },

@@ -6,7 +6,6 @@ only). Prints one JSON line. Usage: check-torchvision-load.py CKPT.safetensors
 """
 import json
 import os
-import struct
 import sys
 
 import torch

@@ -85,7 +85,7 @@ if [ -x $tests ]; then
   echo "== C++ core tests $req $fix"
   if [ "$lean" = 1 ]; then
     rc=0
-    for t in cuda_outputs_match_cpu cuda_amp_bf16_and_fp16_steps_are_finite_and_learn nccl_process_group_world_size_1 adam_foreach_path_matches_the_single_tensor_rule; do
+    for t in cuda_outputs_match_cpu cuda_amp_bf16_and_fp16_steps_are_finite_and_learn nccl_process_group_world_size_1 cuda_classifier_matches_cpu adam_foreach_path_matches_the_single_tensor_rule; do
       $tests $req --run $t >>"$OUT/core-tests.log" 2>&1 || rc=1
     done
   else

@@ -9,7 +9,6 @@ Usage: make-parity-fixtures.py OUTDIR
 """
 import json
 import os
-import struct
 import sys
 
 import torch

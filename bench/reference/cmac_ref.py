@@ -24,7 +24,6 @@ Usage:
 import json
 import math
 import os
-import struct
 import sys
 import time
 

@@ -3,8 +3,9 @@
 // from a trained cmac model's visual.* weights, global average pooling of its
 // last map over T' x H' x W' (torchvision's r2plus1d_18 avgpool) and a Linear
 // head `fc` to K classes, trained end to end with cross-entropy by its own
-// optimiser. Keys are visual.* and fc.weight / fc.bias, so the encoder plus
-// head load into torchvision's r2plus1d_18 with fc = Linear(C, K).
+// optimiser. Keys are visual.* and fc.weight / fc.bias: with the "visual."
+// prefix stripped, encoder plus head load into torchvision's r2plus1d_18 with
+// fc = Linear(C, K).
 // Computes in fp32 on the config's device (amp is not used).
 #pragma once
 #include <torch/nn.h>
@@ -22,7 +23,9 @@ namespace cmac {
 struct ClassifierOptions {
   int64_t numClasses = 2;  // K, in [2, 100000]
   // The classifier's own optimiser (the ModelConfig's optim is not used):
-  // SGD with momentum 0.9 and weight decay 1e-4 unless told otherwise.
+  // SGD with momentum 0.9 and weight decay 1e-4 unless told otherwise. The
+  // addon's createClassifier passes config.optim here, so from JS the default
+  // is that config's (Adam, weight decay 1e-5, unless given).
   OptimOptions optim = [] {
     OptimOptions o;
     o.name = "sgd";
