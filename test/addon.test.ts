@@ -115,4 +115,20 @@ describe('addon: bad arguments to every exported function', () => {
       await rejects(async () => ctor.prototype[m].call({}, {}), Error, /./);
     }
   });
+
+  it("a CmacModel's and a VideoClassifier's methods called on each other's objects throw, and both still work", async () => {
+    const x = a as unknown as Record<string, any>;
+    const model = await x.createModel({ visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 }, audio: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1] }, seed: 1 });
+    const clf = await x.createClassifier({ visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 }, seed: 1 }, { numClasses: 2 });
+    const getter = (ctor: any, name: string) => Object.getOwnPropertyDescriptor(ctor.prototype, name)!.get!;
+    for (const [ctor, other, names] of [[x.CmacModel, clf, ['device', 'numParameters', 'disposed', 'rank', 'worldSize']], [x.VideoClassifier, model, ['device', 'numParameters', 'disposed', 'numClasses']]] as const) {
+      expect(() => ctor.prototype.dispose.call(other)).to.throw(TypeError, /receiver is not a|Illegal invocation/);
+      for (const n of names) expect(() => getter(ctor, n).call(other), n).to.throw(TypeError, /receiver is not a|Illegal invocation/);
+    }
+    expect(model.disposed).to.equal(false);
+    expect(clf.disposed).to.equal(false);
+    model.dispose();
+    clf.dispose();
+    expect(model.disposed && clf.disposed).to.equal(true);
+  });
 });

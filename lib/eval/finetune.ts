@@ -174,10 +174,16 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
     for (const [fi, f] of ds.folds.entries()) {
       if (!f.train.length) throw new Error(`finetune: ${f.name} has no training items`);
       const clf = await VideoClassifier.create({ ...modelConfig, seed: o.config.seed + fi }, { numClasses: Math.max(2, ds.classes.length), encoder: o.weights });
-      const loader = createLoader({
-        source: itemsSource(f.train, `${ds.name} ${f.name} train`), batchSize: s.batchSize, clip, mode: 'train', seed: o.config.seed + fi,
-        augment: s.augment ? finetuneAugment : false, decoders: o.decoders ?? 2, missingAudio: 'silence', trainCache: o.cacheDir, log,
-      });
+      let loader: ReturnType<typeof createLoader>;
+      try {
+        loader = createLoader({
+          source: itemsSource(f.train, `${ds.name} ${f.name} train`), batchSize: s.batchSize, clip, mode: 'train', seed: o.config.seed + fi,
+          augment: s.augment ? finetuneAugment : false, decoders: o.decoders ?? 2, missingAudio: 'silence', trainCache: o.cacheDir, log,
+        });
+      } catch (e) {
+        clf.dispose();  // a loader that cannot start must not leave the classifier's native memory to GC
+        throw e;
+      }
       const fold: FinetuneFold = { name: f.name, epochs: [], bestEpoch: 0, valAccuracy: NaN, testAccuracy: NaN, majority: majorityAccuracy(f.train.map((i) => i.label), f.test.map((i) => i.label)), nTrain: f.train.length, nVal: 0, nTest: 0, missing: 0 };
       try {
         const total = Math.ceil((await loader.length()) / s.batchSize) * s.epochs;

@@ -262,4 +262,9 @@ void PromiseWorker::OnError(const Napi::Error& e) {
 
 int64_t pendingOps() { return gPending.load(); }
 
+void requireReceiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* className) {
+  if (!info.This().IsObject() || !info.This().As<Napi::Object>().CheckTypeTag(tag))
+    throw Napi::TypeError::New(info.Env(), std::string("receiver is not a ") + className);
+}
+
 }  // namespace cmacjs

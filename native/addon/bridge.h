@@ -35,6 +35,9 @@ Napi::Object requireObject(const Napi::Value& v, const std::string& name);
 Napi::Error makeError(Napi::Env env, cmac::Error::Kind kind, const std::string& msg);
 // Runs `f`, turning C++ exceptions into JS exceptions (for synchronous calls).
 Napi::Value guarded(Napi::Env env, const std::function<Napi::Value()>& f);
+// Throws a TypeError unless `this` carries `tag`: an ObjectWrap method called
+// with another class's object (Function.prototype.call) must not touch members.
+void requireReceiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* className);
 
 // Runs work off the JS thread and settles a Promise. `work` runs on a libuv
 // thread and returns the continuation that builds the JS value on the main

@@ -184,6 +184,7 @@ Napi::Value ClassifierWrap::Save(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ClassifierWrap::Dispose(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
   if (h_) {
     adjustBy(info.Env(), -reported_);
     reported_ = 0;
@@ -192,9 +193,13 @@ Napi::Value ClassifierWrap::Dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value ClassifierWrap::NumClasses(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(numClasses_)); }
-Napi::Value ClassifierWrap::Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_); }
-Napi::Value ClassifierWrap::NumParameters(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(numParameters_)); }
-Napi::Value ClassifierWrap::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !h_); }
+Napi::Value ClassifierWrap::NumClasses(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Number::New(info.Env(), double(numClasses_)); }
+Napi::Value ClassifierWrap::Device(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::String::New(info.Env(), device_); }
+Napi::Value ClassifierWrap::NumParameters(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Number::New(info.Env(), double(numParameters_)); }
+Napi::Value ClassifierWrap::Disposed(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Boolean::New(info.Env(), !h_); }
 
 }  // namespace cmacjs

@@ -402,8 +402,10 @@ Napi::Value ModelWrap::AnyRank(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value ModelWrap::Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
-Napi::Value ModelWrap::WorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), worldSize_); }
+Napi::Value ModelWrap::Rank(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Number::New(info.Env(), rank_); }
+Napi::Value ModelWrap::WorldSize(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Number::New(info.Env(), worldSize_); }
 
 Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -428,15 +430,19 @@ Napi::Value ModelWrap::IsTraining(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), handle(info)->training); });
 }
 
-Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_); }
+Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::String::New(info.Env(), device_); }
 
 Napi::Value ModelWrap::NumParameters(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel");
   return Napi::Number::New(info.Env(), double(numParameters_));
 }
 
-Napi::Value ModelWrap::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !h_); }
+Napi::Value ModelWrap::Disposed(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Boolean::New(info.Env(), !h_); }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel");
   if (h_) {
     adjustMemory(info.Env(), -reported_);
     reported_ = 0;

@@ -14,8 +14,6 @@
 namespace cmac {
 
 namespace {
-std::mutex gInitMutex;  // manual_seed + init must not interleave across threads
-
 std::string shapeOf(at::IntArrayRef s) {
   std::ostringstream o;
   o << s;
@@ -63,7 +61,7 @@ VideoClassifier::VideoClassifier(const ModelConfig& cfg, const ClassifierOptions
     if (cfg.visual.planes[i] < 4 || cfg.visual.blocks[i] < 1) rangeError("encoder widths must be >= 4 and depths >= 1");
   device_ = parseDevice(cfg.device);
   {
-    std::lock_guard<std::mutex> lock(gInitMutex);
+    std::lock_guard<std::mutex> lock(seedInitMutex());  // shared with CmacModel: one process-wide generator
     torch::manual_seed(cfg.seed);
     net_ = std::make_shared<VideoClassifierNet>(cfg.visual, o.numClasses);
   }
@@ -144,12 +142,7 @@ torch::Tensor VideoClassifier::checkLabels(const torch::Tensor& labels, int64_t 
 }
 
 torch::Tensor VideoClassifier::forward(const torch::Tensor& video) {
-  static const float kMean[3] = {0.485f, 0.456f, 0.406f}, kStd[3] = {0.229f, 0.224f, 0.225f};  // method.md s1
-  auto opts = torch::TensorOptions().device(device_);
-  auto mean = torch::tensor({kMean[0], kMean[1], kMean[2]}, opts).view({1, 3, 1, 1, 1});
-  auto sd = torch::tensor({kStd[0], kStd[1], kStd[2]}, opts).view({1, 3, 1, 1, 1});
-  auto x = ((video.to(device_).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0) - mean) / sd).contiguous();
-  auto V = net_->visual->forward(x);               // N x C x T' x H' x W'
+  auto V = net_->visual->forward(normalizeVideo(video, device_));  // N x C x T' x H' x W'
   return net_->fc->forward(V.mean({2, 3, 4}));     // global average pool -> N x K
 }
 

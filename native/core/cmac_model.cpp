@@ -21,7 +21,6 @@ namespace cmac {
 
 namespace {
 std::atomic<int64_t> gLiveModels{0}, gLiveBytes{0};
-std::mutex gSeedMutex;  // manual_seed + init must not interleave across threads
 
 const float kMean[3] = {0.485f, 0.456f, 0.406f};  // ImageNet, method.md s1
 const float kStd[3] = {0.229f, 0.224f, 0.225f};
@@ -142,7 +141,7 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
   }
   device_ = parseDevice(cfg_.device);
   {
-    std::lock_guard<std::mutex> lock(gSeedMutex);
+    std::lock_guard<std::mutex> lock(seedInitMutex());
     torch::manual_seed(cfg_.seed);
     net_ = std::make_shared<CmacNetImpl>(cfg_);
   }
@@ -208,12 +207,19 @@ void CmacModel::checkBatch(const Batch& b, bool needVideo, bool needAudio, int64
                " (the contrastive loss needs negatives). Fix: raise the batch size.");
 }
 
-torch::Tensor CmacModel::prepVideo(const torch::Tensor& v) const {
-  auto x = v.to(device_).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
-  auto mean = torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device_)).view({1, 3, 1, 1, 1});
-  auto std = torch::tensor({kStd[0], kStd[1], kStd[2]}, torch::TensorOptions().device(device_)).view({1, 3, 1, 1, 1});
+std::mutex& seedInitMutex() {
+  static std::mutex m;
+  return m;
+}
+
+torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device) {
+  auto x = v.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
+  auto mean = torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
+  auto std = torch::tensor({kStd[0], kStd[1], kStd[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
   return ((x - mean) / std).contiguous();
 }
+
+torch::Tensor CmacModel::prepVideo(const torch::Tensor& v) const { return normalizeVideo(v, device_); }
 
 torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
   return net_->logmel->forward(a.to(device_));

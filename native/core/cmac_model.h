@@ -5,6 +5,7 @@
 #include <torch/nn.h>
 
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -17,6 +18,13 @@
 #include "safetensors.h"
 
 namespace cmac {
+
+// The one lock around torch::manual_seed + weight init: the generator is
+// process-wide, and models and classifiers are built on worker threads.
+std::mutex& seedInitMutex();
+// uint8 video [N, T, H, W, 3] -> float [N, 3, T, H, W] on `device`: /255,
+// then ImageNet mean/std (method.md s1). The one copy of those constants.
+torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device);
 
 struct LossOptions {
   bool withinModal = true;       // within-modal negatives in L_con
