@@ -22,7 +22,7 @@
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-      "cflags_cc": ["-std=c++17", "-frtti", "-fexceptions", "-O2", "-Wno-unused-parameter"],
+      "cflags_cc": ["<!(node scripts/find-torch.js --gyp-std)", "-frtti", "-fexceptions", "-O2", "-Wno-unused-parameter"],
       "libraries": ["<!@(node scripts/find-torch.js --gyp-libs)"],
       "ldflags": ["<!@(node scripts/find-torch.js --gyp-ldflags)"]
     }

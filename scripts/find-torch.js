@@ -3,7 +3,7 @@
 // documented in docs/architecture and README:
 //   1. LIBTORCH (an unpacked libtorch)   2. Torch_DIR / CMAKE_PREFIX_PATH
 //   3. a Python PyTorch install           4. the system package (libtorch-dev)
-// Usage: find-torch.js --json | --cmake | --gyp-include | --gyp-libs | --gyp-ldflags | --gyp-defines
+// Usage: find-torch.js --json | --cmake | --gyp-include | --gyp-libs | --gyp-ldflags | --gyp-defines | --gyp-std
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -106,6 +106,21 @@ function hasCuda(t) {
   return fs.existsSync(path.join(libDir(t), 'libtorch_cuda.so'));
 }
 
+/** libtorch's version from TorchConfigVersion.cmake ("1.13.0"), or null. */
+function torchVersion(t) {
+  try {
+    const m = /PACKAGE_VERSION "([0-9.]+)"/.exec(fs.readFileSync(path.join(t.cmakeDir, 'TorchConfigVersion.cmake'), 'utf8'));
+    return m ? m[1] : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The first of these folders holding `rel` (a header), or null. */
+function headerIn(dirs, rel) {
+  return dirs.find((d) => fs.existsSync(path.join(d, rel))) || null;
+}
+
 function isSystemDir(d) {
   return ['/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib'].includes(d);
 }
@@ -131,11 +146,23 @@ function main() {
     case '--gyp-include':
       console.log([path.join(t.root, 'include'), path.join(t.root, 'include/torch/csrc/api/include')].join(' '));
       break;
-    case '--gyp-defines':
-      // c10d: CMake's torch target adds these; the Gloo headers come from libgloo-dev or the install.
-      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`, 'USE_DISTRIBUTED', 'USE_C10D_GLOO', 'CMAC_HAVE_GLOO',
-        ...(cuda ? ['CMAC_WITH_CUDA=1', 'USE_C10D_NCCL', 'CMAC_HAVE_NCCL'] : [])].join(' '));
+    case '--gyp-defines': {
+      // c10d back-ends only where their headers are (as CMakeLists.txt decides): PyTorch's
+      // wheels ship no gloo/*.h; nccl.h comes with CUDA installs or libnccl-dev.
+      const inc = [path.join(t.root, 'include'), '/usr/include', '/usr/local/include'];
+      const gloo = headerIn(inc, 'gloo/config.h') && fs.existsSync(path.join(t.root, 'include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'));
+      const nccl = cuda && headerIn([...inc, '/usr/local/cuda/include'], 'nccl.h');
+      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`,
+        ...(gloo ? ['USE_DISTRIBUTED', 'USE_C10D_GLOO', 'CMAC_HAVE_GLOO'] : []),
+        ...(cuda ? ['CMAC_WITH_CUDA=1'] : []), ...(nccl ? ['USE_DISTRIBUTED', 'USE_C10D_NCCL', 'CMAC_HAVE_NCCL'] : [])].join(' '));
       break;
+    }
+    case '--gyp-std': {
+      // libtorch 2.12 and later need C++20 in every consumer of the ATen headers (as CMakeLists.txt).
+      const [maj, min] = (torchVersion(t) || '0.0').split('.').map(Number);
+      console.log(maj > 2 || (maj === 2 && min >= 12) ? '-std=c++20' : '-std=c++17');
+      break;
+    }
     case '--gyp-libs': {
       const libs = [`-L${lib}`];
       if (cuda) libs.push('-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed');
