@@ -14,12 +14,6 @@
 namespace cmac {
 
 namespace {
-std::string shapeOf(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << s;
-  return o.str();
-}
-
 std::string firstFew(const std::vector<std::string>& v) {
   std::string s;
   for (size_t i = 0; i < v.size() && i < 5; ++i) s += (i ? ", " : "") + v[i];
@@ -28,11 +22,8 @@ std::string firstFew(const std::vector<std::string>& v) {
 
 void checkVideo(const torch::Tensor& v) {
   if (!v.defined()) typeError("video is required (uint8 [N, T, H, W, 3])");
-  if (v.scalar_type() != torch::kByte) typeError("video must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
-  if (v.dim() != 5 || v.size(4) != 3) rangeError("video must have shape [N, T, H, W, 3], got " + shapeOf(v.sizes()));
+  checkVideoTensor(v, "video");
   if (v.size(0) < 1) rangeError("video is empty (0 clips)");
-  if (v.size(1) < 1 || v.size(1) > 1024 || v.size(2) < 16 || v.size(3) < 16 || v.size(2) > 4096 || v.size(3) > 4096)
-    rangeError("video frames must be 1..1024 and H, W in 16..4096, got " + shapeOf(v.sizes()));
 }
 
 // Eval mode for the scope, then the previous mode again.
@@ -89,8 +80,8 @@ VideoClassifier::Copies VideoClassifier::match(const NamedTensors& sd, bool enco
     if (it == given.end()) { missing.push_back(name); continue; }
     used.insert(name);
     if (!it->second.sizes().equals(dst.sizes()))
-      valueError("weight '" + name + "' has shape " + shapeOf(it->second.sizes()) + " in the given weights but " +
-                 shapeOf(dst.sizes()) + " in this classifier. Fix: build the classifier from the config the checkpoint was trained with" +
+      valueError("weight '" + name + "' has shape " + shapeStr(it->second.sizes()) + " in the given weights but " +
+                 shapeStr(dst.sizes()) + " in this classifier. Fix: build the classifier from the config the checkpoint was trained with" +
                  (name.rfind("fc.", 0) == 0 ? " and the same number of classes." : "."));
     if (!it->second.is_floating_point() && dst.is_floating_point())
       typeError("weight '" + name + "' is " + std::string(c10::toString(it->second.scalar_type())) + ", expected a float tensor");
@@ -128,7 +119,7 @@ torch::Tensor VideoClassifier::checkLabels(const torch::Tensor& labels, int64_t 
   if (!labels.defined()) typeError("labels are required (Int32Array or BigInt64Array [N])");
   if (labels.is_floating_point() || labels.scalar_type() == torch::kByte || labels.scalar_type() == torch::kBool)
     typeError("labels must be int32 or int64 (Int32Array or BigInt64Array), got " + std::string(c10::toString(labels.scalar_type())));
-  if (labels.dim() != 1) rangeError("labels must have shape [N], got " + shapeOf(labels.sizes()));
+  if (labels.dim() != 1) rangeError("labels must have shape [N], got " + shapeStr(labels.sizes()));
   if (labels.size(0) != n)
     rangeError("labels has " + std::to_string(labels.size(0)) + " entries but video has " + std::to_string(n) + " clips");
   auto y = labels.to(torch::kLong);
@@ -161,11 +152,7 @@ ClassifierStep VideoClassifier::trainStep(const torch::Tensor& video, const torc
   r.finite = std::isfinite(r.loss);
   if (r.finite) {
     loss.backward();
-    torch::NoGradGuard ng;
-    std::vector<torch::Tensor> norms;
-    for (auto& p : net_->parameters())
-      if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat));
-    r.gradNorm = norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
+    r.gradNorm = gradNorm(net_->parameters());
     r.finite = std::isfinite(r.gradNorm);
     if (r.finite) optim_->step(lr);
   }

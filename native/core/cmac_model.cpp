@@ -25,12 +25,6 @@ std::atomic<int64_t> gLiveModels{0}, gLiveBytes{0};
 const float kMean[3] = {0.485f, 0.456f, 0.406f};  // ImageNet, method.md s1
 const float kStd[3] = {0.229f, 0.224f, 0.225f};
 
-std::string shapeStr(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << s;
-  return o.str();
-}
-
 // CUDA autocast switch; the API moved to per-device calls in libtorch 2.4.
 void setCudaAutocast(bool on, at::ScalarType dt) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -180,13 +174,8 @@ void CmacModel::checkBatch(const Batch& b, bool needVideo, bool needAudio, int64
   if (needAudio && !b.audio.defined()) typeError("batch.audio is required for this call");
   if (!b.video.defined() && !b.audio.defined()) typeError("batch needs video and/or audio");
   if (b.video.defined()) {
-    const auto& v = b.video;
-    if (v.scalar_type() != torch::kByte) typeError("batch.video must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
-    if (v.dim() != 5 || v.size(4) != 3)
-      rangeError("batch.video must have shape [N, T, H, W, 3], got " + shapeStr(v.sizes()));
-    if (v.size(1) < 1 || v.size(2) < 16 || v.size(3) < 16 || v.size(2) > 4096 || v.size(3) > 4096 || v.size(1) > 1024)
-      rangeError("batch.video frames must be 1..1024 and H, W in 16..4096, got " + shapeStr(v.sizes()));
-    n = v.size(0);
+    checkVideoTensor(b.video, "batch.video");
+    n = b.video.size(0);
   }
   if (b.audio.defined()) {
     const auto& a = b.audio;
@@ -220,6 +209,19 @@ torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device
 }
 
 torch::Tensor CmacModel::prepVideo(const torch::Tensor& v) const { return normalizeVideo(v, device_); }
+
+std::string shapeStr(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+void checkVideoTensor(const torch::Tensor& v, const std::string& name) {
+  if (v.scalar_type() != torch::kByte) typeError(name + " must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
+  if (v.dim() != 5 || v.size(4) != 3) rangeError(name + " must have shape [N, T, H, W, 3], got " + shapeStr(v.sizes()));
+  if (v.size(1) < 1 || v.size(2) < 16 || v.size(3) < 16 || v.size(2) > 4096 || v.size(3) > 4096 || v.size(1) > 1024)
+    rangeError(name + " frames must be 1..1024 and H, W in 16..4096, got " + shapeStr(v.sizes()));
+}
 
 torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
   return net_->logmel->forward(a.to(device_));
@@ -315,7 +317,6 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
     if (++micro_ % cfg_.accumulate == 0) {
       micro_ = 0;
       torch::NoGradGuard ng;
-      std::vector<torch::Tensor> norms;
       auto params = net_->parameters();
       if (dist_ && dist_->worldSize() > 1) {  // bucketed all-reduce of the gradients (sum, then / world)
         std::vector<torch::Tensor> grads;
@@ -323,18 +324,10 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
           if (p.grad().defined()) grads.push_back(p.mutable_grad());
         dist_->allreduceMean(grads);
       }
-      std::vector<torch::Tensor> grads;
-      for (auto& p : params)
-        if (p.grad().defined()) {
-          if (fp16) p.mutable_grad().div_(lossScale_);
-          grads.push_back(p.grad());
-        }
-      if (device_.is_cuda() && !grads.empty()) {
-        norms = at::_foreach_norm(grads, 2);  // one launch for all parameters
-      } else {
-        for (auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));  // as torch's per-tensor norms
-      }
-      r.gradNorm = norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
+      if (fp16)
+        for (auto& p : params)
+          if (p.grad().defined()) p.mutable_grad().div_(lossScale_);
+      r.gradNorm = gradNorm(params);
       if (!std::isfinite(r.gradNorm)) {
         if (fp16) lossScale_ = std::max(1.0, lossScale_ * 0.5), goodSteps_ = 0;
         r.finite = fp16;  // fp16 overflow is expected now and then; fp32 non-finite grads are not

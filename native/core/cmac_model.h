@@ -25,6 +25,11 @@ std::mutex& seedInitMutex();
 // uint8 video [N, T, H, W, 3] -> float [N, 3, T, H, W] on `device`: /255,
 // then ImageNet mean/std (method.md s1). The one copy of those constants.
 torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device);
+// "[2, 3]" for error messages.
+std::string shapeStr(at::IntArrayRef s);
+// Checks a video batch (uint8 [N, T, H, W, 3], 1..1024 frames of 16..4096 px);
+// errors name it as `name` ("batch.video", "video").
+void checkVideoTensor(const torch::Tensor& v, const std::string& name);
 
 struct LossOptions {
   bool withinModal = true;       // within-modal negatives in L_con

@@ -15,6 +15,18 @@ Optimizer::Optimizer(NamedTensors params, OptimOptions o) : o_(std::move(o)) {
   for (auto& [name, p] : params) slots_.push_back({name, p, {}, {}});
 }
 
+double gradNorm(const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> grads, norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0.0;
+  if (grads.front().is_cuda()) norms = at::_foreach_norm(grads, 2);
+  else
+    for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
+  return torch::stack(norms).norm(2).item<double>();
+}
+
 void Optimizer::zeroGrad() {
   for (auto& s : slots_)
     if (s.param.grad().defined()) s.param.mutable_grad() = torch::Tensor();

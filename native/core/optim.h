@@ -25,6 +25,10 @@ struct OptimOptions {
   enum class Foreach { Auto, On, Off } foreach = Foreach::Auto;
 };
 
+// L2 norm of all defined gradients of `params` (0 when none): one
+// _foreach_norm launch on CUDA, per-tensor norms (as torch) on CPU.
+double gradNorm(const std::vector<torch::Tensor>& params);
+
 class Optimizer {
  public:
   Optimizer(NamedTensors params, OptimOptions o);
