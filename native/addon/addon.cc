@@ -9,6 +9,7 @@
 #include "cmac_model.h"
 #include "info.h"
 #include "linear_probe.h"
+#include "media_wrap.h"
 #include "model_wrap.h"
 #include "safetensors.h"
 
@@ -153,6 +154,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
   exports.Set("CmacModel", ctor);
   ClassifierWrap::Register(env, exports);  // createClassifier, VideoClassifier (finetuning)
+  MediaWrap::Register(env, exports);       // createDecoder, mediaInfo (libav decoding, native/core/media)
   return exports;
 }
 
