@@ -1,5 +1,6 @@
 // `cmac localize`: sound-source maps along one video (docs/evaluation.md).
 import { Command, InvalidArgumentError } from 'commander';
+import { probe } from '../data';
 import { setNumThreads } from '../info';
 import { loadCheckpoint } from '../eval/checkpoint';
 import { localizeVideo } from '../viz/localize';
@@ -12,6 +13,13 @@ function positiveInt(name: string) {
   };
 }
 
+/** `--from`: a non-negative number of seconds (the video's length is checked once it is probed). */
+function seconds(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--from must be a non-negative number of seconds, got '${v}'`);
+  return n;
+}
+
 /** Adds `cmac localize` to a commander program. */
 export function registerLocalize(program: Command): void {
   program
@@ -22,7 +30,7 @@ export function registerLocalize(program: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .option('--maps <which>', 'alpha | beta | both (side by side: alpha_v | beta_v)', 'both')
     .option('--size <px>', 'overlay side in pixels', positiveInt('--size'), 224)
-    .option('--from <seconds>', 'start time', (v) => Number(v), 0)
+    .option('--from <seconds>', 'start time in seconds (0 to the video\'s duration)', seconds, 0)
     .option('--max-clips <n>', 'at most this many clips', positiveInt('--max-clips'))
     .option('--no-mp4', 'skip the overlay MP4')
     .option('--threads <n>', 'libtorch threads', positiveInt('--threads'))
@@ -37,6 +45,8 @@ export function registerLocalize(program: Command): void {
       if (!['alpha', 'beta', 'both'].includes(o.maps)) throw new InvalidArgumentError(`--maps must be alpha, beta or both, got '${o.maps}'`);
       if (o.threads) setNumThreads(o.threads);
       const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+      const { duration } = await probe(o.video);  // before the checkpoint: a bad --from fails at once
+      if (duration > 0 && o.from >= duration) throw new Error(`--from ${o.from} is past the end of ${o.video} (${duration.toFixed(2)} s long). Fix: pass --from between 0 and ${duration.toFixed(2)}`);
       const m = await loadCheckpoint(o.checkpoint);
       try {
         const r = await localizeVideo(m.model, m.config, o.video, o.out, { maps: o.maps as 'alpha' | 'beta' | 'both', size: o.size, from: o.from, maxClips: o.maxClips, noVideo: !o.mp4, log });

@@ -25,10 +25,38 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Deep merge of plain objects; arrays and scalars in `b` replace those in `a`. */
+/** How deeply a config may nest (objects and arrays); the schema itself needs 3. */
+export const maxConfigDepth = 32;
+
+/** The nesting depth of a value (a scalar is 0), found without recursion; stops counting past `limit`. */
+function nestingDepth(v: unknown, limit = maxConfigDepth): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[v, 0]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d + 1 > max) max = d + 1;
+    if (max > limit) return max;
+    for (const c of Object.values(x)) stack.push([c, d + 1]);
+  }
+  return max;
+}
+
+function checkDepth(v: unknown, what: string): void {
+  if (nestingDepth(v) > maxConfigDepth) throw new ConfigError([`${what} nests deeper than ${maxConfigDepth} levels (the limit for a config); a cmac config needs 3`], 'config');
+}
+
+/**
+ * Deep merge of plain objects; arrays and scalars in `b` replace those in `a`.
+ * Every key lands as an own property, `__proto__` included, so validation
+ * reports it as an unknown key and no prototype is ever changed.
+ */
 export function deepMerge(a: ConfigInput, b: ConfigInput): ConfigInput {
   const out: ConfigInput = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as ConfigInput, v) : v;
+  for (const [k, v] of Object.entries(b)) {
+    const prev = Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined;
+    Object.defineProperty(out, k, { value: isObject(v) && isObject(prev) ? deepMerge(prev as ConfigInput, v) : v, enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
@@ -42,6 +70,7 @@ export function parseOverride(s: string): ConfigInput {
   if (eq <= 0) throw new ConfigError([`override '${s}' must look like key.path=value (e.g. optim.lr=1e-3)`], '--set');
   const keys = s.slice(0, eq).trim().split('.');
   if (keys.some((k) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))) throw new ConfigError([`override key '${s.slice(0, eq)}' is not a dotted name`], '--set');
+  if (keys.length > maxConfigDepth) throw new ConfigError([`override key '${s.slice(0, 60)}...' has ${keys.length} parts, more than the nesting limit of ${maxConfigDepth}`], '--set');
   const raw = s.slice(eq + 1);
   let value: unknown = raw;
   try { value = JSON.parse(raw); } catch { /* a plain string */ }
@@ -57,12 +86,17 @@ export function loadConfigFile(file: string): ConfigInput {
     throw new ConfigError([`cannot read ${file}: ${(e as Error).message}`], 'config file');
   }
   let v: unknown;
+  const yaml = /\.ya?ml$/i.test(file);
+  const tooDeep = `${file} nests deeper than ${maxConfigDepth} levels (the limit for a config file; a cmac config needs 3)`;
   try {
-    v = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+    v = yaml ? YAML.parse(text) : JSON.parse(text);
   } catch (e) {
-    throw new ConfigError([`${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`], 'config file');
+    // The YAML parser recurses per level: a file nested thousands deep overflows its stack.
+    if (e instanceof RangeError || /Maximum call stack size exceeded/.test((e as Error).message)) throw new ConfigError([tooDeep], 'config file');
+    throw new ConfigError([`${file} is not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message}`], 'config file');
   }
   if (!isObject(v)) throw new ConfigError([`${file} must hold an object at the top level`], 'config file');
+  if (nestingDepth(v) > maxConfigDepth) throw new ConfigError([tooDeep], 'config file');
   return v;
 }
 
@@ -87,6 +121,7 @@ function describeIssue(issue: z.ZodIssue, input: ConfigInput): string {
  * @example const cfg = resolveConfig({ preset: 'tiny' }, ['optim.lr=5e-4']);
  */
 export function resolveConfig(input: ConfigInput = {}, overrides: string[] = []): CmacConfig {
+  checkDepth(input, 'the config input');
   let merged: ConfigInput = input;
   for (const o of overrides) merged = deepMerge(merged, parseOverride(o));
   const preset = merged.preset ?? 'tiny';
