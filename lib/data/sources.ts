@@ -55,12 +55,39 @@ export interface Source {
 
 const noRelease = async (): Promise<void> => undefined;
 
-function walk(dir: string, exts: Set<string>, out: string[]): void {
+/**
+ * Collects the files under `dir` with one of `exts`, in sorted order.
+ * Symlinks are followed, to files and to folders; each folder is listed once,
+ * by its real path (`seen`), so a link back up the tree (a loop) or a second
+ * link to a folder already listed is skipped with a warning.
+ */
+function walk(dir: string, exts: Set<string>, out: string[], seen: Set<string>, warnings: string[]): void {
   const entries = fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) walk(p, exts, out);
-    else if ((e.isFile() || e.isSymbolicLink()) && exts.has(path.extname(e.name).toLowerCase())) out.push(p);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      // A link to anything but a folder is listed by its name, as a file is: a
+      // dangling link or one to a FIFO is then a counted skip when opened.
+      try { isDir = fs.statSync(p).isDirectory(); } catch { isDir = false; }
+      isFile = !isDir;
+    }
+    if (isDir) {
+      let real: string;
+      try {
+        real = fs.realpathSync(p);
+      } catch (err) {
+        warnings.push(`folder ${p} cannot be resolved (${(err as Error).message}); not listed`);
+        continue;
+      }
+      if (seen.has(real)) {
+        warnings.push(`folder ${p} (real path ${real}) is already listed through another path (a symlink loop or a second link to it); not listed again`);
+        continue;
+      }
+      seen.add(real);
+      walk(p, exts, out, seen, warnings);
+    } else if (isFile && exts.has(path.extname(e.name).toLowerCase())) out.push(p);
   }
 }
 
@@ -73,8 +100,10 @@ export interface FolderSourceOptions {
 }
 
 /**
- * Every video under `dir`, recursively, in sorted path order.
- *
+ * Every video under `dir`, recursively, in sorted path order. Symlinks to
+ * files and folders are followed; each folder is listed once by its real path,
+ * so symlink loops end (the skipped link is in `warnings`).
+
  * @example
  * const src = folderSource('/data/clips', { labels: 'subdir' });
  */
@@ -86,7 +115,9 @@ export function folderSource(dir: string, opts: FolderSourceOptions = {}): Sourc
     async list(): Promise<SampleRef[]> {
       if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`cmac: folder ${root} does not exist or is not a folder`);
       const files: string[] = [];
-      walk(root, exts, files);
+      const warnings: string[] = [];
+      walk(root, exts, files, new Set([fs.realpathSync(root)]), warnings);
+      src.warnings = warnings;
       let classes: string[] | undefined;
       if (opts.labels === 'subdir') {
         classes = [...new Set(files.map((f) => path.relative(root, f).split(path.sep)).filter((p) => p.length > 1).map((p) => p[0]))].sort();
@@ -280,16 +311,66 @@ export function manifestSource(file: string, opts: ManifestSourceOptions = {}): 
   return src;
 }
 
-/** Expands WebDataset-style brace ranges: `shard-{000..003}.tar` gives four names. */
-export function expandBraces(pattern: string): string[] {
-  const m = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
-  if (!m) return [pattern];
-  const [a, b] = [Number(m[1]), Number(m[2])];
-  const width = m[1].length;
+/** The most names one brace pattern may expand to (see {@link expandBraces}). */
+export const maxBraceExpansion = 100_000;
+
+interface BraceRange { index: number; length: number; from: number; to: number; width: number }
+
+function braceRanges(pattern: string): BraceRange[] {
+  const out: BraceRange[] = [];
+  for (const m of pattern.matchAll(/\{(\d+)\.\.(\d+)\}/g)) {
+    const [from, to] = [Number(m[1]), Number(m[2])];
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) throw new Error(`cmac: the range ${m[0]} in ${pattern} has numbers past ${Number.MAX_SAFE_INTEGER}`);
+    if (from > to) throw new Error(`cmac: the range ${m[0]} in ${pattern} is empty (it counts down). Fix: write it as {${m[2]}..${m[1]}}`);
+    out.push({ index: m.index!, length: m[0].length, from, to, width: m[1].length });
+  }
+  return out;
+}
+
+/**
+ * How many names a brace pattern stands for (the product of its range
+ * sizes), computed without expanding it.
+ * @example braceCount('shard-{000..099}-{0..1}.tar') // 200
+ */
+export function braceCount(pattern: string): number {
+  return braceRanges(pattern).reduce((n, r) => n * (r.to - r.from + 1), 1);
+}
+
+/** The brace count of `pattern`; an Error naming the pattern, the count and the limit when it is over `limit`. */
+function checkBraceCount(pattern: string, limit = maxBraceExpansion): number {
+  const count = braceCount(pattern);
+  if (count > limit) {
+    throw new Error(`cmac: the shard pattern ${pattern} stands for ${count.toLocaleString('en-US')} names, more than the limit of ${limit.toLocaleString('en-US')}. ` +
+      'Fix: narrow the range(s), or put the shards in a folder and pass the folder');
+  }
+  return count;
+}
+
+/**
+ * Expands WebDataset-style brace ranges: `shard-{000..003}.tar` gives four
+ * names (several ranges give every combination, the last range varying
+ * fastest). The count is checked before anything is expanded: a pattern
+ * standing for more than `limit` (default {@link maxBraceExpansion}) names is
+ * an Error naming the pattern, the count and the limit.
+ */
+export function expandBraces(pattern: string, limit = maxBraceExpansion): string[] {
+  const ranges = braceRanges(pattern);
+  const count = checkBraceCount(pattern, limit);
+  if (!ranges.length) return [pattern];
   const out: string[] = [];
-  for (let i = a; i <= b; i++) {
-    const s = String(i).padStart(width, '0');
-    out.push(...expandBraces(pattern.slice(0, m.index) + s + pattern.slice(m.index + m[0].length)));
+  const digits = ranges.map((r) => r.from);
+  for (let n = 0; n < count; n++) {
+    let s = '';
+    let at = 0;
+    ranges.forEach((r, k) => {
+      s += pattern.slice(at, r.index) + String(digits[k]).padStart(r.width, '0');
+      at = r.index + r.length;
+    });
+    out.push(s + pattern.slice(at));
+    for (let k = ranges.length - 1; k >= 0; k--) {  // odometer: the last range varies fastest
+      if (digits[k] < ranges[k].to) { digits[k]++; break; }
+      digits[k] = ranges[k].from;
+    }
   }
   return out;
 }
@@ -325,6 +406,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
   let ownTmp = false;
   let counter = 0;
   const specs = Array.isArray(shards) ? shards : [shards];
+  for (const spec of specs) checkBraceCount(spec);  // fail before any work, not when listing
   const src: Source = {
     description: `tar shards ${specs.join(', ')}`,
     warnings: [],
