@@ -148,7 +148,7 @@ export interface LoaderStats {
   /** ffmpeg decodes run (clips, plus whole videos decoded into the train cache) and clips served from a cache. */
   decodes: number;
   cacheHits: number;
-  /** Train cache: videos decoded into it, and entries found damaged (and decoded again). */
+  /** Train cache: videos decoded into it; either cache: entries (or index lines) found damaged, never returned (decoded again). */
   cacheFills: number;
   cacheDamaged: number;
   /** One entry per finished epoch. */
@@ -275,7 +275,13 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
       if (!(scale >= 1)) throw new RangeError(`cmac: trainCache.scale must be at least 1, got ${tc.scale}`);
       if (tc.maxBytes !== undefined && !(tc.maxBytes >= 0)) throw new RangeError(`cmac: trainCache.maxBytes must be >= 0, got ${tc.maxBytes}`);
       this.tc = { maxSeconds, scale };
-      this.vcache = new VideoCache(tc.dir, { tag: `r${this.o.rank}`, shardBytes: tc.shardBytes, maxBytes: tc.maxBytes });
+      this.vcache = new VideoCache(tc.dir, {
+        tag: `r${this.o.rank}`, shardBytes: tc.shardBytes, maxBytes: tc.maxBytes,
+        onDamage: (detail) => {
+          this.stats.cacheDamaged++;
+          this.o.log?.(`train cache: ${detail}; that video is decoded again`);
+        },
+      });
     }
   }
 
@@ -571,7 +577,10 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     let key: string | undefined;
     if (this.cache) {
       key = this.cacheKeyOf(u);
-      const hit = await this.cache.get(key);
+      const hit = await this.cache.get(key, (detail, another) => {
+        this.stats.cacheDamaged++;
+        this.o.log?.(`clip cache: ${ref.id} clip ${u.clip}: ${detail}; ${another ? 'trying another copy' : 'decoding the clip again'}`);
+      });
       if (hit && hit.video.length === g.frames * g.size * g.size * 3 && hit.audio.length === samples + 4) {
         this.stats.cacheHits++;
         const info = hit.audio.subarray(samples);

@@ -8,11 +8,14 @@
 //                          (w * h * 3 RGB bytes + crc32), then the audio
 //                          track in blocks of up to 4096 f32le samples (+ crc32)
 //   videos-<tag>.jsonl     one line per entry: key, shard, offset, sizes,
-//                          frame rate, audio rate, probe info
+//                          frame rate, audio rate, probe info, and a crc32
+//                          of all of these (field c)
 // Each crc32 is seeded with (key, record number), so a record that is torn,
 // overwritten or read from the wrong place fails its check: every frame and
 // audio block is verified each time it is read, and a damaged entry is
-// dropped (the loader decodes the video again). An index line is appended
+// dropped (the loader decodes the video again). An index line whose fields
+// fail their crc (edited, damaged, or written before lines had one) is not
+// used (counted; the video is decoded again). An index line is appended
 // only after its entry's data is written (not fsync'ed: the checks catch data
 // that a crash kept from reaching the disk); a decode that fails or is
 // aborted is cut off its shard again (ftruncate). Shards are
@@ -60,6 +63,14 @@ export interface VideoEntry {
   info?: Omit<ProbeInfo, 'file'>;
   /** Written at (ms since 1970): the newest entry of a key wins. */
   t: number;
+  /** crc32 of the line's other fields (set when the line is written; a line that fails it is not used). */
+  c?: number;
+}
+
+/** The checksum of an index line: its other fields as written, seeded with the key. */
+function lineCrc(e: VideoEntry): number {
+  const { c: _c, ...rest } = e;
+  return crc32(JSON.stringify(rest), keySeed(e.k)) >>> 0;
 }
 
 /** A cached record that failed its check (or could not be read). */
@@ -274,14 +285,20 @@ export class VideoCache {
   private readonly index = new Map<string, VideoEntry>();
   private readonly bad = new Set<string>();
   private readonly indexRead = new Map<string, number>();
+  /** Lines read so far per index file (for messages). */
+  private readonly indexLines = new Map<string, number>();
   private readonly readers = new Map<string, Promise<fs.promises.FileHandle>>();
   private idle: Writer[] = [];
   private busy = 0;
   private nextShard = 0;
   private indexFd?: number;
 
-  constructor(dir: string, opts: { tag?: string; shardBytes?: number; maxBytes?: number } = {}) {
+  /** Called with a line for every index line that fails its check (also counted in `damaged`). */
+  private readonly onDamage?: (detail: string) => void;
+
+  constructor(dir: string, opts: { tag?: string; shardBytes?: number; maxBytes?: number; onDamage?: (detail: string) => void } = {}) {
     this.dir = path.resolve(dir);
+    this.onDamage = opts.onDamage;
     this.tag = opts.tag ?? 'r0';
     this.shardBytes = opts.shardBytes ?? 1024 * 1024 * 1024;
     this.maxBytes = opts.maxBytes ?? Infinity;
@@ -312,6 +329,7 @@ export class VideoCache {
     } catch {
       return;
     }
+    const failed: { k: string; detail: string }[] = [];
     for (const n of names) {
       const file = path.join(this.dir, n);
       const from = this.indexRead.get(n) ?? 0;
@@ -337,7 +355,10 @@ export class VideoCache {
       const end = buf.lastIndexOf(10);
       if (end < 0) continue;
       this.indexRead.set(n, from + end + 1);
-      for (const line of buf.toString('utf8', 0, end).split('\n')) {
+      const lineNo = this.indexLines.get(n) ?? 0;
+      const lines = buf.toString('utf8', 0, end).split('\n');
+      this.indexLines.set(n, lineNo + lines.length);
+      for (const [i, line] of lines.entries()) {
         if (!line) continue;
         let e: VideoEntry;
         try {
@@ -346,10 +367,20 @@ export class VideoCache {
           continue; // a torn line
         }
         if (typeof e.k !== 'string' || typeof e.s !== 'string' || !(e.n > 0 && e.w > 0 && e.h > 0)) continue;
+        if (e.c !== lineCrc(e)) {
+          failed.push({ k: e.k, detail: `index line ${lineNo + i + 1} of ${n} (${e.s}@${e.o}) fails its checksum${e.c === undefined ? ' (none: written by an older cmac)' : ''}` });
+          continue;
+        }
         if (this.bad.has(`${e.s}@${e.o}`)) continue;
         const old = this.index.get(e.k);
         if (!old || old.t <= e.t) this.index.set(e.k, e);
       }
+    }
+    // A failed line is reported (once per process) unless its key has a good entry (e.g. the video decoded again since).
+    for (const f of failed) {
+      if (this.index.has(f.k)) continue;
+      this.damaged++;
+      this.onDamage?.(f.detail);
     }
   }
 
@@ -432,6 +463,7 @@ export class VideoCache {
         if (b[0] !== 10) pre = '\n';
       }
     }
+    e.c = lineCrc(e);
     fs.writeSync(this.indexFd, pre + JSON.stringify(e) + '\n');
     this.index.set(e.k, e);
   }
