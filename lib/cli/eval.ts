@@ -6,6 +6,7 @@ import * as path from 'path';
 import { setNumThreads } from '../info';
 import { writeReport } from '../report';
 import { openSource } from '../train/data';
+import { readManifest } from '../data/sources';
 import { clipOf, loadCheckpoint, LoadedModel, resolveCheckpoint } from '../eval/checkpoint';
 import { evalLoader } from '../eval/collect';
 import { DatasetLayout, openProbeDataset, ProbeDataset } from '../eval/datasets';
@@ -94,7 +95,7 @@ function addCommon(c: Command): Command {
 
 function addClipOptions(c: Command): Command {
   return addCommon(c)
-    .option('--split <name>', "manifest split to use (default: 'test' for a cmac synth folder, all clips otherwise)")
+    .option('--split <name>', "split to use (default: 'test' for a cmac synth folder or a manifest with a 'test' split; all clips otherwise, with a warning when the manifest has other splits)")
     .option('--annotations <path>', 'Flickr-SoundNet folder of .xml files, or a VGG-SS .json (default: the synthetic ground truth, or a manifest boxes column)')
     .option('--gt-frames <how>', 'synthetic GT boxes over the clip: union | middle', 'union')
     .option('--gt-objects <which>', 'synthetic GT objects: sounding | dominant', 'sounding')
@@ -202,15 +203,48 @@ export function formatResults(r: EvaluationResults): string {
     }
     lines.push(`  video (finetuned): ${pct(ft.test.mean)} +- ${pct(ft.test.std)}`);
   }
+  for (const [t, why] of Object.entries(r.skipped ?? {})) lines.push(`${taskNames[t as ClipTask]} skipped: ${why}`);
   return lines.join('\n');
 }
 
-async function runClipTasks(tasks: ClipTask[], o: ClipOpts): Promise<void> {
+/**
+ * The split to evaluate when --split is not given: 'test' for a synth folder
+ * or a manifest that has one; otherwise all clips, with a warning when the
+ * manifest's rows have other splits (training clips would be scored too).
+ */
+async function defaultSplit(data: string, log: (l: string) => void): Promise<string | undefined> {
+  if (isSynth(data)) return 'test';
+  if (!/\.(csv|jsonl)$/i.test(data)) return undefined;
+  const m = await readManifest(data);
+  if (m.splits.includes('test')) {
+    log(`manifest ${m.file} has splits ${m.splits.join(', ')}: evaluating split 'test' (--split NAME for another)`);
+    return 'test';
+  }
+  if (m.splits.length) log(`warning: manifest ${m.file} has splits ${m.splits.join(', ')} but none named 'test': evaluating all ${m.entries.length} rows, training clips included (--split NAME to choose)`);
+  return undefined;
+}
+
+const taskNames: Record<ClipTask, string> = { retrieval: 'retrieval', localization: 'localisation', frequency: 'frequency grounding' };
+
+async function runClipTasks(asked: ClipTask[] | 'all', o: ClipOpts): Promise<void> {
   await withModel(o, async ({ model, config, state, ref }, log) => {
     const clip = clipOf(config);
-    const split = o.split ?? (isSynth(o.data) ? 'test' : undefined);
+    const split = o.split ?? (await defaultSplit(o.data, log));
     const source = openSource(o.data, split);
     const loader = evalLoader(source, clip, { batchSize: o.batchSize, decoders: o.decoders, clipsPerVideo: o.clipsPerVideo, cacheDir: o.cacheDir, log });
+    let tasks: ClipTask[];
+    const skipped: Partial<Record<ClipTask, string>> = {};
+    if (asked === 'all') {
+      // Every task the data has ground truth for; the others are named, not silently dropped.
+      const synth = isSynth(o.data);
+      const boxes = !synth && !o.annotations && (await loader.init()).some((r) => Array.isArray(r.boxes) && r.boxes.length > 0);
+      tasks = ['retrieval'];
+      if (synth || o.annotations || boxes) tasks.push('localization');
+      else skipped.localization = "no ground-truth boxes (a manifest 'boxes' column, --annotations, or synthetic data)";
+      if (synth) tasks.push('frequency');
+      else skipped.frequency = 'needs ground-truth mel bins, which only synthetic data has';
+      for (const [t, why] of Object.entries(skipped)) log(`eval all: ${taskNames[t as ClipTask]} skipped: ${why}`);
+    } else tasks = asked;
     const needGt = tasks.includes('localization') || tasks.includes('frequency');
     const gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }) : undefined;
     const t0 = Date.now();
@@ -225,6 +259,7 @@ async function runClipTasks(tasks: ClipTask[], o: ClipOpts): Promise<void> {
     }
     log(`${outputs.clips.length} clips in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     results = { checkpoint: ref.weights, step: state.step, data: `${path.resolve(o.data)}${split ? ` (split ${split})` : ''}`, ...results };
+    if (Object.keys(skipped).length) results.skipped = skipped;
     finish(results, o, formatResults(results), { outputs, gtOf, classes: loader.classes ?? synthClasses(o.data), logmel: config.logmel });
   });
 }
@@ -308,7 +343,7 @@ export function registerEval(program: Command): void {
     .action((o: ClipOpts) => runClipTasks(['frequency'], o));
 
   addClipOptions(ev.command('all'))
-    .description('retrieval, localisation and frequency grounding from one pass over the clips (synthetic data)')
+    .description('retrieval, plus localisation and frequency grounding where the data has their ground truth (synthetic data; boxes), from one pass over the clips; a skipped task is named')
     .addHelpText('after', examples(['cmac eval all --checkpoint runs/tiny --data data/synth --json eval.json --report eval.html']))
-    .action((o: ClipOpts) => runClipTasks(isSynth(o.data) ? ['retrieval', 'localization', 'frequency'] : o.annotations ? ['retrieval', 'localization'] : ['retrieval'], o));
+    .action((o: ClipOpts) => runClipTasks('all', o));
 }

@@ -2,12 +2,12 @@
 // native addon; lib/data/ffmpeg.ts is the only module that spawns ffmpeg.
 export { probe, decodeClip, decodeClips, decodeVideos, encodeClips, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
 export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, VideoJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult } from './ffmpeg';
-export { DataError, skipReasons } from './errors';
+export { DataError, TooFewClipsError, skipReasons } from './errors';
 export type { SkipReason } from './errors';
 export { planClip, randomResizedCrop, squareCentreCrop, applyAudioAugment } from './augment';
 export type { ClipGeometry, AugmentOptions, ClipPlan, PlanOptions } from './augment';
-export { folderSource, manifestSource, tarSource, synthSource, parseCsv, expandBraces, videoExtensions } from './sources';
-export type { Source, SampleRef, OpenedSample, FolderSourceOptions, ManifestSourceOptions, TarSourceOptions, SynthSourceOptions } from './sources';
+export { folderSource, manifestSource, readManifest, parseManifest, resolveLabels, tarSource, synthSource, parseCsv, expandBraces, videoExtensions } from './sources';
+export type { Source, SampleRef, OpenedSample, FolderSourceOptions, ManifestSourceOptions, Manifest, ManifestEntry, LabelCell, TarSourceOptions, SynthSourceOptions } from './sources';
 export { ClipLoader, createLoader } from './loader';
 export type { LoaderOptions, LoaderBatch, LoaderCursor, LoaderStats, ClipMeta, EpochSummary } from './loader';
 export { ClipCache, cacheKey } from './cache';

@@ -9,7 +9,7 @@ import { clipShapes, type SizePreset } from '../presets';
 import type { Tensor } from '../tensor';
 import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
 import { ClipCache, cacheKey } from './cache';
-import { DataError, skipReasons, type SkipReason } from './errors';
+import { DataError, TooFewClipsError, skipReasons, type SkipReason } from './errors';
 import { decodeClips, decodeVideos, probe, type DecodedClip, type DecodeRequest, type ProbeInfo, type VideoJob } from './ffmpeg';
 import { augmentFrames, workingSize } from './frames';
 import { Prng, mixSeed } from './prng';
@@ -220,7 +220,10 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   private refs?: SampleRef[];
   private listing?: Promise<SampleRef[]>;
   private hasLabels = false;
+  /** Per file (sample id): what ffprobe said, or why it failed. */
   private readonly probes = new Map<string, ProbeInfo | DataError>();
+  /** Per row (sample index): why the clip cannot be placed (no audio, too short for its window). Rows of one file differ. */
+  private readonly rowErrors = new Map<number, DataError>();
   private readonly logged = new Set<string>();
   private cur: LoaderCursor;
   private cache?: ClipCache;
@@ -373,6 +376,12 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     });
     const g = this.geometry;
     const B = this.o.batchSize;
+    const shard = this.o.worldSize > 1 ? ` on rank ${this.o.rank}/${this.o.worldSize}` : '';
+    if (this.o.dropLast && this.cur.position === 0 && units.length > 0 && units.length < B) {
+      // Not even every listed clip makes one batch: fail before decoding, not after endless empty epochs.
+      this.running = false;
+      throw new TooFewClipsError(this.o.source.description, units.length, true, B, shard);
+    }
     const frameElems = g.frames * g.size * g.size * 3;
     const samples = this.samples;
     const clipBytes = this.clipBytes;
@@ -455,12 +464,12 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
           const reason = r.error.reason;
           summary.skipped[reason] = (summary.skipped[reason] ?? 0) + 1;
           this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
-          const id = units[pos - 1].ref.id;
+          const { id, row } = units[pos - 1].ref;
           this.stats.badSamples[id] ??= reason;
-          const logKey = `${id}\u0000${reason}`;
+          const logKey = `${row ?? id}\u0000${reason}`;
           if (!this.logged.has(logKey)) {
             this.logged.add(logKey);
-            this.o.log?.(`skip ${id}: ${r.error.message.startsWith(r.error.file) ? r.error.message.slice(r.error.file.length + 2) : r.error.message}`);
+            this.o.log?.(`skip ${id}${row ? ` (${row})` : ''}: ${r.error.message.startsWith(r.error.file) ? r.error.message.slice(r.error.file.length + 2) : r.error.message}`);
           }
         }
         if (batchRows.length === B) {
@@ -480,6 +489,9 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         this.stats.clips += b.meta.length;
         this.cur = { epoch, position: pos };
         yield b;
+      }
+      if (this.o.dropLast && summary.batches === 0 && summary.clips > 0 && startPos === 0) {
+        throw new TooFewClipsError(this.o.source.description, summary.clips, false, B, `${shard} (epoch ${epoch}: skipped ${countSkips(summary.skipped)})`);
       }
       if (summary.clips === 0 && units.length > 0 && startPos === 0) {
         throw new Error(
@@ -574,6 +586,8 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     const samples = this.samples;
     const known = this.probes.get(ref.id);
     if (known instanceof DataError) return { kind: 'done', r: { ok: false, error: known, bytes } };
+    const rowError = this.rowErrors.get(ref.index);
+    if (rowError) return { kind: 'done', r: { ok: false, error: rowError, bytes } };
     let key: string | undefined;
     if (this.cache) {
       key = this.cacheKeyOf(u);
@@ -626,7 +640,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     const ref = u.ref;
     if (!info.audio && this.o.missingAudio === 'skip') {
       const err = new DataError('no_audio', ref.id, 'no audio stream (missingAudio: skip)');
-      this.probes.set(ref.id, err);
+      this.rowErrors.set(ref.index, err);
       throw err;
     }
     const rng = this.o.mode === 'train' ? new Prng(mixSeed(this.o.seed, epoch, ref.index, u.clip)) : undefined;
@@ -640,7 +654,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         augment: this.o.augment,
       });
     } catch (e) {
-      if (e instanceof DataError) this.probes.set(ref.id, this.renamed(e, ref));
+      if (e instanceof DataError) this.rowErrors.set(ref.index, this.renamed(e, ref));
       throw e;
     }
   }

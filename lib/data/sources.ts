@@ -14,10 +14,12 @@ export const videoExtensions: readonly string[] = ['.mp4', '.mkv', '.webm', '.av
 
 /** One sample as a source lists it. */
 export interface SampleRef {
-  /** Stable unique id (the file path, or `shard.tar#key`). */
+  /** Stable id (the file path, or `shard.tar#key`); manifest rows of one file share it. */
   id: string;
-  /** Position in the source's list (0..n-1); with the seed and epoch it seeds augmentation. */
+  /** Position in the source's list (0..n-1), unique per row; with the seed and epoch it seeds augmentation. */
   index: number;
+  /** The manifest row (`file:line`), for messages about this row. */
+  row?: string;
   /** Local file, when the sample is a plain file. */
   path?: string;
   /** Integer class, when known. */
@@ -204,103 +206,220 @@ function optNumber(v: unknown, what: string, where: string): number | undefined 
   return n;
 }
 
+/** The largest class index a label may have (labels travel as int32). */
+const maxLabel = 2147483647;
+
+/** One label value as a manifest row or a tar sample's json gives it, and where it came from (`file:line`). */
+export interface LabelCell {
+  value: unknown;
+  where: string;
+}
+
+/**
+ * The label rule of manifests and tar samples (docs/data.md):
+ * - no label: the field is absent, null or empty;
+ * - a class index: a JSON integer, or text of digits only (`3`; CSV has only
+ *   text), in 0..K-1 with K = `classes.length` when `classes` is given
+ *   (at most 2^31-1 otherwise);
+ * - a class name: any other string, mapped through `classes`, or (without
+ *   `classes`) through the sorted unique names of all rows.
+ * Errors (thrown, naming the row): a number that is not an integer or is
+ * negative or out of range (`-7`, `1.5`, `4294967297`), text that looks like
+ * a number but is not digits only (` 2`, `1.0`, `-7`) unless `classes` names
+ * it, a name with spaces around it, any other type (`true`, objects), a name
+ * not in `classes`, and a list mixing indices and names.
+ */
+export function resolveLabels(cells: LabelCell[], classes?: string[], what = 'manifest'): { labels: Array<number | undefined>; classes?: string[] } {
+  type Kind = { kind: 'none' } | { kind: 'index'; n: number } | { kind: 'name'; s: string };
+  const range = () => (classes ? `0..${classes.length - 1} (${classes.length} classes)` : `0..${maxLabel}`);
+  const index = (n: number, where: string, raw: unknown): Kind => {
+    if (!Number.isInteger(n) || n < 0 || n > maxLabel || (classes && n >= classes.length)) {
+      throw new Error(`cmac: ${where}: label ${JSON.stringify(raw)} is not a class index: indices are integers ${range()}. Fix: correct the label, or write the class name as a string`);
+    }
+    return { kind: 'index', n };
+  };
+  const kinds = cells.map(({ value: v, where }): Kind => {
+    if (v === undefined || v === null || v === '') return { kind: 'none' };
+    if (typeof v === 'number') return index(v, where, v);
+    if (typeof v !== 'string') {
+      throw new Error(`cmac: ${where}: label must be an integer class index or a class name (a string), got ${JSON.stringify(v)}`);
+    }
+    if (/^\d+$/.test(v)) return index(Number(v), where, v);
+    if (classes?.includes(v)) return { kind: 'name', s: v };
+    if (v.trim() !== '' && Number.isFinite(Number(v))) {
+      throw new Error(
+        `cmac: ${where}: label ${JSON.stringify(v)} looks like a number but is not a plain class index (digits only) nor one of the classes. ` +
+          `Fix: write it as ${Number.isInteger(Number(v)) && Number(v) >= 0 ? Number(v) : 'a non-negative integer'}, or list it in classes`,
+      );
+    }
+    if (v.trim() !== v) throw new Error(`cmac: ${where}: label ${JSON.stringify(v)} has spaces around it. Fix: write the class name without them`);
+    return { kind: 'name', s: v };
+  });
+  const firstIndex = kinds.findIndex((k) => k.kind === 'index');
+  const firstName = kinds.findIndex((k) => k.kind === 'name');
+  if (firstIndex >= 0 && firstName >= 0) {
+    const count = (kind: string) => kinds.filter((k) => k.kind === kind).length;
+    throw new Error(
+      `cmac: ${what}: labels mix class indices (${count('index')} row(s), first ${cells[firstIndex].where}: ${JSON.stringify(cells[firstIndex].value)}) ` +
+        `and class names (${count('name')} row(s), first ${cells[firstName].where}: ${JSON.stringify(cells[firstName].value)}). ` +
+        'Fix: use one kind: integers are class indices, strings are class names (mapped through classes)',
+    );
+  }
+  let names = classes;
+  if (!names && firstName >= 0) names = [...new Set(kinds.flatMap((k) => (k.kind === 'name' ? [k.s] : [])))].sort();
+  const labels = kinds.map((k, i) => {
+    if (k.kind === 'index') return k.n;
+    if (k.kind === 'none') return undefined;
+    const j = names!.indexOf(k.s);
+    if (j < 0) throw new Error(`cmac: ${cells[i].where}: label '${k.s}' is not one of the classes (${names!.join(', ')})`);
+    return j;
+  });
+  return { labels, classes: names };
+}
+
+/** One row of a manifest, parsed and checked. */
+export interface ManifestEntry {
+  /** `file:line` of the row, for messages. */
+  where: string;
+  /** Absolute path of the video. */
+  path: string;
+  start?: number;
+  end?: number;
+  /** Class index (see {@link resolveLabels}). */
+  label?: number;
+  boxes?: unknown;
+  /** The row's `split` field, when it has one. */
+  split?: unknown;
+  /** Every field but path/file/video, start, end, label and boxes (split included). */
+  extra?: Record<string, unknown>;
+}
+
+/** A whole manifest: every row (all splits), with one class mapping for all of them. */
+export interface Manifest {
+  file: string;
+  entries: ManifestEntry[];
+  /** Class names, when the labels are names or `classes` was given. */
+  classes?: string[];
+  /** The distinct string values of the rows' `split` field, sorted (empty: no split field). */
+  splits: string[];
+}
+
+/**
+ * Reads and checks a CSV or JSONL manifest (see {@link manifestSource}):
+ * every row of every split, labels resolved by {@link resolveLabels} over
+ * all rows, so a class keeps its index whichever split is used.
+ */
+export async function readManifest(file: string, opts: Omit<ManifestSourceOptions, 'split'> = {}): Promise<Manifest> {
+  const mf = path.resolve(file);
+  let text: string;
+  try {
+    text = await fs.promises.readFile(mf, 'utf8');
+  } catch (e) {
+    throw new Error(`cmac: cannot read manifest ${mf}: ${(e as Error).message}`);
+  }
+  return parseManifest(text, mf, opts);
+}
+
+/** {@link readManifest} on text already read from `file` (which names rows in messages and roots relative paths). */
+export function parseManifest(text: string, file: string, opts: Omit<ManifestSourceOptions, 'split'> = {}): Manifest {
+  const mf = path.resolve(file);
+  const root = path.resolve(opts.root ?? path.dirname(mf));
+  const format = opts.format ?? (path.extname(mf).toLowerCase() === '.csv' ? 'csv' : 'jsonl');
+  const rows: { row: ManifestRow; where: string }[] = [];
+  if (format === 'csv') {
+    const table = parseCsv(text);
+    if (table.length > 0) {
+      const header = table[0].map((h) => h.trim().toLowerCase());
+      if (!header.some((h) => h === 'path' || h === 'file' || h === 'video')) {
+        throw new Error(`cmac: manifest ${mf}: the CSV header must name a 'path' column, got ${header.join(',')}`);
+      }
+      for (let r = 1; r < table.length; r++) {
+        const row: ManifestRow = {};
+        header.forEach((h, c) => {
+          const v = table[r][c];
+          if (v !== undefined && v !== '') row[h] = v;
+        });
+        const where = `${mf}:${r + 1}`;
+        if (typeof row.boxes === 'string') {
+          try {
+            row.boxes = JSON.parse(row.boxes);
+          } catch {
+            throw new Error(`cmac: ${where}: boxes is not JSON: ${row.boxes}`);
+          }
+        }
+        rows.push({ row, where });
+      }
+    }
+  } else {
+    text.split('\n').forEach((line, i) => {
+      const t = line.trim();
+      if (!t || t.startsWith('#')) return;
+      const where = `${mf}:${i + 1}`;
+      let row: ManifestRow;
+      try {
+        row = JSON.parse(t);
+      } catch (e) {
+        throw new Error(`cmac: ${where}: not JSON (${(e as Error).message})`);
+      }
+      if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new Error(`cmac: ${where}: each line must be a JSON object`);
+      rows.push({ row, where });
+    });
+  }
+  const { labels, classes } = resolveLabels(rows.map(({ row, where }) => ({ value: row.label, where })), opts.classes, `manifest ${mf}`);
+  const entries = rows.map(({ row, where }, i): ManifestEntry => {
+    const p = row.path ?? row.file ?? row.video;
+    if (typeof p !== 'string' || !p) throw new Error(`cmac: ${where}: missing 'path'`);
+    const e: ManifestEntry = { where, path: path.resolve(root, p) };
+    const start = optNumber(row.start, 'start', where);
+    const end = optNumber(row.end, 'end', where);
+    if (start !== undefined) e.start = start;
+    if (end !== undefined) e.end = end;
+    if (labels[i] !== undefined) e.label = labels[i];
+    if (row.boxes !== undefined) e.boxes = row.boxes;
+    if (row.split !== undefined) e.split = row.split;
+    const extra: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(row)) {
+      if (!['path', 'file', 'video', 'start', 'end', 'label', 'boxes'].includes(k)) extra[k] = v;
+    }
+    if (Object.keys(extra).length) e.extra = extra;
+    return e;
+  });
+  const splits = [...new Set(entries.flatMap((e) => (typeof e.split === 'string' ? [e.split] : [])))].sort();
+  return { file: mf, entries, classes, splits };
+}
+
 /**
  * Samples listed in a CSV (header row: `path,start,end,label,boxes`, any
  * order, only `path` required; `boxes` is JSON text) or JSONL manifest (one
  * object per line with the same fields; extra fields pass through as
- * `extra`). Relative paths are resolved against the manifest's folder. A
- * label is an integer class, or a class name mapped through `classes`.
+ * `extra`). Relative paths are resolved against the manifest's folder.
+ * Labels follow {@link resolveLabels}: integers are class indices, strings
+ * are class names mapped through `classes`, mixing them is an error.
  *
  * @example
  * const src = manifestSource('/data/train.jsonl', { split: 'train' });
  */
 export function manifestSource(file: string, opts: ManifestSourceOptions = {}): Source {
   const mf = path.resolve(file);
-  const root = path.resolve(opts.root ?? path.dirname(mf));
   const src: Source = {
     description: `manifest ${mf}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
-      let text: string;
-      try {
-        text = await fs.promises.readFile(mf, 'utf8');
-      } catch (e) {
-        throw new Error(`cmac: cannot read manifest ${mf}: ${(e as Error).message}`);
+      const m = await readManifest(mf, opts);
+      const kept = opts.split === undefined ? m.entries : m.entries.filter((e) => e.split === opts.split);
+      if (kept.length === 0 && m.entries.length > 0) {
+        throw new Error(
+          `cmac: manifest ${mf} has no rows of split '${opts.split}' (${m.splits.length ? `its splits: ${m.splits.join(', ')}` : 'its rows have no split field'}). ` +
+            `Fix: ${m.splits.length ? 'choose one of its splits' : "add a split field (e.g. \"split\": \"train\") to the rows"}`,
+        );
       }
-      const format = opts.format ?? (path.extname(mf).toLowerCase() === '.csv' ? 'csv' : 'jsonl');
-      const rows: { row: ManifestRow; where: string }[] = [];
-      if (format === 'csv') {
-        const table = parseCsv(text);
-        if (table.length === 0) return [];
-        const header = table[0].map((h) => h.trim().toLowerCase());
-        if (!header.some((h) => h === 'path' || h === 'file' || h === 'video')) {
-          throw new Error(`cmac: manifest ${mf}: the CSV header must name a 'path' column, got ${header.join(',')}`);
-        }
-        for (let r = 1; r < table.length; r++) {
-          const row: ManifestRow = {};
-          header.forEach((h, c) => {
-            const v = table[r][c];
-            if (v !== undefined && v !== '') row[h] = v;
-          });
-          const where = `${mf}:${r + 1}`;
-          if (typeof row.boxes === 'string') {
-            try {
-              row.boxes = JSON.parse(row.boxes);
-            } catch {
-              throw new Error(`cmac: ${where}: boxes is not JSON: ${row.boxes}`);
-            }
-          }
-          rows.push({ row, where });
-        }
-      } else {
-        text.split('\n').forEach((line, i) => {
-          const t = line.trim();
-          if (!t || t.startsWith('#')) return;
-          const where = `${mf}:${i + 1}`;
-          let row: ManifestRow;
-          try {
-            row = JSON.parse(t);
-          } catch (e) {
-            throw new Error(`cmac: ${where}: not JSON (${(e as Error).message})`);
-          }
-          if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new Error(`cmac: ${where}: each line must be a JSON object`);
-          rows.push({ row, where });
-        });
-      }
-      const kept = opts.split === undefined ? rows : rows.filter((r) => r.row.split === opts.split);
-      // Labels: integers stay; names map through opts.classes or the sorted unique names.
-      const names = new Set<string>();
-      for (const { row } of kept) {
-        const l = row.label;
-        if (typeof l === 'string' && l !== '' && !/^-?\d+$/.test(l)) names.add(l);
-      }
-      let classes = opts.classes;
-      if (!classes && names.size > 0) classes = [...names].sort();
-      if (classes) src.classes = classes;
-      return kept.map(({ row, where }, index) => {
-        const p = row.path ?? row.file ?? row.video;
-        if (typeof p !== 'string' || !p) throw new Error(`cmac: ${where}: missing 'path'`);
-        const abs = path.resolve(root, p);
-        const ref: SampleRef = { id: abs, index, path: abs };
-        const start = optNumber(row.start, 'start', where);
-        const end = optNumber(row.end, 'end', where);
-        if (start !== undefined) ref.start = start;
-        if (end !== undefined) ref.end = end;
-        const l = row.label;
-        if (typeof l === 'number') ref.label = l;
-        else if (typeof l === 'string' && l !== '') {
-          if (/^-?\d+$/.test(l)) ref.label = Number(l);
-          else {
-            const k = classes!.indexOf(l);
-            if (k < 0) throw new Error(`cmac: ${where}: label '${l}' is not one of the classes (${classes!.join(', ')})`);
-            ref.label = k;
-          }
-        }
-        if (row.boxes !== undefined) ref.boxes = row.boxes;
-        const extra: Record<string, unknown> = {};
-        for (const [k, v] of Object.entries(row)) {
-          if (!['path', 'file', 'video', 'start', 'end', 'label', 'boxes'].includes(k)) extra[k] = v;
-        }
-        if (Object.keys(extra).length) ref.extra = extra;
+      if (m.classes) src.classes = m.classes;
+      return kept.map((e, index) => {
+        const ref: SampleRef = { id: e.path, index, path: e.path, row: e.where };
+        if (e.start !== undefined) ref.start = e.start;
+        if (e.end !== undefined) ref.end = e.end;
+        if (e.label !== undefined) ref.label = e.label;
+        if (e.boxes !== undefined) ref.boxes = e.boxes;
+        if (e.extra) ref.extra = e.extra;
         return ref;
       });
     },
@@ -422,6 +541,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
         }
       }
       const refs: SampleRef[] = [];
+      const labelCells: LabelCell[] = [];
       const warnings: string[] = [];
       for (const shard of files) {
         const samples = new Map<string, { video?: TarMember; json?: Record<string, unknown>; jsonError?: string }>();
@@ -467,8 +587,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
           if (s.jsonError) warnings.push(`${shard}#${key}: json member is not JSON (${s.jsonError}); sample used without it`);
           const ref: SampleRef = { id: `${shard}#${key}`, index: refs.length, extra: { shard, key } };
           const j = s.json ?? {};
-          if (typeof j.label === 'number') ref.label = j.label;
-          else if (typeof j.label === 'string' && /^-?\d+$/.test(j.label)) ref.label = Number(j.label);
+          labelCells.push({ value: j.label, where: ref.id });
           if (typeof j.start === 'number') ref.start = j.start;
           if (typeof j.end === 'number') ref.end = j.end;
           if (j.boxes !== undefined) ref.boxes = j.boxes;
@@ -477,6 +596,12 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
           refs.push(ref);
         }
       }
+      // The manifest's label rule (resolveLabels): indices, or names mapped through their sorted order.
+      const { labels, classes } = resolveLabels(labelCells, undefined, `tar shards ${specs.join(', ')}`);
+      refs.forEach((r, i) => {
+        if (labels[i] !== undefined) r.label = labels[i];
+      });
+      if (classes) src.classes = classes;
       src.warnings = warnings;
       return refs;
     },
@@ -516,21 +641,24 @@ export interface SynthSourceOptions {
  */
 export function synthSource(dir: string, opts: SynthSourceOptions = {}): Source {
   const root = path.resolve(dir);
-  const inner = manifestSource(path.join(root, 'manifest.jsonl'), { split: opts.split });
+  const manifest = path.join(root, 'manifest.jsonl');
   const src: Source = {
     description: `synthetic dataset ${root}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
       if (!fs.existsSync(path.join(root, 'manifest.jsonl'))) throw new Error(`cmac: ${root} has no manifest.jsonl (make one with: cmac synth --out ${root})`);
-      const refs = await inner.list();
+      let classes: string[] | undefined;
       try {
         const c = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes?: { name: string }[] };
-        if (Array.isArray(c.classes)) src.classes = c.classes.map((k) => k.name);
+        if (Array.isArray(c.classes)) classes = c.classes.map((k) => k.name);
       } catch {
         /* classes.json is optional */
       }
+      // With the class names known, a label index past them is an error naming the row.
+      const refs = await manifestSource(manifest, { split: opts.split, classes }).list();
+      if (classes) src.classes = classes;
       return refs;
     },
-    open: (ref) => inner.open(ref),
+    open: async (ref) => ({ path: ref.path!, release: noRelease }),
   };
   return src;
 }

@@ -5,14 +5,17 @@
 // (to choose the regulariser) is carved from train where the layout has none.
 import * as fs from 'fs';
 import * as path from 'path';
-import { parseCsv, videoExtensions } from '../data/sources';
+import { parseCsv, parseManifest, videoExtensions } from '../data/sources';
 import type { OpenedSample, SampleRef, Source } from '../data/sources';
 import { Prng, mixSeed } from '../data/prng';
 
-/** One labelled clip file. */
+/** One labelled clip file (or a part of one: a manifest row's window). */
 export interface ProbeItem {
   path: string;
   label: number;
+  /** Use only this part of the file (seconds), as a manifest row says. */
+  start?: number;
+  end?: number;
   /** Items of one group never straddle train and validation (UCF101: the gNN recording group). */
   group?: string;
 }
@@ -35,7 +38,17 @@ export interface ProbeDataset {
   folds: ProbeFold[];
 }
 
-export type DatasetLayout = 'ucf101' | 'hmdb51' | 'esc50' | 'folder' | 'synth';
+export type DatasetLayout = 'ucf101' | 'hmdb51' | 'esc50' | 'folder' | 'synth' | 'manifest';
+
+/** Names one item: its file, and its window when it has one (rows of one file differ). */
+export function itemKey(it: ProbeItem): string {
+  return it.start === undefined && it.end === undefined ? it.path : `${it.path}#${it.start ?? ''}-${it.end ?? ''}`;
+}
+
+/** What the labelled-data commands accept, for messages. */
+export const acceptedLayouts =
+  'a cmac synth folder (synth), a UCF101 or HMDB51 folder with its split files (ucf101, hmdb51; --splits), ESC-50 (its folder or meta/esc50.csv; esc50), ' +
+  'a folder with one sub-folder per class or train/ val/ test/ folders of class folders (folder), or a .csv/.jsonl manifest with label and split columns (manifest)';
 
 const lines = (text: string): string[] => text.replace(/^\uFEFF/, '').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 
@@ -176,6 +189,7 @@ function hmdbSplitsDir(root: string, o: ProbeDatasetOptions): string | undefined
 export function detectLayout(root: string, o: ProbeDatasetOptions = {}): DatasetLayout {
   if (fs.existsSync(path.join(root, 'manifest.jsonl')) && fs.existsSync(path.join(root, 'classes.json'))) return 'synth';
   if (fs.existsSync(path.join(root, 'meta', 'esc50.csv')) || /esc50\.csv$/i.test(root)) return 'esc50';
+  if (/\.(csv|jsonl)$/i.test(root) && fs.existsSync(root) && fs.statSync(root).isFile()) return 'manifest';
   if (ucfSplitsDir(root, o)) return 'ucf101';
   if (hmdbSplitsDir(root, o)) return 'hmdb51';
   return 'folder';
@@ -213,8 +227,12 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   const seed = o.seed ?? 0;
   const valShare = o.valShare ?? 0.2;
   const pick = (all: number[]) => (o.folds?.length ? all.filter((f) => o.folds!.includes(f)) : all);
-  const withVal = (name: string, train: ProbeItem[], test: ProbeItem[]): ProbeFold => ({ name, ...carveValidation(train, valShare, seed), test });
+  const withVal = (name: string, train: ProbeItem[], test: ProbeItem[]): ProbeFold => withValidation(name, train, test, valShare, seed);
 
+  if (layout === 'manifest') return manifestDataset(root, seed, valShare);
+  if (!fs.statSync(root).isDirectory() && layout !== 'esc50') {
+    throw new Error(`data ${root} is a file that is not a dataset the ${layout} layout reads. Accepted: ${acceptedLayouts} (--layout to force one)`);
+  }
   if (layout === 'synth') {
     const cls = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes: { name: string }[] };
     const rows = lines(fs.readFileSync(path.join(root, 'manifest.jsonl'), 'utf8')).map((l) => JSON.parse(l) as { path: string; label: number; split: string });
@@ -296,6 +314,54 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   return { name: `folder ${root}`, layout: 'folder', classes, modality: modalityOf(items), folds: [{ name: 'folder (random 60/20/20)', train, val, test }] };
 }
 
+/**
+ * A CSV / JSONL manifest (lib/data's rules: paths, windows, labels as indices
+ * or names): every row needs a label; the `split` field gives train / val
+ * (also `valid`, `validation`) / test, validation carved from train when
+ * absent; without a split field, a random stratified 60/20/20 split.
+ */
+function manifestDataset(file: string, seed: number, valShare: number): ProbeDataset {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read manifest ${file}: ${(e as Error).message}`);
+  }
+  const m = parseManifest(text, file);
+  if (!m.entries.length) throw new Error(`manifest ${file} has no rows`);
+  const unlabelled = m.entries.filter((e) => e.label === undefined);
+  if (unlabelled.length) {
+    throw new Error(`manifest ${file}: ${unlabelled.length} row(s) have no label (first ${unlabelled[0].where}); the linear probe and finetuning need a label on every row. Fix: label them, or leave them out of the manifest`);
+  }
+  const item = (e: (typeof m.entries)[number]): ProbeItem => ({ path: e.path, label: e.label!, ...(e.start !== undefined ? { start: e.start } : {}), ...(e.end !== undefined ? { end: e.end } : {}) });
+  const nClass = Math.max(...m.entries.map((e) => e.label!)) + 1;
+  const classes = m.classes ?? Array.from({ length: nClass }, (_, k) => `class-${k}`);
+  const name = `manifest ${file}`;
+  const all = m.entries.map(item);
+  if (!m.splits.length) {
+    const { train: rest, val: test } = carveValidation(all, 0.2, seed + 1);
+    const { train, val } = carveValidation(rest, 0.25, seed);
+    return { name, layout: 'manifest', classes, modality: modalityOf(all), folds: [{ name: 'manifest (random 60/20/20)', train, val, test }] };
+  }
+  const valNames = ['val', 'valid', 'validation'];
+  const other = m.splits.filter((s) => s !== 'train' && s !== 'test' && !valNames.includes(s));
+  const noSplit = m.entries.filter((e) => typeof e.split !== 'string');
+  if (other.length || noSplit.length || !m.splits.includes('train') || !m.splits.includes('test')) {
+    throw new Error(
+      `manifest ${file}: the linear probe and finetuning need split 'train' and 'test' on every row (and optionally 'val'); ` +
+        `its splits: ${m.splits.join(', ')}${noSplit.length ? `, and ${noSplit.length} row(s) without one (first ${noSplit[0].where})` : ''}`,
+    );
+  }
+  const of = (names: string[]) => m.entries.filter((e) => names.includes(e.split as string)).map(item);
+  const train = of(['train']), val = of(valNames), test = of(['test']);
+  const fold = val.length ? { name: 'manifest', train, val, test } : withValidation('manifest', train, test, valShare, seed);
+  return { name, layout: 'manifest', classes, modality: modalityOf(all), folds: [fold] };
+}
+
+function withValidation(name: string, train: ProbeItem[], test: ProbeItem[], valShare: number, seed: number): ProbeFold {
+  return { name, ...carveValidation(train, valShare, seed), test };
+}
+
 function modalityOf(items: ProbeItem[]): 'audio-visual' | 'audio' {
   return items.length && items.every((i) => /\.(wav|flac|mp3|ogg)$/i.test(i.path)) ? 'audio' : 'audio-visual';
 }
@@ -305,7 +371,7 @@ export function itemsSource(items: ProbeItem[], description: string): Source {
   return {
     description,
     async list(): Promise<SampleRef[]> {
-      return items.map((it, index) => ({ id: it.path, index, path: it.path, label: it.label }));
+      return items.map((it, index) => ({ id: it.path, index, path: it.path, label: it.label, ...(it.start !== undefined ? { start: it.start } : {}), ...(it.end !== undefined ? { end: it.end } : {}) }));
     },
     async open(ref: SampleRef): Promise<OpenedSample> {
       return { path: ref.path!, release: async () => undefined };

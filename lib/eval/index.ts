@@ -15,7 +15,7 @@ export type { RetrievalSummary } from './retrieval';
 export { clipGtMap, normalisedToGrid, clipFrameIndices, synthGroundTruth, parseFlickrXml, parseVggssJson } from './groundtruth';
 export type { ClipGroundTruth, SynthGtOptions, ClipTiming, VggssEntry } from './groundtruth';
 export {
-  parseUcfClassInd, parseUcfList, parseHmdbSplit, parseEsc50Csv, carveValidation, detectLayout, openProbeDataset, itemsSource,
+  parseUcfClassInd, parseUcfList, parseHmdbSplit, parseEsc50Csv, carveValidation, detectLayout, openProbeDataset, itemsSource, itemKey, acceptedLayouts,
 } from './datasets';
 export type { ProbeItem, ProbeFold, ProbeDataset, DatasetLayout, ProbeDatasetOptions, Esc50Row } from './datasets';
 export { resolveCheckpoint, loadCheckpoint, clipOf } from './checkpoint';

@@ -7,7 +7,7 @@ import type { CmacModel } from '../model';
 import type { ClipGeometry } from '../data/augment';
 import type { LoaderBatch } from '../data/loader';
 import { audioFileFeatures, averageBySample, collectOutputs, evalLoader, Rows, rowSize } from './collect';
-import { itemsSource, ProbeDataset, ProbeItem } from './datasets';
+import { itemKey, itemsSource, ProbeDataset, ProbeItem } from './datasets';
 import { fitLogisticRegression, predict } from './logreg';
 
 /** Default regulariser grid: 1e-5 .. 1e0, half decades. */
@@ -128,7 +128,7 @@ export interface LinearProbeOptions {
 /** Every item of a dataset's folds once, in a fixed order (the order the probe's loader lists them). */
 export function probeItems(ds: ProbeDataset): ProbeItem[] {
   const uniq = new Map<string, ProbeItem>();
-  for (const f of ds.folds) for (const it of [...f.train, ...f.val, ...f.test]) uniq.set(it.path, it);
+  for (const f of ds.folds) for (const it of [...f.train, ...f.val, ...f.test]) uniq.set(itemKey(it), it);
   return [...uniq.values()];
 }
 
@@ -173,7 +173,7 @@ export async function linearProbe(model: CmacModel, ds: ProbeDataset, o: LinearP
     for (const f of r.failed.slice(0, 5)) log(`skipped ${f.file}: ${f.error}`);
     const m = new Map<string, Float32Array>();
     const d = rowSize(r.featA);
-    r.ok.forEach((idx, j) => m.set(items[idx].path, r.featA.data.slice(j * d, (j + 1) * d)));
+    r.ok.forEach((idx, j) => m.set(itemKey(items[idx]), r.featA.data.slice(j * d, (j + 1) * d)));
     feats.audio = m;
   } else {
     const loader = o.batches ? undefined : evalLoader(itemsSource(items, ds.name), o.clip, { batchSize: o.batchSize ?? 32, decoders: o.decoders ?? 2, clipsPerVideo: o.clipsPerVideo ?? 1, cacheDir: o.cacheDir, log });
@@ -184,18 +184,18 @@ export async function linearProbe(model: CmacModel, ds: ProbeDataset, o: LinearP
       const avg = averageBySample(out.clips, rows);
       const d = rowSize(rows);
       const m = new Map<string, Float32Array>();
-      avg.index.forEach((idx, j) => m.set(items[idx].path, avg.rows.data.slice(j * d, (j + 1) * d)));
+      avg.index.forEach((idx, j) => m.set(itemKey(items[idx]), avg.rows.data.slice(j * d, (j + 1) * d)));
       feats[kind] = m;
     }
   }
   log(`features of ${items.length} items in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const have = feats[kinds[0]]!;
-  const missing = items.filter((i) => !have.has(i.path)).length;
+  const missing = items.filter((i) => !have.has(itemKey(i))).length;
   const matrix = (list: ProbeItem[], m: Map<string, Float32Array>): LabelledFeatures => {
-    const kept = list.filter((i) => m.has(i.path));
-    const d = kept.length ? m.get(kept[0].path)!.length : (m.values().next().value?.length ?? 0);
+    const kept = list.filter((i) => m.has(itemKey(i)));
+    const d = kept.length ? m.get(itemKey(kept[0]))!.length : (m.values().next().value?.length ?? 0);
     const x = new Float32Array(kept.length * d);
-    kept.forEach((it, i) => x.set(m.get(it.path)!, i * d));
+    kept.forEach((it, i) => x.set(m.get(itemKey(it))!, i * d));
     return { x, y: Int32Array.from(kept.map((i) => i.label)), n: kept.length, d };
   };
   const result: LinearProbeResult = { dataset: ds.name, classes: ds.classes.length, folds: [], chance: 1 / ds.classes.length, missing };

@@ -22,6 +22,8 @@ export interface EvaluationResults {
   retrieval?: { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary };
   linearProbe?: LinearProbeResult;
   finetune?: FinetuneResult;
+  /** Tasks `cmac eval all` left out, and why (e.g. no ground-truth boxes). */
+  skipped?: Partial<Record<ClipTask, string>>;
 }
 
 /** Options of {@link evaluateModel}. */

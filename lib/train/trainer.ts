@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CmacConfig, ConfigInput, lambdaScale, learningRate, resolveConfig, saveConfig, toModelConfig } from '../config';
-import { createLoader, LoaderBatch, LoaderCursor, LoaderStats } from '../data';
+import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
 import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
@@ -127,7 +127,9 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
       const stop = worldSize > 1 ? await model.anyRank(!!opts.signal?.aborted) : !!opts.signal?.aborted;
       if (stop) { stoppedBy = 'abort'; break; }
       const tData = Date.now();
-      const batch = await nextBatch(batches, cfg);
+      // One rank alone must not leave a collective, so only a single process stops inside a wait for data.
+      const batch = await nextBatch(batches, cfg, worldSize === 1 ? opts.signal : undefined);
+      if (!batch) { stoppedBy = 'abort'; break; }
       const dataMs = Date.now() - tData;
       const lr = learningRate(cfg, step, total);
       const lam = lambdaScale(cfg, step, total);
@@ -184,8 +186,36 @@ export function ranksFromEnv(): { rank: number; worldSize: number } {
   return { rank, worldSize };
 }
 
-async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig): Promise<LoaderBatch> {
-  const n = await it.next();
+/** The next batch; undefined when `signal` aborts first (the wait for data is abandoned, the loader's close stops it). */
+async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal?: AbortSignal): Promise<LoaderBatch | undefined> {
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<'aborted'>((resolve) => {
+    onAbort = () => resolve('aborted');
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  const pending = it.next();
+  pending.catch(() => undefined);
+  let n: IteratorResult<LoaderBatch, void> | 'aborted';
+  try {
+    n = await Promise.race([pending, aborted]);
+  } catch (e) {
+    if (e instanceof TooFewClipsError) {
+      throw new Error(
+        `the training data, ${e.source}${e.where}, has ${e.listed ? `${e.clips} clip(s), so at most ${e.clips}` : e.clips} usable clip(s), ` +
+          `fewer than data.batchSize ${e.batchSize}, and data.dropLast=true drops the incomplete batch, so no step can run. ` +
+          `Fix: lower data.batchSize (e.g. --set data.batchSize=${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}) or set data.dropLast=false.`,
+      );
+    }
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (n === 'aborted') {
+    // Ends the loader's iteration once the pending read settles (a queued return), so nothing decodes on after the run.
+    Promise.resolve(it.return?.()).catch(() => undefined);
+    return undefined;
+  }
   if (n.done) throw new Error(`the data source ${cfg.data.source} ran out of batches. Fix: check that it holds at least data.batchSize (${cfg.data.batchSize}) usable clips.`);
   return n.value;
 }
