@@ -76,6 +76,10 @@ export const configSchema = z.object({
     source: z.string().min(1),
     batchSize: int(2, 65536),
     decoders: int(1, 64).default(2),
+    /** Clip decoder: 'native' (libav in process, `decoders` threads) or 'ffmpeg-cli' (ffmpeg processes); native falls back to the CLI, with one logged line, when the addon lacks libav. */
+    decoder: z.enum(['native', 'ffmpeg-cli']).default('native'),
+    /** Audio stream to use (index among a file's audio streams); default: the first with the default disposition, else the first. */
+    audioStream: int(0, 1023).optional(),
     prefetchBytes: int(1 << 20, Number.MAX_SAFE_INTEGER).default(512 << 20),
     missingAudio: z.enum(['skip', 'silence']).default('skip'),
     augment: z.boolean().default(true),

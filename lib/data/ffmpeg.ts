@@ -41,6 +41,12 @@ export interface ProbeInfo {
     sampleRate: number;
     channels: number;
     duration?: number;
+    /**
+     * Which audio stream: its index among the file's audio streams (0 = the
+     * first). The rule (both decoders): `audioStream` when given, else the
+     * first stream with the default disposition, else the first.
+     */
+    stream?: number;
   };
 }
 
@@ -166,7 +172,7 @@ function isFtypHeaded(file: string): boolean {
  * unsupported_codec, no_video); a missing audio track is not an error here
  * (`audio` is undefined), the caller decides.
  */
-export async function probe(file: string, opts: ProcessOptions = {}): Promise<ProbeInfo> {
+export async function probe(file: string, opts: ProcessOptions & { audioStream?: number } = {}): Promise<ProbeInfo> {
   let size: number;
   try {
     const st = await fs.promises.stat(file);
@@ -201,7 +207,11 @@ export async function probe(file: string, opts: ProcessOptions = {}): Promise<Pr
   }
   const streams = j.streams ?? [];
   const vs = streams.find((s) => s.codec_type === 'video' && !(s.disposition as Record<string, number> | undefined)?.attached_pic);
-  const as = streams.find((s) => s.codec_type === 'audio');
+  const audioStreams = streams.filter((s) => s.codec_type === 'audio');
+  const isDefault = (s: Record<string, unknown>): boolean => (s.disposition as Record<string, number> | undefined)?.default === 1;
+  const want = opts.audioStream;
+  const audioIndex = want !== undefined ? want : Math.max(0, audioStreams.findIndex(isDefault));
+  const as = audioStreams[audioIndex] as Record<string, unknown> | undefined;
   if (!vs) throw new DataError('no_video', file, `no video stream (streams: ${streams.map((s) => s.codec_type).join(', ') || 'none'})`);
   if (!vs.codec_name || vs.codec_name === 'none') throw new DataError('unsupported_codec', file, 'video stream has a codec ffmpeg does not know');
   let rotation = 0;
@@ -227,7 +237,7 @@ export async function probe(file: string, opts: ProcessOptions = {}): Promise<Pr
     video: { codec: String(vs.codec_name), width, height, fps, rotation, frames: num(vs.nb_frames), duration: vdur },
   };
   if (as && as.codec_name && as.codec_name !== 'none') {
-    info.audio = { codec: String(as.codec_name), sampleRate: num(as.sample_rate) ?? 0, channels: num(as.channels) ?? 0, duration: adur };
+    info.audio = { codec: String(as.codec_name), sampleRate: num(as.sample_rate) ?? 0, channels: num(as.channels) ?? 0, duration: adur, stream: audioIndex };
   }
   return info;
 }
@@ -381,7 +391,7 @@ function planJob(j: ClipJob, inputBase: number, fdBase: number): Planned {
     const from = Math.max(0, first) / a.sampleRate;
     if (readSamples > 0 && from < info.duration + 0.05) {
       inputs.push('-threads', threads, '-ss', fmt(from), '-t', fmt(readSamples / a.sampleRate + 0.05), '-i', file);
-      outputs.push('-map', `${inputBase + 1}:a:0`, '-vn', '-ac', '1', '-af', `aresample=${a.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${fdBase + 1}`);
+      outputs.push('-map', `${inputBase + 1}:a:${info.audio.stream ?? 0}`, '-vn', '-ac', '1', '-af', `aresample=${a.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${fdBase + 1}`);
       p.audio = { out, bytes: new Uint8Array(readSamples * 4), fd: fdBase + 1, front };
     }
   }
@@ -527,7 +537,7 @@ export async function decodeVideos(jobs: VideoJob[], opts: ProcessOptions = {}):
     let afd: number | undefined;
     if (j.sampleRate && j.info.audio) {
       afd = fd++;
-      outputs.push('-map', `${input}:a:0`, '-vn', '-ac', '1', '-af', `aresample=${j.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${afd}`);
+      outputs.push('-map', `${input}:a:${j.info.audio.stream ?? 0}`, '-vn', '-ac', '1', '-af', `aresample=${j.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${afd}`);
     }
     live.push({ i, vfd, afd });
   });
@@ -623,8 +633,7 @@ export async function encodeClips(jobs: EncodeJob[], opts: EncodeOptions = {}): 
   }
   jobs.forEach((j, i) => {
     args.push(...maps[i]);
-    args.push('-c:v', 'libx264', '-preset', opts.preset ?? 'ultrafast', '-crf', String(opts.crf ?? 18), '-pix_fmt', 'yuv420p');
-    args.push('-g', String(opts.gop ?? Math.max(1, Math.round(j.fps))), '-threads', String(opts.threads ?? 1));
+    args.push(...x264Args(j.fps, opts));
     if (j.audio) args.push('-c:a', 'aac', '-b:a', opts.audioBitrate ?? '96k');
     if (/\.(mp4|m4v|mov)$/i.test(j.out) && opts.faststart !== false) args.push('-movflags', '+faststart');
     args.push('-map_metadata', '-1', '-fflags', '+bitexact', '-flags', '+bitexact', j.out);
@@ -634,4 +643,68 @@ export async function encodeClips(jobs: EncodeJob[], opts: EncodeOptions = {}): 
   for (const inp of inputs) writeAll(p.child.stdio[inp.fd] as Writable, inp.data);
   const r = await p.done;
   if (r.code !== 0) throw new Error(`cmac: ffmpeg could not encode ${jobs.map((j) => j.out).join(', ')} (${r.timedOut ? 'timeout' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
+}
+
+/** The H.264 settings of {@link encodeClips} and {@link openVideoEncoder}. */
+function x264Args(fps: number, opts: EncodeOptions): string[] {
+  return ['-c:v', 'libx264', '-preset', opts.preset ?? 'ultrafast', '-crf', String(opts.crf ?? 18), '-pix_fmt', 'yuv420p',
+    '-g', String(opts.gop ?? Math.max(1, Math.round(fps))), '-threads', String(opts.threads ?? 1)];
+}
+
+/** A video being encoded frame by frame ({@link openVideoEncoder}). */
+export interface VideoEncoder {
+  /**
+   * Sends one rgb24 frame (height x width x 3) to ffmpeg's stdin and resolves
+   * once the pipe takes more (backpressure), so at most about one frame waits
+   * in memory however long the video. Do not change `frame` afterwards.
+   * Rejects when ffmpeg has failed.
+   */
+  write(frame: Uint8Array): Promise<void>;
+  /** Ends the input and waits for ffmpeg; rejects with its message on failure. */
+  close(): Promise<void>;
+  /** Kills ffmpeg at once; the output is incomplete and the caller's to remove. */
+  abort(): void;
+}
+
+/**
+ * Starts ONE ffmpeg that encodes rgb24 frames written to its stdin into
+ * `out` as H.264 (the settings of {@link encodeClips}; odd sizes are padded
+ * to even). `format` names the container when `out`'s extension does not
+ * (e.g. a temp name). No time limit unless `opts.timeoutMs` is given.
+ */
+export function openVideoEncoder(job: { out: string; width: number; height: number; fps: number; format?: string }, opts: EncodeOptions = {}): VideoEncoder {
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${job.width}x${job.height}`, '-r', String(job.fps), '-i', 'pipe:0'];
+  if (job.width % 2 || job.height % 2) args.push('-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
+  args.push(...x264Args(job.fps, opts));
+  if ((/\.(mp4|m4v|mov)$/i.test(job.out) || /^(mp4|mov)$/.test(job.format ?? '')) && opts.faststart !== false) args.push('-movflags', '+faststart');
+  if (job.format) args.push('-f', job.format);
+  args.push('-map_metadata', '-1', '-fflags', '+bitexact', '-flags', '+bitexact', job.out);
+  const p = run(ffmpegBin(), args, 0, { ...opts, timeoutMs: opts.timeoutMs ?? 2 ** 31 - 1 });
+  const stdin = p.child.stdin!;
+  let failed: Error | undefined;
+  const failure = (r: Awaited<Spawned['done']>) => new Error(`cmac: ffmpeg could not encode ${job.out} (${r.timedOut ? 'timeout' : r.aborted ? 'aborted' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
+  const exited = p.done.then((r) => {
+    if (r.code !== 0) failed = failure(r);
+    return r;
+  }, (e: Error) => {
+    failed = e;
+    return undefined;
+  });
+  return {
+    async write(frame: Uint8Array): Promise<void> {
+      if (failed) throw failed;
+      if (stdin.write(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength))) return;
+      await Promise.race([new Promise((resolve) => stdin.once('drain', resolve)), exited]);
+      if (failed) throw failed;
+    },
+    async close(): Promise<void> {
+      stdin.end();
+      const r = await exited;
+      if (failed) throw failed;
+      if (!r) throw new Error(`cmac: ffmpeg could not encode ${job.out}`);
+    },
+    abort(): void {
+      p.child.kill('SIGKILL');
+    },
+  };
 }

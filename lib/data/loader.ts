@@ -10,7 +10,8 @@ import type { Tensor } from '../tensor';
 import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
 import { ClipCache, cacheKey } from './cache';
 import { DataError, TooFewClipsError, skipReasons, type SkipReason } from './errors';
-import { decodeClips, decodeVideos, probe, type DecodedClip, type DecodeRequest, type ProbeInfo, type VideoJob } from './ffmpeg';
+import { decodeClips, probe, type DecoderKind } from './decode';
+import { decodeVideos, type DecodedClip, type DecodeRequest, type ProbeInfo, type VideoJob } from './ffmpeg';
 import { augmentFrames, workingSize } from './frames';
 import { Prng, mixSeed } from './prng';
 import type { OpenedSample, SampleRef, Source } from './sources';
@@ -82,6 +83,10 @@ export interface LoaderOptions {
   timeoutMs?: number;
   /** ffmpeg decoder threads per process (default 1). */
   threads?: number;
+  /** Clip decoder: 'native' (libav in process, a pool of `decoders` threads; the default) or 'ffmpeg-cli' (docs/data.md). */
+  decoder?: DecoderKind;
+  /** Audio stream index among a file's audio streams (default: the first with the default disposition, else the first). */
+  audioStream?: number;
 }
 
 /** What the loader knows about each clip of a batch. */
@@ -527,7 +532,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     if (hit instanceof DataError) throw hit;
     if (hit) return { ...hit, file };
     try {
-      const info = await probe(file, { timeoutMs: this.o.timeoutMs });
+      const info = await probe(file, { timeoutMs: this.o.timeoutMs, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log });
       this.probes.set(ref.id, info);
       return info;
     } catch (e) {
@@ -741,7 +746,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         this.stats.decodes += todo.length;
         const res = await decodeClips(
           todo.map(({ p }) => ({ file: p.opened!.path, info: p.info, req: this.request(p) })),
-          { timeoutMs: this.o.timeoutMs, signal },
+          { timeoutMs: this.o.timeoutMs, signal, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log },
         );
         for (let j = 0; j < todo.length; j++) {
           const { k, p } = todo[j];

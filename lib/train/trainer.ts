@@ -7,9 +7,9 @@ import { CmacConfig, ConfigInput, lambdaScale, learningRate, resolveConfig, save
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
-import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
+import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint } from './checkpoint';
 import { openSource } from './data';
-import { ensureWritableDir, removeStaleTempFiles } from './files';
+import { ensureWritableDir, lockRunDir, removeStaleTempFiles, RunLock } from './files';
 import { MetricsLog, StepMetrics } from './metrics';
 import { ProgressBar } from './progress';
 import { writeTrainingReport } from './report';
@@ -56,15 +56,30 @@ export class NonFiniteLossError extends Error {}
  */
 export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
   const cfg = resolveConfig(input as ConfigInput);
+  // One run per folder: rank 0, which writes it, holds the folder's lock for the whole run.
+  let lock: RunLock | undefined;
+  if (ranksFromEnv().rank === 0) {
+    ensureWritableDir(path.resolve(cfg.train.runDir));
+    lock = lockRunDir(path.resolve(cfg.train.runDir));
+  }
+  try {
+    return await runTraining(cfg, opts);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSummary> {
   const { rank, worldSize } = ranksFromEnv();
   const main = rank === 0;  // rank 0 alone writes logs, metrics, checkpoints and the report
   const log = main ? opts.log ?? (() => undefined) : () => undefined;
   const runDir = path.resolve(cfg.train.runDir);
   const ckptDir = path.join(runDir, 'checkpoints');
-  if (main) {
-    ensureWritableDir(runDir);
+  if (main) {  // under the lock: nobody else writes here, so leftovers of killed writers can go
     const stale = removeStaleTempFiles(runDir) + removeStaleTempFiles(ckptDir);
     if (stale) log(`removed ${stale} stale temp file(s) left by a killed writer in ${runDir}`);
+    const orphans = removeUncommittedCheckpoints(ckptDir);
+    if (orphans) log(`removed ${orphans} uncommitted checkpoint weight file(s) (no JSON: a write that was killed) in ${ckptDir}`);
   }
   const resumed = opts.resume ? resumeState(ckptDir, cfg) : undefined;
   if (!opts.resume && latestCheckpoint(ckptDir)) {
@@ -99,6 +114,8 @@ export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions 
     seed: cfg.seed,
     dropLast: cfg.data.dropLast,
     decoders: cfg.data.decoders,
+    decoder: cfg.data.decoder,
+    audioStream: cfg.data.audioStream,
     prefetchBytes: cfg.data.prefetchBytes,
     missingAudio: cfg.data.missingAudio,
     cursor,

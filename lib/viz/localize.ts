@@ -8,10 +8,12 @@ import * as path from 'path';
 import type { CmacConfig } from '../config';
 import { squareCentreCrop } from '../data/augment';
 import { DataError } from '../data/errors';
-import { ClipJob, decodeClips, encodeClips, probe, ProbeInfo, runFfmpeg } from '../data/ffmpeg';
+import { decodeClips, probe } from '../data/decode';
+import { ClipJob, openVideoEncoder, ProbeInfo, runFfmpeg, VideoEncoder } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
 import { writeSafetensors } from '../safetensors';
 import { decodeAudioFile } from '../eval/collect';
+import { onProcessExit, removeStaleTempFiles } from '../train/files';
 import { frameImage, hstack, overlay } from './image';
 import { encodePng } from './png';
 import { frequencyTimeline } from './spectrogram';
@@ -70,93 +72,110 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
   const crop = squareCentreCrop(info.video.width, info.video.height);
   const starts = Array.from({ length: K }, (_, k) => from + k * clipSeconds);
   fs.mkdirSync(path.join(outDir, 'frames'), { recursive: true });
+  removeStaleTempFiles(outDir);  // overlay videos of a killed run (*.tmp-<pid>)
   const which = o.maps ?? 'both';
   const bs = o.batchSize ?? 16;
   const acc: Record<'alphaV' | 'betaV' | 'alphaA' | 'betaA', Float32Array[]> = { alphaV: [], betaV: [], alphaA: [], betaA: [] };
   let mapShape: number[] = [], bandCount = 0;
-  const overlayFrames: Uint8Array[] = [];
   const frameFiles: string[] = [];
-  let ow = 0, oh = 0;
-  for (let b0 = 0; b0 < K; b0 += bs) {
-    const ks = starts.slice(b0, b0 + bs);
-    const jobs: ClipJob[] = ks.flatMap((s) => {
-      const model: ClipJob = { file, info, req: { start: s, frames: T, fps, width: size, height: size, crop, audio: { start: s + clipSeconds / 2 - audioSeconds / 2, samples, sampleRate: sr } } };
-      const show: ClipJob = { file, info, req: { start: s, frames: T, fps, width: disp, height: disp, crop } };
-      return disp === size ? [model] : [model, show];
-    });
-    const dec = [];
-    for (let j = 0; j < jobs.length; j += 8) dec.push(...(await decodeClips(jobs.slice(j, j + 8))));
-    const per = disp === size ? 1 : 2;
-    const n = ks.length;
-    const video = new Uint8Array(n * T * size * size * 3);
-    const audio = new Float32Array(n * samples);
-    const shows: Uint8Array[] = [];
-    for (let i = 0; i < n; i++) {
-      const d = dec[i * per], s = dec[i * per + per - 1];
-      if (d instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${d.message}`);
-      if (s instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${s.message}`);
-      video.set(d.video, i * T * size * size * 3);
-      if (d.audio) audio.set(d.audio, i * samples);
-      shows.push(s.video);
-    }
-    const m = await model.maps({ video: { data: video, shape: [n, T, size, size, 3] }, audio: { data: audio, shape: [n, samples] } });
-    mapShape = m.alphaV!.shape.slice(1);
-    bandCount = m.alphaA!.shape[1];
-    const [h, w] = mapShape;
-    for (let i = 0; i < n; i++) {
-      const k = b0 + i;
-      const pick = (t: { data: Float32Array | unknown; shape: number[] } | undefined, len: number) => (t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len));
-      const a = pick(m.alphaV, h * w), be = pick(m.betaV, h * w);
-      acc.alphaV.push(a); acc.betaV.push(be);
-      acc.alphaA.push(pick(m.alphaA, bandCount)); acc.betaA.push(pick(m.betaA, bandCount));
-      for (let f = 0; f < T; f++) {
-        const fb = disp * disp * 3;
-        const frame = frameImage(shows[i].subarray(f * fb, (f + 1) * fb), disp);
-        const panels = [];
-        if (which !== 'beta') panels.push(overlay(frame, a, h, w, { size: disp }));
-        if (which !== 'alpha') panels.push(overlay(frame, be, h, w, { size: disp }));
-        const img = hstack(panels, 4);
-        ow = img.width; oh = img.height;
-        const name = path.join(outDir, 'frames', `clip-${String(k).padStart(4, '0')}-f${f}.png`);
-        fs.writeFileSync(name, encodePng(img));
-        frameFiles.push(name);
-        if (!o.noVideo) overlayFrames.push(img.data);
+  // The overlay frames stream into one ffmpeg as they are drawn (memory stays
+  // bounded however long the video); its output and the muxed MP4 are temp
+  // files named by pid until renamed, removed on any exit before that.
+  const silent = path.join(outDir, `.overlay-video.mp4.tmp-${process.pid}`);
+  const muxed = path.join(outDir, `overlay.mp4.tmp-${process.pid}`);
+  let encoder: VideoEncoder | undefined;
+  const dropTemp = () => {
+    encoder?.abort();
+    for (const f of [silent, muxed]) fs.rmSync(f, { force: true });
+  };
+  const cancelExitHook = onProcessExit(dropTemp);
+  try {
+    for (let b0 = 0; b0 < K; b0 += bs) {
+      const ks = starts.slice(b0, b0 + bs);
+      const jobs: ClipJob[] = ks.flatMap((s) => {
+        const model: ClipJob = { file, info, req: { start: s, frames: T, fps, width: size, height: size, crop, audio: { start: s + clipSeconds / 2 - audioSeconds / 2, samples, sampleRate: sr } } };
+        const show: ClipJob = { file, info, req: { start: s, frames: T, fps, width: disp, height: disp, crop } };
+        return disp === size ? [model] : [model, show];
+      });
+      const dec = [];
+      for (let j = 0; j < jobs.length; j += 8) dec.push(...(await decodeClips(jobs.slice(j, j + 8))));
+      const per = disp === size ? 1 : 2;
+      const n = ks.length;
+      const video = new Uint8Array(n * T * size * size * 3);
+      const audio = new Float32Array(n * samples);
+      const shows: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) {
+        const d = dec[i * per], s = dec[i * per + per - 1];
+        if (d instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${d.message}`);
+        if (s instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${s.message}`);
+        video.set(d.video, i * T * size * size * 3);
+        if (d.audio) audio.set(d.audio, i * samples);
+        shows.push(s.video);
       }
+      const m = await model.maps({ video: { data: video, shape: [n, T, size, size, 3] }, audio: { data: audio, shape: [n, samples] } });
+      mapShape = m.alphaV!.shape.slice(1);
+      bandCount = m.alphaA!.shape[1];
+      const [h, w] = mapShape;
+      for (let i = 0; i < n; i++) {
+        const k = b0 + i;
+        const pick = (t: { data: Float32Array | unknown; shape: number[] } | undefined, len: number) => (t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len));
+        const a = pick(m.alphaV, h * w), be = pick(m.betaV, h * w);
+        acc.alphaV.push(a); acc.betaV.push(be);
+        acc.alphaA.push(pick(m.alphaA, bandCount)); acc.betaA.push(pick(m.betaA, bandCount));
+        for (let f = 0; f < T; f++) {
+          const fb = disp * disp * 3;
+          const frame = frameImage(shows[i].subarray(f * fb, (f + 1) * fb), disp);
+          const panels = [];
+          if (which !== 'beta') panels.push(overlay(frame, a, h, w, { size: disp }));
+          if (which !== 'alpha') panels.push(overlay(frame, be, h, w, { size: disp }));
+          const img = hstack(panels, 4);
+          const name = path.join(outDir, 'frames', `clip-${String(k).padStart(4, '0')}-f${f}.png`);
+          fs.writeFileSync(name, encodePng(img));
+          frameFiles.push(name);
+          if (!o.noVideo) {
+            encoder ??= openVideoEncoder({ out: silent, width: img.width, height: img.height, fps, format: 'mp4' }, { crf: 20 });
+            await encoder.write(img.data);
+          }
+        }
+      }
+      log(`clips ${Math.min(K, b0 + bs)}/${K}`);
     }
-    log(`clips ${Math.min(K, b0 + bs)}/${K}`);
-  }
-  const cat = (list: Float32Array[]) => { const out = new Float32Array(list.reduce((s, x) => s + x.length, 0)); let p = 0; for (const x of list) { out.set(x, p); p += x.length; } return out; };
-  const mapsFile = path.join(outDir, 'maps.safetensors');
-  await writeSafetensors(mapsFile, {
-    alphaV: { data: cat(acc.alphaV), shape: [K, ...mapShape] },
-    betaV: { data: cat(acc.betaV), shape: [K, ...mapShape] },
-    alphaA: { data: cat(acc.alphaA), shape: [K, bandCount] },
-    betaA: { data: cat(acc.betaA), shape: [K, bandCount] },
-    clipStart: { data: Float32Array.from(starts), shape: [K] },
-  }, { video: path.resolve(file), clipSeconds: String(clipSeconds), frames: String(T), fps: String(fps), audioSeconds: String(audioSeconds), note: 'beta needs audio: where the file has none it is computed on silence' });
-  const result: LocalizeResult = { clips: K, clipStarts: starts, clipSeconds, frames: frameFiles, maps: mapsFile, index: path.join(outDir, 'index.json') };
-  let pcm: Float32Array | undefined;
-  if (info.audio) {
-    pcm = await decodeAudioFile(file, sr);
-    const pic = frequencyTimeline(pcm, { ...config.logmel, maps: { alpha_a: cat(acc.alphaA), beta_a: cat(acc.betaA) }, bands: bandCount, clipStarts: starts, clipSeconds });
-    result.frequency = path.join(outDir, 'frequency.png');
-    fs.writeFileSync(result.frequency, encodePng(pic));
-  } else log(`${file} has no audio: beta maps are computed on silence and no frequency picture is written`);
-  if (!o.noVideo) {
-    const silent = path.join(outDir, '.overlay-video.mp4');
-    const all = new Uint8Array(overlayFrames.length * ow * oh * 3);
-    overlayFrames.forEach((f, i) => all.set(f, i * ow * oh * 3));
-    await encodeClips([{ out: silent, video: all, width: ow, height: oh, fps }], { crf: 20 });
-    result.video = path.join(outDir, 'overlay.mp4');
+    const cat = (list: Float32Array[]) => { const out = new Float32Array(list.reduce((s, x) => s + x.length, 0)); let p = 0; for (const x of list) { out.set(x, p); p += x.length; } return out; };
+    const mapsFile = path.join(outDir, 'maps.safetensors');
+    await writeSafetensors(mapsFile, {
+      alphaV: { data: cat(acc.alphaV), shape: [K, ...mapShape] },
+      betaV: { data: cat(acc.betaV), shape: [K, ...mapShape] },
+      alphaA: { data: cat(acc.alphaA), shape: [K, bandCount] },
+      betaA: { data: cat(acc.betaA), shape: [K, bandCount] },
+      clipStart: { data: Float32Array.from(starts), shape: [K] },
+    }, { video: path.resolve(file), clipSeconds: String(clipSeconds), frames: String(T), fps: String(fps), audioSeconds: String(audioSeconds), note: 'beta needs audio: where the file has none it is computed on silence' });
+    const result: LocalizeResult = { clips: K, clipStarts: starts, clipSeconds, frames: frameFiles, maps: mapsFile, index: path.join(outDir, 'index.json') };
+    let pcm: Float32Array | undefined;
     if (info.audio) {
-      // The original soundtrack from the first clip's start, cut to the overlay's length.
-      await runFfmpeg(['-y', '-i', silent, '-ss', String(from), '-t', String(K * clipSeconds), '-i', file, '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'aac', '-b:a', '128k', '-shortest', '-movflags', '+faststart', result.video]);
-      fs.rmSync(silent, { force: true });
-    } else fs.renameSync(silent, result.video);
+      pcm = await decodeAudioFile(file, sr);
+      const pic = frequencyTimeline(pcm, { ...config.logmel, maps: { alpha_a: cat(acc.alphaA), beta_a: cat(acc.betaA) }, bands: bandCount, clipStarts: starts, clipSeconds });
+      result.frequency = path.join(outDir, 'frequency.png');
+      fs.writeFileSync(result.frequency, encodePng(pic));
+    } else log(`${file} has no audio: beta maps are computed on silence and no frequency picture is written`);
+    if (encoder) {
+      await encoder.close();
+      result.video = path.join(outDir, 'overlay.mp4');
+      if (info.audio) {
+        // The original soundtrack from the first clip's start, cut to the overlay's length.
+        await runFfmpeg(['-y', '-i', silent, '-ss', String(from), '-t', String(K * clipSeconds), '-i', file, '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'aac', '-b:a', '128k', '-shortest', '-movflags', '+faststart', '-f', 'mp4', muxed]);
+        fs.renameSync(muxed, result.video);
+        fs.rmSync(silent, { force: true });
+      } else fs.renameSync(silent, result.video);
+    }
+    fs.writeFileSync(result.index, JSON.stringify({
+      video: path.resolve(file), clips: K, clipSeconds, clipStarts: starts, maps: which, overlaySize: disp,
+      frames: frameFiles.map((f) => path.relative(outDir, f)), overlay: result.video && path.relative(outDir, result.video), frequency: result.frequency && path.relative(outDir, result.frequency), mapsFile: 'maps.safetensors',
+    }, null, 1) + '\n');
+    return result;
+  } catch (e) {
+    dropTemp();
+    throw e;
+  } finally {
+    cancelExitHook();
   }
-  fs.writeFileSync(result.index, JSON.stringify({
-    video: path.resolve(file), clips: K, clipSeconds, clipStarts: starts, maps: which, overlaySize: disp,
-    frames: frameFiles.map((f) => path.relative(outDir, f)), overlay: result.video && path.relative(outDir, result.video), frequency: result.frequency && path.relative(outDir, result.frequency), mapsFile: 'maps.safetensors',
-  }, null, 1) + '\n');
-  return result;
 }

@@ -369,7 +369,7 @@ struct Planes {
     w = W;
     h = H;
     fmt = f;
-    return av_image_alloc(data, linesize, W, H, f, 32) >= 0;
+    return av_image_alloc(data, linesize, W, H, f, 64) >= 0;
   }
 };
 
@@ -476,7 +476,7 @@ struct Pixels {
   const ClipRequest& req;
   int theta;
   Sws s1, s2;
-  Planes rot, mid;
+  Planes rot, mid, rgb;  // rgb: swscale's own padded output (it may write past a row's last pixel)
   explicit Pixels(const ClipRequest& r, int th) : req(r), theta(th) {}
 
   std::string run(const AVFrame* fr, uint8_t* dst) {
@@ -536,21 +536,24 @@ struct Pixels {
     s1.s = sws_getCachedContext(s1.s, w, h, f, req.width, req.height, out1, SWS_BILINEAR, nullptr, nullptr, nullptr);
     if (!s1.s) return "cannot scale from this pixel format";
     setColour(s1.s, fr);
+    if (rgb.w != req.width || rgb.h != req.height) {
+      if (!rgb.alloc(req.width, req.height, AV_PIX_FMT_RGB24)) return "out of memory (rgb)";
+    }
     if (!eq) {
-      uint8_t* dd[4] = {dst, nullptr, nullptr, nullptr};
-      int dl[4] = {req.width * 3, 0, 0, 0};
-      sws_scale(s1.s, src, ls, 0, h, dd, dl);
-      if (req.flip) hflipPlanes(dd, dl, req.width, req.height, AV_PIX_FMT_RGB24);
+      sws_scale(s1.s, src, ls, 0, h, rgb.data, rgb.linesize);
+      if (req.flip) hflipPlanes(rgb.data, rgb.linesize, req.width, req.height, AV_PIX_FMT_RGB24);
+      copyRgb(dst);
       return "";
     }
     if (mid.w != req.width || mid.h != req.height || mid.fmt != midFmt) {
       if (!mid.alloc(req.width, req.height, midFmt)) return "out of memory (scale)";
     }
     sws_scale(s1.s, src, ls, 0, h, mid.data, mid.linesize);
-    // eq as the CLI passes it: fmt6 values, clipped like vf_eq.
-    const double b = std::max(-1.0, std::min(1.0, fmt6(req.brightness)));
-    const double c = std::max(-1000.0, std::min(1000.0, fmt6(req.contrast)));
-    const double s = std::max(0.0, std::min(3.0, fmt6(req.saturation)));
+    // eq as the CLI passes it: fmt6 values, clipped like vf_eq with av_clipf, i.e. in single
+    // precision (-0.2 becomes -0.2000000030, and (int)(100 * b + 100) is then 79, not 80).
+    const double b = static_cast<float>(std::max(-1.0, std::min(1.0, fmt6(req.brightness))));
+    const double c = static_cast<float>(std::max(-1000.0, std::min(1000.0, fmt6(req.contrast))));
+    const double s = static_cast<float>(std::max(0.0, std::min(3.0, fmt6(req.saturation))));
     const AVPixFmtDescriptor* md = av_pix_fmt_desc_get(midFmt);
     for (int p = 0; p < 3; ++p) {
       int pw, ph, step;
@@ -558,15 +561,20 @@ struct Pixels {
       if (p == 0) eqApply(mid.data[0], mid.linesize[0], pw, ph, c, b);
       else eqApply(mid.data[p], mid.linesize[p], pw, ph, s, 0.0);
     }
-    if (req.flip) hflipPlanes(mid.data, mid.linesize, mid.w, mid.h, midFmt);
-    // The CLI's auto-inserted converter to rgb24 (ffmpeg's default sws flags: bicubic).
+    // The CLI's auto-inserted converter to rgb24 (ffmpeg's default sws flags: bicubic) sits
+    // between eq and hflip (hflip's formats merge with format=rgb24), so the flip is on RGB.
     s2.s = sws_getCachedContext(s2.s, mid.w, mid.h, midFmt, req.width, req.height, AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);
     if (!s2.s) return "cannot convert to rgb24";
     setColour(s2.s, fr);
-    uint8_t* dd[4] = {dst, nullptr, nullptr, nullptr};
-    int dl[4] = {req.width * 3, 0, 0, 0};
-    sws_scale(s2.s, mid.data, mid.linesize, 0, mid.h, dd, dl);
+    sws_scale(s2.s, mid.data, mid.linesize, 0, mid.h, rgb.data, rgb.linesize);
+    if (req.flip) hflipPlanes(rgb.data, rgb.linesize, req.width, req.height, AV_PIX_FMT_RGB24);
+    copyRgb(dst);
     return "";
+  }
+
+  void copyRgb(uint8_t* dst) {
+    const size_t row = size_t(req.width) * 3;
+    for (int y = 0; y < req.height; ++y) std::memcpy(dst + row * y, rgb.data[0] + int64_t(y) * rgb.linesize[0], row);
   }
 };
 

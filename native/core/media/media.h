@@ -13,7 +13,7 @@
 //    Autorotation (90/180/270 from the display matrix), crop (display
 //    orientation, exact), bilinear swscale to W x H, eq (brightness, contrast,
 //    saturation: vf_eq's integer formula on YUV) then bicubic YUV->RGB24
-//    (as the CLI's auto-inserted converter), hflip.
+//    (as the CLI's auto-inserted converter), hflip on RGB.
 //  - audio: a second demuxer seeked like ffmpeg's -ss (whole file, stream -1),
 //    sample-accurate trim at the window start, swresample with async=1 and
 //    first_pts=0 (silence for a late first sample), downmix to mono, resample,

@@ -1,0 +1,247 @@
+// Native decoding (libav in process, native/core/media) against the ffmpeg-CLI
+// path (the reference) on media made here: same frames, pixels within one
+// level, audio within 1e-4, the same padding and the same audio stream; and
+// bad media as counted DataErrors, never a crash. The C++ tests of
+// native/core/media run here too (cmac_media_tests). Both paths of the audio
+// stream rule (issue 17 item 12) are checked here.
+import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as cli from '../lib/data/ffmpeg';
+import { decodeClips, nativeDecoding, probe, type DecoderKind } from '../lib/data/decode';
+import { DataError, runFfmpeg, writeTestVideos, type ClipJob, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
+import { root, tmpDir } from './helpers';
+
+const mediaTests = path.join(root, 'build', 'Release', 'cmac_media_tests');
+const palette: [number, number, number][] = [
+  [230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20],
+  [20, 230, 230], [230, 20, 230], [235, 235, 235], [20, 20, 20],
+];
+
+interface Diff { meanAbs: number; maxFrameMean: number; maxAbs: number; audioMax: number }
+
+function diff(a: DecodedClip, b: DecodedClip, frameBytes: number): Diff {
+  let sum = 0;
+  let maxAbs = 0;
+  let maxFrameMean = 0;
+  const frames = a.video.length / frameBytes;
+  for (let f = 0; f < frames; f++) {
+    let fs_ = 0;
+    for (let i = f * frameBytes; i < (f + 1) * frameBytes; i++) {
+      const d = Math.abs(a.video[i] - b.video[i]);
+      fs_ += d;
+      if (d > maxAbs) maxAbs = d;
+    }
+    sum += fs_;
+    maxFrameMean = Math.max(maxFrameMean, fs_ / frameBytes);
+  }
+  let audioMax = 0;
+  if (a.audio && b.audio) for (let i = 0; i < a.audio.length; i++) audioMax = Math.max(audioMax, Math.abs(a.audio[i] - b.audio[i]));
+  return { meanAbs: sum / a.video.length, maxFrameMean, maxAbs, audioMax };
+}
+
+const worst: Diff = { meanAbs: 0, maxFrameMean: 0, maxAbs: 0, audioMax: 0 };
+
+/** Decodes on both paths and checks parity; returns the native clip. */
+async function parity(file: string, info: ProbeInfo, req: DecodeRequest, what: string): Promise<DecodedClip> {
+  const jobs: ClipJob[] = [{ file, info, req }];
+  const [c] = await cli.decodeClips(jobs);
+  const [n] = await decodeClips(jobs, { decoder: 'native' });
+  if (c instanceof DataError) throw new Error(`${what}: the CLI failed: ${c.message}`);
+  if (n instanceof DataError) throw new Error(`${what}: native failed: ${n.message}`);
+  expect(n.video.length, what).to.equal(c.video.length);
+  expect(n.audio === null, `${what}: audio presence`).to.equal(c.audio === null);
+  expect(n.audioPad, `${what}: audio padding`).to.deep.equal(c.audioPad);
+  const d = diff(n, c, req.width * req.height * 3);
+  for (const k of Object.keys(worst) as (keyof Diff)[]) worst[k] = Math.max(worst[k], d[k]);
+  // Every frame within one level on average: a different frame picked would be far off.
+  expect(d.maxFrameMean, `${what}: per-frame mean |native - cli| (max |d| ${d.maxAbs})`).to.be.at.most(1);
+  expect(d.audioMax, `${what}: audio max |native - cli|`).to.be.at.most(1e-4);
+  return n;
+}
+
+function meanColour(video: Uint8Array, frame: number, size: number): number[] {
+  const s = [0, 0, 0];
+  for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) s[c] += video[(frame * size * size + i) * 3 + c];
+  return s.map((v) => v / (size * size));
+}
+
+describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
+  this.timeout(120000);
+  const dir = tmpDir('cmac-data-native-');
+  const colours = path.join(dir, 'colours.mp4');
+  const sync = path.join(dir, 'sync.mp4');
+  const halves = path.join(dir, 'halves.mkv');
+  const wide = path.join(dir, 'wide.mp4');
+  const rotated = path.join(dir, 'rotated.mp4');
+  const real = path.join(dir, 'real.mp4');
+  const two = path.join(dir, 'two-audio.mkv');
+
+  before(async function () {
+    const n = nativeDecoding();
+    if (!n.available) {
+      console.log(`      (skipped: ${n.reason})`);
+      this.skip();
+    }
+    await writeTestVideos([
+      { out: colours, seconds: 3, fps: 24, width: 64, height: 48, colour: (_t, f) => palette[Math.floor(f / 3) % palette.length], tone: 1000, sampleRate: 44100, amplitude: 0.4 },
+      { out: sync, seconds: 4, fps: 25, width: 48, height: 48, colour: () => [60, 60, 60], flash: 2.0, click: 2.0, tone: 440, amplitude: 0.05 },
+      { out: halves, seconds: 1, fps: 10, width: 64, height: 48, pixel: (x) => (x < 32 ? [220, 30, 30] : [30, 30, 220]), tone: null },
+      { out: wide, seconds: 2, fps: 15, width: 96, height: 40, pixel: (x, y, t) => [(x * 2 + t * 40) & 255, (y * 5) & 255, (x * y) & 255], tone: 300, sampleRate: 22050 },
+    ]);
+    const lavfi = (spec: string) => ['-f', 'lavfi', '-i', spec];
+    // 640x360 H.264 25 fps (keyframe every 2 s) + AAC 44.1 kHz stereo: a realistic file for mid-GOP seeks.
+    await runFfmpeg([...lavfi('testsrc2=s=640x360:r=25:d=6'), ...lavfi('sine=f=523:sample_rate=44100:d=6'), '-ac', '2',
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', real]);
+    // Rotation metadata: the tkhd display matrix of a 90-degree turn, written into the file
+    // (ffmpeg 5.1 has no option that writes one; 6.0 has -display_rotation).
+    await runFfmpeg([...lavfi('testsrc2=s=64x32:r=10:d=2'), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-y', rotated]);
+    const rb = fs.readFileSync(rotated);
+    const tkhd = rb.indexOf('tkhd');
+    expect(tkhd).to.be.greaterThan(0);
+    [0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000].forEach((v, i) => rb.writeInt32BE(v, tkhd - 4 + 48 + 4 * i));
+    fs.writeFileSync(rotated, rb);
+    // Two audio streams; the second is the default one.
+    await runFfmpeg([...lavfi('color=c=gray:s=32x32:r=10:d=2'), ...lavfi('sine=f=440:sample_rate=16000:d=2'), ...lavfi('sine=f=1500:sample_rate=16000:d=2'),
+      '-map', '0:v', '-map', '1:a', '-map', '2:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac',
+      '-disposition:a:0', '0', '-disposition:a:1', 'default', '-y', two]);
+  });
+
+  after(() => {
+    console.log(`      worst native vs CLI: pixel mean |d| ${worst.meanAbs.toFixed(3)}, worst frame mean ${worst.maxFrameMean.toFixed(3)}, max |d| ${worst.maxAbs}, audio max |d| ${worst.audioMax.toExponential(2)}`);
+  });
+
+  it('runs the C++ tests of native/core/media', function () {
+    if (!fs.existsSync(mediaTests)) throw new Error(`${mediaTests} is missing: run npm run build:native`);
+    const r = spawnSync(mediaTests, [], { encoding: 'utf8', timeout: 120000 });
+    expect(r.status, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/ok {3}media_decode_colours_by_time/);
+  });
+
+  it('probes the same fields as ffprobe', async () => {
+    for (const f of [colours, halves, wide, rotated, real, two]) {
+      const a = await cli.probe(f);
+      const b = await probe(f, { decoder: 'native' });
+      expect(b.format, f).to.equal(a.format);
+      expect(b.duration, f).to.be.closeTo(a.duration, 1e-3);
+      const plain = (x: unknown) => JSON.parse(JSON.stringify(x ?? null));
+      expect(plain(b.video), f).to.deep.equal(plain(a.video));
+      expect(plain(b.audio), f).to.deep.equal(plain(a.audio));
+      expect(b.size).to.equal(a.size);
+    }
+  });
+
+  it('picks the same frames with the same colours (seeks, fps changes, centre crop)', async () => {
+    const info = await cli.probe(colours);
+    for (const [start, fps] of [[0, 8], [0.9, 8], [1.03, 16], [0.5, 24], [1.5, 10], [0.04, 30]] as const) {
+      const req = { start, frames: 8, fps, width: 32, height: 32, audio: { start: start - 0.25, samples: 16000, sampleRate: 16000 } };
+      const n = await parity(colours, info, req, `colours start ${start} fps ${fps}`);
+      for (let k = 0; k < 8; k++) {
+        const want = palette[Math.floor(Math.floor((start + k / fps) * 24 + 1e-9) / 3) % palette.length];
+        const got = meanColour(n.video, k, 32);
+        expect(got.every((v, i) => Math.abs(v - want[i]) < 24), `start ${start} fps ${fps} frame ${k}: ${got.map(Math.round)} vs ${want}`).to.equal(true);
+      }
+    }
+  });
+
+  it('matches on a realistic file: mid-GOP seeks, resampled stereo AAC', async () => {
+    const info = await cli.probe(real);
+    for (const start of [0, 1.37, 2.96, 4.5]) {
+      await parity(real, info, { start, frames: 8, fps: 8, width: 112, height: 112, audio: { start: start - 0.1, samples: 32000, sampleRate: 16000 } }, `real start ${start}`);
+    }
+  });
+
+  it('matches with a crop, a flip and colour jitter on a non-square source', async () => {
+    const info = await cli.probe(wide);
+    const cases: Partial<DecodeRequest>[] = [
+      { crop: { x: 10, y: 3, w: 51, h: 33 }, flip: true },
+      { crop: { x: 0, y: 0, w: 96, h: 40 }, jitter: { brightness: 0.1, contrast: 1.2, saturation: 0.7 } },
+      { crop: { x: 7, y: 1, w: 40, h: 37 }, flip: true, jitter: { brightness: -0.2, contrast: 0.8, saturation: 1.3 } },
+      {},
+    ];
+    for (const [i, c] of cases.entries()) {
+      await parity(wide, info, { start: 0.3 + i * 0.2, frames: 6, fps: 10, width: 24, height: 24, ...c, audio: { start: 0.1, samples: 8000, sampleRate: 16000 } }, `wide case ${i}`);
+    }
+  });
+
+  it('honours rotation metadata like ffmpeg autorotate', async () => {
+    const info = await cli.probe(rotated);
+    expect([info.video!.width, info.video!.height]).to.deep.equal([32, 64]);
+    await parity(rotated, info, { start: 0.5, frames: 4, fps: 10, width: 16, height: 32, crop: { x: 0, y: 0, w: 32, h: 64 } }, 'rotated');
+    await parity(rotated, info, { start: 0.2, frames: 3, fps: 5, width: 20, height: 20, flip: true }, 'rotated centre crop');
+  });
+
+  it('keeps the flash and the click aligned, and pads audio past the end the same way', async () => {
+    const info = await cli.probe(sync);
+    await parity(sync, info, { start: 1.75, frames: 8, fps: 16, width: 32, height: 32, audio: { start: 1.0, samples: 32000, sampleRate: 16000 } }, 'sync');
+    const ci = await cli.probe(colours);
+    const end = await parity(colours, ci, { start: 2, frames: 4, fps: 8, width: 16, height: 16, audio: { start: 2, samples: 32000, sampleRate: 16000 } }, 'past the end');
+    expect(end.audioPad.back).to.be.within(15000, 16100);
+    const front = await parity(colours, ci, { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: -0.5, samples: 32000, sampleRate: 16000 } }, 'before the start');
+    expect(front.audioPad.front).to.equal(8000);
+    const beyond = await parity(colours, ci, { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: 5, samples: 1600, sampleRate: 16000 } }, 'window after the file');
+    expect(beyond.audioPad.back).to.equal(1600);
+  });
+
+  it('a file without audio gives null audio on both paths', async () => {
+    const info = await cli.probe(halves);
+    expect(info.audio).to.equal(undefined);
+    const n = await parity(halves, info, { start: 0.2, frames: 3, fps: 10, width: 16, height: 16, audio: { start: 0, samples: 1600, sampleRate: 16000 } }, 'no audio');
+    expect(n.audio).to.equal(null);
+  });
+
+  for (const decoder of ['ffmpeg-cli', 'native'] as DecoderKind[]) {
+    it(`two audio streams: the default-disposition one, or data.audioStream (${decoder})`, async () => {
+      const hz = async (audioStream?: number): Promise<number> => {
+        const info = await probe(two, { decoder, audioStream });
+        const [d] = await decodeClips([{ file: two, info, req: { start: 0, frames: 1, fps: 10, width: 16, height: 16, audio: { start: 0.5, samples: 8000, sampleRate: 16000 } } }], { decoder });
+        if (d instanceof DataError) throw d;
+        let c = 0;
+        for (let i = 1; i < d.audio!.length; i++) if ((d.audio![i - 1] < 0) !== (d.audio![i] < 0)) c++;
+        return c / 2 / 0.5;
+      };
+      expect(await hz()).to.be.closeTo(1500, 20);
+      expect(await hz(0)).to.be.closeTo(440, 10);
+      expect(await hz(1)).to.be.closeTo(1500, 20);
+    });
+  }
+
+  it('bad media: counted DataErrors with the CLI path reasons, never a crash', async () => {
+    const bytes = fs.readFileSync(real);
+    const cut = path.join(dir, 'cut.mp4');
+    fs.writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.4)));
+    const junk = path.join(dir, 'junk.mp4');
+    fs.writeFileSync(junk, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 255)));
+    const empty = path.join(dir, 'empty.mp4');
+    fs.writeFileSync(empty, '');
+    for (const [f, reason] of [[cut, 'truncated'], [junk, 'probe_failed'], [empty, 'empty_file'], [path.join(dir, 'missing.mp4'), 'missing_file']] as const) {
+      const e1 = await cli.probe(f).catch((e) => e);
+      const e2 = await probe(f, { decoder: 'native' }).catch((e) => e);
+      expect(e2, f).to.be.instanceOf(DataError);
+      expect((e2 as DataError).reason, `${f}: ${(e2 as Error).message}`).to.equal(reason);
+      expect((e1 as DataError).reason, f).to.equal(reason);
+    }
+    // A clip decoded from a file cut after probing: truncated, on its own clip only.
+    const info = await cli.probe(real);
+    const cutLate = path.join(dir, 'cut-late.mp4');
+    fs.writeFileSync(cutLate, bytes.subarray(0, Math.floor(bytes.length * 0.999)));
+    const res = await decodeClips([
+      { file: missingCodec(dir, halves), info: await cli.probe(halves), req: { start: 0.2, frames: 2, fps: 10, width: 16, height: 16 } },
+      { file: real, info, req: { start: 5.5, frames: 8, fps: 8, width: 16, height: 16 } },
+      { file: real, info, req: { start: 1, frames: 2, fps: 8, width: 16, height: 16 } },
+    ], { decoder: 'native' });
+    expect((res[0] as DataError).reason).to.equal('unsupported_codec');
+    expect((res[1] as DataError).reason).to.equal('truncated');
+    expect(res[2]).to.not.be.instanceOf(DataError);
+  });
+});
+
+/** halves.mkv with its codec id overwritten (as data-ffmpeg.test.ts does). */
+function missingCodec(dir: string, halves: string): string {
+  const bad = path.join(dir, 'badcodec.mkv');
+  const b = fs.readFileSync(halves);
+  b.write('V_ZZZZZ/ISO/QQQ', b.indexOf('V_MPEG4/ISO/AVC'));
+  fs.writeFileSync(bad, b);
+  return bad;
+}
