@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { createLoader, manifestSource, synthesize, tarSource, type LoaderBatch } from '../lib/data';
+import { createLoader, manifestSource, synthesize, tarSource, TooFewClipsError, type LoaderBatch } from '../lib/data';
 import { train } from '../lib/train';
 import { root, tmpDir } from './helpers';
 
@@ -204,6 +204,21 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
       expect(r.code).to.equal(1);
       expect(r.stderr).to.match(/19 usable clip\(s\)/).and.include('data.batchSize 32').and.include('data.dropLast=false').and.match(/split train/);
       expect(r.ms).to.be.below(60000);
+    });
+
+    it('the loader: enough clips listed but too few usable for one batch is an error after one epoch, not empty epochs', async () => {
+      const a = rows[4].path, b = rows[5].path;
+      const mf = writeJsonl(path.join(data, 'few-usable.jsonl'), [{ path: a }, { path: a, start: 2, end: 1 }, { path: b }, { path: b, start: 3, end: 0 }]);
+      const l = createLoader({ source: manifestSource(mf), batchSize: 3, dropLast: true, clip: geom, seed: 1, epochs: 50 });
+      const e = await rejection((async () => { for await (const _ of l) void _; })());
+      expect(e).to.be.instanceOf(TooFewClipsError);
+      expect(e.message).to.match(/has 2 usable clip\(s\) \(epoch 0: skipped too_short 2\), fewer than batchSize 3/).and.match(/Fix: lower batchSize, or set dropLast: false/);
+      expect(l.stats.epochs.length).to.equal(0);  // stopped in the first epoch
+      // Fewer listed than one batch: thrown before any decoding.
+      const m = createLoader({ source: manifestSource(mf), batchSize: 5, dropLast: true, clip: geom, epochs: 50 });
+      const e2 = await rejection((async () => { for await (const _ of m) void _; })());
+      expect(e2.message).to.match(/has 4 clip\(s\), so at most 4 usable clip\(s\), fewer than batchSize 5/);
+      expect(m.stats.decodes).to.equal(0);
     });
 
     it('train(): aborting its signal interrupts a wait for data (a stalled tar shard)', async () => {

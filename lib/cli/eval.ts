@@ -226,30 +226,33 @@ async function defaultSplit(data: string, log: (l: string) => void): Promise<str
 
 const taskNames: Record<ClipTask, string> = { retrieval: 'retrieval', localization: 'localisation', frequency: 'frequency grounding' };
 
+/** What `cmac eval all` runs: every task the data has ground truth for; the others named with the reason, not silently dropped. */
+async function allTasks(o: ClipOpts, loader: ReturnType<typeof evalLoader>, log: (l: string) => void): Promise<{ tasks: ClipTask[]; skipped: Partial<Record<ClipTask, string>> }> {
+  const synth = isSynth(o.data);
+  const boxes = !synth && !o.annotations && (await loader.init()).some((r) => Array.isArray(r.boxes) && r.boxes.length > 0);
+  const tasks: ClipTask[] = ['retrieval'];
+  const skipped: Partial<Record<ClipTask, string>> = {};
+  if (synth || o.annotations || boxes) tasks.push('localization');
+  else skipped.localization = "no ground-truth boxes (a manifest 'boxes' column, --annotations, or synthetic data)";
+  if (synth) tasks.push('frequency');
+  else skipped.frequency = 'needs ground-truth mel bins, which only synthetic data has';
+  for (const [t, why] of Object.entries(skipped)) log(`eval all: ${taskNames[t as ClipTask]} skipped: ${why}`);
+  return { tasks, skipped };
+}
+
 async function runClipTasks(asked: ClipTask[] | 'all', o: ClipOpts): Promise<void> {
   await withModel(o, async ({ model, config, state, ref }, log) => {
     const clip = clipOf(config);
     const split = o.split ?? (await defaultSplit(o.data, log));
     const source = openSource(o.data, split);
     const loader = evalLoader(source, clip, { batchSize: o.batchSize, decoders: o.decoders, clipsPerVideo: o.clipsPerVideo, cacheDir: o.cacheDir, log });
-    let tasks: ClipTask[];
-    const skipped: Partial<Record<ClipTask, string>> = {};
-    if (asked === 'all') {
-      // Every task the data has ground truth for; the others are named, not silently dropped.
-      const synth = isSynth(o.data);
-      const boxes = !synth && !o.annotations && (await loader.init()).some((r) => Array.isArray(r.boxes) && r.boxes.length > 0);
-      tasks = ['retrieval'];
-      if (synth || o.annotations || boxes) tasks.push('localization');
-      else skipped.localization = "no ground-truth boxes (a manifest 'boxes' column, --annotations, or synthetic data)";
-      if (synth) tasks.push('frequency');
-      else skipped.frequency = 'needs ground-truth mel bins, which only synthetic data has';
-      for (const [t, why] of Object.entries(skipped)) log(`eval all: ${taskNames[t as ClipTask]} skipped: ${why}`);
-    } else tasks = asked;
-    const needGt = tasks.includes('localization') || tasks.includes('frequency');
-    const gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }) : undefined;
     const t0 = Date.now();
-    let results: EvaluationResults, outputs;
+    let results: EvaluationResults, outputs, gtOf, skipped: Partial<Record<ClipTask, string>>;
     try {
+      let tasks: ClipTask[];
+      ({ tasks, skipped } = asked === 'all' ? await allTasks(o, loader, log) : { tasks: asked, skipped: {} });
+      const needGt = tasks.includes('localization') || tasks.includes('frequency');
+      gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }) : undefined;
       ({ results, outputs } = await evaluateModel(model, {
         config, clips: loader, tasks, gtOf, keepFrames: !!o.report, keepAudio: o.report ? 256 : false,
         onProgress: (n) => { if (n % (o.batchSize * 10) < o.batchSize) log(`${n} clips`); },

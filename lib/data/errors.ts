@@ -56,8 +56,9 @@ export class DataError extends Error {
 /**
  * An epoch read from its start cannot give a single batch: fewer clips than
  * `batchSize` with `dropLast` (each following epoch would be empty as well).
- * `usable` is the count of clips decoded fine in that epoch, or (`listed`
- * true, thrown before decoding) the count listed, an upper bound of it.
+ * `clips` is the count of clips decoded fine in that epoch (`detail` says
+ * what was skipped), or (`listed` true, thrown before decoding) the count
+ * listed, an upper bound of it.
  */
 export class TooFewClipsError extends Error {
   constructor(
@@ -66,9 +67,10 @@ export class TooFewClipsError extends Error {
     readonly listed: boolean,
     readonly batchSize: number,
     readonly where = '',
+    readonly detail = '',
   ) {
     super(
-      `cmac: ${source}${where} has ${listed ? `${clips} clip(s), so at most ${clips}` : clips} usable clip(s), fewer than batchSize ${batchSize}, ` +
+      `cmac: ${source}${where} has ${listed ? `${clips} clip(s), so at most ${clips}` : clips} usable clip(s)${detail ? ` (${detail})` : ''}, fewer than batchSize ${batchSize}, ` +
         'and dropLast drops the incomplete batch, so no batch can be made. Fix: lower batchSize, or set dropLast: false',
     );
     this.name = 'TooFewClipsError';

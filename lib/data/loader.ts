@@ -496,7 +496,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
         yield b;
       }
       if (this.o.dropLast && summary.batches === 0 && summary.clips > 0 && startPos === 0) {
-        throw new TooFewClipsError(this.o.source.description, summary.clips, false, B, `${shard} (epoch ${epoch}: skipped ${countSkips(summary.skipped)})`);
+        throw new TooFewClipsError(this.o.source.description, summary.clips, false, B, shard, `epoch ${epoch}: skipped ${countSkips(summary.skipped)}`);
       }
       if (summary.clips === 0 && units.length > 0 && startPos === 0) {
         throw new Error(
