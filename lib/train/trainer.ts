@@ -19,7 +19,7 @@ import { TensorBoardWriter } from './tensorboard';
 export interface TrainOptions {
   /** Called after every step with its metrics. */
   onStep?: (m: StepMetrics) => void;
-  /** Aborting stops the run after the current step, with a checkpoint. */
+  /** Aborting stops the run after the current step (at once while it waits for data; one process only), with a checkpoint. */
   signal?: AbortSignal;
   /** Continue from the newest checkpoint in the run folder. */
   resume?: boolean;
