@@ -305,6 +305,12 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
       expect(r.stdout).to.match(/video \(featV\): \d/);
     });
 
+    it('eval finetune --data list.jsonl uses the manifest too', async () => {
+      const r = await cmac(['eval', 'finetune', '--checkpoint', run, '--data', manifest, '--epochs', '1', '--batch', '4', '--batch-size', '8'], 300000);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(/finetune on manifest .*list\.jsonl/).and.match(/\(19 \/ 2 \/ 3 videos/);
+    });
+
     it('eval linear-probe on a file that is no dataset says which layouts are accepted', async () => {
       const txt = path.join(dir, 'notes.txt');
       fs.writeFileSync(txt, 'hello\n');
