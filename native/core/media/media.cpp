@@ -333,6 +333,13 @@ bool openDecoder(AVStream* st, CodecCtx& cc, Fail& fail) {
   return true;
 }
 
+// Only `keep` is read after this: the demuxer skips the other streams' packets. Called after
+// the seek, which must see every stream as ffmpeg does (its default stream picks the position).
+void discardOthers(AVFormatContext* fmt, int keep) {
+  for (unsigned i = 0; i < fmt->nb_streams; ++i)
+    if (static_cast<int>(i) != keep) fmt->streams[i]->discard = AVDISCARD_ALL;
+}
+
 // ffmpeg -ss on an input: seek the whole file (stream -1) to `us` (+ start time), with the DTS heuristic.
 void cliSeek(AVFormatContext* fmt, int64_t us) {
   int64_t ts = us + (fmt->start_time != AV_NOPTS_VALUE ? fmt->start_time : 0);
@@ -615,6 +622,7 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
   const int64_t seekUs = usOf(fmt6(seek));
   const int64_t icStart = in.fmt->start_time != AV_NOPTS_VALUE ? in.fmt->start_time : 0;
   cliSeek(in.fmt, seekUs);
+  discardOthers(in.fmt, vs);
   const AVRational tb = st->time_base;
   const int64_t offset = av_rescale_q(-(seekUs + icStart), AV_TIME_BASE_Q, tb);
   const AVRational outTb = av_inv_q(av_d2q(F, INT_MAX));
@@ -771,6 +779,7 @@ ClipResult decodeAudio(const Source& src, const ClipRequest& req, float* out, do
     const int64_t fromUs = usOf(fmt6(from));
     const int64_t icStart = in.fmt->start_time != AV_NOPTS_VALUE ? in.fmt->start_time : 0;
     cliSeek(in.fmt, fromUs);
+    discardOthers(in.fmt, as);
     const int64_t offset = av_rescale_q(-(fromUs + icStart), AV_TIME_BASE_Q, st->time_base);
     Swr swr;
     swr.s = swr_alloc();
