@@ -8,6 +8,7 @@ import { registerEmbed } from './embed';
 import { registerEval } from './eval';
 import { registerLocalize } from './localize';
 import { registerBench } from './bench';
+import { installProcessGuards, removeStaleTemp } from './lifecycle';
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -19,7 +20,9 @@ export function buildCli(): Command {
   const program = new Command('cmac')
     .description('Cross-Modal Attention Consistency: audio-visual self-supervised learning on libtorch')
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Leftovers of killed cmac processes (temp folders named by pid) go before any real work.
+    .hook('preAction', (_p, cmd) => { if (cmd.name() !== 'info') removeStaleTemp(); });
 
   program
     .command('info')
@@ -50,6 +53,7 @@ export function buildCli(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  installProcessGuards();
   const program = buildCli();
   try {
     await program.parseAsync(argv);

@@ -11,6 +11,7 @@ import { groundTruthFor } from '../eval/evaluate';
 import { evaluateModel } from '../eval/run';
 import { evaluationSections } from '../viz/report';
 import { launchLocal } from '../dist/launch';
+import { takeNextSignal } from './lifecycle';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -24,17 +25,18 @@ function positiveInt(name: string) {
   };
 }
 
-/** SIGINT/SIGTERM stop the run after the current step, with a checkpoint; a second signal exits at once. */
+/**
+ * SIGINT/SIGTERM/SIGHUP stop the run after the current step, with a
+ * checkpoint; a second signal exits at once (code 128 + n), and the exit
+ * hooks remove a half-written checkpoint and the run-folder lock (lifecycle.ts).
+ */
 function abortOnSignals(): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();
-  const onSig = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) process.exit(130);
+  const dispose = takeNextSignal((sig) => {
     process.stderr.write(`\ncmac: ${sig} received, stopping after this step and writing a checkpoint (send again to quit at once)\n`);
     ac.abort();
-  };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  return { signal: ac.signal, dispose: () => { process.off('SIGINT', onSig); process.off('SIGTERM', onSig); } };
+  });
+  return { signal: ac.signal, dispose };
 }
 
 function printSummary(s: TrainSummary): void {
@@ -78,7 +80,15 @@ export function registerTrain(program: Command): void {
     .action(async (o: { config?: string; preset?: string; loss?: string; data?: string; steps?: number; runDir?: string; set: string[]; resume?: boolean; tensorboard?: boolean; printConfig?: boolean; quiet?: boolean; nproc?: number }) => {
       if (o.nproc && o.nproc > 1 && process.env.RANK === undefined) {
         const args = process.argv.slice(1).filter((a, i, all) => a !== '--nproc' && all[i - 1] !== '--nproc' && !a.startsWith('--nproc='));
-        process.exitCode = await launchLocal({ nproc: o.nproc, args });
+        // Every signal is launchLocal's to forward to the ranks (they stop with a checkpoint, then quit at the second).
+        let giveBack = () => undefined as void;
+        const hold = () => { giveBack = takeNextSignal(hold); };
+        hold();
+        try {
+          process.exitCode = await launchLocal({ nproc: o.nproc, args });
+        } finally {
+          giveBack();
+        }
         return;
       }
       let input: ConfigInput = {};

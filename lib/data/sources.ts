@@ -609,7 +609,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
       const m = ref.extra?.member as TarMember | undefined;
       if (!m) throw new DataError('no_video', ref.id, 'the sample has no video member');
       if (!tmp) {
-        tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-tar-'));
+        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`));  // the owner's pid: see removeStaleTempDirs (lib/train/files.ts)
         ownTmp = true;
         const dir = tmp;
         process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

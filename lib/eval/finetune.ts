@@ -5,13 +5,13 @@
 // accuracy is kept, and its top-1 accuracy on the test videos is reported.
 // The numerics are native (lib/classifier.ts, native/core/classifier.cpp).
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { VideoClassifier } from '../classifier';
 import { CmacConfig, learningRate, toModelConfig } from '../config';
 import { createLoader } from '../data/loader';
 import type { LoaderBatch } from '../data/loader';
 import type { AugmentOptions, ClipGeometry } from '../data/augment';
+import { makeOwnedTempDir, removeStaleTempDirs } from '../train/files';
 import { averageBySample, ClipInfo, clipInfos, evalLoader, Rows, RowsBuilder, rowSize } from './collect';
 import { itemsSource, ProbeDataset, ProbeItem } from './datasets';
 import { majorityAccuracy, meanStd } from './probe';
@@ -24,6 +24,9 @@ import { majorityAccuracy, meanStd } from './probe';
  * a class). The audio is not used.
  */
 export const finetuneAugment: AugmentOptions = { crop: { scale: [0.5, 1] }, flip: 0.5, jitter: false, gain: false, shift: false };
+
+/** Name prefix of finetuning's temp folder (the default clip cache) in the OS temp folder, followed by the owner's pid. */
+export const finetuneTempPrefix = 'cmac-finetune-';
 
 /** Options of {@link finetune}. */
 export interface FinetuneOptions {
@@ -158,8 +161,11 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
   // The schedule of training runs (lib/config learningRate): cosine to 0, no warmup.
   const schedule: CmacConfig = { ...o.config, optim: { ...o.config.optim, lr: s.lr, schedule: 'cosine', warmupFraction: 0, minLrFraction: 0 } };
   const modelConfig = { ...toModelConfig(o.config), device: s.device, optim: { name: s.optimizer, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: false } };
-  const tmp = o.cacheDir ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-finetune-'));
-  const evalCache = o.cacheDir ?? tmp!;
+  // The default clip cache: a temp folder named by pid, removed at the end or
+  // on any exit (signals included); those of killed runs are removed here.
+  removeStaleTempDirs([finetuneTempPrefix]);
+  const tmp = o.cacheDir ? undefined : makeOwnedTempDir(finetuneTempPrefix);
+  const evalCache = o.cacheDir ?? tmp!.dir;
   const evaluate = async (clf: VideoClassifier, items: ProbeItem[], what: string) => {
     const loader = evalLoader(itemsSource(items, `${ds.name} ${what}`), clip, { batchSize: o.evalBatchSize ?? 32, decoders: o.decoders ?? 2, clipsPerVideo: s.clipsPerVideo, cacheDir: evalCache });  // no loader log: unusable test items are counted in `missing`
     try {
@@ -232,7 +238,7 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
       result.folds.push(fold);
     }
   } finally {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    tmp?.remove();
   }
   result.test = meanStd(result.folds.map((f) => f.testAccuracy));
   return result;

@@ -7,7 +7,7 @@ import * as path from 'path';
 import type { CmacConfig } from '../config';
 import type { CmacModel } from '../model';
 import type { LoaderCursor } from '../data';
-import { writeFileAtomic } from './files';
+import { onProcessExit, writeFileAtomic } from './files';
 
 /** What a checkpoint's JSON holds. */
 export interface CheckpointState {
@@ -35,13 +35,26 @@ const name = (step: number) => `step-${String(step).padStart(8, '0')}`;
 export async function saveCheckpoint(dir: string, model: CmacModel, state: CheckpointState, keepLast: number): Promise<CheckpointRef> {
   fs.mkdirSync(dir, { recursive: true });
   const ref = { step: state.step, weights: path.join(dir, `${name(state.step)}.safetensors`), state: path.join(dir, `${name(state.step)}.json`) };
-  await model.save(ref.weights, { format: state.format, step: String(state.step), preset: state.config.preset, lossPreset: state.config.loss.preset });
+  // Exiting mid-write (a second Ctrl-C / SIGTERM) must not leave ~33 MB of
+  // uncommitted weights: the hook removes them (and the writer's temp file)
+  // unless the JSON commit marker was written; an overwritten committed
+  // checkpoint (same step) is left alone.
+  const fresh = !fs.existsSync(ref.state);
+  const cancel = onProcessExit(() => {
+    fs.rmSync(`${ref.weights}.tmp-${process.pid}`, { force: true });
+    if (fresh && !fs.existsSync(ref.state)) fs.rmSync(ref.weights, { force: true });
+  });
   try {
-    writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
-  } catch (e) {
-    fs.rmSync(ref.weights, { force: true });  // uncommitted without its JSON: free the space
-    throw new Error(`cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
-      `Fix: free disk space (or inodes) in ${dir} or choose another --run-dir; the previous checkpoint is intact.`);
+    await model.save(ref.weights, { format: state.format, step: String(state.step), preset: state.config.preset, lossPreset: state.config.loss.preset });
+    try {
+      writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
+    } catch (e) {
+      fs.rmSync(ref.weights, { force: true });  // uncommitted without its JSON: free the space
+      throw new Error(`cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
+        `Fix: free disk space (or inodes) in ${dir} or choose another --run-dir; the previous checkpoint is intact.`);
+    }
+  } finally {
+    cancel();
   }
   for (const old of listCheckpoints(dir).slice(0, -keepLast)) {
     fs.rmSync(old.state, { force: true });  // uncommit first, then drop the weights
@@ -61,6 +74,24 @@ export function listCheckpoints(dir: string): CheckpointRef[] {
     if (fs.existsSync(ref.weights)) out.push(ref);
   }
   return out.sort((a, b) => a.step - b.step);
+}
+
+/**
+ * Removes weights without their JSON commit marker (`step-N.safetensors`
+ * alone): what a process killed between the two writes leaves, ~33 MB each
+ * for the tiny preset, never counted as a checkpoint. Only for the run
+ * folder's lock holder (nobody else can be writing). Returns how many.
+ */
+export function removeUncommittedCheckpoints(dir: string): number {
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return 0; }
+  let removed = 0;
+  for (const f of names) {
+    if (!/^step-\d{8}\.safetensors$/.test(f) || names.includes(f.replace(/\.safetensors$/, '.json'))) continue;
+    fs.rmSync(path.join(dir, f), { force: true });
+    removed++;
+  }
+  return removed;
 }
 
 /** Reads and checks a checkpoint's JSON; the error names the file and the fix. */

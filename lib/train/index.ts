@@ -8,3 +8,5 @@ export { openSource } from './data';
 export { TensorBoardWriter, crc32c, maskedCrc32c, tfRecord, readTfRecords, eventSchema } from './tensorboard';
 export { openCheckpoint, findCheckpoint } from './load';
 export type { OpenedCheckpoint } from './load';
+export { lockRunDir, RunFolderBusyError } from './files';
+export type { LockHolder, RunLock } from './files';
