@@ -99,7 +99,8 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
         { path: b },
         { path: c, start: 0.5 },
       ]);
-      const opts = { source: manifestSource(mf), batchSize: 1, clip: geom, seed: 1, epochs: 4, mode: 'train' as const };
+      // One clip prepared at a time: the order of decisions is the clip order, so the old per-file cache fails this every time.
+      const opts = { source: manifestSource(mf), batchSize: 1, clip: geom, seed: 1, epochs: 4, mode: 'train' as const, decoders: 1, clipsPerProcess: 1 };
       const l = createLoader(opts);
       const byEpoch: string[][] = [[], [], [], []];
       for await (const batch of l) for (const m of batch.meta) byEpoch[m.epoch].push(`${m.index}`);
@@ -117,7 +118,7 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     it('eval mode: the rows after a bad row of the same file are still decoded', async () => {
       const a = rows[3].path;
       const mf = writeJsonl(path.join(data, 'windows-eval.jsonl'), [{ path: a, start: 2, end: 1 }, { path: a, start: 0, end: 1 }, { path: a, start: 1 }]);
-      const l = createLoader({ source: manifestSource(mf), batchSize: 4, clip: geom, mode: 'eval', epochs: 2 });
+      const l = createLoader({ source: manifestSource(mf), batchSize: 4, clip: geom, mode: 'eval', epochs: 2, decoders: 1, clipsPerProcess: 1 });
       const got: number[] = [];
       for await (const batch of l) got.push(...batch.meta.map((m) => m.index));
       expect(got).to.deep.equal([1, 2, 1, 2]);
