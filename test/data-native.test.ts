@@ -9,7 +9,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as cli from '../lib/data/ffmpeg';
-import { decodeClips, nativeDecoding, probe, type DecoderKind } from '../lib/data/decode';
+import { decodeClips, decoderFor, nativeDecoding, probe, type DecoderKind } from '../lib/data/decode';
 import { DataError, runFfmpeg, writeTestVideos, type ClipJob, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
 
@@ -234,6 +234,48 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
     expect((res[0] as DataError).reason).to.equal('unsupported_codec');
     expect((res[1] as DataError).reason).to.equal('truncated');
     expect(res[2]).to.not.be.instanceOf(DataError);
+  });
+});
+
+describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
+  it('without native decoding in the addon, probe/decodeClips use the CLI and say why in one line', async () => {
+    // A fresh copy of lib/data/decode.js over an addon stub without the media calls (an addon built without libav answers mediaInfo().libav = false).
+    const decodePath = require.resolve('../lib/data/decode');
+    const nativePath = require.resolve('../lib/native');
+    const saved = { decode: require.cache[decodePath], native: require.cache[nativePath] };
+    const lines: string[] = [];
+    try {
+      delete require.cache[decodePath];
+      require.cache[nativePath] = { ...saved.native!, exports: { native: () => ({ mediaInfo: () => ({ libav: false, reason: 'built without libav (test)' }), createDecoder: () => { throw new Error('no'); } }) } } as NodeModule;
+      const d = require(decodePath) as typeof import('../lib/data/decode');
+      expect(d.nativeDecoding()).to.deep.equal({ available: false, reason: 'built without libav (test)' });
+      const dir = tmpDir('cmac-fallback-');
+      const f = path.join(dir, 'a.mp4');
+      await writeTestVideos([{ out: f, seconds: 1, fps: 10, tone: 440 }]);
+      const info = await d.probe(f, { log: (l) => lines.push(l) });
+      const [clip] = await d.decodeClips([{ file: f, info, req: { start: 0, frames: 2, fps: 10, width: 16, height: 16 } }], { log: (l) => lines.push(l) });
+      expect(clip).to.not.be.instanceOf(DataError);
+      expect(d.decoderFor({ log: (l) => lines.push(l) })).to.equal('ffmpeg-cli');
+      expect(lines).to.deep.equal(['cmac: native decoding is unavailable: built without libav (test); decoding with the ffmpeg CLI instead']);
+    } finally {
+      require.cache[decodePath] = saved.decode;
+      require.cache[nativePath] = saved.native;
+    }
+  });
+
+  it('$CMAC_DECODER and the decoder option pick the path', () => {
+    const saved = process.env.CMAC_DECODER;
+    try {
+      process.env.CMAC_DECODER = 'ffmpeg-cli';
+      expect(decoderFor()).to.equal('ffmpeg-cli');
+      expect(decoderFor({ decoder: 'native' })).to.equal(nativeDecoding().available ? 'native' : 'ffmpeg-cli');
+      delete process.env.CMAC_DECODER;
+      expect(decoderFor()).to.equal(nativeDecoding().available ? 'native' : 'ffmpeg-cli');
+      expect(decoderFor({ decoder: 'ffmpeg-cli' })).to.equal('ffmpeg-cli');
+    } finally {
+      if (saved === undefined) delete process.env.CMAC_DECODER;
+      else process.env.CMAC_DECODER = saved;
+    }
   });
 });
 
