@@ -10,7 +10,8 @@ import { readManifest } from '../data/sources';
 import { clipOf, loadCheckpoint, LoadedModel, resolveCheckpoint } from '../eval/checkpoint';
 import { evalLoader } from '../eval/collect';
 import { DatasetLayout, openProbeDataset, ProbeDataset } from '../eval/datasets';
-import { groundTruthFor } from '../eval/evaluate';
+import { frameGeometries, groundTruthFor, isSynthFolder } from '../eval/evaluate';
+import { checkProtocol, LocalizationProtocol } from '../eval/localization';
 import { finetune } from '../eval/finetune';
 import { linearProbe } from '../eval/probe';
 import { readCheckpointState } from '../train/checkpoint';
@@ -51,6 +52,7 @@ interface ClipOpts extends CommonOpts {
   gtFrames: 'union' | 'middle';
   gtObjects: 'sounding' | 'dominant';
   clipsPerVideo: number;
+  protocol?: LocalizationProtocol;
 }
 
 interface DatasetOpts extends CommonOpts {
@@ -102,6 +104,12 @@ function addClipOptions(c: Command): Command {
     .option('--clips-per-video <n>', 'uniformly spaced clips per video', positiveInt('--clips-per-video'), 1);
 }
 
+function addProtocol(c: Command): Command {
+  return c.option('--protocol <name>', "localisation protocol: 'ezvsl' (EZ-VSL's test.py) or 'lvs' (LVS's test.py); docs/evaluation.md", (v: string) => {
+    try { return checkProtocol(v, '--protocol'); } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+  }, 'ezvsl');
+}
+
 function number(name: string, min: number) {
   return (v: string) => {
     const n = Number(v);
@@ -127,9 +135,7 @@ async function withModel<T>(o: CommonOpts, fn: (m: LoadedModel, log: (l: string)
   }
 }
 
-function isSynth(data: string): boolean {
-  return fs.existsSync(path.join(data, 'manifest.jsonl')) && fs.existsSync(path.join(data, 'classes.json'));
-}
+const isSynth = isSynthFolder;
 
 function synthClasses(data: string): string[] | undefined {
   try {
@@ -175,7 +181,11 @@ export function formatResults(r: EvaluationResults): string {
   const fr = (name: string, s: FrequencySummary) => `  ${name.padEnd(22)} pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
   if (r.localization) {
     const l = r.localization;
-    lines.push(`localisation (LVS / EZ-VSL protocol) on ${l.alphaV.n} clips${l.unscored ? ` (${l.unscored} without GT skipped)` : ''}:`, loc('alpha_v (no audio)', l.alphaV), loc('beta_v (audio-guided)', l.betaV), loc('uniform map', l.uniform));
+    const name = l.protocol === 'lvs' ? 'LVS' : 'EZ-VSL';
+    const skipped = [l.unscored ? `${l.unscored} without GT skipped` : '', l.outsideCrop ? `${l.outsideCrop} with every box outside the centre crop skipped` : ''].filter(Boolean).join(', ');
+    lines.push(`localisation (${name} protocol) on ${l.alphaV.n} clips${skipped ? ` (${skipped})` : ''}:`, loc('alpha_v (no audio)', l.alphaV), loc('beta_v (audio-guided)', l.betaV), loc('uniform map', l.uniform));
+    const uf = l.underflow;
+    if (uf && (uf.alphaV || uf.betaV)) lines.push(`  warning: probabilities underflowed to 0 in ${uf.alphaV} alpha_v / ${uf.betaV} beta_v map(s): their scoring maps are floored at ln(1e-45) (docs/evaluation.md)`);
   }
   if (r.frequency) {
     const f = r.frequency;
@@ -252,9 +262,11 @@ async function runClipTasks(asked: ClipTask[] | 'all', o: ClipOpts): Promise<voi
       let tasks: ClipTask[];
       ({ tasks, skipped } = asked === 'all' ? await allTasks(o, loader, log) : { tasks: asked, skipped: {} });
       const needGt = tasks.includes('localization') || tasks.includes('frequency');
-      gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }) : undefined;
+      // Boxes normalised to the whole frame are registered through each video's eval crop (its size from a probe).
+      const frames = (needGt || o.report) && (o.annotations || !isSynthFolder(o.data)) ? await frameGeometries(source, await loader.init(), { log }) : undefined;
+      gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }, frames) : undefined;
       ({ results, outputs } = await evaluateModel(model, {
-        config, clips: loader, tasks, gtOf, keepFrames: !!o.report, keepAudio: o.report ? 256 : false,
+        config, clips: loader, tasks, gtOf, protocol: o.protocol, keepFrames: !!o.report, keepAudio: o.report ? 256 : false,
         onProgress: (n) => { if (n % (o.batchSize * 10) < o.batchSize) log(`${n} clips`); },
       }));
     } finally {
@@ -331,12 +343,12 @@ export function registerEval(program: Command): void {
     .addHelpText('after', examples(['cmac eval retrieval --checkpoint runs/tiny --data data/synth --json retrieval.json']))
     .action((o: ClipOpts) => runClipTasks(['retrieval'], o));
 
-  addClipOptions(ev.command('localization'))
-    .description('alpha_v and beta_v maps by the LVS / EZ-VSL protocol (cIoU@0.5, AUC, mean cIoU) plus pointing and mass in box')
+  addProtocol(addClipOptions(ev.command('localization')))
+    .description('alpha_v and beta_v maps by the EZ-VSL or LVS protocol (cIoU@0.5, AUC, mean cIoU) plus pointing and mass in box')
     .addHelpText('after', examples([
       'cmac eval localization --checkpoint runs/tiny --data data/synth-large --report loc.html',
       'cmac eval localization --checkpoint runs/paper --data flickr/videos --annotations flickr/Annotations',
-      'cmac eval localization --checkpoint runs/paper --data vggss/videos --annotations vggss.json',
+      'cmac eval localization --checkpoint runs/paper --data vggss/videos --annotations vggss.json --protocol lvs',
     ]))
     .action((o: ClipOpts) => runClipTasks(['localization'], o));
 
@@ -345,7 +357,7 @@ export function registerEval(program: Command): void {
     .addHelpText('after', examples(['cmac eval frequency --checkpoint runs/tiny --data data/synth']))
     .action((o: ClipOpts) => runClipTasks(['frequency'], o));
 
-  addClipOptions(ev.command('all'))
+  addProtocol(addClipOptions(ev.command('all')))
     .description('retrieval, plus localisation and frequency grounding where the data has their ground truth (synthetic data; boxes), from one pass over the clips; a skipped task is named')
     .addHelpText('after', examples(['cmac eval all --checkpoint runs/tiny --data data/synth --json eval.json --report eval.html']))
     .action((o: ClipOpts) => runClipTasks('all', o));

@@ -3,11 +3,13 @@
 // retrieval; plus where each clip's ground truth comes from.
 import * as fs from 'fs';
 import * as path from 'path';
+import { probe } from '../data/decode';
+import type { SampleRef, Source } from '../data/sources';
 import type { SynthClipTruth } from '../data/synth';
 import { ClipInfo, ModelOutputs, row, Rows } from './collect';
 import { FrequencyScore, FrequencySummary, melBinsToBands, scoreBands, summariseFrequency } from './frequency';
-import { ClipGroundTruth, clipGtMap, normalisedToGrid, parseFlickrXml, parseVggssJson, synthGroundTruth, SynthGtOptions } from './groundtruth';
-import { evalSize, LocalizationScore, LocalizationSummary, scoreMap, summariseLocalization } from './localization';
+import { ClipGroundTruth, clipGtMap, evalGeometry, FrameGeometry, normalisedToGrid, parseFlickrXml, parseVggssJson, synthGroundTruth, SynthGtOptions } from './groundtruth';
+import { evalSize, LocalizationProtocol, LocalizationScore, LocalizationSummary, scoreMap, summariseLocalization } from './localization';
 import { crossModalRetrieval, RetrievalSummary } from './retrieval';
 
 /** Finds the ground truth of a clip (undefined: the clip has none and is not scored). */
@@ -23,6 +25,8 @@ export interface ClipLocalization {
 
 /** Localisation of both visual maps over a test set. */
 export interface LocalizationResult {
+  /** The published code cIoU, cIoU@0.5 and AUC follow (docs/evaluation.md). */
+  protocol?: LocalizationProtocol;
   alphaV: LocalizationSummary;
   betaV: LocalizationSummary;
   /** The same metrics for a constant map (mask = whole frame): a chance baseline for cIoU@0.5 and AUC. */
@@ -30,32 +34,88 @@ export interface LocalizationResult {
   perClip: { alphaV: ClipLocalization[]; betaV: ClipLocalization[] };
   /** Clips without ground truth (not scored). */
   unscored: number;
+  /** Clips whose boxes all fall outside the evaluated frame (the centre crop of a non-square video): not scored. */
+  outsideCrop?: number;
+  /**
+   * Clips whose probabilities had underflowed to 0 somewhere, so their
+   * scoring map (log-probabilities) is exact only up to the smallest float32:
+   * cIoU of such a clip may differ from the raw map's.
+   */
+  underflow?: { alphaV: number; betaV: number };
 }
 
-function scoreAll(maps: Rows | undefined, out: ModelOutputs, gts: Array<Float64Array | undefined>): ClipLocalization[] {
-  if (!maps) return [];
+/** Options of {@link evaluateLocalization}. */
+export interface LocalizationOptions {
+  /** Whose evaluation code: 'ezvsl' (default) or 'lvs'. */
+  protocol?: LocalizationProtocol;
+  /**
+   * The model's loss.tauT: beta_v is scored on the cosine map <z_a, v_n>,
+   * recovered from beta_v = softmax(<z_a, v_n> / tauT) as tauT * ln beta_v
+   * (the cosine map less a per-clip constant, which min-max normalisation
+   * removes). Default 1 (the log-probabilities: the same masks).
+   */
+  tauT?: number;
+}
+
+/** log(p) * scale per value, in float32; a probability that underflowed to 0 takes the log of the smallest float32 (counted). */
+function logMap(p: ArrayLike<number>, scale: number): { map: Float32Array; underflow: boolean } {
+  const out = new Float32Array(p.length);
+  let underflow = false;
+  const floor = Math.log(1.401298464324817e-45);
+  for (let i = 0; i < p.length; i++) {
+    let l = Math.log(p[i]);
+    if (l === -Infinity) { l = floor; underflow = true; }
+    out[i] = l * scale;
+  }
+  return { map: out, underflow };
+}
+
+function scoreAll(maps: Rows | undefined, out: ModelOutputs, gts: Array<Float64Array | undefined>, protocol: LocalizationProtocol, scale: number): { res: ClipLocalization[]; underflow: number } {
+  if (!maps) return { res: [], underflow: 0 };
   const [h, w] = maps.shape;
   const res: ClipLocalization[] = [];
+  let underflow = 0;
   out.clips.forEach((c, i) => {
     const g = gts[i];
-    if (g) res.push({ i, id: c.id, score: scoreMap(row(maps, i), h, w, g) });
+    if (!g) return;
+    const p = row(maps, i);
+    const m = logMap(p, scale);
+    if (m.underflow) underflow++;
+    res.push({ i, id: c.id, score: scoreMap(m.map, h, w, g, { protocol, probabilities: p }) });
   });
-  return res;
+  return { res, underflow };
 }
 
-/** LVS / EZ-VSL localisation metrics (plus pointing and mass) of alpha_v and beta_v. */
-export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf): LocalizationResult {
+/**
+ * Localisation metrics of alpha_v and beta_v by a published protocol, plus
+ * pointing and mass. The outputs hold probabilities (lib/model maps()):
+ * alpha_v is scored on its logits (ln alpha_v: the logits less their
+ * log-sum-exp), beta_v on the cosine map (tauT * ln beta_v); mass in the
+ * GT uses the probabilities.
+ */
+export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf, opts: LocalizationOptions = {}): LocalizationResult {
   if (!out.alphaV) throw new Error('localisation needs attention maps: collect the outputs with { maps: true }');
-  const gts = out.clips.map((c) => { const g = gtOf(c); return g && g.boxes.length ? clipGtMap(g, evalSize) : undefined; });
-  const alphaV = scoreAll(out.alphaV, out, gts);
-  const betaV = scoreAll(out.betaV, out, gts);
-  const uniform = gts.filter((g): g is Float64Array => !!g).map((g) => scoreMap([1], 1, 1, g));
+  const protocol = opts.protocol ?? 'ezvsl';
+  let outsideCrop = 0;
+  const gts = out.clips.map((c) => {
+    const g = gtOf(c);
+    if (!g || !g.boxes.length) return undefined;
+    const m = clipGtMap(g, evalSize);
+    if (!m.some((v) => v > 0)) { outsideCrop++; return undefined; }
+    return m;
+  });
+  const alphaV = scoreAll(out.alphaV, out, gts, protocol, 1);
+  const betaV = scoreAll(out.betaV, out, gts, protocol, opts.tauT ?? 1);
+  const uniform = gts.filter((g): g is Float64Array => !!g).map((g) => scoreMap([1], 1, 1, g, { protocol }));
   return {
-    alphaV: summariseLocalization(alphaV.map((s) => s.score)),
-    betaV: summariseLocalization(betaV.map((s) => s.score)),
+    protocol,
+    alphaV: summariseLocalization(alphaV.res.map((s) => s.score)),
+    betaV: summariseLocalization(betaV.res.map((s) => s.score)),
     uniform: summariseLocalization(uniform),
-    perClip: { alphaV, betaV },
-    unscored: gts.filter((g) => !g).length,
+    perClip: { alphaV: alphaV.res, betaV: betaV.res },
+    unscored: gts.filter((g) => !g).length - outsideCrop,
+    outsideCrop,
+    underflow: { alphaV: alphaV.underflow, betaV: betaV.underflow },
   };
 }
 
@@ -112,37 +172,108 @@ export function synthGroundTruthOf(root: string, clip: { frames: number; fps: nu
   };
 }
 
-/** Ground truth from a manifest's `boxes` column: normalised [x0, y0, x1, y1] boxes (one or a list), binary union as VGG-SS. */
-export const manifestBoxesOf: GroundTruthOf = (c) => {
-  const b = c.boxes;
-  if (!Array.isArray(b) || !b.length) return undefined;
-  const list = (typeof b[0] === 'number' ? [b] : b) as number[][];
-  return { boxes: normalisedToGrid(list), consensus: false };
-};
+/** Frame geometry per clip id ({@link frameGeometries}); undefined for a video that could not be probed. */
+export type FrameGeometries = Map<string, FrameGeometry | undefined>;
 
-const stem = (id: string) => path.basename(id).replace(/\.[^.]+$/, '');
+/**
+ * Probes every listed video (`refs` from the eval loader's init()) for its
+ * display size and returns the geometry the eval loader applies to it (the
+ * square centre crop), so boxes normalised to the whole frame can be
+ * registered on the evaluated frame. A video that cannot be probed is logged
+ * and left undefined (the loader skips it too).
+ */
+export async function frameGeometries(source: Source, refs: SampleRef[], o: { concurrency?: number; log?: (line: string) => void } = {}): Promise<FrameGeometries> {
+  const out: FrameGeometries = new Map();
+  const todo = [...new Map(refs.map((r) => [r.id, r])).values()];
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const ref = todo[next++];
+      let opened;
+      try {
+        opened = await source.open(ref);
+        const info = await probe(opened.path);
+        if (!info.video) throw new Error('no video stream');
+        out.set(ref.id, evalGeometry(info.video.width, info.video.height));
+      } catch (e) {
+        out.set(ref.id, undefined);
+        o.log?.(`localisation: ${ref.id}: cannot read its frame size (${(e as Error).message}); its boxes are not scored`);
+      } finally {
+        await opened?.release().catch(() => undefined);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, worker));
+  return out;
+}
 
-/** Flickr-SoundNet: `<dir>/<clip stem>.xml` per clip (consensus GT). */
-export function flickrGroundTruthOf(dir: string): GroundTruthOf {
+/** A clip's geometry; undefined when its video could not be probed; an error when none was measured for it. */
+function geometryOf(frames: FrameGeometries | undefined, c: ClipInfo, what: string): FrameGeometry | undefined {
+  if (!frames || !frames.has(c.id)) {
+    throw new Error(`localisation: clip ${c.id} has ${what} normalised to the whole video frame, but its frame geometry is unknown. ` +
+      'Fix: pass frameGeometries(source, refs) over the same source to groundTruthFor / manifestBoxesOf / vggssGroundTruthOf / flickrGroundTruthOf (the eval loader scores a square centre crop).');
+  }
+  return frames.get(c.id);
+}
+
+/**
+ * Ground truth from a manifest's `boxes` column: [x0, y0, x1, y1] normalised
+ * to the whole frame (one or a list), binary union as VGG-SS, registered
+ * through each video's eval crop ({@link frameGeometries}).
+ */
+export function manifestBoxesOf(frames?: FrameGeometries): GroundTruthOf {
   return (c) => {
-    const f = path.join(dir, `${stem(c.id)}.xml`);
-    return fs.existsSync(f) ? parseFlickrXml(fs.readFileSync(f, 'utf8')) : undefined;
+    const b = c.boxes;
+    if (!Array.isArray(b) || !b.length) return undefined;
+    const g = geometryOf(frames, c, 'manifest boxes');
+    if (!g) return undefined;
+    const list = (typeof b[0] === 'number' ? [b] : b) as number[][];
+    return { boxes: normalisedToGrid(list, evalSize, g), consensus: false };
   };
 }
 
-/** VGG-SS: the JSON's `file` matched to the clip's file stem. */
-export function vggssGroundTruthOf(file: string): GroundTruthOf {
-  const m = parseVggssJson(fs.readFileSync(file, 'utf8'));
-  return (c) => m.get(stem(c.id))?.gt;
+const stem = (id: string) => path.basename(id).replace(/\.[^.]+$/, '');
+
+/** Flickr-SoundNet: `<dir>/<clip stem>.xml` per clip (consensus GT), registered through each video's eval crop. */
+export function flickrGroundTruthOf(dir: string, frames?: FrameGeometries): GroundTruthOf {
+  return (c) => {
+    const f = path.join(dir, `${stem(c.id)}.xml`);
+    if (!fs.existsSync(f)) return undefined;
+    const g = geometryOf(frames, c, 'Flickr-SoundNet boxes');
+    if (!g) return undefined;
+    return parseFlickrXml(fs.readFileSync(f, 'utf8'), evalSize, g);
+  };
 }
 
-/** Picks the ground-truth reader for a data source and optional annotations (a folder of XML, a VGG-SS .json). */
-export function groundTruthFor(data: string, clip: { frames: number; fps: number }, annotations?: string, synth: SynthGtOptions = {}): GroundTruthOf {
+/** VGG-SS: the JSON's `file` matched to the clip's file stem, boxes registered through each video's eval crop. */
+export function vggssGroundTruthOf(file: string, frames?: FrameGeometries): GroundTruthOf {
+  const m = parseVggssJson(fs.readFileSync(file, 'utf8'));
+  return (c) => {
+    const e = m.get(stem(c.id));
+    if (!e) return undefined;
+    const g = geometryOf(frames, c, 'VGG-SS boxes');
+    if (!g) return undefined;
+    return { boxes: normalisedToGrid(e.boxes, evalSize, g), consensus: false };
+  };
+}
+
+/**
+ * Picks the ground-truth reader for a data source and optional annotations
+ * (a folder of XML, a VGG-SS .json). Boxes normalised to the whole frame
+ * (annotations, a manifest's boxes) need `frames` ({@link frameGeometries});
+ * the synthetic dataset's square videos do not.
+ */
+export function groundTruthFor(data: string, clip: { frames: number; fps: number }, annotations?: string, synth: SynthGtOptions = {}, frames?: FrameGeometries): GroundTruthOf {
   if (annotations) {
-    if (/\.json$/i.test(annotations)) return vggssGroundTruthOf(annotations);
-    if (fs.existsSync(annotations) && fs.statSync(annotations).isDirectory()) return flickrGroundTruthOf(annotations);
+    if (/\.json$/i.test(annotations)) return vggssGroundTruthOf(annotations, frames);
+    if (fs.existsSync(annotations) && fs.statSync(annotations).isDirectory()) return flickrGroundTruthOf(annotations, frames);
     throw new Error(`annotations ${annotations}: expected a folder of Flickr-SoundNet .xml files or a VGG-SS .json`);
   }
-  if (fs.existsSync(path.join(data, 'manifest.jsonl')) && fs.existsSync(path.join(data, 'classes.json'))) return synthGroundTruthOf(data, clip, synth);
-  return manifestBoxesOf;
+  if (isSynthFolder(data)) return synthGroundTruthOf(data, clip, synth);
+  return manifestBoxesOf(frames);
+}
+
+/** A cmac synthetic dataset folder (manifest.jsonl + classes.json): square videos with per-clip JSON ground truth. */
+export function isSynthFolder(data: string): boolean {
+  return fs.existsSync(path.join(data, 'manifest.jsonl')) && fs.existsSync(path.join(data, 'classes.json'));
 }

@@ -1,7 +1,10 @@
 // Ground-truth readers for localisation and frequency grounding: the
 // synthetic dataset's per-clip JSON, Flickr-SoundNet XML annotations and the
 // VGG-SS JSON, all turned into boxes on the 224 x 224 evaluation grid the
-// way the LVS / EZ-VSL test code does it (docs/references.md).
+// way the LVS / EZ-VSL test code does it (docs/references.md), registered
+// through the crop the eval loader applies to non-square frames.
+import { squareCentreCrop } from '../data/augment';
+import type { CropRect } from '../data/ffmpeg';
 import { melBins } from '../data/synth';
 import type { SynthClipTruth } from '../data/synth';
 import { Box, evalSize, gtMap } from './localization';
@@ -21,9 +24,42 @@ export function clipGtMap(gt: ClipGroundTruth, size = evalSize): Float64Array {
   return gtMap(gt.boxes, gt.consensus, size);
 }
 
-/** Normalised [x0, y0, x1, y1] boxes -> grid boxes as VGG-SS: (clip(b, 0, 1) * 224).astype(int). */
-export function normalisedToGrid(boxes: number[][], size = evalSize): Box[] {
-  return boxes.map((b) => b.slice(0, 4).map((v) => Math.trunc(Math.min(1, Math.max(0, v)) * size)) as Box);
+/**
+ * Where the evaluated frame lies in a video's frame: its display size and the
+ * source rectangle the eval loader scales to the clip size.
+ */
+export interface FrameGeometry {
+  width: number;
+  height: number;
+  crop: CropRect;
+}
+
+/** The eval loader's geometry for a width x height video: the square centre crop (lib/data/augment.ts planClip, eval mode; torchvision Resize(224) + CenterCrop(224) as LVS). */
+export function evalGeometry(width: number, height: number): FrameGeometry {
+  return { width, height, crop: squareCentreCrop(width, height) };
+}
+
+const wholeFrame = (g: FrameGeometry) => g.crop.x === 0 && g.crop.y === 0 && g.crop.w === g.width && g.crop.h === g.height;
+
+/**
+ * One box normalised to the whole video frame, [x0, y0, x1, y1], to the grid
+ * of the evaluated frame: each coordinate through the crop ((u * W - x) / w),
+ * clipped to [0, 1], times size, truncated. Without a geometry, or when the
+ * crop is the whole frame (square video), this is exactly VGG-SS's
+ * `(np.clip(b, 0, 1) * 224).astype(int)` (EZ-VSL; LVS's `int(224 * max(x, 0))`
+ * gives the same GT map).
+ */
+export function registerBox(b: number[], g?: FrameGeometry, size = evalSize): Box {
+  const axis = (u: number, i: number) => {
+    if (!g || wholeFrame(g)) return u;
+    return i % 2 === 0 ? (u * g.width - g.crop.x) / g.crop.w : (u * g.height - g.crop.y) / g.crop.h;
+  };
+  return b.slice(0, 4).map((v, i) => Math.trunc(Math.min(1, Math.max(0, axis(v, i))) * size)) as Box;
+}
+
+/** Normalised [x0, y0, x1, y1] boxes -> grid boxes ({@link registerBox}; VGG-SS: (clip(b, 0, 1) * 224).astype(int) on the whole frame). */
+export function normalisedToGrid(boxes: number[][], size = evalSize, g?: FrameGeometry): Box[] {
+  return boxes.map((b) => registerBox(b, g, size));
 }
 
 /** Options of {@link synthGroundTruth}. */
@@ -101,14 +137,16 @@ function elements(xml: string): Array<{ tag: string; text: string }> {
  * image), rescaled as `int(224 * int(v) / 256)`. Every `<bbox>` (the LVS
  * layout: the first child is skipped, then xmin, ymin, xmax, ymax) or
  * VOC-style `<bndbox>` (read by tag name) is one annotator's box; the GT map
- * is their consensus (each adds 1, / 2, clip 1).
+ * is their consensus (each adds 1, / 2, clip 1). With the geometry of a
+ * non-square video, v / 256 is a share of its whole frame and goes through
+ * the crop ({@link registerBox}).
  */
-export function parseFlickrXml(xml: string, size = evalSize): ClipGroundTruth {
+export function parseFlickrXml(xml: string, size = evalSize, g?: FrameGeometry): ClipGroundTruth {
   const boxes: Box[] = [];
-  const scale = (t: string): number => {
+  const int = (t: string): number => {
     const v = Number.parseInt(t, 10);
     if (!Number.isFinite(v)) throw new Error(`Flickr annotation: coordinate '${t}' is not an integer`);
-    return Math.trunc((size * v) / 256);
+    return v;
   };
   const clean = xml.replace(/<\?[\s\S]*?\?>/g, '').replace(/<!--[\s\S]*?-->/g, '');
   for (const tag of ['bbox', 'bndbox']) {
@@ -119,17 +157,21 @@ export function parseFlickrXml(xml: string, size = evalSize): ClipGroundTruth {
       if (named.every(Boolean)) coords = named.map((e) => e!.text);
       else if (els.length >= 5) coords = els.slice(1, 5).map((e) => e.text);
       else throw new Error(`Flickr annotation: a <${tag}> needs xmin, ymin, xmax, ymax (got ${els.map((e) => e.tag).join(', ') || 'nothing'})`);
-      boxes.push(coords.map(scale) as Box);
+      const v = coords.map(int);
+      boxes.push(g && !wholeFrame(g) ? registerBox(v.map((x) => x / 256), g, size) : (v.map((x) => Math.trunc((size * x) / 256)) as Box));
     }
   }
   if (!boxes.length) throw new Error('Flickr annotation: no <bbox> or <bndbox> element found');
   return { boxes, consensus: true };
 }
 
-/** One VGG-SS entry: `file` (the clip id) and its normalised boxes; the GT map is their binary union. */
+/** One VGG-SS entry: `file` (the clip id) and its boxes normalised to the whole frame; the GT map is their binary union. */
 export interface VggssEntry {
   file: string;
   class?: string;
+  /** The boxes as given (normalised), to register through a clip's crop ({@link registerBox}). */
+  boxes: number[][];
+  /** On the whole frame (a square video's geometry). */
   gt: ClipGroundTruth;
 }
 
@@ -145,7 +187,7 @@ export function parseVggssJson(text: string, size = evalSize): Map<string, Vggss
       if (!Array.isArray(b) || b.length < 4 || b.some((x) => typeof x !== 'number')) throw new Error(`VGG-SS entry ${i} (${a.file}) box ${j}: expected 4 numbers`);
       return b as number[];
     });
-    out.set(a.file, { file: a.file, class: typeof a.class === 'string' ? a.class : undefined, gt: { boxes: normalisedToGrid(boxes, size), consensus: false } });
+    out.set(a.file, { file: a.file, class: typeof a.class === 'string' ? a.class : undefined, boxes, gt: { boxes: normalisedToGrid(boxes, size), consensus: false } });
   });
   return out;
 }

@@ -5,15 +5,16 @@ export { fitLogisticRegression, predict } from './logreg';
 export type { LinearClassifier } from './logreg';
 export {
   evalSize, upsampleBilinear, minMaxNormalise, medianThreshold, gtMap, ciou, pointingHit, massInside, areaShare,
-  scoreMap, aucThresholds, trapezoid, summariseLocalization,
+  scoreMap, aucThresholds, trapezoid, summariseLocalization, localizationProtocols, checkProtocol, resizeAlignCorners, resizeOpenCvLinear,
+  protocolUpsample, protocolMask, numpySum,
 } from './localization';
-export type { Box, LocalizationScore, LocalizationSummary } from './localization';
+export type { Box, LocalizationScore, LocalizationSummary, LocalizationProtocol, ScoreOptions } from './localization';
 export { melBinsToBands, scoreBands, summariseFrequency } from './frequency';
 export type { FrequencyScore, FrequencySummary } from './frequency';
 export { similarity, recallAtK, crossModalRetrieval } from './retrieval';
 export type { RetrievalSummary } from './retrieval';
-export { clipGtMap, normalisedToGrid, clipFrameIndices, synthGroundTruth, parseFlickrXml, parseVggssJson } from './groundtruth';
-export type { ClipGroundTruth, SynthGtOptions, ClipTiming, VggssEntry } from './groundtruth';
+export { clipGtMap, normalisedToGrid, registerBox, evalGeometry, clipFrameIndices, synthGroundTruth, parseFlickrXml, parseVggssJson } from './groundtruth';
+export type { ClipGroundTruth, SynthGtOptions, ClipTiming, VggssEntry, FrameGeometry } from './groundtruth';
 export {
   parseUcfClassInd, parseUcfList, parseHmdbSplit, parseEsc50Csv, carveValidation, detectLayout, openProbeDataset, itemsSource, itemKey, acceptedLayouts,
 } from './datasets';
@@ -28,7 +29,8 @@ export { finetune, finetuneAugment, scoreLogits } from './finetune';
 export type { FinetuneOptions, FinetuneEpoch, FinetuneFold, FinetuneResult } from './finetune';
 export {
   evaluateLocalization, evaluateFrequency, evaluateRetrieval, synthGroundTruthOf, manifestBoxesOf, flickrGroundTruthOf, vggssGroundTruthOf, groundTruthFor,
+  frameGeometries, isSynthFolder,
 } from './evaluate';
-export type { GroundTruthOf, ClipLocalization, LocalizationResult, FrequencyResult } from './evaluate';
+export type { GroundTruthOf, ClipLocalization, LocalizationResult, LocalizationOptions, FrequencyResult, FrameGeometries } from './evaluate';
 export { evaluateModel } from './run';
 export type { ClipTask, EvaluationResults, EvaluateModelOptions } from './run';

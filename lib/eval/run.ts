@@ -6,6 +6,7 @@ import type { CmacModel } from '../model';
 import { collectOutputs, ModelOutputs } from './collect';
 import { evaluateFrequency, evaluateLocalization, evaluateRetrieval, FrequencyResult, GroundTruthOf, LocalizationResult } from './evaluate';
 import type { FinetuneResult } from './finetune';
+import type { LocalizationProtocol } from './localization';
 import type { LinearProbeResult } from './probe';
 import type { RetrievalSummary } from './retrieval';
 
@@ -35,6 +36,8 @@ export interface EvaluateModelOptions {
   tasks: ClipTask[];
   /** Ground truth per clip (localisation, frequency). */
   gtOf?: GroundTruthOf;
+  /** Localisation protocol: 'ezvsl' (default) or 'lvs' (docs/evaluation.md). */
+  protocol?: LocalizationProtocol;
   /** Keep frames / audio for pictures (report). */
   keepFrames?: boolean;
   /** true, or the number of clips (from the first) whose audio is kept. */
@@ -58,7 +61,7 @@ export async function evaluateModel(model: CmacModel, o: EvaluateModelOptions): 
   const results: EvaluationResults = {};
   if (o.tasks.includes('retrieval')) results.retrieval = evaluateRetrieval(outputs);
   if (o.tasks.includes('localization')) {
-    results.localization = evaluateLocalization(outputs, o.gtOf!);
+    results.localization = evaluateLocalization(outputs, o.gtOf!, { protocol: o.protocol, tauT: o.config.loss.tauT });
     if (!results.localization.alphaV.n) throw new Error(`localisation: none of the ${outputs.clips.length} clips has ground-truth boxes (synthetic data, a manifest 'boxes' column, or --annotations)`);
   }
   if (o.tasks.includes('frequency')) {
