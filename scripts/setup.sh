@@ -5,7 +5,8 @@
 #
 # Usage: scripts/setup.sh [--python] [--jupyter] [--no-build]
 #   --python   also the PyTorch reference (python3-torch, -torchvision,
-#              -torchaudio, -av) for parity fixtures and benchmark baselines
+#              -torchaudio, -av) for parity fixtures and benchmark baselines,
+#              and python3-opencv for the LVS protocol fixtures
 #   --jupyter  also Jupyter (nbconvert, ipykernel) for the tslab notebook test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ build=1
 jupyter=0
 for arg in "$@"; do
   case "$arg" in
-    --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av) ;;
+    --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av python3-opencv) ;;
     --jupyter) want+=(jupyter-nbconvert python3-ipykernel); jupyter=1 ;;
     --no-build) build=0 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
