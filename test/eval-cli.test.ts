@@ -39,12 +39,13 @@ describe('eval: cmac eval and cmac localize end to end', function () {
   it('eval all: retrieval, localisation and frequency as JSON and a self-contained report', async () => {
     const json = path.join(dir, 'all.json'), report = path.join(dir, 'all.html');
     const text = await cli(['eval', 'all', '--checkpoint', run, '--data', data, '--json', json, '--report', report, '--batch-size', '4']);
-    expect(text).to.include('localisation (LVS / EZ-VSL protocol) on 6 clips').and.include('frequency grounding').and.include('retrieval on 6 clips');
+    expect(text).to.include('localisation (EZ-VSL protocol) on 6 clips').and.include('frequency grounding').and.include('retrieval on 6 clips');
     const r = JSON.parse(fs.readFileSync(json, 'utf8'));
     expect(r.step).to.equal(3);
     expect(r.retrieval.audioToVideo.n).to.equal(6);
     for (const k of ['ciou50', 'auc', 'meanCiou', 'pointing', 'mass', 'chance']) expect(r.localization.betaV[k]).to.be.a('number');
     expect(r.localization.perClip.alphaV.length).to.equal(6);
+    expect(r.localization.protocol).to.equal('ezvsl');
     expect(r.frequency.bands).to.equal(8);
     expect(r.frequency.nMels).to.equal(64);
     expect(isSelfContained(report)).to.equal(true);
@@ -54,6 +55,11 @@ describe('eval: cmac eval and cmac localize end to end', function () {
 
   it('eval localization / retrieval / frequency run alone', async () => {
     expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val'])).to.include('beta_v (audio-guided)');
+    expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val', '--protocol', 'lvs'])).to.include('localisation (LVS protocol)');
+    let bad: unknown;
+    try { await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--protocol', 'vgg']); } catch (e) { bad = e; }
+    expect(bad).to.be.instanceOf(CommanderError);
+    expect((bad as Error).message).to.match(/--protocol must be 'ezvsl' .* or 'lvs' .*got 'vgg'/);
     expect(await cli(['eval', 'retrieval', '--checkpoint', run, '--data', data])).to.include('audio -> video');
     expect(await cli(['eval', 'frequency', '--checkpoint', run, '--data', data])).to.include('alpha_a (no video)');
     let usage: unknown;
