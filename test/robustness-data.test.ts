@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { createLoader, manifestSource, synthesize, tarSource, TooFewClipsError, type LoaderBatch } from '../lib/data';
 import { train } from '../lib/train';
+import { openSource } from '../lib/train/data';
 import { root, tmpDir } from './helpers';
 
 const cliJs = path.join(root, 'dist', 'cli', 'main.js');
@@ -194,6 +195,19 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     it('a split that the manifest does not have is named, with the splits it has', async () => {
       const e = await rejection(list([{ path: p, label: 0, split: 'train' }, { path: p, label: 0, split: 'test' }], { split: 'val' }));
       expect(e.message).to.match(/no rows of split 'val' \(its splits: test, train\)/);
+    });
+
+    it('training uses every row of a manifest with no split field; an explicit split there is still an error', async () => {
+      const unsplit = [{ path: p, label: 0 }, { path: p, label: 1 }];
+      const e = await rejection(list(unsplit, { split: 'train' }));
+      expect(e.message).to.match(/no rows of split 'train' \(its rows have no split field\)/);
+      expect(await list(unsplit, { split: 'train', allWhenUnsplit: true })).to.have.length(2);
+      // A manifest that has splits keeps filtering, with or without the option.
+      expect(await list([{ path: p, label: 0, split: 'train' }, { path: p, label: 1, split: 'test' }], { split: 'train', allWhenUnsplit: true })).to.have.length(1);
+      // The trainer asks for it: openSource(spec, 'train', { allWhenUnsplit: true }).
+      const mf = path.join(dir, 'unsplit.jsonl');
+      fs.writeFileSync(mf, unsplit.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      expect(await openSource(mf, 'train', { allWhenUnsplit: true }).list()).to.have.length(2);
     });
   });
 

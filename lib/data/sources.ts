@@ -105,7 +105,7 @@ export interface FolderSourceOptions {
  * Every video under `dir`, recursively, in sorted path order. Symlinks to
  * files and folders are followed; each folder is listed once by its real path,
  * so symlink loops end (the skipped link is in `warnings`).
-
+ *
  * @example
  * const src = folderSource('/data/clips', { labels: 'subdir' });
  */
@@ -179,6 +179,12 @@ export function parseCsv(text: string): string[][] {
 export interface ManifestSourceOptions {
   /** Keep only rows whose `split` field equals this. */
   split?: string;
+  /**
+   * When no row of the manifest has a `split` field at all, use every row
+   * instead of failing (training asks for `train`; a manifest without splits
+   * is all training data). Default false: an explicit split must exist.
+   */
+  allWhenUnsplit?: boolean;
   /** Folder relative paths are resolved against (default: the manifest's folder). */
   root?: string;
   /** Class names: string labels map to their index here (default: sorted unique names). */
@@ -405,7 +411,8 @@ export function manifestSource(file: string, opts: ManifestSourceOptions = {}): 
     description: `manifest ${mf}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
       const m = await readManifest(mf, opts);
-      const kept = opts.split === undefined ? m.entries : m.entries.filter((e) => e.split === opts.split);
+      const unsplit = opts.split !== undefined && opts.allWhenUnsplit === true && m.splits.length === 0 && m.entries.every((e) => e.split === undefined);
+      const kept = opts.split === undefined || unsplit ? m.entries : m.entries.filter((e) => e.split === opts.split);
       if (kept.length === 0 && m.entries.length > 0) {
         throw new Error(
           `cmac: manifest ${mf} has no rows of split '${opts.split}' (${m.splits.length ? `its splits: ${m.splits.join(', ')}` : 'its rows have no split field'}). ` +
