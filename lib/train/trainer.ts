@@ -106,7 +106,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
 
   const total = cfg.train.steps;
   const loader = createLoader({
-    source: openSource(cfg.data.source, 'train'),
+    source: openSource(cfg.data.source, 'train', { allWhenUnsplit: true }),
     batchSize: cfg.data.batchSize,
     clip: { ...cfg.clip, sampleRate: cfg.logmel.sampleRate },
     mode: 'train',
