@@ -701,6 +701,9 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
       } else {
         if (pkt.p->pts != AV_NOPTS_VALUE) pkt.p->pts += offset;
         if (pkt.p->dts != AV_NOPTS_VALUE) pkt.p->dts += offset;
+        // A frame before the seek point is dropped by the accurate-seek trim whatever it holds;
+        // when nothing refers to it either, its decoding can be skipped (B-frames of the pre-roll).
+        cc.c->skip_frame = pkt.p->pts != AV_NOPTS_VALUE && pkt.p->pts < 0 ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
         avcodec_send_packet(cc.c, pkt.p);  // errors in the data: ffmpeg logs them and goes on
         av_packet_unref(pkt.p);
       }
