@@ -74,7 +74,7 @@ export interface NativeAddon {
 
 let cached: NativeAddon | undefined;
 
-/** Loads the addon once (prebuilds/ first, then build/Release), or throws an error that explains how to fix it. */
+/** Loads the addon once (node-gyp-build: build/Release first, then prebuilds/<platform>-<arch>), or throws an error that explains how to fix it. */
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
@@ -100,21 +100,32 @@ function loadFailure(root: string, err: Error): string {
   const plat = `${process.platform}-${process.arch}`;
   const tried = [path.join(root, 'prebuilds', plat), path.join(root, 'build', 'Release'), path.join(root, 'build', 'Debug')]
     .map((p) => `  ${p} ${fs.existsSync(p) ? '(exists)' : '(missing)'}`);
+  let prebuild = '';
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(root, 'prebuilds', plat, 'cmac.json'), 'utf8'));
+    prebuild = `The prebuild was made for libtorch ${m.torchVersion} (${m.torchSource}, ${m.cuda ? 'CUDA' : 'CPU'}), ${m.libav ? 'with' : 'without'} libav; it needs ${(m.needed ?? []).join(' ')}.`;
+  } catch { /* no prebuild manifest */ }
   let torch = 'libtorch: not checked';
+  let howTo = '';
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { findTorch } = require(path.join(root, 'scripts', 'find-torch.js'));
-    const t = findTorch();
-    torch = t.source ? `libtorch: found (${t.source}) at ${t.cmakeDir}` : `libtorch: NOT found; tried ${t.tried.join('; ')}`;
+    const ft = require(path.join(root, 'scripts', 'find-torch.js'));
+    const t = ft.findTorch();
+    torch = t.source ? `libtorch: found (${t.source}, ${ft.torchVersion(t) ?? 'version unknown'}) at ${t.cmakeDir}` : `libtorch: NOT found; tried ${t.tried.join('; ')}`;
+    howTo = ft.HOW_TO_GET_LIBTORCH;
   } catch { /* scripts/ may be absent in a trimmed install */ }
-  const missingLib = /lib(torch|c10)[^ ]*\.so/.exec(err.message);
+  const missingLib = /lib(torch|c10|av[a-z]+|sw[a-z]+)[^ ]*\.so[.0-9]*/.exec(err.message);
+  const checkout = fs.existsSync(path.join(root, 'tsconfig.json'));
   return [
     `cmac: the native addon could not be loaded: ${err.message.split('\n')[0]}`,
     `Tried (node-gyp-build, ${plat}, Node ${process.version}, N-API ${process.versions.napi}, ABI ${process.versions.modules}):`,
     ...tried,
     torch,
-    missingLib ? `The addon was found but ${missingLib[0]} was not: libtorch is missing at run time.` : '',
-    'Fix: on Debian/Ubuntu run `npm run setup` in the cmac folder (installs libtorch-dev, ffmpeg and builds),',
-    '     or `sudo apt install libtorch-dev` for a prebuild, or build from source: `npx cmake-js compile` (or `npm run build:gyp`).',
+    prebuild,
+    missingLib ? `The addon was found but ${missingLib[0]} was not: a library it was built against is missing at run time.` : '',
+    checkout
+      ? 'Fix: in this cmac checkout run `npm run setup` (installs libtorch-dev, ffmpeg, and builds; Debian/Ubuntu), or `npm run build:native`.'
+      : 'Fix: `npm rebuild cmac --foreground-scripts` re-runs the install: it takes the prebuild when it was made for the libtorch found, else builds from source (`--build-from-source` forces that).',
+    howTo,
   ].filter(Boolean).join('\n');
 }

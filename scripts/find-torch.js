@@ -3,6 +3,7 @@
 // documented in docs/architecture and README:
 //   1. LIBTORCH (an unpacked libtorch)   2. Torch_DIR / CMAKE_PREFIX_PATH
 //   3. a Python PyTorch install           4. the system package (libtorch-dev)
+// CMAC_SKIP_PYTHON_TORCH=1 / CMAC_SKIP_SYSTEM_TORCH=1 leave out 3 / 4.
 // Usage: find-torch.js --json | --cmake | --gyp-include | --gyp-libs | --gyp-ldflags | --gyp-defines | --gyp-std
 'use strict';
 const fs = require('fs');
@@ -64,8 +65,11 @@ function findTorch() {
     const py = pythonPrefix();
     tried.push(...py.tried.map((t) => `python ${t}`));
     if (py.dir) return done('python', py.dir);
+  } else {
+    tried.push('python: skipped (CMAC_SKIP_PYTHON_TORCH=1)');
   }
-  for (const prefix of ['/usr', '/usr/local']) {
+  if (env.CMAC_SKIP_SYSTEM_TORCH === '1') tried.push('system: skipped (CMAC_SKIP_SYSTEM_TORCH=1)');
+  for (const prefix of env.CMAC_SKIP_SYSTEM_TORCH === '1' ? [] : ['/usr', '/usr/local']) {
     const dir = configUnder(prefix);
     tried.push(`system ${prefix}: ${dir ? 'found' : 'no TorchConfig.cmake'}`);
     if (dir) return done('system', dir);
@@ -125,20 +129,29 @@ function isSystemDir(d) {
   return ['/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib'].includes(d);
 }
 
+/** The three ways to get a libtorch, for every "not found" message (install, loader, CMake). */
+const HOW_TO_GET_LIBTORCH = [
+  'Get a libtorch in one of three ways, then run `npm rebuild cmac` (in a cmac checkout: `npm run setup` does 1.):',
+  '  1. Debian/Ubuntu, CPU:  sudo apt install libtorch-dev',
+  '  2. PyTorch, CPU or CUDA: pip install torch                       (found through `python3 -c "import torch"`;',
+  '                          CPU only: pip install torch --index-url https://download.pytorch.org/whl/cpu)',
+  '  3. a libtorch archive:  unpack libtorch-*.zip from https://pytorch.org/get-started/locally/ (C++, cxx11 ABI)',
+  '                          and set LIBTORCH=/path/to/libtorch',
+].join('\n');
+
 function main() {
   const t = findTorch();
   const arg = process.argv[2] || '--json';
   if (!t.source) {
     if (arg === '--json') { console.log(JSON.stringify(t, null, 2)); return; }
-    console.error('cmac: libtorch not found. Tried:\n  ' + t.tried.join('\n  ') +
-      '\nFix: run `npm run setup` (installs Debian/Ubuntu libtorch-dev), or set LIBTORCH=/path/to/libtorch.');
+    console.error('cmac: libtorch not found. Tried:\n  ' + t.tried.join('\n  ') + '\n' + HOW_TO_GET_LIBTORCH);
     process.exit(1);
   }
   const lib = libDir(t);
   const cuda = hasCuda(t);
   switch (arg) {
     case '--json':
-      console.log(JSON.stringify({ ...t, libDir: lib, cxx11Abi: cxx11Abi(t), cuda }, null, 2));
+      console.log(JSON.stringify({ ...t, libDir: lib, cxx11Abi: cxx11Abi(t), cuda, version: torchVersion(t) }, null, 2));
       break;
     case '--cmake': // a CMake list: source;cmakeDir;root;libDir;abi;cuda
       process.stdout.write([t.source, t.cmakeDir, t.root, lib, cxx11Abi(t), cuda ? 1 : 0].join(';'));
@@ -184,5 +197,5 @@ function main() {
   }
 }
 
-module.exports = { findTorch };
+module.exports = { findTorch, torchVersion, hasCuda, libDir, cxx11Abi, HOW_TO_GET_LIBTORCH };
 if (require.main === module) main();

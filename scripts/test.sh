@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test command (`npm test`): brings the native and TypeScript builds up to
-# date, runs every mocha suite (the C++ core tests run inside it), and ends
-# with one line "N passed, N failed" converted from mocha's summary.
+# The test command (`npm test`): runs the idempotent set-up for what is
+# missing (system packages, node_modules; seconds when all is there), brings
+# the native and TypeScript builds up to date, runs every mocha suite (the C++
+# core tests run inside it), and ends with one line "N passed, N failed"
+# converted from mocha's summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh --quiet --no-build || { echo "set-up failed (scripts/setup.sh, output above)"; echo "0 passed, 1 failed"; exit 1; }
 log=$(mktemp)
 {
   npm run --silent build:native >/dev/null && npm run --silent build:ts && npm run --silent build:test

@@ -90,7 +90,10 @@ describe('package', function () {
     expect(r.status).to.not.equal(0);
     expect(r.stderr).to.match(/could not be loaded/);
     expect(r.stderr).to.match(/prebuilds.*\(missing\)/);
-    expect(r.stderr).to.match(/libtorch: found \(system\)|libtorch: NOT found|libtorch: found/);
-    expect(r.stderr).to.match(/Fix: .*npm run setup/);
+    expect(r.stderr).to.match(/libtorch: found \(system, \d+\.\d+\.\d+\)|libtorch: NOT found|libtorch: found/);
+    // An installed package has no `npm run setup`: the fix is npm rebuild, and the three ways to get a libtorch.
+    expect(r.stderr).to.not.match(/npm run setup`? in the cmac folder/);
+    expect(r.stderr).to.match(/Fix: `npm rebuild cmac --foreground-scripts`/);
+    expect(r.stderr).to.include('sudo apt install libtorch-dev').and.include('pip install torch').and.include('LIBTORCH=/path/to/libtorch');
   });
 });

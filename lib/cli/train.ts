@@ -116,13 +116,17 @@ export function registerTrain(program: Command): void {
   program
     .command('demo')
     .description('the main job: synthesise a small dataset, train the tiny preset with full CMAC, write the run folder')
-    .option('--out <dir>', 'folder for the data and the run', 'runs/demo')
-    .option('--clips <n>', 'synthetic clips', positiveInt('--clips'), 192)
-    .option('--steps <n>', 'training steps', positiveInt('--steps'), 150)
-    .option('--batch <n>', 'clips per step', positiveInt('--batch'), 16)
+    .option('--out <dir>', 'folder for the data and the run (default: runs/demo, with --quick runs/demo-quick)')
+    .option('--clips <n>', 'synthetic clips (default: 192, with --quick 40)', positiveInt('--clips'))
+    .option('--steps <n>', 'training steps (default: 150, with --quick 8)', positiveInt('--steps'))
+    .option('--batch <n>', 'clips per step (default: 16, with --quick 8)', positiveInt('--batch'))
     .option('--threads <n>', 'libtorch threads (default: all cores)', positiveInt('--threads'))
-    .addHelpText('after', '\nExamples:\n  npm run demo\n  cmac demo --out /tmp/demo --steps 100')
-    .action(async (o: { out: string; clips: number; steps: number; batch: number; threads?: number }) => {
+    .option('--quick', 'a check that the install works end to end (synthesis, training, evaluation, report) in about a minute; its numbers mean nothing')
+    .addHelpText('after', '\nExamples:\n  npm run demo\n  cmac demo --out /tmp/demo --steps 100\n  npx cmac demo --quick')
+    .action(async (opts: { out?: string; clips?: number; steps?: number; batch?: number; threads?: number; quick?: boolean }) => {
+      const q = !!opts.quick;
+      const o = { out: opts.out ?? (q ? 'runs/demo-quick' : 'runs/demo'), clips: opts.clips ?? (q ? 40 : 192), steps: opts.steps ?? (q ? 8 : 150),
+        batch: opts.batch ?? (q ? 8 : 16), threads: opts.threads };
       const data = path.join(o.out, 'data');
       if (!fs.existsSync(path.join(data, 'manifest.jsonl'))) {
         process.stderr.write(`demo: synthesising ${o.clips} clips into ${data}\n`);
