@@ -171,6 +171,56 @@ describe('eval: localisation protocols against their Python transcription', func
   });
 });
 
+describe('eval: which map is thresholded', () => {
+  // The addon returns probabilities; the cosine map and the logits are
+  // recovered from them up to a per-clip constant and float32 rounding, so a
+  // pixel whose value ties the threshold within ~1e-7 may flip: cIoU agrees
+  // with the raw map's to within 2e-3 (a few pixels), while thresholding the
+  // probabilities themselves moves it much further.
+  it('beta_v is scored on its cosine map (tauT ln beta_v), alpha_v on its logits (ln alpha_v); mass on the probabilities; an underflowed probability is counted', () => {
+    const r = new Prng(11);
+    const n = 20, tauT = 0.1;
+    const cos = new Float32Array(n * 49), logits = new Float32Array(n * 49), beta = new Float32Array(n * 49), alpha = new Float32Array(n * 49);
+    const softmax = (src: Float32Array, dst: Float32Array, o: number, t: number) => {
+      let mx = -Infinity, s = 0;
+      for (let k = 0; k < 49; k++) mx = Math.max(mx, src[o + k] / t);
+      for (let k = 0; k < 49; k++) s += Math.exp(src[o + k] / t - mx);
+      for (let k = 0; k < 49; k++) dst[o + k] = Math.exp(src[o + k] / t - mx) / s;
+    };
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < 49; k++) { cos[i * 49 + k] = Math.tanh(0.5 * gaussian(r)); logits[i * 49 + k] = 2 * gaussian(r); }
+      softmax(cos, beta, i * 49, tauT);
+      softmax(logits, alpha, i * 49, 1);
+    }
+    const clips = Array.from({ length: n }, (_, i) => ({ id: `c${i}`, index: i, clip: 0, start: 0, label: -1 }));
+    const box: Box = [30, 40, 150, 120];
+    const gtOf = () => ({ boxes: [box], consensus: false });
+    const gt = gtMap([box], false);
+    const out: ModelOutputs = { clips, alphaV: { data: alpha, shape: [7, 7] }, betaV: { data: beta, shape: [7, 7] } };
+    for (const protocol of ['ezvsl', 'lvs'] as const) {
+      const res = evaluateLocalization(out, gtOf, { protocol, tauT });
+      let worst = 0, probWorst = 0;
+      for (let i = 0; i < n; i++) {
+        const c = cos.subarray(i * 49, (i + 1) * 49), b = beta.subarray(i * 49, (i + 1) * 49);
+        const want = scoreMap(c, 7, 7, gt, { protocol, probabilities: b });
+        const got = res.perClip.betaV[i].score;
+        expect(got.ciou).to.be.closeTo(want.ciou, 2e-3);
+        expect([got.pointing, got.mass, got.area]).to.deep.equal([want.pointing, want.mass, want.area]);
+        expect(res.perClip.alphaV[i].score.ciou).to.be.closeTo(scoreMap(logits.subarray(i * 49, (i + 1) * 49), 7, 7, gt, { protocol }).ciou, 2e-3);
+        worst = Math.max(worst, Math.abs(got.ciou - want.ciou));
+        probWorst = Math.max(probWorst, Math.abs(scoreMap(b, 7, 7, gt, { protocol }).ciou - want.ciou));
+      }
+      expect(probWorst, 'thresholding the probabilities instead').to.be.greaterThan(0.02);
+      console.log(`      ${protocol}: largest |cIoU(recovered) - cIoU(raw cosine)| ${worst.toExponential(2)}; with the probabilities thresholded ${probWorst.toFixed(3)}`);
+      expect(res.underflow).to.deep.equal({ alphaV: 0, betaV: 0 });
+    }
+    // A probability of exactly 0 cannot give its log: floored and counted.
+    const peaked = Float32Array.from(beta);
+    peaked[3] = 0;
+    expect(evaluateLocalization({ ...out, betaV: { data: peaked, shape: [7, 7] } }, gtOf, { tauT }).underflow).to.deep.equal({ alphaV: 0, betaV: 1 });
+  });
+});
+
 describe('eval: geometry of the ground truth on non-square video', function () {
   this.timeout(120000);
   let dir: string;
