@@ -182,7 +182,7 @@ export function formatResults(r: EvaluationResults): string {
   if (r.localization) {
     const l = r.localization;
     const name = l.protocol === 'lvs' ? 'LVS' : 'EZ-VSL';
-    const skipped = [l.unscored ? `${l.unscored} without GT skipped` : '', l.outsideCrop ? `${l.outsideCrop} with every box outside the centre crop skipped` : ''].filter(Boolean).join(', ');
+    const skipped = [l.unscored ? `${l.unscored} without GT skipped` : '', l.outsideCrop ? `${l.outsideCrop} with no GT pixel in the evaluated centre crop skipped` : ''].filter(Boolean).join(', ');
     lines.push(`localisation (${name} protocol) on ${l.alphaV.n} clips${skipped ? ` (${skipped})` : ''}:`, loc('alpha_v (no audio)', l.alphaV), loc('beta_v (audio-guided)', l.betaV), loc('uniform map', l.uniform));
     const uf = l.underflow;
     if (uf && (uf.alphaV || uf.betaV)) lines.push(`  warning: probabilities underflowed to 0 in ${uf.alphaV} alpha_v / ${uf.betaV} beta_v map(s): their scoring maps are floored at ln(1e-45) (docs/evaluation.md)`);

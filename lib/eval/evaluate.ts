@@ -34,7 +34,7 @@ export interface LocalizationResult {
   perClip: { alphaV: ClipLocalization[]; betaV: ClipLocalization[] };
   /** Clips without ground truth (not scored). */
   unscored: number;
-  /** Clips whose boxes all fall outside the evaluated frame (the centre crop of a non-square video): not scored. */
+  /** Clips with boxes but no GT pixel on the evaluated frame (every box outside the centre crop of a non-square video, or empty): not scored. */
   outsideCrop?: number;
   /**
    * Clips whose probabilities had underflowed to 0 somewhere, so their
