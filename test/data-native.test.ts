@@ -239,6 +239,8 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
 
 describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
   it('without native decoding in the addon, probe/decodeClips use the CLI and say why in one line', async () => {
+    const savedEnv = process.env.CMAC_DECODER;
+    delete process.env.CMAC_DECODER;
     // A fresh copy of lib/data/decode.js over an addon stub without the media calls (an addon built without libav answers mediaInfo().libav = false).
     const decodePath = require.resolve('../lib/data/decode');
     const nativePath = require.resolve('../lib/native');
@@ -260,6 +262,7 @@ describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
     } finally {
       require.cache[decodePath] = saved.decode;
       require.cache[nativePath] = saved.native;
+      if (savedEnv !== undefined) process.env.CMAC_DECODER = savedEnv;
     }
   });
 
@@ -268,7 +271,9 @@ describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
     try {
       process.env.CMAC_DECODER = 'ffmpeg-cli';
       expect(decoderFor()).to.equal('ffmpeg-cli');
-      expect(decoderFor({ decoder: 'native' })).to.equal(nativeDecoding().available ? 'native' : 'ffmpeg-cli');
+      expect(decoderFor({ decoder: 'native' }), 'the variable overrides the option').to.equal('ffmpeg-cli');
+      process.env.CMAC_DECODER = 'native';
+      expect(decoderFor({ decoder: 'ffmpeg-cli' })).to.equal(nativeDecoding().available ? 'native' : 'ffmpeg-cli');
       delete process.env.CMAC_DECODER;
       expect(decoderFor()).to.equal(nativeDecoding().available ? 'native' : 'ffmpeg-cli');
       expect(decoderFor({ decoder: 'ffmpeg-cli' })).to.equal('ffmpeg-cli');

@@ -6,8 +6,9 @@
 // - 'ffmpeg-cli': ffmpeg/ffprobe processes (lib/data/ffmpeg.ts), the reference.
 // Both pick the same frames, audio samples and audio stream (docs/data.md).
 // When the addon cannot be loaded or was built without libav, 'native' falls
-// back to the CLI with one logged line saying why. $CMAC_DECODER overrides
-// the default (tests run the suites on both paths with it).
+// back to the CLI with one logged line saying why. $CMAC_DECODER
+// ('native' | 'ffmpeg-cli') overrides the option for the whole process (tests
+// run the suites on both paths with it; also a switch for troubleshooting).
 import { DataError, skipReasons, type SkipReason } from './errors';
 import * as cli from './ffmpeg';
 import type { ClipJob, DecodedClip, ProbeInfo, ProcessOptions } from './ffmpeg';
@@ -17,7 +18,7 @@ export type DecoderKind = 'native' | 'ffmpeg-cli';
 
 /** Options of {@link probe} and {@link decodeClips} (the CLI's, plus the decoder choice). */
 export interface DecodeOptions extends ProcessOptions {
-  /** Default: $CMAC_DECODER, else 'native' when the addon has libav, else 'ffmpeg-cli'. */
+  /** Default 'native' ('ffmpeg-cli' when the addon has no libav); $CMAC_DECODER overrides it. */
   decoder?: DecoderKind;
   /** Audio stream (index among the file's audio streams); default: the first with the default disposition, else the first. */
   audioStream?: number;
@@ -101,7 +102,7 @@ export function nativeDecoding(): { available: boolean; reason?: string; version
 /** The decoder a call with these options uses (logs the fallback reason once). */
 export function decoderFor(opts: Pick<DecodeOptions, 'decoder' | 'log'> = {}): DecoderKind {
   const env = process.env.CMAC_DECODER;
-  const want = opts.decoder ?? (env === 'ffmpeg-cli' || env === 'native' ? env : 'native');
+  const want = env === 'ffmpeg-cli' || env === 'native' ? env : opts.decoder ?? 'native';
   if (want === 'ffmpeg-cli') return 'ffmpeg-cli';
   if (loadAddon()) return 'native';
   if (!warned) {
