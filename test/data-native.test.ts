@@ -9,7 +9,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as cli from '../lib/data/ffmpeg';
-import { decodeClips, decoderFor, nativeDecoding, probe, type DecoderKind } from '../lib/data/decode';
+import { decodeClips, decoderFor, nativeDecoding, probe, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
+import { native } from '../lib/native';
 import { DataError, runFfmpeg, writeTestVideos, type ClipJob, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
 
@@ -234,6 +235,70 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
     expect((res[0] as DataError).reason).to.equal('unsupported_codec');
     expect((res[1] as DataError).reason).to.equal('truncated');
     expect(res[2]).to.not.be.instanceOf(DataError);
+  });
+});
+
+describe('data: the native decoder object (addon createDecoder)', function () {
+  this.timeout(60000);
+  const dir = tmpDir('cmac-native-api-');
+  const f = path.join(dir, 'a.mp4');
+  let addon: { createDecoder(o?: object): MediaDecoder; mediaInfo(): { libav: boolean; versions?: string } };
+
+  before(async function () {
+    if (!nativeDecoding().available) this.skip();
+    addon = native() as unknown as typeof addon;
+    await writeTestVideos([{ out: f, seconds: 2, fps: 10, tone: 440, colour: (t) => [Math.round(t * 100), 50, 200] }]);
+  });
+
+  it('rejects bad arguments with TypeError / RangeError naming the field, synchronously', () => {
+    expect(() => addon.createDecoder({ threads: 0 })).to.throw(RangeError, /options.threads/);
+    expect(() => addon.createDecoder({ threads: 'x' })).to.throw(TypeError, /options.threads/);
+    const d = addon.createDecoder({ threads: 1 });
+    try {
+      const job = { file: f, start: 0, frames: 2, fps: 10, width: 16, height: 16 };
+      expect(() => d.decodeBatch('x' as unknown as object[])).to.throw(TypeError, /jobs must be an array/);
+      expect(() => d.decodeBatch([{ ...job, frames: undefined }])).to.throw(TypeError, /jobs\[0\].frames/);
+      expect(() => d.decodeBatch([{ ...job, fps: -1 }])).to.throw(RangeError, /jobs\[0\].fps/);
+      expect(() => d.decodeBatch([job, { ...job, file: 7 }])).to.throw(TypeError, /jobs\[1\].file/);
+      expect(() => d.decodeBatch([{ ...job, width: 9000 }])).to.throw(RangeError, /jobs\[0\].width/);
+      expect(() => d.decodeBatch([{ ...job, audio: { start: 0 } }])).to.throw(TypeError, /audio.samples/);
+      expect(() => d.probe(3 as unknown as string)).to.throw(TypeError, /probe\(file\)/);
+      expect(() => (d.probe as unknown as (this: unknown, f: string) => unknown).call({}, f)).to.throw(TypeError);  // V8: Illegal invocation
+    } finally {
+      d.dispose();
+    }
+    expect(d.disposed).to.equal(true);
+    expect(() => d.probe(f)).to.throw(/disposed/);
+  });
+
+  it('decodes bytes in memory (custom AVIO) exactly as the file, into one batch buffer', async () => {
+    const d = addon.createDecoder({ threads: 2 });
+    try {
+      const bytes = fs.readFileSync(f);
+      const pf = await d.probe(f);
+      const pm = await d.probe(new Uint8Array(bytes));
+      expect(pm).to.deep.equal(pf);
+      const job = { start: 0.5, frames: 3, fps: 10, width: 16, height: 16, audio: { start: 0.4, samples: 1600, sampleRate: 16000 } };
+      const b = await d.decodeBatch([{ ...job, file: f }, { ...job, file: bytes }, { ...job, file: path.join(dir, 'missing.mp4') }]);
+      expect(b.video.length).to.equal(3 * 3 * 16 * 16 * 3);
+      expect(b.audio.length).to.equal(3 * 1600);
+      expect(b.clips.map((c) => c.ok)).to.deep.equal([true, true, false]);
+      expect(b.clips[2].reason).to.equal('missing_file');
+      const n = 3 * 16 * 16 * 3;
+      expect(Buffer.from(b.video.subarray(0, n)).equals(Buffer.from(b.video.subarray(n, 2 * n)))).to.equal(true);
+      expect(Array.from(b.audio.subarray(0, 1600))).to.deep.equal(Array.from(b.audio.subarray(1600, 3200)));
+    } finally {
+      d.dispose();
+    }
+  });
+
+  it('dispose() with batches in flight: every promise still settles', async () => {
+    const d = addon.createDecoder({ threads: 1 });
+    const job = { file: f, start: 0, frames: 4, fps: 10, width: 32, height: 32 };
+    const pending = Array.from({ length: 6 }, () => d.decodeBatch([job, job]));
+    d.dispose();
+    const done = await Promise.all(pending);
+    expect(done.every((b) => b.clips.every((c) => c.ok))).to.equal(true);
   });
 });
 
