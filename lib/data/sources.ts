@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pipeline } from 'stream/promises';
+import { CsvError, parse as csvParse } from 'csv-parse/sync';
 import * as tar from 'tar-stream';
 import { DataError } from './errors';
 
@@ -141,38 +142,33 @@ export function folderSource(dir: string, opts: FolderSourceOptions = {}): Sourc
   return src;
 }
 
-/** Parses CSV text (RFC 4180: quoted fields, "" escapes, CRLF) into rows. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  let i = 0;
-  if (text.charCodeAt(0) === 0xfeff) i = 1;
-  for (; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      field = '';
-      if (row.length > 1 || row[0] !== '') rows.push(row);
-      row = [];
-    } else field += c;
+/**
+ * Parses CSV text (RFC 4180: quoted fields, "" escapes, CRLF, a leading BOM;
+ * blank lines skipped, rows may differ in length) into rows, with
+ * csv-parse's sync API. Bad quoting (an unterminated quote, a quote inside an
+ * unquoted field) throws an error naming `source`, the line and the column.
+ */
+export function parseCsv(text: string, source = 'CSV'): string[][] {
+  let lastRecordLine = 0;  // the line where the last complete record ended
+  try {
+    return csvParse(text, {
+      bom: true, skip_empty_lines: true, relax_column_count: true, record_delimiter: ['\r\n', '\n', '\r'],
+      on_record: (record: string[], ctx) => { lastRecordLine = ctx.lines; return record; },
+    }) as string[][];
+  } catch (e) {
+    if (!(e instanceof CsvError)) throw e;
+    if (e.code === 'CSV_QUOTE_NOT_CLOSED') {
+      // csv-parse names the line where the text ended; the open quote is on
+      // the first non-blank line after the last complete record.
+      const lines = text.split(/\r\n|\n|\r/);
+      let line = lastRecordLine + 1;
+      while (line < lines.length && lines[line - 1].trim() === '') line++;
+      throw new Error(`cmac: ${source}: line ${line}: a quoted field opened here is never closed (the rest of the file would become one field). Fix: add the closing " or write the field without quotes`);
+    }
+    const column = typeof e.index === 'number' ? `, column ${e.index + 1}` : '';
+    const what = e.code === 'INVALID_OPENING_QUOTE' ? 'a " inside an unquoted field' : e.message.replace(/^[A-Za-z ]+: /, '');
+    throw new Error(`cmac: ${source}: line ${e.lines}${column}: ${what}. Fix: quote the whole field ("...") and double each " inside it ("")`);
   }
-  row.push(field);
-  if (row.length > 1 || row[0] !== '') rows.push(row);
-  return rows;
 }
 
 /** Options of {@link manifestSource}. */
@@ -333,7 +329,7 @@ export function parseManifest(text: string, file: string, opts: Omit<ManifestSou
   const format = opts.format ?? (path.extname(mf).toLowerCase() === '.csv' ? 'csv' : 'jsonl');
   const rows: { row: ManifestRow; where: string }[] = [];
   if (format === 'csv') {
-    const table = parseCsv(text);
+    const table = parseCsv(text, mf);
     if (table.length > 0) {
       const header = table[0].map((h) => h.trim().toLowerCase());
       if (!header.some((h) => h === 'path' || h === 'file' || h === 'video')) {
