@@ -39,7 +39,10 @@ function viaPrebuildify(extra) {
   const r = spawnSync(bin, args, { cwd: stage, stdio: 'inherit', env });
   if (r.status !== 0) die('prebuildify failed. Fix: run `npm run setup` (libtorch-dev, g++), then `npm run build:gyp` to see the compiler output.', r.status || 1);
   fs.mkdirSync(out, { recursive: true });
-  fs.copyFileSync(path.join(stage, 'prebuilds', platform, 'cmac.node'), path.join(out, 'cmac.node'));
+  const made = path.join(stage, 'prebuilds', platform);
+  const file = fs.readdirSync(made).find((f) => f.endsWith('.node'));  // prebuildify names it after package.json
+  if (!file) die(`prebuildify wrote no .node file into ${made}`);
+  fs.copyFileSync(path.join(made, file), path.join(out, 'cmac.node'));
   return 'node-gyp (prebuildify)';
 }
 

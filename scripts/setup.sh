@@ -20,7 +20,7 @@ quiet=0
 for arg in "$@"; do
   case "$arg" in
     --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av python3-opencv) ;;
-    --jupyter) want+=(jupyter-notebook jupyter-nbconvert python3-ipykernel); jupyter=1 ;;
+    --jupyter) want+=(jupyter-notebook jupyter-nbconvert jupyter-client python3-ipykernel); jupyter=1 ;;
     --no-build) build=0 ;;
     --quiet) quiet=1 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
