@@ -4,15 +4,18 @@
 // and ONE float32 audio buffer ([B,S]), plus per-clip status and meta; its
 // clips are decoded in parallel by the pool's threads and `done` runs on the
 // thread that finishes the last one. Node-free.
+//
+// A clip that runs past its deadline (req.timeoutSec) plus a grace period
+// inside one libav call that never returns is abandoned by a watchdog: it is
+// reported as `timeout`, its batch completes, and a new thread replaces the
+// stuck one (which is left to finish or hang on its own; its late result is
+// dropped). Clips decode into their own buffers and are copied into the batch
+// only by the thread that settles them, so an abandoned clip never writes
+// into a delivered batch.
 #pragma once
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "media.h"
@@ -35,29 +38,29 @@ struct BatchResult {
 // Most bytes one batch may hold (video + audio); a larger batch is refused as a whole.
 constexpr uint64_t kMaxBatchBytes = uint64_t(8) << 30;
 
+// What decodes one clip (decodeClip; tests inject a stuck one).
+using ClipRunner = std::function<ClipResult(const Source&, const ClipRequest&, uint8_t*, float*)>;
+
 class DecodePool {
  public:
-  explicit DecodePool(int threads);
-  ~DecodePool();  // finishes queued work, then joins
+  explicit DecodePool(int threads, ClipRunner runner = decodeClip, double graceSec = 5.0);
+  ~DecodePool();  // returns at once; queued work still runs and settles, then the (detached) threads exit
   DecodePool(const DecodePool&) = delete;
   DecodePool& operator=(const DecodePool&) = delete;
 
-  int threads() const { return static_cast<int>(workers_.size()); }
+  int threads() const { return threads_; }
   // Lays out the buffers (throws std::length_error above kMaxBatchBytes) and queues one task per clip.
   void submitBatch(std::vector<BatchClip> clips, std::function<void(std::shared_ptr<BatchResult>)> done);
   void submitProbe(Source src, int audioStream, double timeoutSec, std::function<void(ProbeResult)> done);
-  // Jobs queued or running.
-  int64_t pending() const { return pending_.load(); }
+  // Jobs queued or running; threads replaced after a stuck decode so far.
+  int64_t pending() const;
+  int64_t replaced() const;
+
+  struct Shared;
 
  private:
-  void post(std::function<void()> task);
-  void loop();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stop_ = false;
-  std::atomic<int64_t> pending_{0};
-  std::vector<std::thread> workers_;
+  std::shared_ptr<Shared> s_;
+  int threads_;
 };
 
 // Runs a batch on the calling thread (tests, the fuzzer).

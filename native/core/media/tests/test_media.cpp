@@ -10,6 +10,11 @@
 #include <future>
 #include <iostream>
 #include <iterator>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
 
 #include "../../tests/test.h"
 #include "../media.h"
@@ -228,6 +233,40 @@ TEST(media_pool_batch_layout) {
   std::promise<ProbeResult> pr;
   pool.submitProbe(Source{redBlue(), nullptr}, -1, 10, [&](ProbeResult p) { pr.set_value(p); });
   CHECK(pr.get_future().get().ok);
+}
+
+TEST(media_pool_replaces_a_stuck_decoder) {
+  // A runner standing in for a libav call that does not return: the watchdog settles the
+  // clip as timeout at deadline + grace, and a new thread decodes the rest of the queue.
+  std::atomic<int> lateReturns{0};
+  ClipRunner runner = [&](const Source& s, const ClipRequest& r, uint8_t* v, float* a) -> ClipResult {
+    if (r.start == 0.7) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      ++lateReturns;
+      std::memset(v, 255, size_t(r.frames) * r.width * r.height * 3);  // must not reach the delivered batch
+    }
+    return decodeClip(s, r, v, a);
+  };
+  DecodePool pool(1, runner, 0.2);
+  std::vector<BatchClip> clips{BatchClip{Source{redBlue(), nullptr}, clip(0.7, 2)}, BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}};
+  clips[0].req.timeoutSec = 0.3;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::promise<std::shared_ptr<BatchResult>> done;
+  pool.submitBatch(clips, [&](std::shared_ptr<BatchResult> r) { done.set_value(r); });
+  auto got = done.get_future().get();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_MSG(secs < 2.0, "the batch waited for the stuck decode: " << secs << " s");
+  CHECK_MSG(!got->clips[0].ok && got->clips[0].reason == "timeout", got->clips[0].reason << ": " << got->clips[0].message);
+  CHECK(got->clips[1].ok);
+  CHECK(pool.replaced() == 1);
+  std::vector<uint8_t> first(got->video.begin(), got->video.begin() + 2 * 32 * 32 * 3);
+  std::promise<std::shared_ptr<BatchResult>> again;
+  pool.submitBatch({BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}}, [&](std::shared_ptr<BatchResult> r) { again.set_value(r); });
+  CHECK(again.get_future().get()->clips[0].ok);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2800));
+  CHECK(lateReturns == 1);
+  CHECK(std::equal(first.begin(), first.end(), got->video.begin()));  // the late writer stayed in its own buffer
+  CHECK(std::all_of(first.begin(), first.end(), [](uint8_t x) { return x == 0; }));
 }
 
 int main(int argc, char** argv) {
