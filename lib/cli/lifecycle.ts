@@ -8,7 +8,7 @@
 //   checkpoints, the run-folder lock), unless a command takes the first
 //   signal itself (train: stop after this step with a checkpoint);
 // - temp folders that killed cmac processes left in the OS temp folder are
-//   removed when a long command starts.
+//   removed when a command (any but `info`) starts.
 import * as os from 'os';
 import { finetuneTempPrefix } from '../eval/finetune';
 import { removeStaleTempDirs } from '../train/files';
