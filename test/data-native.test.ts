@@ -9,7 +9,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as cli from '../lib/data/ffmpeg';
-import { decodeClips, decoderFor, nativeDecoding, probe, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
+import { decodeClips, decoderFor, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
 import { native } from '../lib/native';
 import { DataError, runFfmpeg, writeTestVideos, type ClipJob, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
@@ -299,6 +299,41 @@ describe('data: the native decoder object (addon createDecoder)', function () {
     d.dispose();
     const done = await Promise.all(pending);
     expect(done.every((b) => b.clips.every((c) => c.ok))).to.equal(true);
+  });
+});
+
+describe('data: the on-disk probe index', function () {
+  this.timeout(60000);
+  it('a second probe of an unchanged file comes from the index; a changed file (size or mtime) is probed again', async () => {
+    const dir = tmpDir('cmac-probe-index-');
+    const f = path.join(dir, 'a.mp4');
+    const ix = path.join(dir, 'index', 'probes.jsonl');
+    await writeTestVideos([{ out: f, seconds: 1, fps: 10, tone: 440 }]);
+    const first = await probe(f, { probeIndex: ix });
+    expect(fs.readFileSync(ix, 'utf8').trim().split('\n')).to.have.length(1);
+    // Same size and mtime, garbage content: only an index hit can still give the first answer.
+    const st = fs.statSync(f);
+    const good = fs.readFileSync(f);
+    fs.writeFileSync(f, Buffer.alloc(good.length, 7));
+    fs.utimesSync(f, st.atimeMs / 1000, st.mtimeMs / 1000);
+    const again = await probe(f, { probeIndex: ix });
+    expect(again).to.deep.equal(first);
+    // A fresh process's view: a new index object reading the same file.
+    const fresh = new ProbeIndex(ix);
+    expect(fresh.size).to.equal(1);
+    // Another mtime: a new key, probed again (and the garbage is found).
+    fs.utimesSync(f, st.atimeMs / 1000, (st.mtimeMs + 5000) / 1000);
+    const e = await probe(f, { probeIndex: ix }).catch((x) => x);
+    expect(e).to.be.instanceOf(DataError);
+    expect((e as DataError).reason).to.equal('probe_failed');
+    // Another audio stream choice is another key.
+    fs.writeFileSync(f, good);
+    fs.utimesSync(f, st.atimeMs / 1000, st.mtimeMs / 1000);
+    await probe(f, { probeIndex: ix, audioStream: 0 });
+    expect(fs.readFileSync(ix, 'utf8').trim().split('\n')).to.have.length(2);
+    // A torn line (a killed writer) is skipped.
+    fs.appendFileSync(ix, '{"key": "x", "in');
+    expect(new ProbeIndex(ix).size).to.equal(2);
   });
 });
 

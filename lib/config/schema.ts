@@ -20,6 +20,8 @@ export const configSchema = z.object({
     visual: z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]), stemMid: int(1, 4096), lastStride1: z.boolean() }).strict(),
     audio: z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]) }).strict(),
     embedDim: int(1, 65536).default(128),
+    /** How z is pooled from regions/bands, independent of the loss preset (method.md s5): attention (the scorers g_v, g_a train through L_con in every preset) or mean (global average, the paper-style baseline). */
+    pooling: z.enum(['attention', 'mean']).default('attention'),
   }).strict(),
   /** Log-mel front end, method.md section 1. */
   logmel: z.object({
@@ -44,14 +46,17 @@ export const configSchema = z.object({
     withinModal: z.boolean().optional(),
     lossV: z.boolean().optional(),
     lossA: z.boolean().optional(),
-    attentionPooling: z.boolean().optional(),
     targetGrad: z.boolean().default(false),
     tau: z.number().positive().default(0.07),
     tauT: z.number().positive().default(0.1),
     lambdaV: z.number().min(0).default(1),
     lambdaA: z.number().min(0).default(1),
-    /** lambda ramps linearly from 0 over this share of the steps. */
+    /** lambda ramps linearly from 0 over this share of the steps (the ramp's length). */
     rampFraction: z.number().min(0).max(1).default(0.1),
+    /** The step the ramp starts at, or 'auto': the step after the first whose in-batch retrieval accuracy (read off the L_con logits) reaches rampThreshold. */
+    rampStart: z.union([z.literal('auto'), int(0, 1e9)]).default(0),
+    /** rampStart 'auto': the in-batch retrieval accuracy (0..1; chance is 1/batchSize) that starts the ramp. */
+    rampThreshold: z.number().min(0).max(1).default(0.5),
     queueSize: int(0, 1 << 20).default(0),
   }).strict().default({}),
   optim: z.object({
@@ -80,6 +85,8 @@ export const configSchema = z.object({
     decoder: z.enum(['native', 'ffmpeg-cli']).default('native'),
     /** Audio stream to use (index among a file's audio streams); default: the first with the default disposition, else the first. */
     audioStream: int(0, 1023).optional(),
+    /** Probe index file (JSON lines keyed by path + size + mtime): a second run over the same files skips probing (docs/data.md). */
+    probeIndex: z.string().min(1).optional(),
     prefetchBytes: int(1 << 20, Number.MAX_SAFE_INTEGER).default(512 << 20),
     missingAudio: z.enum(['skip', 'silence']).default('skip'),
     augment: z.boolean().default(true),

@@ -9,6 +9,8 @@
 // back to the CLI with one logged line saying why. $CMAC_DECODER
 // ('native' | 'ffmpeg-cli') overrides the option for the whole process (tests
 // run the suites on both paths with it; also a switch for troubleshooting).
+import * as fs from 'fs';
+import * as path from 'path';
 import { DataError, skipReasons, type SkipReason } from './errors';
 import * as cli from './ffmpeg';
 import type { ClipJob, DecodedClip, ProbeInfo, ProcessOptions } from './ffmpeg';
@@ -26,6 +28,75 @@ export interface DecodeOptions extends ProcessOptions {
   threads?: number;
   /** Where the one fallback line goes (default: stderr). */
   log?: (line: string) => void;
+  /**
+   * A probe index file (JSON lines): probes are looked up there by absolute
+   * path + size + mtime (+ audio stream) before opening the file, and new
+   * ones are appended, so a second run over a large folder starts at once.
+   */
+  probeIndex?: string;
+}
+
+interface IndexEntry {
+  key: string;
+  info: ProbeInfo;
+}
+
+/**
+ * An on-disk probe index: one JSON line per probed file, appended (several
+ * processes may share one: each line is one small O_APPEND write), keyed by
+ * absolute path, size, mtime and the audio stream choice. A line that does
+ * not parse is ignored; a changed file gets a new key and is probed again.
+ */
+export class ProbeIndex {
+  private readonly map = new Map<string, ProbeInfo>();
+  constructor(readonly file: string) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cmac: cannot read the probe index ${file}: ${(e as Error).message}`);
+    }
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      try {
+        const e = JSON.parse(line) as IndexEntry;
+        if (typeof e.key === 'string' && e.info && typeof e.info.duration === 'number') this.map.set(e.key, e.info);
+      } catch { /* a torn last line of a killed writer */ }
+    }
+  }
+
+  static key(file: string, st: fs.Stats, audioStream: number | undefined): string {
+    return JSON.stringify([path.resolve(file), st.size, Math.floor(st.mtimeMs), audioStream ?? null]);  // ms: what utimes and copies keep
+  }
+
+  get(key: string): ProbeInfo | undefined {
+    return this.map.get(key);
+  }
+
+  put(key: string, info: ProbeInfo): void {
+    this.map.set(key, info);
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      fs.appendFileSync(this.file, JSON.stringify({ key, info }) + '\n');
+    } catch (e) {
+      throw new Error(`cmac: cannot write the probe index ${this.file}: ${(e as Error).message}. Fix: a writable path for data.probeIndex, or none`);
+    }
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+const indexes = new Map<string, ProbeIndex>();
+function indexFor(file: string): ProbeIndex {
+  const abs = path.resolve(file);
+  let ix = indexes.get(abs);
+  if (!ix) {
+    ix = new ProbeIndex(abs);
+    indexes.set(abs, ix);
+  }
+  return ix;
 }
 
 /** The addon's media surface (native/addon/media_wrap.cc). */
@@ -139,6 +210,23 @@ function aborted(opts: ProcessOptions): void {
  * no_video, timeout).
  */
 export async function probe(file: string, opts: DecodeOptions = {}): Promise<ProbeInfo> {
+  if (!opts.probeIndex) return probeFile(file, opts);
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(file);
+  } catch {
+    return probeFile(file, opts);  // the probe names the problem
+  }
+  const ix = indexFor(opts.probeIndex);
+  const key = ProbeIndex.key(file, st, opts.audioStream);
+  const hit = ix.get(key);
+  if (hit) return { ...hit, file };
+  const info = await probeFile(file, opts);
+  ix.put(key, info);
+  return info;
+}
+
+async function probeFile(file: string, opts: DecodeOptions): Promise<ProbeInfo> {
   if (decoderFor(opts) === 'ffmpeg-cli') return cli.probe(file, opts);
   aborted(opts);
   const r = await nativeDecoder(opts.threads).probe(file, { audioStream: opts.audioStream, timeoutMs: opts.timeoutMs ?? 30000 });

@@ -87,6 +87,8 @@ export interface LoaderOptions {
   decoder?: DecoderKind;
   /** Audio stream index among a file's audio streams (default: the first with the default disposition, else the first). */
   audioStream?: number;
+  /** A probe index file (lib/data/decode.ts ProbeIndex): probes keyed by path + size + mtime survive the run. */
+  probeIndex?: string;
 }
 
 /** What the loader knows about each clip of a batch. */
@@ -532,7 +534,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     if (hit instanceof DataError) throw hit;
     if (hit) return { ...hit, file };
     try {
-      const info = await probe(file, { timeoutMs: this.o.timeoutMs, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log });
+      const info = await probe(file, { timeoutMs: this.o.timeoutMs, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log, probeIndex: this.o.probeIndex });
       this.probes.set(ref.id, info);
       return info;
     } catch (e) {

@@ -3,7 +3,7 @@
 // named helper. Steps run off the JS thread, so the event loop stays free.
 import * as fs from 'fs';
 import * as path from 'path';
-import { CmacConfig, ConfigInput, lambdaScale, learningRate, resolveConfig, saveConfig, toModelConfig } from '../config';
+import { CmacConfig, ConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
@@ -95,6 +95,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   let step = 0, epoch = 0, nonFinite = 0, skippedSteps = 0;
   let cursor: LoaderCursor = { epoch: 0, position: 0 };
+  const ramp = new RampStart(cfg, resumed?.state.rampStart ?? undefined);  // loss.rampStart auto: the step found, kept across a resume
   if (resumed) {
     await model.load(resumed.ref.weights);
     ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
@@ -116,6 +117,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
     decoders: cfg.data.decoders,
     decoder: cfg.data.decoder,
     audioStream: cfg.data.audioStream,
+    probeIndex: cfg.data.probeIndex,
     prefetchBytes: cfg.data.prefetchBytes,
     missingAudio: cfg.data.missingAudio,
     cursor,
@@ -135,7 +137,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   let checkpoint: CheckpointRef | undefined;
   const snapshot = (): CheckpointState => ({
     format: 'cmac-checkpoint/1', step, epoch, cursor, config: cfg, rng: { seed: cfg.seed, loaderSeed: cfg.seed },
-    nonFiniteInARow: nonFinite, skippedSteps, time: new Date().toISOString(),
+    nonFiniteInARow: nonFinite, skippedSteps, rampStart: ramp.step ?? null, time: new Date().toISOString(),
   });
   let stoppedBy: TrainSummary['stoppedBy'] = 'done';
   try {
@@ -149,19 +151,22 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
       if (!batch) { stoppedBy = 'abort'; break; }
       const dataMs = Date.now() - tData;
       const lr = learningRate(cfg, step, total);
-      const lam = lambdaScale(cfg, step, total);
+      const lam = lambdaScale(cfg, step, total, ramp.step);
       const r = await model.trainStep(batch, { lr, lambdaScale: lam });
+      if (r.finite && ramp.observe(step, r.retrievalAcc)) {
+        log(`lambda ramp starts at step ${ramp.step}: in-batch retrieval accuracy ${r.retrievalAcc.toFixed(3)} >= loss.rampThreshold ${cfg.loss.rampThreshold} at step ${step}`);
+      }
       nonFinite = r.finite ? 0 : nonFinite + 1;
       if (!r.finite) skippedSteps++;
       cursor = batch.cursor;
       epoch = batch.cursor.epoch;
       last = {
-        step, epoch, loss: r.loss, lossCon: r.lossCon, lossV: r.lossV, lossA: r.lossA, lr, lambdaScale: lam,
+        step, epoch, loss: r.loss, lossCon: r.lossCon, lossV: r.lossV, lossA: r.lossA, retrievalAcc: r.retrievalAcc, lr, lambdaScale: lam, rampStart: ramp.step ?? null,
         gradNorm: r.gradNorm, stepMs: r.timeMs, dataMs, clipsPerSec: batch.video.shape[0] / ((r.timeMs + dataMs) / 1000),
         skippedSamples: countSkipped(loader.stats.skipped), finite: r.finite, stepped: r.stepped,
       };
       if (main) metrics.append(last);
-      tb?.scalars(step, { loss: r.loss, 'loss/con': r.lossCon, 'loss/v': r.lossV, 'loss/a': r.lossA, lr, lambda_scale: lam, grad_norm: r.gradNorm, clips_per_sec: last.clipsPerSec });
+      tb?.scalars(step, { loss: r.loss, 'loss/con': r.lossCon, 'loss/v': r.lossV, 'loss/a': r.lossA, lr, lambda_scale: lam, retrieval_acc: r.retrievalAcc, grad_norm: r.gradNorm, clips_per_sec: last.clipsPerSec });
       step++;
       if (main && (opts.progress ?? true)) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
       opts.onStep?.(last);
