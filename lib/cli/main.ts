@@ -11,7 +11,8 @@ import { registerBench } from './bench';
 import { installProcessGuards, removeStaleTemp } from './lifecycle';
 
 function fail(err: unknown): never {
-  const msg = err instanceof Error ? err.message : String(err);
+  // Library errors already start with "cmac: "; the CLI prints the prefix once.
+  const msg = (err instanceof Error ? err.message : String(err)).replace(/^(cmac: )+/, '');
   process.stderr.write(`cmac: ${msg}\n`);
   process.exit(1);
 }
