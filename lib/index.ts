@@ -15,7 +15,7 @@ export type { SafetensorsFile } from './safetensors';
 export { numel, zeros } from './tensor';
 export type { Tensor, DType, DTypeArrays } from './tensor';
 export * from './data';
-export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, learningRate, lambdaScale, lossSwitches, ConfigError } from './config';
+export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, learningRate, lambdaScale, RampStart, lossSwitches, ConfigError } from './config';
 export type { CmacConfig, ConfigInput } from './config';
 export { train, NonFiniteLossError, latestCheckpoint, listCheckpoints, readCheckpointState, readMetrics, openSource } from './train';
 export type { TrainOptions, TrainSummary, CheckpointRef, CheckpointState, StepMetrics } from './train';

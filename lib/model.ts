@@ -10,8 +10,10 @@ export interface ModelConfig {
   audio?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number] };
   logmel?: { sampleRate?: number; nFft?: number; winLength?: number; hopLength?: number; nMels?: number; fMin?: number; fMax?: number };
   embedDim?: number;
+  /** attention (default) or mean: how z is pooled, independent of the loss preset (method.md s5). */
+  pooling?: 'attention' | 'mean';
   loss?: {
-    preset?: LossPreset; withinModal?: boolean; lossV?: boolean; lossA?: boolean; attentionPooling?: boolean;
+    preset?: LossPreset; withinModal?: boolean; lossV?: boolean; lossA?: boolean;
     targetGrad?: boolean; tau?: number; tauT?: number; lambdaV?: number; lambdaA?: number; queueSize?: number;
   };
   optim?: {

@@ -18,6 +18,8 @@ export function packageRoot(): string {
 /** The addon's raw surface (native/addon). lib/ wraps it in typed classes. */
 export interface NativeStepResult {
   loss: number; lossCon: number; lossV: number; lossA: number;
+  /** In-batch retrieval accuracy read off the L_con logits (both directions; chance 1/B). */
+  retrievalAcc: number;
   gradNorm: number; timeMs: number; lossScale: number; stepped: boolean; finite: boolean;
 }
 export interface NativeModel {

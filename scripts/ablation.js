@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The ablation of method.md section 5 on synthetic data (`npm run ablation`):
 // trains the five loss presets (xmodal, xmodal+within, cmac-v, cmac-a, cmac)
-// with several seeds on the tiny preset, evaluates every run the same way
+// with several seeds (the baselines with attention and with mean pooling,
+// model.pooling, so that a row differs from another by its losses only) on the tiny preset, evaluates every run the same way
 // (localisation on a large-object set and on the ordinary test split,
 // frequency grounding, linear probes, retrieval) and writes the mean +- std
 // per preset to results.md (docs/results.md by default for the full run).
 //
-//   node scripts/ablation.js                 # full: 5 presets x 3 seeds x 100 steps (budget: ~1.5 h on 2 idle cores)
+//   node scripts/ablation.js                 # full: 7 rows (5 presets, baselines with both poolings) x 3 seeds x 100 steps (budget: ~2 h on 2 idle cores)
 //   node scripts/ablation.js --quick         # smoke run: 1 seed, few steps, small data (a few minutes)
 //   node scripts/ablation.js --help
 //
@@ -28,6 +29,15 @@ function load(rel) {
 }
 
 const presets = ['xmodal', 'xmodal+within', 'cmac-v', 'cmac-a', 'cmac'];
+const baselines = ['xmodal', 'xmodal+within'];
+const poolings = ['attention', 'mean'];
+
+// The rows: every preset with attention pooling (the default), the baselines also with each --baseline-pooling.
+function variants(cfg) {
+  return cfg.presets.flatMap((preset) => (baselines.includes(preset) ? cfg.baselinePooling : ['attention']).map((pooling) => ({ preset, pooling })));
+}
+const label = (v) => (baselines.includes(v.preset) ? `\`${v.preset}\` (${v.pooling} pool)` : `\`${v.preset}\``);
+const sameVariant = (r, v) => r.preset === v.preset && r.pooling === v.pooling;
 
 const help = `usage: node scripts/ablation.js [options]
   --quick              smoke run: 1 seed, 12 steps, batch 16, small datasets
@@ -39,7 +49,11 @@ const help = `usage: node scripts/ablation.js [options]
   --large <n>          large-object clips for cIoU (default 160)
   --presets <list>     comma-separated subset of ${presets.join(',')}
   --threads <n>        libtorch threads (default: all cores)
+  --baseline-pooling <list>  pooling of the baseline rows xmodal, xmodal+within: attention, mean or both (default attention,mean);
+                       the other presets always use attention (model.pooling, method.md s5)
   --ramp <f>           share of the steps over which lambda_v/lambda_a ramp from 0 (default 0.1, method.md s4)
+  --ramp-start <s>     step the ramp starts at, or auto: when the in-batch retrieval accuracy reaches --ramp-threshold (default 0)
+  --ramp-threshold <f> retrieval accuracy that starts an auto ramp (default 0.5; chance is 1/batch)
   --results <file>     results table (default: docs/results.md for a full run, <out>/results.md for --quick)
   --no-docs            never write docs/results.md`;
 
@@ -61,6 +75,9 @@ function parseArgs(argv) {
     else if (a === '--presets') o.presets = val().split(',');
     else if (a === '--threads') o.threads = Number(val());
     else if (a === '--ramp') o.ramp = Number(val());
+    else if (a === '--baseline-pooling') o.baselinePooling = val().split(',');
+    else if (a === '--ramp-start') { const v = val(); o.rampStart = v === 'auto' ? 'auto' : Number(v); }
+    else if (a === '--ramp-threshold') o.rampThreshold = Number(val());
     else if (a === '--results') o.results = val();
     else if (a === '--no-docs') o.docs = false;
     else if (a === '--help' || a === '-h') { process.stdout.write(help + '\n'); process.exit(0); }
@@ -78,8 +95,14 @@ function parseArgs(argv) {
     presets: o.presets || presets,
     threads: o.threads,
     ramp: o.ramp ?? 0.1,
+    rampStart: o.rampStart ?? 0,
+    rampThreshold: o.rampThreshold ?? 0.5,
+    baselinePooling: o.baselinePooling || poolings,
   };
   if (!(cfg.ramp >= 0 && cfg.ramp <= 1)) throw new Error('--ramp must be a number in [0, 1]');
+  if (cfg.rampStart !== 'auto' && !(Number.isInteger(cfg.rampStart) && cfg.rampStart >= 0)) throw new Error('--ramp-start must be auto or a step number >= 0');
+  if (!(cfg.rampThreshold >= 0 && cfg.rampThreshold <= 1)) throw new Error('--ramp-threshold must be a number in [0, 1]');
+  for (const p of cfg.baselinePooling) if (!poolings.includes(p)) throw new Error(`unknown pooling ${p}; allowed: ${poolings.join(', ')}`);
   for (const p of cfg.presets) if (!presets.includes(p)) throw new Error(`unknown preset ${p}; allowed: ${presets.join(', ')}`);
   for (const k of ['seeds', 'steps', 'batch', 'clips', 'large']) if (!(Number.isInteger(cfg[k]) && cfg[k] > 0)) throw new Error(`--${k} must be a positive integer`);
   cfg.results = o.results ? path.resolve(o.results) : !q && o.docs ? path.join(root, 'docs', 'results.md') : path.join(cfg.out, 'results.md');
@@ -133,9 +156,12 @@ function pick(r) {
   };
 }
 
-async function runOne(cfg, lib, paths, sets, preset, seed) {
+// What a finished run must match to be reused (runs.json from before model.pooling has none: it predates the fair baselines).
+const rampOf = (cfg) => ({ fraction: cfg.ramp, start: cfg.rampStart, threshold: cfg.rampStart === 'auto' ? cfg.rampThreshold : undefined });
+
+async function runOne(cfg, lib, paths, sets, { preset, pooling }, seed) {
   const { train, config, ev } = lib;
-  const runDir = path.join(cfg.out, 'runs', `${preset}-s${seed}`);
+  const runDir = path.join(cfg.out, 'runs', `${preset}${pooling === 'mean' ? '-meanpool' : ''}-s${seed}`);
   const ck = path.join(runDir, 'checkpoints');
   let trained = false;
   const last = train.latestCheckpoint(ck);
@@ -144,13 +170,13 @@ async function runOne(cfg, lib, paths, sets, preset, seed) {
     fs.rmSync(runDir, { recursive: true, force: true });
     const c = config.resolveConfig({
       preset: 'tiny', seed, ...(cfg.threads ? { threads: cfg.threads } : {}),
-      loss: { preset, rampFraction: cfg.ramp }, data: { source: paths.main, batchSize: cfg.batch, cacheDir: path.join(cfg.out, 'cache') },
+      model: { pooling }, loss: { preset, rampFraction: cfg.ramp, rampStart: cfg.rampStart, rampThreshold: cfg.rampThreshold }, data: { source: paths.main, batchSize: cfg.batch, cacheDir: path.join(cfg.out, 'cache') },
       train: { steps: cfg.steps, runDir, checkpointEvery: cfg.steps, keepLast: 1 },
     });
     const s = await train.train(c, { progress: false, log: (l) => { if (/^epoch|skip/.test(l)) log(`  ${l}`); } });
     wall = s.wallSeconds;
     trained = true;
-    log(`  trained ${preset} seed ${seed}: ${s.stepsDone} steps in ${s.wallSeconds.toFixed(0)} s, last loss ${s.last.loss.toFixed(3)} (L_con ${s.last.lossCon.toFixed(3)}, L_v ${s.last.lossV.toFixed(3)}, L_a ${s.last.lossA.toFixed(3)})`);
+    log(`  trained ${preset} (${pooling} pool) seed ${seed}: ${s.stepsDone} steps in ${s.wallSeconds.toFixed(0)} s, last loss ${s.last.loss.toFixed(3)} (L_con ${s.last.lossCon.toFixed(3)}, L_v ${s.last.lossV.toFixed(3)}, L_a ${s.last.lossA.toFixed(3)})`);
   }
   const t0 = Date.now();
   const m = await ev.loadCheckpoint(runDir);
@@ -161,7 +187,7 @@ async function runOne(cfg, lib, paths, sets, preset, seed) {
     const probe = await ev.linearProbe(m.model, sets.ds, { clip: sets.clip, batches: sets.probe });
     const metrics = pick({ test: test.results, large: large.results, probe });
     log(`  evaluated in ${((Date.now() - t0) / 1000).toFixed(0)} s: large beta_v cIoU@0.5 ${(100 * metrics.large.betaV.ciou50).toFixed(1)}%, small beta_v pointing ${(100 * metrics.small.betaV.pointing).toFixed(1)}%, probe video ${(100 * metrics.probe.video).toFixed(1)}% audio ${(100 * metrics.probe.audio).toFixed(1)}%, R@1 a->v ${(100 * metrics.retrieval.a2v[1]).toFixed(1)}%`);
-    return { preset, seed, steps: m.state.step, trainSeconds: trained ? wall : undefined, evalSeconds: (Date.now() - t0) / 1000, metrics, finalLoss: readLast(path.join(runDir, 'metrics.jsonl')) };
+    return { preset, pooling, ramp: rampOf(cfg), rampStartedAt: m.state.rampStart ?? null, seed, steps: m.state.step, trainSeconds: trained ? wall : undefined, evalSeconds: (Date.now() - t0) / 1000, metrics, finalLoss: readLast(path.join(runDir, 'metrics.jsonl')) };
   } finally {
     m.model.dispose();
   }
@@ -193,7 +219,7 @@ function cell(runs, keyPath, scale = 100, digits = 1) {
 }
 
 function writeResults(cfg, all, meta) {
-  const by = cfg.presets.map((p) => ({ p, runs: all.filter((r) => r.preset === p) })).filter((x) => x.runs.length);
+  const by = variants(cfg).map((v) => ({ p: label(v), runs: all.filter((r) => sameVariant(r, v)) })).filter((x) => x.runs.length);
   const any = all[0];
   const chance = (keyPath, scale = 100) => (any ? (get(any.metrics, keyPath) * scale).toFixed(1) : '-');
   const row = (cells) => `| ${cells.join(' | ')} |`;
@@ -210,7 +236,8 @@ function writeResults(cfg, all, meta) {
     '',
     '## Setup',
     '',
-    `- Model: \`tiny\` preset (method.md section 2: R(2+1)D-18 and ResNet-18 layouts at widths 16/32/64/128, 4 frames of 64x64 at 8 fps, 2 s of audio, 64 mel bins -> 8 frequency bands, an 8x8 visual map), Adam lr 1e-3 with cosine decay, lambda ramp over the first ${Math.round(cfg.ramp * 100)}% of steps.`,
+    `- Model: \`tiny\` preset (method.md section 2: R(2+1)D-18 and ResNet-18 layouts at widths 16/32/64/128, 4 frames of 64x64 at 8 fps, 2 s of audio, 64 mel bins -> 8 frequency bands, an 8x8 visual map), Adam lr 1e-3 with cosine decay, lambda ramp over ${Math.round(cfg.ramp * 100)}% of the steps, ${cfg.rampStart === 'auto' ? `starting when the in-batch retrieval accuracy first reaches ${cfg.rampThreshold} (loss.rampStart auto; the step is in the runs table)` : `from step ${cfg.rampStart}`}.`,
+    `- Pooling (model.pooling, independent of the preset): attention for every preset; the baselines also with ${cfg.baselinePooling.filter((p) => p !== 'attention').join(', ') || 'no other'} pooling. With attention the scorers g_v, g_a train through L_con in the baselines too; the projection's BatchNorm sees the same inputs in every row (method.md s5).`,
     `- Training: ${cfg.steps} steps of batch ${cfg.batch} per run, presets ${cfg.presets.join(', ')}, seeds ${Array.from({ length: cfg.seeds }, (_, i) => i + 1).join(', ')} (seed = model init, augmentation and data order).`,
     `- Data: \`synthesize({ clips: ${cfg.clips}, seed: 1, size: 64, fps: 8, seconds: 3, classes: 8, splits: [0.7, 0.15, 0.15] })\` for training (train split), the linear probe (train / val / test) and the ordinary test set (1-3 objects, box side 16-30% of the frame); a large-object set \`synthesize({ clips: ${cfg.large}, seed: 2, largeObjects: true, ... })\` (one sounding object covering 25-50% of the frame) for cIoU.`,
     '- Evaluation (docs/evaluation.md): eval-mode centre clips; localisation by the LVS / EZ-VSL protocol (224x224 bilinear upsampling, median threshold, cIoU@0.5, AUC) plus pointing accuracy and attention mass in the GT box; GT = union of the sounding objects\' boxes over the clip\'s frames. Frequency grounding: mass and argmax of alpha_a / beta_a in the sounding objects\' bands. Linear probe: pooled featV / featA, standardised, L2 logistic regression with the regulariser chosen on val (1e-5..1), refitted on train+val, scored on test (8 classes = the dominant sounding object). Retrieval: recall@1 over the test clips.',
@@ -219,7 +246,7 @@ function writeResults(cfg, all, meta) {
     '## Localisation on the large-object set (cIoU is meaningful here)',
     '',
     table(['preset', 'alpha_v cIoU@0.5', 'alpha_v AUC', 'alpha_v pointing', 'alpha_v mass', 'beta_v cIoU@0.5', 'beta_v AUC', 'beta_v pointing', 'beta_v mass'],
-      by.map(({ p, runs }) => [`\`${p}\``, cell(runs, 'large.alphaV.ciou50'), cell(runs, 'large.alphaV.auc'), cell(runs, 'large.alphaV.pointing'), cell(runs, 'large.alphaV.mass'), cell(runs, 'large.betaV.ciou50'), cell(runs, 'large.betaV.auc'), cell(runs, 'large.betaV.pointing'), cell(runs, 'large.betaV.mass')])
+      by.map(({ p, runs }) => [p, cell(runs, 'large.alphaV.ciou50'), cell(runs, 'large.alphaV.auc'), cell(runs, 'large.alphaV.pointing'), cell(runs, 'large.alphaV.mass'), cell(runs, 'large.betaV.ciou50'), cell(runs, 'large.betaV.auc'), cell(runs, 'large.betaV.pointing'), cell(runs, 'large.betaV.mass')])
         .concat([[ 'uniform map (chance)', chance('large.uniform.ciou50'), chance('large.uniform.auc'), chance('large.alphaV.chance'), chance('large.alphaV.chance'), chance('large.uniform.ciou50'), chance('large.uniform.auc'), chance('large.betaV.chance'), chance('large.betaV.chance')]])),
     '',
     'AUC is given x100. Chance of pointing and mass = mean GT area share; the uniform map\'s cIoU@0.5 / AUC is what a map without information scores (its mask is the whole frame).',
@@ -227,21 +254,21 @@ function writeResults(cfg, all, meta) {
     '## Localisation on the ordinary test split (small objects: pointing and mass)',
     '',
     table(['preset', 'alpha_v pointing', 'alpha_v mass', 'beta_v pointing', 'beta_v mass', 'beta_v cIoU@0.5'],
-      by.map(({ p, runs }) => [`\`${p}\``, cell(runs, 'small.alphaV.pointing'), cell(runs, 'small.alphaV.mass'), cell(runs, 'small.betaV.pointing'), cell(runs, 'small.betaV.mass'), cell(runs, 'small.betaV.ciou50')])
+      by.map(({ p, runs }) => [p, cell(runs, 'small.alphaV.pointing'), cell(runs, 'small.alphaV.mass'), cell(runs, 'small.betaV.pointing'), cell(runs, 'small.betaV.mass'), cell(runs, 'small.betaV.ciou50')])
         .concat([['chance', chance('small.alphaV.chance'), chance('small.alphaV.chance'), chance('small.betaV.chance'), chance('small.betaV.chance'), chance('small.uniform.ciou50')]])),
     '',
     '## Frequency grounding, linear probe, retrieval (ordinary test split)',
     '',
     table(['preset', 'alpha_a pointing', 'alpha_a mass', 'beta_a pointing', 'beta_a mass', 'probe video', 'probe audio', 'R@1 a->v', 'R@1 v->a'],
-      by.map(({ p, runs }) => [`\`${p}\``, cell(runs, 'frequency.alphaA.pointing'), cell(runs, 'frequency.alphaA.mass'), cell(runs, 'frequency.betaA.pointing'), cell(runs, 'frequency.betaA.mass'), cell(runs, 'probe.video'), cell(runs, 'probe.audio'), cell(runs, 'retrieval.a2v.1'), cell(runs, 'retrieval.v2a.1')])
+      by.map(({ p, runs }) => [p, cell(runs, 'frequency.alphaA.pointing'), cell(runs, 'frequency.alphaA.mass'), cell(runs, 'frequency.betaA.pointing'), cell(runs, 'frequency.betaA.mass'), cell(runs, 'probe.video'), cell(runs, 'probe.audio'), cell(runs, 'retrieval.a2v.1'), cell(runs, 'retrieval.v2a.1')])
         .concat([['chance', chance('frequency.alphaA.chance'), chance('frequency.alphaA.chance'), chance('frequency.betaA.chance'), chance('frequency.betaA.chance'), chance('probe.chance'), chance('probe.chance'), chance('retrieval.chance.1'), chance('retrieval.chance.1')]])),
     '',
     `Retrieval over ${any ? any.metrics.retrieval.n : '-'} test clips. Note that the synthetic classes repeat across clips, so a retrieval "miss" can be a clip of the same class.`,
     '',
     '## Runs',
     '',
-    table(['preset', 'seed', 'steps', 'train s', 'final loss (L_con / L_v / L_a)'],
-      all.map((r) => [`\`${r.preset}\``, r.seed, r.steps, r.trainSeconds === undefined ? '-' : r.trainSeconds.toFixed(0), r.finalLoss ? `${r.finalLoss.loss.toFixed(3)} (${r.finalLoss.lossCon.toFixed(3)} / ${r.finalLoss.lossV.toFixed(3)} / ${r.finalLoss.lossA.toFixed(3)})` : '-'])),
+    table(['preset', 'seed', 'steps', 'ramp started at', 'train s', 'final loss (L_con / L_v / L_a)'],
+      all.map((r) => [label(r), r.seed, r.steps, r.rampStartedAt ?? '-', r.trainSeconds === undefined ? '-' : r.trainSeconds.toFixed(0), r.finalLoss ? `${r.finalLoss.loss.toFixed(3)} (${r.finalLoss.lossCon.toFixed(3)} / ${r.finalLoss.lossV.toFixed(3)} / ${r.finalLoss.lossA.toFixed(3)})` : '-'])),
     '',
     '## Reproduce',
     '',
@@ -272,17 +299,19 @@ async function main() {
   const sets = await decodeSets(cfg, paths, lib);
   const doneFile = path.join(cfg.out, 'runs.json');
   let done = fs.existsSync(doneFile) ? JSON.parse(fs.readFileSync(doneFile, 'utf8')) : [];
-  done = done.filter((r) => r.steps === cfg.steps);
+  const stale = done.filter((r) => !r.pooling).length;  // written before model.pooling: other baselines, other BatchNorm inputs
+  if (stale) log(`ignoring ${stale} run(s) in ${doneFile} that predate model.pooling (baselines then pooled by mean only)`);
+  done = done.filter((r) => r.pooling && r.steps === cfg.steps && JSON.stringify(r.ramp) === JSON.stringify(rampOf(cfg)));
   for (let seed = 1; seed <= cfg.seeds; seed++) {
-    for (const preset of cfg.presets) {
-      if (done.some((r) => r.preset === preset && r.seed === seed)) { log(`${preset} seed ${seed}: done earlier`); continue; }
-      log(`${preset} seed ${seed}`);
-      const r = await runOne(cfg, lib, paths, sets, preset, seed);
+    for (const v of variants(cfg)) {
+      if (done.some((r) => sameVariant(r, v) && r.seed === seed)) { log(`${v.preset} (${v.pooling} pool) seed ${seed}: done earlier`); continue; }
+      log(`${v.preset} (${v.pooling} pool) seed ${seed}`);
+      const r = await runOne(cfg, lib, paths, sets, v, seed);
       done.push(r);
       fs.writeFileSync(doneFile, JSON.stringify(done, null, 1) + '\n');
     }
   }
-  const all = done.filter((r) => cfg.presets.includes(r.preset) && r.seed <= cfg.seeds);
+  const all = done.filter((r) => variants(cfg).some((v) => sameVariant(r, v)) && r.seed <= cfg.seeds);
   const info = lib.info.info();
   writeResults(cfg, all, { date: new Date().toISOString().slice(0, 16).replace('T', ' '), host: `${os.type()} ${os.release()}`, cpus: os.cpus().length, torch: info.torchVersion, load: os.loadavg().map((x) => x.toFixed(1)).join(' / '), seconds: (Date.now() - t0) / 1000 });
   log(`total ${((Date.now() - t0) / 60000).toFixed(1)} min`);

@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossSwitches, parseOverride, resolveConfig, toModelConfig } from '../lib/config';
+import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossSwitches, parseOverride, RampStart, resolveConfig, toModelConfig } from '../lib/config';
 import { rejects, tmpDir } from './helpers';
 
 describe('config', () => {
@@ -22,11 +22,11 @@ describe('config', () => {
 
   it('loss presets select the rows of method.md section 5; explicit fields win', () => {
     const row = (preset: string) => lossSwitches(resolveConfig({ loss: { preset } }));
-    expect(row('xmodal')).to.deep.equal({ withinModal: false, lossV: false, lossA: false, attentionPooling: false });
-    expect(row('xmodal+within')).to.deep.equal({ withinModal: true, lossV: false, lossA: false, attentionPooling: false });
-    expect(row('cmac-v')).to.deep.equal({ withinModal: true, lossV: true, lossA: false, attentionPooling: true });
-    expect(row('cmac-a')).to.deep.equal({ withinModal: true, lossV: false, lossA: true, attentionPooling: true });
-    expect(row('cmac')).to.deep.equal({ withinModal: true, lossV: true, lossA: true, attentionPooling: true });
+    expect(row('xmodal')).to.deep.equal({ withinModal: false, lossV: false, lossA: false });
+    expect(row('xmodal+within')).to.deep.equal({ withinModal: true, lossV: false, lossA: false });
+    expect(row('cmac-v')).to.deep.equal({ withinModal: true, lossV: true, lossA: false });
+    expect(row('cmac-a')).to.deep.equal({ withinModal: true, lossV: false, lossA: true });
+    expect(row('cmac')).to.deep.equal({ withinModal: true, lossV: true, lossA: true });
     expect(lossSwitches(resolveConfig({ loss: { preset: 'cmac', lossA: false } })).lossA).to.equal(false);
     expect(toModelConfig(resolveConfig({ loss: { preset: 'xmodal' } })).loss).to.include({ withinModal: false, lossV: false });
   });
@@ -90,5 +90,40 @@ describe('config', () => {
     expect(lambdaScale(c, 5, 100)).to.equal(0.5);
     expect(lambdaScale(c, 10, 100)).to.equal(1);
     expect(lambdaScale(c, 90, 100)).to.equal(1);
+    const later = resolveConfig({ loss: { rampStart: 20, rampFraction: 0.5 } });  // a fixed later start: 0 until step 20, then 50 steps
+    expect([19, 20, 45, 70, 99].map((s) => lambdaScale(later, s, 100))).to.deep.equal([0, 0, 0.5, 1, 1]);
+  });
+
+  it('pooling is model.pooling (default attention for every preset), not part of the loss preset; loss.attentionPooling names its replacement', () => {
+    for (const preset of ['xmodal', 'xmodal+within', 'cmac-v', 'cmac-a', 'cmac']) {
+      const c = resolveConfig({ loss: { preset } });
+      expect(c.model.pooling, preset).to.equal('attention');
+      expect(toModelConfig(c).pooling, preset).to.equal('attention');
+      expect(toModelConfig(resolveConfig({ loss: { preset } }, ['model.pooling=mean'])).pooling).to.equal('mean');
+    }
+    expect(() => resolveConfig({ loss: { attentionPooling: false } })).to.throw(ConfigError, /config\.loss\.attentionPooling: replaced by model\.pooling/);
+    expect(() => resolveConfig({}, ['model.pooling=max'])).to.throw(ConfigError, /config\.model\.pooling: got "max"; allowed: "attention", "mean"/);
+  });
+
+  it('loss.rampStart auto: lambda stays 0 until the retrieval accuracy reaches the threshold, then rises; a resumed RampStart keeps its step', () => {
+    const c = resolveConfig({ loss: { rampStart: 'auto', rampThreshold: 0.3, rampFraction: 0.1 } });
+    expect(() => resolveConfig({ loss: { rampStart: 'soon' } })).to.throw(ConfigError, /config\.loss\.rampStart/);
+    expect(() => resolveConfig({ loss: { rampThreshold: 1.5 } })).to.throw(ConfigError, /config\.loss\.rampThreshold: got 1\.5; must be <= 1/);
+    const acc = [0.05, 0.1, 0.29, 0.3, 0.1, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
+    const ramp = new RampStart(c);
+    const lam: number[] = [];
+    const started: number[] = [];
+    acc.forEach((a, step) => {
+      lam.push(lambdaScale(c, step, 100, ramp.step));  // what the step trains with
+      if (ramp.observe(step, a)) started.push(step);
+    });
+    expect(started).to.deep.equal([3]);  // 0.3 >= 0.3 at step 3; a later dip does not restart it
+    expect(ramp.step).to.equal(4);
+    expect(lam.slice(0, 5)).to.deep.equal([0, 0, 0, 0, 0]);
+    expect(lam.slice(5, 15).map((x) => +x.toFixed(12))).to.deep.equal([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
+    expect(new RampStart(c, 4).observe(20, 0.99)).to.equal(false);  // resumed with its step: not found again
+    expect(new RampStart(c, 4).step).to.equal(4);
+    expect(new RampStart(resolveConfig()).step).to.equal(0);  // fixed ramps start where the config says
+    expect(new RampStart(c).observe(0, NaN)).to.equal(false);
   });
 });

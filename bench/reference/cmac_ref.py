@@ -53,7 +53,7 @@ PRESETS = {  # = modelPreset('tiny' | 'paper') of lib/config (the bench passes i
               "logmel": {"sampleRate": 16000, "nFft": 1024, "winLength": 400, "hopLength": 160, "nMels": 128, "fMin": 0, "fMax": 8000}},
 }
 DEFAULT_LOSS = {"tau": 0.07, "tauT": 0.1, "lambdaV": 1.0, "lambdaA": 1.0, "withinModal": True, "lossV": True,
-                "lossA": True, "attentionPooling": True, "targetGrad": False}
+                "lossA": True, "targetGrad": False}
 DEFAULT_OPTIM = {"name": "adam", "weightDecay": 1e-5, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 
@@ -194,6 +194,7 @@ class CmacRef(nn.Module):
         self.heads = Heads(v["planes"][3], a["planes"][3], cfg.get("embedDim", 128))
         self.logmel = LogMel(cfg["logmel"])
         self.loss = {**DEFAULT_LOSS, **{k: v for k, v in (cfg.get("loss") or {}).items() if k in DEFAULT_LOSS}}
+        self.pooling = cfg.get("pooling", "attention")  # ModelConfig::pooling: attention | mean, independent of the preset
 
     # cmac_model.cpp prepVideo: uint8 N,T,H,W,3 -> float/255 -> ImageNet norm -> N,3,T,H,W
     @staticmethod
@@ -203,7 +204,7 @@ class CmacRef(nn.Module):
 
     def _pool(self, bar, attn, proj, need_local):
         log_alpha = torch.log_softmax(attn(bar), 1)  # B x N
-        if self.loss["attentionPooling"]:
+        if self.pooling == "attention":
             feat = torch.bmm(log_alpha.exp().unsqueeze(1), bar).squeeze(1)
         else:
             feat = bar.mean(1)
@@ -289,10 +290,10 @@ def train_step(model, opt, video, audio, lr, lambda_scale=1.0, amp=None):
     for g in opt.param_groups:
         g["lr"] = lr
     if amp is None:
-        f = model(video, audio, need_local=lo["lossV"] or lo["lossA"])
+        f = model(video, audio, need_local=True)  # the projection BN sees local features in every preset
     else:
         with torch.autocast("cuda", dtype=amp):
-            f = model(video, audio, need_local=lo["lossV"] or lo["lossA"])
+            f = model(video, audio, need_local=True)  # the projection BN sees local features in every preset
         f = {k: (v.float() if torch.is_tensor(v) else v) for k, v in f.items()}
     loss_con = contrastive_loss(f["zV"], f["zA"], lo["tau"], lo["withinModal"])
     total = loss_con

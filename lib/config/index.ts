@@ -127,6 +127,8 @@ export function resolveConfig(input: ConfigInput = {}, overrides: string[] = [])
   const preset = merged.preset ?? 'tiny';
   if (preset !== 'tiny' && preset !== 'paper') throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);
   merged = deepMerge(deepMerge(sizePresets[preset], { preset }), merged);
+  const oldPooling = isObject(merged.loss) && Object.prototype.hasOwnProperty.call(merged.loss, 'attentionPooling');
+  if (oldPooling) throw new ConfigError([`config.loss.attentionPooling: replaced by model.pooling ("attention" | "mean"), a setting of its own independent of the loss preset. Fix: remove it, or set model.pooling=mean for global average pooling`]);
   const nonFinite = nonFiniteNumbers(merged);  // YAML's .inf / .nan would otherwise pass min/max checks
   if (nonFinite.length) throw new ConfigError(nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`));
   const r = configSchema.safeParse(merged);
@@ -150,31 +152,30 @@ function nonFiniteNumbers(v: unknown, at = 'config'): Array<[string, number]> {
   return [];
 }
 
-/** The loss switches a config selects: its preset's row, with explicit fields winning. */
-export function lossSwitches(c: CmacConfig): { withinModal: boolean; lossV: boolean; lossA: boolean; attentionPooling: boolean } {
+/** The loss switches a config selects: its preset's row (method.md s5), with explicit fields winning. Pooling is model.pooling, not part of a preset. */
+export function lossSwitches(c: CmacConfig): { withinModal: boolean; lossV: boolean; lossA: boolean } {
   const p = c.loss.preset;
   const row = {
     withinModal: p !== 'xmodal',
     lossV: p === 'cmac' || p === 'cmac-v',
     lossA: p === 'cmac' || p === 'cmac-a',
-    attentionPooling: p === 'cmac' || p === 'cmac-v' || p === 'cmac-a',
   };
   return {
     withinModal: c.loss.withinModal ?? row.withinModal,
     lossV: c.loss.lossV ?? row.lossV,
     lossA: c.loss.lossA ?? row.lossA,
-    attentionPooling: c.loss.attentionPooling ?? row.attentionPooling,
   };
 }
 
 /** The native engine's view of a config. */
 export function toModelConfig(c: CmacConfig): ModelConfig {
-  const { rampFraction: _r, preset, ...loss } = c.loss;
+  const { rampFraction: _r, rampStart: _rs, rampThreshold: _rt, preset, ...loss } = c.loss;
   const { lr: _lr, schedule: _s, warmupFraction: _w, minLrFraction: _m, ...optim } = c.optim;
   return {
     visual: c.model.visual,
     audio: c.model.audio,
     embedDim: c.model.embedDim,
+    pooling: c.model.pooling,
     logmel: c.logmel,
     loss: { ...loss, preset, ...lossSwitches(c) },
     optim,
@@ -202,9 +203,39 @@ export function learningRate(c: CmacConfig, step: number, total: number): number
   return min + 0.5 * (lr - min) * (1 + Math.cos(Math.PI * Math.min(1, t)));
 }
 
-/** The lambda ramp of method.md section 4: 0 -> 1 linearly over rampFraction of the steps. */
-export function lambdaScale(c: CmacConfig, step: number, total: number): number {
+/**
+ * The lambda ramp of method.md section 4: 0 until the ramp starts, then
+ * 0 -> 1 linearly over rampFraction of the steps. `start` is the step the
+ * ramp starts at: loss.rampStart, or with rampStart 'auto' the step found
+ * by {@link RampStart} (undefined: not yet, so 0).
+ */
+export function lambdaScale(c: CmacConfig, step: number, total: number, start?: number): number {
+  const s = c.loss.rampStart === 'auto' ? start : c.loss.rampStart;
+  if (s === undefined || step < s) return 0;
   const ramp = c.loss.rampFraction * total;
-  return ramp <= 0 ? 1 : Math.min(1, step / ramp);
+  return ramp <= 0 ? 1 : Math.min(1, (step - s) / ramp);
+}
+
+/**
+ * loss.rampStart 'auto' (method.md s4): the ramp starts at the step after the
+ * first whose in-batch retrieval accuracy (a train step's `retrievalAcc`)
+ * reaches loss.rampThreshold. `step` survives a resume through the checkpoint.
+ * @example
+ * const ramp = new RampStart(cfg);
+ * const lam = lambdaScale(cfg, step, total, ramp.step);
+ * const r = await model.trainStep(batch, { lr, lambdaScale: lam });
+ * if (ramp.observe(step, r.retrievalAcc)) log(`ramp starts at step ${ramp.step}`);
+ */
+export class RampStart {
+  constructor(private readonly c: CmacConfig, public step?: number) {
+    if (c.loss.rampStart !== 'auto') this.step = c.loss.rampStart;
+  }
+
+  /** Records a finished step's accuracy; true when this starts the ramp. */
+  observe(step: number, retrievalAcc: number): boolean {
+    if (this.step !== undefined || this.c.loss.rampStart !== 'auto' || !(retrievalAcc >= this.c.loss.rampThreshold)) return false;
+    this.step = step + 1;
+    return true;
+  }
 }
 

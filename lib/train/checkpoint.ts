@@ -20,6 +20,8 @@ export interface CheckpointState {
   rng: { seed: number; loaderSeed: number };
   nonFiniteInARow: number;
   skippedSteps: number;
+  /** The step the lambda ramp started at (loss.rampStart 'auto': found in training; null: not yet). Older checkpoints lack it. */
+  rampStart?: number | null;
   time: string;
 }
 

@@ -9,8 +9,12 @@ export interface StepMetrics {
   lossCon: number;
   lossV: number;
   lossA: number;
+  /** In-batch retrieval accuracy read off the L_con logits (chance 1/batchSize). */
+  retrievalAcc: number;
   lr: number;
   lambdaScale: number;
+  /** The step the lambda ramp started at (loss.rampStart; null while 'auto' has not started it). */
+  rampStart: number | null;
   gradNorm: number;
   stepMs: number;
   dataMs: number;

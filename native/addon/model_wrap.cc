@@ -53,6 +53,7 @@ Napi::Object stepToJs(Napi::Env env, const cmac::StepResult& r) {
   o.Set("lossCon", r.lossCon);
   o.Set("lossV", r.lossV);
   o.Set("lossA", r.lossA);
+  o.Set("retrievalAcc", r.retrievalAcc);
   o.Set("gradNorm", r.gradNorm);
   o.Set("timeMs", r.timeMs);
   o.Set("lossScale", r.lossScale);
@@ -95,13 +96,18 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.logmel.fMin = getNumber(lm, "fMin", "config.logmel.fMin", c.logmel.fMin);
   c.logmel.fMax = getNumber(lm, "fMax", "config.logmel.fMax", c.logmel.fMax);
   c.embedDim = getInt(o, "embedDim", "config.embedDim", c.embedDim, 1, 65536);
+  c.pooling = getString(o, "pooling", "config.pooling", c.pooling);
+  if (c.pooling != "attention" && c.pooling != "mean")
+    cmac::rangeError("config.pooling must be 'attention' or 'mean'; got '" + c.pooling + "'");
   Napi::Object lo = getObject(o, "loss", "config.loss");
   std::string preset = getString(lo, "preset", "config.loss.preset", "cmac");
   c.loss = cmac::lossPreset(preset);
   c.loss.withinModal = getBool(lo, "withinModal", "config.loss.withinModal", c.loss.withinModal);
   c.loss.lossV = getBool(lo, "lossV", "config.loss.lossV", c.loss.lossV);
   c.loss.lossA = getBool(lo, "lossA", "config.loss.lossA", c.loss.lossA);
-  c.loss.attentionPooling = getBool(lo, "attentionPooling", "config.loss.attentionPooling", c.loss.attentionPooling);
+  if (!lo.Get("attentionPooling").IsUndefined())
+    cmac::typeError("config.loss.attentionPooling was replaced by config.pooling ('attention' | 'mean'), a setting of its own "
+                    "independent of the loss preset. Fix: pass pooling: 'mean' for global average pooling.");
   c.loss.targetGrad = getBool(lo, "targetGrad", "config.loss.targetGrad", c.loss.targetGrad);
   c.loss.tau = getNumber(lo, "tau", "config.loss.tau", c.loss.tau);
   c.loss.tauT = getNumber(lo, "tauT", "config.loss.tauT", c.loss.tauT);

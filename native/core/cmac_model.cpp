@@ -80,8 +80,8 @@ class CmacNetImpl : public torch::nn::Module {
 
 LossOptions lossPreset(const std::string& name) {
   LossOptions o;
-  if (name == "xmodal") { o.withinModal = false; o.lossV = o.lossA = false; o.attentionPooling = false; }
-  else if (name == "xmodal+within") { o.lossV = o.lossA = false; o.attentionPooling = false; }
+  if (name == "xmodal") { o.withinModal = false; o.lossV = o.lossA = false; }
+  else if (name == "xmodal+within") { o.lossV = o.lossA = false; }
   else if (name == "cmac-v") { o.lossA = false; }
   else if (name == "cmac-a") { o.lossV = false; }
   else if (name != "cmac") valueError("loss preset must be one of xmodal, xmodal+within, cmac-v, cmac-a, cmac; got '" + name + "'");
@@ -114,6 +114,15 @@ struct CmacModel::Forward {
   torch::Tensor logAlphaV, logAlphaA;   // B x N, B x M
   torch::Tensor localV, localA;         // B x N x D, B x M x D (normalised)
   int64_t mapH = 0, mapW = 0;
+  // The cross-modally guided targets of method.md s4, as log-probabilities:
+  // beta_v from the AUDIO embedding over the visual regions, beta_a from the
+  // VISUAL embedding over the frequency bands.
+  torch::Tensor logBetaV(double tauT) const { return guidedTargetLogits(zA, localV, tauT); }
+  torch::Tensor logBetaA(double tauT) const { return guidedTargetLogits(zV, localA, tauT); }
+};
+
+struct CmacModel::Terms {
+  torch::Tensor total, con, v, a, acc;  // 0-dim on the device; v/a undefined where not computed
 };
 
 CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
@@ -121,6 +130,8 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg_.accumulate < 1) rangeError("optim.accumulate must be >= 1");
   if (cfg_.loss.tau <= 0 || cfg_.loss.tauT <= 0) rangeError("loss.tau and loss.tauT must be > 0");
   if (cfg_.loss.queueSize < 0) rangeError("loss.queueSize must be >= 0");
+  if (cfg_.pooling != "attention" && cfg_.pooling != "mean")
+    rangeError("pooling must be attention or mean; got '" + cfg_.pooling + "'");
   if (cfg_.amp != "off" && cfg_.amp != "bf16" && cfg_.amp != "fp16") rangeError("amp must be off, bf16 or fp16; got '" + cfg_.amp + "'");
   for (int i = 0; i < 4; ++i)
     if (cfg_.visual.planes[i] < 4 || cfg_.audio.planes[i] < 4 || cfg_.visual.blocks[i] < 1 || cfg_.audio.blocks[i] < 1)
@@ -229,11 +240,11 @@ torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
 
 CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal) {
   Forward f;
-  const auto& lo = cfg_.loss;
+  const bool attention = cfg_.pooling == "attention";
   auto pool = [&](const torch::Tensor& bar, AttentionScorer& attn, Projection& proj, torch::Tensor& logAlpha,
                   torch::Tensor& feat, torch::Tensor& z, torch::Tensor& local) {
     logAlpha = torch::log_softmax(attn->forward(bar).to(torch::kFloat), 1);  // B x N
-    feat = lo.attentionPooling ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1)
+    feat = attention ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1)
                                : bar.mean(1);
     z = torch::nn::functional::normalize(proj->forward(feat).to(torch::kFloat),
                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -271,7 +282,10 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
   applyNumThreads();
   const auto t0 = std::chrono::steady_clock::now();
   const auto& lo = cfg_.loss;
-  Forward f = forward(b, lo.lossV || lo.lossA);
+  // Local features pass through the projection in every preset, so its
+  // BatchNorm sees the same inputs (pooled, then local) whatever the losses
+  // (method.md s5); where no loss uses them they only update running statistics.
+  Forward f = forward(b, true);
   torch::Tensor qV, qA;
   if (queueFill_ > 0) {
     qV = queueV_.slice(0, 0, queueFill_);
@@ -284,27 +298,17 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
     keysA = dist_->allGatherWithGrad(f.zA);
     offset = dist_->rank() * f.zV.size(0);
   }
-  auto lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA, keysV, keysA, offset);
-  auto total = lossCon;
+  Terms t = lossTerms(f, o.lambdaScale, false, qV, qA, keysV, keysA, offset);
+  const auto& total = t.total;
   StepResult r;
-  if (lo.lossV) {
-    auto target = guidedTargetLogits(f.zA, f.localV, lo.tauT);  // beta_v: audio-guided
-    auto lv = attentionConsistencyLoss(lo.targetGrad ? target : target.detach(), f.logAlphaV);
-    total = total + o.lambdaScale * lo.lambdaV * lv;
-    r.lossV = lv.item<double>();
-  }
-  if (lo.lossA) {
-    auto target = guidedTargetLogits(f.zV, f.localA, lo.tauT);  // beta_a: vision-guided
-    auto la = attentionConsistencyLoss(lo.targetGrad ? target : target.detach(), f.logAlphaA);
-    total = total + o.lambdaScale * lo.lambdaA * la;
-    r.lossA = la.item<double>();
-  }
-  r.loss = total.item<double>();
-  r.lossCon = lossCon.item<double>();
-  if (dist_ && dist_->worldSize() > 1) {  // report the mean over ranks; every rank then agrees on finiteness
-    auto s = torch::tensor({r.loss, r.lossCon, r.lossV, r.lossA}, torch::kDouble);
-    dist_->allreduceMean({s});
-    r.loss = s[0].item<double>(), r.lossCon = s[1].item<double>(), r.lossV = s[2].item<double>(), r.lossA = s[3].item<double>();
+  {  // every reported scalar in one transfer (one host sync)
+    auto zero = torch::zeros({}, t.con.options());
+    auto s = torch::stack({t.total.detach(), t.con.detach(), t.v.defined() ? t.v.detach() : zero,
+                           t.a.defined() ? t.a.detach() : zero, t.acc})
+                 .to(torch::kCPU, torch::kDouble);
+    if (dist_ && dist_->worldSize() > 1) dist_->allreduceMean({s});  // the mean over ranks; every rank then agrees on finiteness
+    auto p = s.data_ptr<double>();
+    r.loss = p[0], r.lossCon = p[1], r.lossV = p[2], r.lossA = p[3], r.retrievalAcc = p[4];
   }
   r.finite = std::isfinite(r.loss);
   const bool fp16 = device_.is_cuda() && cfg_.amp == "fp16";
@@ -360,18 +364,33 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
   return r;
 }
 
+CmacModel::Terms CmacModel::lossTerms(const Forward& f, double lambdaScale, bool allTerms, const torch::Tensor& qV,
+                                      const torch::Tensor& qA, const torch::Tensor& keysV, const torch::Tensor& keysA,
+                                      int64_t offset) const {
+  const auto& lo = cfg_.loss;
+  Terms t;
+  t.con = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA, keysV, keysA, offset, &t.acc);
+  t.total = t.con;
+  // sg(beta): no gradient into the target branch unless targetGrad.
+  auto target = [&](const torch::Tensor& logBeta) { return lo.targetGrad ? logBeta : logBeta.detach(); };
+  if (lo.lossV || allTerms) t.v = attentionConsistencyLoss(target(f.logBetaV(lo.tauT)), f.logAlphaV);  // KL(beta_v || alpha_v)
+  if (lo.lossA || allTerms) t.a = attentionConsistencyLoss(target(f.logBetaA(lo.tauT)), f.logAlphaA);  // KL(beta_a || alpha_a)
+  if (lo.lossV) t.total = t.total + lambdaScale * lo.lambdaV * t.v;
+  if (lo.lossA) t.total = t.total + lambdaScale * lo.lambdaA * t.a;
+  return t;
+}
+
 StepResult CmacModel::evaluateLoss(const Batch& b, double lambdaScale) {
   checkBatch(b, true, true, 2);
   applyNumThreads();
   torch::InferenceMode im;
   ModeGuard mg(*net_, false);
-  const auto& lo = cfg_.loss;
   Forward f = forward(b, true);
+  Terms t = lossTerms(f, lambdaScale, true);
   StepResult r;
-  r.lossCon = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal).item<double>();
-  r.lossV = attentionConsistencyLoss(guidedTargetLogits(f.zA, f.localV, lo.tauT), f.logAlphaV).item<double>();
-  r.lossA = attentionConsistencyLoss(guidedTargetLogits(f.zV, f.localA, lo.tauT), f.logAlphaA).item<double>();
-  r.loss = r.lossCon + lambdaScale * ((lo.lossV ? lo.lambdaV * r.lossV : 0) + (lo.lossA ? lo.lambdaA * r.lossA : 0));
+  auto s = torch::stack({t.total, t.con, t.v, t.a, t.acc}).to(torch::kCPU, torch::kDouble);
+  auto p = s.data_ptr<double>();
+  r.loss = p[0], r.lossCon = p[1], r.lossV = p[2], r.lossA = p[3], r.retrievalAcc = p[4];
   r.finite = std::isfinite(r.loss);
   return r;
 }
@@ -395,9 +414,8 @@ Maps CmacModel::maps(const Batch& b) {
   const double tauT = cfg_.loss.tauT;
   if (f.logAlphaV.defined()) m.alphaV = f.logAlphaV.exp().view({-1, f.mapH, f.mapW});
   if (f.logAlphaA.defined()) m.alphaA = f.logAlphaA.exp();
-  if (f.zA.defined() && f.localV.defined())
-    m.betaV = guidedTargetLogits(f.zA, f.localV, tauT).exp().view({-1, f.mapH, f.mapW});
-  if (f.zV.defined() && f.localA.defined()) m.betaA = guidedTargetLogits(f.zV, f.localA, tauT).exp();
+  if (f.zA.defined() && f.localV.defined()) m.betaV = f.logBetaV(tauT).exp().view({-1, f.mapH, f.mapW});
+  if (f.zV.defined() && f.localA.defined()) m.betaA = f.logBetaA(tauT).exp();
   return m;
 }
 

@@ -35,14 +35,14 @@ struct LossOptions {
   bool withinModal = true;       // within-modal negatives in L_con
   bool lossV = true;             // L_v: regional attention consistency
   bool lossA = true;             // L_a: frequency attention consistency
-  bool attentionPooling = true;  // false: global average pooling (alpha uniform)
   bool targetGrad = false;       // let gradients flow into beta (no stop-gradient)
   double tau = 0.07, tauT = 0.1;
   double lambdaV = 1.0, lambdaA = 1.0;
   int64_t queueSize = 0;  // FIFO queue of past embeddings per modality (0: off)
 };
 
-// The five ablation presets of method.md section 5.
+// The five ablation presets of method.md section 5: each sets withinModal,
+// lossV and lossA only (pooling is ModelConfig::pooling, not part of a preset).
 LossOptions lossPreset(const std::string& name);
 
 // Data parallelism across processes (ranks from the environment, dist.h).
@@ -57,6 +57,11 @@ struct ModelConfig {
   AudioResNetOptions audio;
   LogMelOptions logmel;
   int64_t embedDim = 128;
+  // How z is pooled from the regions/bands (method.md s3, s5), independent of
+  // the loss preset: "attention" (sum_n alpha_n Vbar_n; the scorers g_v, g_a
+  // train through L_con in every preset) or "mean" (plain average; the
+  // scorers then get gradient from L_v / L_a only).
+  std::string pooling = "attention";
   LossOptions loss;
   OptimOptions optim;
   double clipGradNorm = 0;  // 0: no clipping (the norm is still reported)
@@ -82,6 +87,9 @@ struct StepOptions {
 
 struct StepResult {
   double loss = 0, lossCon = 0, lossV = 0, lossA = 0, gradNorm = 0, timeMs = 0, lossScale = 0;
+  // In-batch retrieval accuracy read off the L_con logits (both directions;
+  // chance is 1/B): what loss.rampStart auto watches (method.md s4).
+  double retrievalAcc = 0;
   bool stepped = false, finite = true;
 };
 
@@ -128,7 +136,14 @@ class CmacModel {
 
  private:
   struct Forward;
+  struct Terms;
   Forward forward(const Batch& b, bool needLocal);
+  // The one place the losses are wired (method.md s4), for trainStep and
+  // evaluateLoss: L = L_con + lambdaScale (lambda_v L_v + lambda_a L_a).
+  // allTerms: compute L_v and L_a even where the preset leaves them out of L.
+  Terms lossTerms(const Forward& f, double lambdaScale, bool allTerms, const torch::Tensor& qV = {},
+                  const torch::Tensor& qA = {}, const torch::Tensor& keysV = {}, const torch::Tensor& keysA = {},
+                  int64_t offset = 0) const;
   torch::Tensor prepVideo(const torch::Tensor& v) const;
   torch::Tensor prepAudio(const torch::Tensor& a) const;
   void checkBatch(const Batch& b, bool needVideo, bool needAudio, int64_t minBatch) const;

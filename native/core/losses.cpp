@@ -7,12 +7,17 @@ namespace cmac {
 namespace {
 // Row-wise -log(e_pos / sum e_neg-or-pos) with log-sum-exp for stability.
 // keysSame/keysOther: the candidates (this rank's batch at rows offset..offset+B).
+// hits (optional): set to the float 0/1 vector [argmax of the cross-modal row is the positive].
 torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& keysSame, const torch::Tensor& keysOther,
                       int64_t offset, double tau, bool withinModal, const torch::Tensor& queueSame,
-                      const torch::Tensor& queueOther) {
+                      const torch::Tensor& queueOther, torch::Tensor* hits) {
   const auto B = anchor.size(0);
   auto self = (torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(anchor.device())) + offset).unsqueeze(1);
   auto cross = torch::matmul(anchor, keysOther.t()) / tau;  // positives at (i, offset + i)
+  if (hits) {
+    torch::NoGradGuard ng;
+    *hits = cross.detach().argmax(1).eq(self.squeeze(1)).to(torch::kFloat);
+  }
   std::vector<torch::Tensor> cols{cross};
   if (withinModal) {
     auto mask = torch::zeros_like(cross, torch::TensorOptions().dtype(torch::kBool)).scatter_(1, self, true);
@@ -28,11 +33,13 @@ torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& keysSame
 
 torch::Tensor contrastiveLoss(const torch::Tensor& zV, const torch::Tensor& zA, double tau, bool withinModal,
                               const torch::Tensor& queueV, const torch::Tensor& queueA, const torch::Tensor& keysV,
-                              const torch::Tensor& keysA, int64_t offset) {
+                              const torch::Tensor& keysA, int64_t offset, torch::Tensor* accuracy) {
   const auto& kV = keysV.defined() ? keysV : zV;
   const auto& kA = keysA.defined() ? keysA : zA;
-  auto lv = infoNce(zV, kV, kA, offset, tau, withinModal, queueV, queueA);
-  auto la = infoNce(zA, kA, kV, offset, tau, withinModal, queueA, queueV);
+  torch::Tensor hitsV, hitsA;
+  auto lv = infoNce(zV, kV, kA, offset, tau, withinModal, queueV, queueA, accuracy ? &hitsV : nullptr);
+  auto la = infoNce(zA, kA, kV, offset, tau, withinModal, queueA, queueV, accuracy ? &hitsA : nullptr);
+  if (accuracy) *accuracy = 0.5 * (hitsV.mean() + hitsA.mean());
   return 0.5 * (lv.mean() + la.mean());
 }
 

@@ -12,9 +12,13 @@ namespace cmac {
 // keysV/keysA (may be undefined): the embeddings of every rank (all-gathered),
 // in which this rank's batch starts at row `offset`; the anchors stay local.
 // Returns the scalar mean(l_v, l_a).
+// accuracy (optional): set to the in-batch retrieval accuracy read off the
+// same cross-modal logits, mean over both directions of [argmax_j <z_v^i, z_a^j>
+// is the positive] (0-dim float on the device, no gradient, no host sync).
 torch::Tensor contrastiveLoss(const torch::Tensor& zV, const torch::Tensor& zA, double tau, bool withinModal,
                               const torch::Tensor& queueV = {}, const torch::Tensor& queueA = {},
-                              const torch::Tensor& keysV = {}, const torch::Tensor& keysA = {}, int64_t offset = 0);
+                              const torch::Tensor& keysV = {}, const torch::Tensor& keysA = {}, int64_t offset = 0,
+                              torch::Tensor* accuracy = nullptr);
 
 // Cross-modally guided target log-probabilities, B x N:
 // log softmax_n(<z, local_n> / tauT). z: B x D, local: B x N x D.

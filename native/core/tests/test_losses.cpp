@@ -123,6 +123,63 @@ TEST(losses_pass_gradcheck_in_double) {
         torch::randn({4, 6}, torch::kDouble));
 }
 
+TEST(kl_direction_is_kl_of_target_against_alpha_on_a_hand_computed_case) {
+  // method.md s4: L = mean_i KL(beta_i || alpha_i) = mean_i sum_n beta_n (log beta_n - log alpha_n).
+  // Row 0: beta (0.5, 0.5), alpha (0.25, 0.75): 0.5 ln 2 + 0.5 ln(2/3) = 0.5 ln(4/3).
+  // Row 1: beta (0.9, 0.1), alpha (0.5, 0.5): 0.9 ln 1.8 + 0.1 ln 0.2.
+  auto beta = torch::tensor({0.5, 0.5, 0.9, 0.1}, torch::kDouble).view({2, 2});
+  auto alpha = torch::tensor({0.25, 0.75, 0.5, 0.5}, torch::kDouble).view({2, 2});
+  const double forward = 0.5 * (0.5 * std::log(4.0 / 3.0) + (0.9 * std::log(1.8) + 0.1 * std::log(0.2)));
+  const double reverse = 0.5 * (0.25 * std::log(0.5) + 0.75 * std::log(1.5) + 0.5 * std::log(0.5 / 0.9) + 0.5 * std::log(5.0));
+  CHECK_CLOSE(forward, 0.25595262169719374, 1e-15);  // the same numbers written out (python, math.log)
+  CHECK_CLOSE(reverse, 0.3208188298535638, 1e-15);
+  CHECK_CLOSE(attentionConsistencyLoss(beta.log(), alpha.log()).item<double>(), forward, 1e-12);
+  // The gradient goes to alpha as d/dlogalpha KL(beta||softmax) = softmax - beta per row, / B.
+  auto la = alpha.log().requires_grad_(true);
+  auto logAlpha = torch::log_softmax(la, 1);
+  attentionConsistencyLoss(beta.log(), logAlpha).backward();
+  CHECK(torch::allclose(la.grad(), (alpha - beta) / 2, 1e-12, 1e-12));
+}
+
+TEST(retrieval_accuracy_is_read_off_the_cross_modal_logits) {
+  torch::manual_seed(11);
+  // Naive loop: anchor i counts when its most similar candidate of the other modality is i.
+  auto naive = [](const torch::Tensor& zv, const torch::Tensor& za, const torch::Tensor& keysV, const torch::Tensor& keysA,
+                  int64_t offset) {
+    const int64_t B = zv.size(0), K = keysA.size(0);
+    double hits = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      int64_t bestV = 0, bestA = 0;
+      for (int64_t j = 1; j < K; ++j) {
+        if ((zv[i] * keysA[j]).sum().item<double>() > (zv[i] * keysA[bestV]).sum().item<double>()) bestV = j;
+        if ((za[i] * keysV[j]).sum().item<double>() > (za[i] * keysV[bestA]).sum().item<double>()) bestA = j;
+      }
+      hits += (bestV == i + offset) + (bestA == i + offset);
+    }
+    return hits / (2.0 * B);
+  };
+  auto zv = unit(torch::randn({8, 4}, torch::kDouble));
+  auto za = unit(zv + 0.6 * torch::randn({8, 4}, torch::kDouble));  // some pairs retrieved, some not
+  auto qv = unit(torch::randn({5, 4}, torch::kDouble)), qa = unit(torch::randn({5, 4}, torch::kDouble));
+  const double want = naive(zv, za, zv, za, 0);
+  CHECK_MSG(want > 0.2 && want < 0.9, "the case must have both hits and misses, got " << want);
+  for (bool within : {false, true}) {  // within-modal and queued negatives are not retrieval candidates
+    torch::Tensor acc;
+    auto loss = contrastiveLoss(zv, za, 0.07, within, qv, qa, {}, {}, 0, &acc);
+    CHECK(acc.dim() == 0 && !acc.requires_grad());
+    CHECK_CLOSE(acc.item<double>(), want, 1e-12);
+    CHECK_CLOSE(loss.item<double>(), contrastiveLoss(zv, za, 0.07, within, qv, qa).item<double>(), 0);
+  }
+  // Gathered keys (data parallel): this rank's batch at rows 3..10 of 14.
+  auto kv = torch::cat({unit(torch::randn({3, 4}, torch::kDouble)), zv, unit(torch::randn({3, 4}, torch::kDouble))});
+  auto ka = torch::cat({unit(torch::randn({3, 4}, torch::kDouble)), za, unit(torch::randn({3, 4}, torch::kDouble))});
+  torch::Tensor acc;
+  contrastiveLoss(zv, za, 0.07, true, {}, {}, kv, ka, 3, &acc);
+  CHECK_CLOSE(acc.item<double>(), naive(zv, za, kv, ka, 3), 1e-12);
+  contrastiveLoss(zv, zv.clone(), 0.07, true, {}, {}, {}, {}, 0, &acc);
+  CHECK_CLOSE(acc.item<double>(), 1.0, 0);
+}
+
 #include "linear_probe.h"
 
 TEST(logistic_regression_separates_classes_and_regularises) {
