@@ -598,6 +598,62 @@ ClipResult failed(const std::string& reason, const std::string& msg) {
   return r;
 }
 
+// The demux/decode loop of one stream: its packets (timestamps shifted by `offset`, as
+// ffmpeg's -ss shifts them) into the decoder and each frame to `onFrame`, while `more()`;
+// at the end of the input the decoder is drained. Decode errors in the data are passed
+// over (ffmpeg logs them and goes on). Returns false with `fail` set on a timeout or when
+// `onFrame` returns an error text.
+bool decodeStream(Input& in, AVCodecContext* c, int stream, int64_t offset, bool skipBeforeSeek, const std::function<bool()>& more,
+                  const std::function<std::string(AVFrame*)>& onFrame, Fail& fail) {
+  PacketPtr pkt;
+  FramePtr fr;
+  bool eof = false;
+  while (more()) {
+    if (in.expired()) {
+      fail = {"timeout", "decoding ran past the deadline"};
+      return false;
+    }
+    if (!eof) {
+      if (av_read_frame(in.fmt, pkt.p) < 0) {
+        if (in.timedOut) {
+          fail = {"timeout", "reading ran past the deadline"};
+          return false;
+        }
+        eof = true;
+        avcodec_send_packet(c, nullptr);
+      } else if (pkt.p->stream_index != stream) {
+        av_packet_unref(pkt.p);
+        continue;
+      } else {
+        if (pkt.p->pts != AV_NOPTS_VALUE) pkt.p->pts += offset;
+        if (pkt.p->dts != AV_NOPTS_VALUE) pkt.p->dts += offset;
+        // A frame before the seek point is dropped by the accurate-seek trim whatever it holds;
+        // when nothing refers to it either, its decoding can be skipped (B-frames of the pre-roll).
+        if (skipBeforeSeek) c->skip_frame = pkt.p->pts != AV_NOPTS_VALUE && pkt.p->pts < 0 ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+        avcodec_send_packet(c, pkt.p);
+        av_packet_unref(pkt.p);
+      }
+    }
+    bool drained = false;
+    while (more()) {
+      int r = avcodec_receive_frame(c, fr.f);
+      if (r == AVERROR(EAGAIN)) break;
+      if (r < 0) {
+        drained = true;
+        break;
+      }
+      std::string e = onFrame(fr.f);
+      av_frame_unref(fr.f);
+      if (!e.empty()) {
+        fail = {"decode_failed", e};
+        return false;
+      }
+    }
+    if (eof && drained) break;
+  }
+  return true;
+}
+
 // ---- video clip
 
 ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video, double timeoutSec) {
@@ -634,7 +690,7 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
 
   const size_t frameBytes = size_t(req.width) * req.height * 3;
   Pixels px(req, theta);
-  FramePtr held, cur;   // the fps filter's frames[0] and the newest decoded frame
+  FramePtr held;  // the fps filter's frames[0]
   bool haveHeld = false, heldDone = false;
   int64_t heldQ = 0, lastQ = 0;
   int64_t next = outOff;
@@ -684,45 +740,13 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
     return true;
   };
 
-  PacketPtr pkt;
-  bool eof = false;
-  int ret = 0;
-  while (produced < req.frames) {
-    if (in.expired()) return failed("timeout", "decoding ran past the deadline");
-    if (!eof) {
-      ret = av_read_frame(in.fmt, pkt.p);
-      if (ret < 0) {
-        if (in.timedOut) return failed("timeout", "reading ran past the deadline");
-        eof = true;
-        avcodec_send_packet(cc.c, nullptr);
-      } else if (pkt.p->stream_index != vs) {
-        av_packet_unref(pkt.p);
-        continue;
-      } else {
-        if (pkt.p->pts != AV_NOPTS_VALUE) pkt.p->pts += offset;
-        if (pkt.p->dts != AV_NOPTS_VALUE) pkt.p->dts += offset;
-        // A frame before the seek point is dropped by the accurate-seek trim whatever it holds;
-        // when nothing refers to it either, its decoding can be skipped (B-frames of the pre-roll).
-        cc.c->skip_frame = pkt.p->pts != AV_NOPTS_VALUE && pkt.p->pts < 0 ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
-        avcodec_send_packet(cc.c, pkt.p);  // errors in the data: ffmpeg logs them and goes on
-        av_packet_unref(pkt.p);
-      }
-    }
-    bool drained = false;
-    while (produced < req.frames) {
-      int r = avcodec_receive_frame(cc.c, cur.f);
-      if (r == AVERROR(EAGAIN)) break;
-      if (r < 0) {
-        drained = true;
-        break;
-      }
-      std::string c2 = capCheck(cur.f->width, cur.f->height);
-      if (!c2.empty()) return failed("decode_failed", c2);
-      if (!take(cur.f)) return failed("decode_failed", pixErr);
-      av_frame_unref(cur.f);
-    }
-    if (eof && (drained || produced >= req.frames)) break;
-  }
+  auto more = [&] { return produced < req.frames; };
+  auto onFrame = [&](AVFrame* fr) -> std::string {
+    std::string c2 = capCheck(fr->width, fr->height);
+    if (!c2.empty()) return c2;
+    return take(fr) ? "" : pixErr;
+  };
+  if (!decodeStream(in, cc.c, vs, offset, true, more, onFrame, fail)) return failed(fail.reason, fail.message);
   // End of stream: the held frame fills slots before the EOF timestamp (status_pts = last q).
   while (produced < req.frames && haveHeld && next < std::max(lastQ, heldQ))
     if (!emitHeld()) return failed("decode_failed", pixErr);
@@ -846,41 +870,8 @@ ClipResult decodeAudio(const Source& src, const ClipRequest& req, float* out, do
       buf.resize(at + std::max(0, k));
       return "";
     };
-    PacketPtr pkt;
-    FramePtr fr;
-    bool eof = false;
-    while (static_cast<int>(buf.size()) < readSamples && !trimEof) {
-      if (in.expired()) return failed("timeout", "audio decoding ran past the deadline");
-      if (!eof) {
-        int r = av_read_frame(in.fmt, pkt.p);
-        if (r < 0) {
-          if (in.timedOut) return failed("timeout", "reading ran past the deadline");
-          eof = true;
-          avcodec_send_packet(cc.c, nullptr);
-        } else if (pkt.p->stream_index != as) {
-          av_packet_unref(pkt.p);
-          continue;
-        } else {
-          if (pkt.p->pts != AV_NOPTS_VALUE) pkt.p->pts += offset;
-          if (pkt.p->dts != AV_NOPTS_VALUE) pkt.p->dts += offset;
-          avcodec_send_packet(cc.c, pkt.p);
-          av_packet_unref(pkt.p);
-        }
-      }
-      bool drained = false;
-      for (;;) {
-        int r = avcodec_receive_frame(cc.c, fr.f);
-        if (r == AVERROR(EAGAIN)) break;
-        if (r < 0) {
-          drained = true;
-          break;
-        }
-        std::string e = push(fr.f);
-        av_frame_unref(fr.f);
-        if (!e.empty()) return failed("decode_failed", e);
-      }
-      if (eof && drained) break;
-    }
+    auto more = [&] { return static_cast<int>(buf.size()) < readSamples && !trimEof; };
+    if (!decodeStream(in, cc.c, as, offset, false, more, push, fail)) return failed(fail.reason, fail.message);
     if (swrReady && static_cast<int>(buf.size()) < readSamples) {
       // Flush the resampler's delay line (aresample at EOF).
       for (;;) {
