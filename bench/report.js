@@ -64,7 +64,7 @@ function derive(r) {
         e.readVideo = row.python.read_video.clipsPerSecond;
         e.vsPyav = e.loader / e.pyav;
         e.vsReadVideo = e.loader / e.readVideo;
-        target(`loader vs PyAV DataLoader (${preset} clips, default: ffmpeg per clip group)`, e.vsPyav, `>= ${TARGETS.loaderVsPython}`, e.vsPyav >= TARGETS.loaderVsPython, 'x');
+        target(`loader vs PyAV DataLoader (${preset} clips, default: ${S.data.loaderFacts?.decoder === 'native' ? 'native libav decoder pool' : 'ffmpeg per clip group'})`, e.vsPyav, `>= ${TARGETS.loaderVsPython}`, e.vsPyav >= TARGETS.loaderVsPython, 'x');
         if (e.cached !== undefined) {
           e.cachedVsPyav = e.cached / e.pyav;
           target(`loader with trainCache vs PyAV DataLoader (${preset} clips, epochs after the first)`, e.cachedVsPyav, `>= ${TARGETS.loaderVsPython}`, e.cachedVsPyav >= TARGETS.loaderVsPython, 'x');
@@ -301,7 +301,7 @@ function markdown(r, opts = {}) {
     const D = S.data;
     const sy = D.synth;
     p(`A synthetic dataset of ${D.clips} clips (${sy ? `H.264 ${sy.size}x${sy.size} ${sy.fps} fps + AAC ${sy.sampleRate / 1000} kHz, ${sy.seconds} s` : 'H.264 + AAC .mp4'}; written at ${f(D.synthClipsPerSecond, 1)} clips/s by \`synthesize\`). ` +
-      `cmac: \`createLoader\` over \`synthSource\` in a fresh Node process, train mode (random clip, crop, flip, colour jitter, audio gain/shift), ${D.decoders} ffmpeg decoders, batch ${D.batchSize}, 2 epochs; ` +
+      `cmac: \`createLoader\` over \`synthSource\` in a fresh Node process, train mode (random clip, crop, flip, colour jitter, audio gain/shift), ${D.decoders} ${D.loaderFacts?.decoder === 'native' ? 'native decoder threads (libav in process)' : 'ffmpeg decoders'}, batch ${D.batchSize}, 2 epochs; ` +
       'the second epoch is the steady state (the first also probes every file). PyTorch: a `torch.utils.data.DataLoader` with 2 workers decoding ' +
       'the **same clip windows of the same files** (the loader\'s second-epoch clips: start, crop, flip, audio window) with PyAV, ' +
       'or with `torchvision.io.read_video`, then crop + bilinear resize to the same size (no colour jitter: less work than cmac). ' +
@@ -401,7 +401,8 @@ function loaderWhy(D) {
   const parts = [];
   if (lf.processPerGroup) parts.push(`runs one ffmpeg process per group of ${lf.clipsPerProcess ?? '?'} clips (starting one costs ${f(D.ffmpegStartMs, 0)} ms here before it decodes anything)`);
   if (lf.separateAudioInput) parts.push('opens each file twice per clip (a video seek and an audio seek, each with its own demuxer and decoder pre-roll) and builds a filter graph per clip');
-  if (lf.probesEachFile) parts.push('probes every file once (ffprobe) in the first epoch');
+  if (lf.probesEachFile) parts.push(`probes every file once (${lf.decoder === 'native' ? 'libavformat' : 'ffprobe'}) in the first epoch`);
+  if (lf.decoder === 'native') parts.push('decodes with the same filter rules as the ffmpeg CLI (two demuxers per clip: a video and an audio seek, as the CLI path, so both give the same bytes)');
   const inb = D.ffmpegStartInBenchProcess;
   const big = inb && D.ffmpegStartMs && inb.ms > 1.3 * D.ffmpegStartMs
     ? ` From a process that holds models (this bench process, RSS ${f(MiB(inb.rss) / 1024, 1)} GiB) starting ffmpeg costs ${f(inb.ms, 0)} ms instead of ${f(D.ffmpegStartMs, 0)}: ` +

@@ -588,10 +588,12 @@ class Bench {
     const loaderJs = readDist('data/loader.js');
     const ffmpegJs = readDist('data/ffmpeg.js');
     const cpp = /clipsPerProcess\s*\?\?\s*(\d+)/.exec(loaderJs);
+    const decoder = typeof c.decoderFor === 'function' ? c.decoderFor() : 'ffmpeg-cli';
     out.loaderFacts = {
+      decoder,  // 'native' (libav pool in process) or 'ffmpeg-cli'
       clipsPerProcess: cpp ? Number(cpp[1]) : null,
-      processPerGroup: /\bdecodeClips\b/.test(loaderJs),
-      separateAudioInput: /inputs\.push\([^)]*'-ss'/.test(ffmpegJs),
+      processPerGroup: decoder !== 'native' && /\bdecodeClips\b/.test(loaderJs),
+      separateAudioInput: decoder !== 'native' && /inputs\.push\([^)]*'-ss'/.test(ffmpegJs),
       probesEachFile: /\bprobe\b/.test(loaderJs),
       trainCache: /\btrainCache\b/.test(loaderJs),
     };
