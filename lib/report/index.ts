@@ -1,5 +1,6 @@
-// Self-contained HTML reports: inline SVG charts, tables and data-URI
-// images, no external assets, so report.html opens offline.
+// Self-contained HTML reports: charts drawn by uPlot (its script and CSS
+// inlined into the page), tables and data-URI images, no external assets,
+// so report.html opens offline.
 import * as fs from 'fs';
 import { writeFileAtomic } from '../train/files';
 
@@ -17,28 +18,75 @@ export function esc(s: unknown): string {
 
 const colours = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
 
-/** A line chart of several series as inline SVG. */
-export function lineChart(series: { name: string; points: Array<[number, number]> }[], opts: { title?: string; xLabel?: string; width?: number; height?: number; logY?: boolean } = {}): string {
-  const W = opts.width ?? 640, H = opts.height ?? 260, L = 56, R = 120, T = 24, B = 36;
-  const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!opts.logY || y > 0));
-  if (!pts.length) return '<p>(no data)</p>';
-  const fy = (y: number) => (opts.logY ? Math.log10(y) : y);
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => fy(p[1]));
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) || 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const sx = (x: number) => L + ((x - x0) / (x1 - x0 || 1)) * (W - L - R);
-  const sy = (y: number) => T + (1 - (fy(y) - y0) / (y1 - y0 || 1)) * (H - T - B);
-  const lines = series.map((s, i) => {
-    const d = s.points.filter(([, y]) => Number.isFinite(y) && (!opts.logY || y > 0)).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
-    return `<polyline fill="none" stroke="${colours[i % colours.length]}" stroke-width="1.5" points="${d}"/>` +
-      `<text x="${W - R + 8}" y="${T + 14 * (i + 1)}" fill="${colours[i % colours.length]}" font-size="12">${esc(s.name)}</text>`;
-  }).join('');
-  const yTick = (v: number) => (opts.logY ? (10 ** v).toPrecision(2) : v.toPrecision(3));
-  const axes = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#888"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#888"/>` +
-    `<text x="${L - 4}" y="${T + 4}" text-anchor="end" font-size="11">${yTick(y1)}</text><text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="11">${yTick(y0)}</text>` +
-    `<text x="${L}" y="${H - B + 14}" font-size="11">${x0}</text><text x="${W - R}" y="${H - B + 14}" text-anchor="end" font-size="11">${x1}</text>` +
-    `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">${esc(opts.xLabel ?? 'step')}</text>` +
-    (opts.title ? `<text x="${L}" y="14" font-size="13" font-weight="bold">${esc(opts.title)}</text>` : '');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">${axes}${lines}</svg>`;
+/** Options of {@link lineChart}. */
+export interface LineChartOptions {
+  title?: string;
+  xLabel?: string;
+  yLabel?: string;
+  width?: number;
+  height?: number;
+  /** Start on a log10 y scale (the page's toggle switches it either way). */
+  logY?: boolean;
+}
+
+/**
+ * A line chart of several series sharing an x axis, drawn in the page by
+ * uPlot (inlined by {@link writeReport}): axes with ticks and gridlines, a
+ * log-scale toggle, and the values under the cursor in the legend.
+ * Non-finite points are gaps; on the log scale so are values <= 0.
+ */
+export function lineChart(series: { name: string; points: Array<[number, number]> }[], opts: LineChartOptions = {}): string {
+  const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].filter(Number.isFinite).sort((a, b) => a - b);
+  if (!xs.length || !series.some((s) => s.points.some(([, y]) => Number.isFinite(y)))) return `<p>${opts.title ? `${esc(opts.title)}: ` : ''}(no data)</p>`;
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const ys = series.map((s) => {
+    const col: Array<number | null> = xs.map(() => null);
+    for (const [x, y] of s.points) if (at.has(x) && Number.isFinite(y)) col[at.get(x)!] = y;
+    return col;
+  });
+  const spec = {
+    title: opts.title ?? '', xLabel: opts.xLabel ?? 'step', yLabel: opts.yLabel ?? '', width: opts.width ?? 520, height: opts.height ?? 240, logY: !!opts.logY,
+    series: series.map((s, i) => ({ name: s.name, colour: colours[i % colours.length] })), data: [xs, ...ys], integerX: xs.every(Number.isInteger),
+  };
+  // JSON inside <script type="application/json">: only "</" can end it early.
+  return `<div class="cmac-chart"><script type="application/json">${JSON.stringify(spec).replace(/<\//g, '<\\/')}</script></div>`;
+}
+
+// Turns each .cmac-chart into a uPlot chart, with a log-scale checkbox.
+const chartBoot = `(function(){
+var intIncrs=[];for(var e=0;e<10;e++)[1,2,5].forEach(function(m){intIncrs.push(m*Math.pow(10,e));});
+function fmt(v){if(v==null||!isFinite(v))return '-';var a=Math.abs(v);return a!==0&&(a>=1e5||a<1e-3)?v.toExponential(3):+v.toPrecision(4)+'';}
+document.querySelectorAll('.cmac-chart').forEach(function(el){
+  var spec=JSON.parse(el.querySelector('script').textContent);
+  var box=document.createElement('div');
+  var bar=document.createElement('label');bar.className='cmac-log';
+  var cb=document.createElement('input');cb.type='checkbox';cb.checked=spec.logY;
+  bar.appendChild(cb);bar.appendChild(document.createTextNode(' log scale'));
+  el.appendChild(bar);el.appendChild(box);
+  var plot;el.ticks={};
+  function draw(){
+    if(plot)plot.destroy();
+    var log=cb.checked;
+    var data=[spec.data[0]].concat(spec.data.slice(1).map(function(c){return log?c.map(function(v){return v!=null&&v>0?v:null;}):c;}));
+    plot=new uPlot({title:spec.title,width:spec.width,height:spec.height,
+      scales:{x:{time:false},y:log?{distr:3,log:10}:{auto:true}},
+      axes:[{label:spec.xLabel,grid:{show:true,stroke:'#e5e5e5'},ticks:{show:true},incrs:spec.integerX?intIncrs:undefined,values:function(u,vals){el.ticks.x=vals.length;return vals.map(fmt);}},
+            {label:spec.yLabel,size:64,grid:{show:true,stroke:'#e5e5e5'},ticks:{show:true},values:function(u,vals){el.ticks.y=vals.filter(function(v){return v!=null;}).length;return vals.map(fmt);}}],
+      series:[{label:spec.xLabel,value:function(u,v){return v==null?'-':v;}}].concat(spec.series.map(function(s){return {label:s.name,stroke:s.colour,width:1.5,spanGaps:false,points:{show:spec.data[0].length<2},value:function(u,v){return fmt(v);}};}))
+    },data,box);
+    el.uplot=plot;
+  }
+  cb.addEventListener('change',draw);draw();
+});})();`;
+
+let uplotAssets: { js: string; css: string } | undefined;
+function uplot(): { js: string; css: string } {
+  if (!uplotAssets) {
+    const js = fs.readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8');
+    const css = fs.readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8');
+    uplotAssets = { js, css };
+  }
+  return uplotAssets;
 }
 
 /** A two-column key/value table, or a table of rows with the same keys. */
@@ -58,13 +106,45 @@ export function image(png: Uint8Array, alt: string, width?: number): string {
   return `<img alt="${esc(alt)}" ${width ? `width="${width}" ` : ''}src="data:image/png;base64,${Buffer.from(png).toString('base64')}"/>`;
 }
 
-/** Writes a self-contained HTML page (atomically). */
+/** Writes a self-contained HTML page (atomically); charts carry uPlot (MIT) inline. */
 export function writeReport(file: string, title: string, sections: ReportSection[]): void {
   const css = 'body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}' +
-    'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}' +
-    'th{background:#f3f3f3}h2{border-bottom:1px solid #ddd;padding-bottom:4px}img{margin:2px;image-rendering:pixelated}';
+    'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px;vertical-align:top}' +
+    'th{background:#f3f3f3}h2{border-bottom:1px solid #ddd;padding-bottom:4px}img{margin:2px;image-rendering:pixelated}' +
+    '.cmac-chart{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}.cmac-log{font-size:12px;color:#555;user-select:none}' +
+    '.cmac-cfg{display:flex;flex-wrap:wrap;gap:0 16px;align-items:flex-start}.cmac-cfg table caption{text-align:left;font-weight:bold;font-size:13px}' +
+    '.cmac-cfg td:last-child{font-family:ui-monospace,monospace}';
   const body = sections.map((s) => `<section><h2>${esc(s.title)}</h2>${s.html}</section>`).join('\n');
-  writeFileAtomic(file, `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title><style>${css}</style></head><body><h1>${esc(title)}</h1>\n${body}\n</body></html>\n`);
+  const charts = /class="cmac-chart"/.test(body);
+  const assets = charts ? uplot() : undefined;
+  const head = `<meta charset="utf-8"><title>${esc(title)}</title><style>${assets ? assets.css : ''}${css}</style>`;
+  // uPlot and the chart set-up run after the body is parsed; "</script" cannot occur in them.
+  const scripts = assets ? `<script>${assets.js.replace(/<\/script/gi, '<\\/script')}</script><script>${chartBoot}</script>` : '';
+  writeFileAtomic(file, `<!doctype html><html><head>${head}</head><body><h1>${esc(title)}</h1>\n${body}\n${scripts}\n</body></html>\n`);
+}
+
+/**
+ * A nested settings object as small tables, one per top-level key (nested
+ * keys dotted, arrays inline), side by side: the readable form of a config.
+ */
+export function settingsTables(obj: Record<string, unknown>): string {
+  const flat = (o: unknown, prefix: string, out: Array<[string, unknown]>) => {
+    if (o && typeof o === 'object' && !Array.isArray(o) && Object.keys(o).length) {
+      for (const [k, v] of Object.entries(o)) flat(v, prefix ? `${prefix}.${k}` : k, out);
+    } else out.push([prefix, o]);
+    return out;
+  };
+  const show = (v: unknown) => (v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v));
+  const scalars: Array<[string, unknown]> = [];
+  const groups: string[] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length) {
+      const rows = flat(v, '', []);
+      groups.push(`<table><caption>${esc(k)}</caption>${rows.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>`);
+    } else scalars.push([k, v]);
+  }
+  const top = scalars.length ? `<table><caption>(top level)</caption>${scalars.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>` : '';
+  return `<div class="cmac-cfg">${top}${groups.join('')}</div>`;
 }
 
 /** True when the file exists and holds no reference to an external asset. */

@@ -1,6 +1,7 @@
 // Pixels for pictures: colour maps, bilinear resizing, heat-map overlays of
 // attention maps on frames, boxes, and side-by-side layout. RGB, 8 bit.
 import { minMaxNormalise, upsampleBilinear } from '../eval/localization';
+import * as pixelFonts from 'js-pixel-fonts';
 import type { RgbImage } from './png';
 
 export type ColormapName = 'jet' | 'inferno' | 'gray';
@@ -131,4 +132,75 @@ export function paste(dst: RgbImage, src: RgbImage, x0: number, y0: number): voi
 /** Frame bytes [size, size, 3] as an image. */
 export function frameImage(data: Uint8Array, width: number, height = width): RgbImage {
   return { width, height, channels: 3, data };
+}
+
+// Labels in pictures: js-pixel-fonts' "Seven plus" bitmap font (7 px capitals
+// and digits, descenders below), scaled by whole pixels.
+const font = pixelFonts.fonts.sevenPlus;
+const textCache = new Map<string, number[][]>();
+function textPixels(text: string): number[][] {
+  let px = textCache.get(text);
+  if (!px) {
+    px = text ? pixelFonts.renderPixels(text.replace(/[^\x20-\x7e]/g, '?'), font) : [[]];
+    if (textCache.size > 512) textCache.clear();
+    textCache.set(text, px);
+  }
+  return px;
+}
+
+/** Width and height in pixels of `text` drawn at `scale`. */
+export function textSize(text: string, scale = 1): { width: number; height: number } {
+  const px = textPixels(text);
+  return { width: Math.max(0, ...px.map((r) => r.length)) * scale, height: Math.max(font.lineHeight, px.length) * scale };
+}
+
+/** Draws `text` (printable ASCII) with its top-left corner at (x, y), clipped to the image. */
+export function drawText(img: RgbImage, text: string, x: number, y: number, rgb: [number, number, number] = [0, 0, 0], scale = 1): void {
+  const px = textPixels(text);
+  for (let r = 0; r < px.length; r++) {
+    const row = px[r] ?? [];
+    for (let c = 0; c < row.length; c++) {
+      if (!row[c]) continue;
+      for (let dy = 0; dy < scale; dy++) for (let dx = 0; dx < scale; dx++) {
+        const X = x + c * scale + dx, Y = y + r * scale + dy;
+        if (X >= 0 && Y >= 0 && X < img.width && Y < img.height) img.data.set(rgb, (Y * img.width + X) * img.channels);
+      }
+    }
+  }
+}
+
+/** `img` under a white strip holding `title`, centred (scale 1, or 2 for images 300 px and wider). */
+export function titled(img: RgbImage, title: string, scale = img.width >= 300 ? 2 : 1): RgbImage {
+  const t = textSize(title, scale);
+  const strip = 9 * scale + 6;
+  const out = blank(img.width, img.height + strip);
+  drawText(out, title, Math.max(0, Math.round((img.width - t.width) / 2)), 3, [0, 0, 0], scale);
+  paste(out, img, 0, strip);
+  return out;
+}
+
+/** Options of {@link colourBar}. */
+export interface ColourBarOptions {
+  cmap?: ColormapName;
+  /** Labels at the top and bottom end (default 'max' and 'min'). */
+  high?: string;
+  low?: string;
+  /** A label written along the middle (e.g. 'attention'). */
+  label?: string;
+  barWidth?: number;
+}
+
+/** A vertical colour bar `height` pixels tall (top = 1, bottom = 0) with its end labels to the right. */
+export function colourBar(height: number, o: ColourBarOptions = {}): RgbImage {
+  const bw = o.barWidth ?? 12, high = o.high ?? 'max', low = o.low ?? 'min';
+  const labelW = Math.max(textSize(high).width, textSize(low).width, o.label ? textSize(o.label).width : 0);
+  const img = blank(bw + 6 + labelW + 2, height);
+  for (let y = 0; y < height; y++) {
+    const rgb = colormap(o.cmap ?? 'jet', height > 1 ? 1 - y / (height - 1) : 1);
+    for (let x = 0; x < bw; x++) img.data.set(rgb, (y * img.width + x) * 3);
+  }
+  drawText(img, high, bw + 4, 0);
+  drawText(img, low, bw + 4, height - 9);
+  if (o.label) drawText(img, o.label, bw + 4, Math.round(height / 2 - 4));
+  return img;
 }

@@ -3,8 +3,8 @@
 // PCA scatters, and the evaluation sections of report.html.
 export { encodePng, decodePng, crc32 } from './png';
 export type { RgbImage } from './png';
-export { colormap, blank, resize, heatmap, overlay, drawBox, hstack, vstack, paste, frameImage } from './image';
-export type { ColormapName, OverlayOptions } from './image';
+export { colormap, blank, resize, heatmap, overlay, drawBox, hstack, vstack, paste, frameImage, textSize, drawText, titled, colourBar } from './image';
+export type { ColormapName, OverlayOptions, ColourBarOptions } from './image';
 export { fft, melFilterbank, logMel, spectrogramImage, frequencyPicture, frequencyTimeline } from './spectrogram';
 export type { LogMelOptions, FrequencyPictureOptions, FrequencyTimelineOptions } from './spectrogram';
 export { pca, scatterSvg, classColour } from './scatter';

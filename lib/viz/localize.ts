@@ -14,7 +14,8 @@ import type { CmacModel } from '../model';
 import { writeSafetensors } from '../safetensors';
 import { decodeAudioFile } from '../eval/collect';
 import { onProcessExit, removeStaleTempFiles } from '../train/files';
-import { frameImage, hstack, overlay } from './image';
+import { blank, colourBar, drawText, frameImage, hstack, overlay, paste, titled } from './image';
+import type { RgbImage } from './png';
 import { encodePng } from './png';
 import { frequencyTimeline } from './spectrogram';
 
@@ -125,10 +126,7 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
         for (let f = 0; f < T; f++) {
           const fb = disp * disp * 3;
           const frame = frameImage(shows[i].subarray(f * fb, (f + 1) * fb), disp);
-          const panels = [];
-          if (which !== 'beta') panels.push(overlay(frame, a, h, w, { size: disp }));
-          if (which !== 'alpha') panels.push(overlay(frame, be, h, w, { size: disp }));
-          const img = hstack(panels, 4);
+          const img = overlayFrame(frame, { alphaV: which !== 'beta' ? a : undefined, betaV: which !== 'alpha' ? be : undefined }, h, w, disp, starts[k] + f / fps, `clip ${k + 1}/${K}, frame ${f + 1}/${T}`);
           const name = path.join(outDir, 'frames', `clip-${String(k).padStart(4, '0')}-f${f}.png`);
           fs.writeFileSync(name, encodePng(img));
           frameFiles.push(name);
@@ -178,4 +176,28 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
   } finally {
     cancelExitHook();
   }
+}
+
+/**
+ * One overlay frame of `cmac localize`: the titled alpha_v and/or beta_v
+ * overlays side by side, a colour bar (each map min-max normalised), and a
+ * strip below with the frame's time in the video; even width and height (for
+ * the yuv420p video).
+ */
+export function overlayFrame(frame: RgbImage, maps: { alphaV?: ArrayLike<number>; betaV?: ArrayLike<number> }, h: number, w: number, size: number, seconds: number, note = ''): RgbImage {
+  const panels: RgbImage[] = [];
+  if (maps.alphaV) panels.push(titled(overlay(frame, maps.alphaV, h, w, { size }), 'alpha_v (no audio)'));
+  if (maps.betaV) panels.push(titled(overlay(frame, maps.betaV, h, w, { size }), 'beta_v (audio-guided)'));
+  const strip = panels[0].height - size;
+  const bar = colourBar(size, { high: 'max', low: 'min' });
+  const top = hstack([...panels, blank(bar.width, strip + size)], 4);
+  paste(top, bar, top.width - bar.width, strip);
+  const scale = size >= 300 ? 2 : 1;
+  const stamp = `t = ${seconds.toFixed(2)} s${note ? `   (${note})` : ''}`;
+  const foot = 9 * scale + 6;
+  const W = top.width + (top.width % 2), H0 = top.height + foot, H = H0 + (H0 % 2);
+  const out = blank(W, H);
+  paste(out, top, 0, 0);
+  drawText(out, stamp, 4, top.height + 3, [0, 0, 0], scale);
+  return out;
 }

@@ -9,7 +9,7 @@ import type { EvaluationResults } from '../eval/run';
 import type { RetrievalSummary } from '../eval/retrieval';
 import type { LocalizationSummary } from '../eval/localization';
 import type { FrequencySummary } from '../eval/frequency';
-import { drawBox, frameImage, hstack, overlay, resize } from './image';
+import { blank, colourBar, drawBox, frameImage, hstack, overlay, resize, titled, vstack } from './image';
 import { encodePng, RgbImage } from './png';
 import { pca, scatterSvg } from './scatter';
 import { frequencyPicture, LogMelOptions } from './spectrogram';
@@ -70,13 +70,22 @@ export function metricsHtml(r: EvaluationResults): string {
   return parts.join('\n') || '<p>(nothing measured)</p>';
 }
 
-/** One clip's localisation panel: frame with GT boxes, alpha_v overlay, beta_v overlay (each size x size). */
+/**
+ * One clip's localisation panel: the frame with its GT boxes, the alpha_v
+ * overlay and the beta_v overlay (each size x size, titled), and a colour bar
+ * of the overlays (each map min-max normalised on its own).
+ */
 export function localizationPanel(frame: RgbImage, maps: { alphaV?: ArrayLike<number>; betaV?: ArrayLike<number> }, h: number, w: number, boxes: Array<[number, number, number, number]> = [], size = 224): RgbImage {
   const base = resize(frame, size, size);
   const withBox: RgbImage = { ...base, data: base.data.slice() };
   for (const b of boxes) drawBox(withBox, b.map((v) => (v * size) / 224) as [number, number, number, number], [255, 255, 255]);
-  const panels = [withBox];
-  for (const m of [maps.alphaV, maps.betaV]) if (m) panels.push(overlay(frame, m, h, w, { size, boxes }));
+  const panels = [titled(withBox, boxes.length ? 'frame + GT box' : 'frame')];
+  if (maps.alphaV) panels.push(titled(overlay(frame, maps.alphaV, h, w, { size, boxes }), 'alpha_v'));
+  if (maps.betaV) panels.push(titled(overlay(frame, maps.betaV, h, w, { size, boxes }), 'beta_v'));
+  if (panels.length > 1) {
+    const strip = panels[0].height - size;
+    panels.push(vstack([blank(1, strip - 4), colourBar(size, { high: 'max', low: 'min' })], 4));
+  }
   return hstack(panels, 4);
 }
 
@@ -95,7 +104,7 @@ function examplesSection(r: EvaluationResults, v: EvaluationVisuals): ReportSect
   };
   return {
     title: 'Localisation examples',
-    html: '<p>Each: the frame with its ground-truth box (white), alpha_v (from pixels alone), beta_v (audio-guided), upsampled bilinearly as the evaluation does.</p>' +
+    html: '<p>Each: the frame with its ground-truth box (white), alpha_v (from pixels alone), beta_v (audio-guided), upsampled bilinearly as the evaluation does; each map is min-max normalised on its own (colour bar: min to max, jet).</p>' +
       `<h3>Best ${k} (by beta_v cIoU)</h3>${pick(scored).map(render).join('')}<h3>Worst ${k}</h3>${pick([...scored].reverse()).map(render).join('')}`,
   };
 }

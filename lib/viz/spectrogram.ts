@@ -4,7 +4,7 @@
 // filters as torchaudio builds them, log(x + 1e-6)), and the picture of a
 // frequency attention map drawn beside it.
 import { hzToMel, melToHz } from '../data/synth';
-import { blank, colormap, paste } from './image';
+import { blank, colormap, colourBar, drawText, paste, textSize } from './image';
 import type { RgbImage } from './png';
 
 /** Log-mel settings (defaults: both presets' front end at 16 kHz; nMels 64 = tiny). */
@@ -175,7 +175,8 @@ export interface FrequencyTimelineOptions extends LogMelOptions {
  * frequencies at the bottom) with one strip per band map below it, on the
  * same time and frequency axes: band m of clip k fills the rows of mel bins
  * [m * nMels / M, (m + 1) * nMels / M) over the clip's time span, coloured
- * by its attention (inferno; each clip's map scaled to its maximum).
+ * by its attention (inferno; each clip's map scaled to its maximum);
+ * titled, with a frequency axis (Hz), a time axis (s) and a colour bar.
  */
 export function frequencyTimeline(pcm: Float32Array, o: FrequencyTimelineOptions): RgbImage {
   const spec = logMel(pcm, o);
@@ -212,5 +213,55 @@ export function frequencyTimeline(pcm: Float32Array, o: FrequencyTimelineOptions
       }
     }
   });
-  return img;
+  return labelTimeline(img, W, H, names, { sr, hop, frames: spec.frames, nMels: spec.nMels, fMin: o.fMin ?? 0, fMax: o.fMax ?? sr / 2 });
+}
+
+/** A step of 1, 2 or 5 x 10^k that puts about `want` ticks over `span`. */
+function niceStep(span: number, want: number): number {
+  const raw = span / Math.max(1, want), p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * p).find((st) => st >= raw) ?? 10 * p;
+}
+
+/**
+ * Titles, a frequency axis (Hz, on the mel scale) left of each strip, a time
+ * axis (s) below, and a colour bar to the right of the rows of `img`: the
+ * spectrogram (H rows) then one H-row strip per name, 6 px apart.
+ */
+function labelTimeline(img: RgbImage, W: number, H: number, names: string[], g: { sr: number; hop: number; frames: number; nMels: number; fMin: number; fMax: number }): RgbImage {
+  const left = 40, titleH = 14, gap = 6, axisH = 22;
+  const titles = ['log-mel spectrogram', ...names.map((n) => `${n} per band (each clip scaled to its max)`)];
+  const panelH = titleH + H;
+  const bar = colourBar(H, { cmap: 'inferno', high: 'high', low: 'low' });
+  const out = blank(left + W + 8 + bar.width, titles.length * (panelH + gap) + axisH);
+  const m0 = hzToMel(g.fMin), m1 = hzToMel(g.fMax);
+  const hzTicks = [100, 200, 500, 1000, 2000, 4000, 8000, 16000, 32000].filter((f) => f >= g.fMin && f <= g.fMax);
+  titles.forEach((t, i) => {
+    const y0 = i * (panelH + gap);
+    drawText(out, t, left, y0 + 3);
+    const rows: RgbImage = { width: W, height: H, channels: 3, data: img.data.subarray(i * (H + 6) * W * 3, (i * (H + 6) + H) * W * 3) };
+    paste(out, rows, left, y0 + titleH);
+    let last = -Infinity;
+    for (const f of [...hzTicks].reverse()) {  // top down, skipping a label that would touch the one above
+      const y = y0 + titleH + Math.round((1 - (hzToMel(f) - m0) / (m1 - m0)) * (H - 1));
+      if (y - last < 10) continue;
+      last = y;
+      for (let x = left - 4; x < left; x++) out.data.set([0, 0, 0], (y * out.width + x) * 3);
+      const label = f >= 1000 ? `${f / 1000}k` : String(f);
+      drawText(out, label, left - 6 - label.length * 5, y - 3);
+    }
+    paste(out, bar, left + W + 8, y0 + titleH);
+  });
+  const yAxis = titles.length * (panelH + gap);
+  const seconds = (g.frames * g.hop) / g.sr;
+  const step = niceStep(seconds, Math.max(2, Math.floor(W / 30)));
+  for (let x = left; x < left + W; x++) out.data.set([0, 0, 0], (yAxis * out.width + x) * 3);
+  for (let t = 0; t <= seconds + 1e-9; t += step) {
+    const x = left + Math.round((t / seconds) * (W - 1));
+    for (let y = yAxis; y < yAxis + 4; y++) out.data.set([0, 0, 0], (y * out.width + x) * 3);
+    const label = `${+t.toFixed(3)}`;
+    drawText(out, label, Math.min(out.width - 5 * label.length - 2, x - Math.floor(textSize(label).width / 2)), yAxis + 6);
+  }
+  drawText(out, 'time (s)', left + W - textSize('time (s)').width, yAxis + 14);
+  drawText(out, 'Hz', 4, 3);
+  return out;
 }
