@@ -62,6 +62,42 @@ function checkWorks(dir: string): void {
   console.log(`      demo --quick: ${demo.seconds.toFixed(0)} s; addon loaded from ${path.relative(dir, loaded)}`);
 }
 
+describe('two commands on a clone: npm run demo and npm test run the set-up first', function () {
+  this.timeout(2400000);
+
+  it('with everything present the set-up is quiet and takes seconds; both commands call it', () => {
+    const first = run('bash', ['scripts/setup.sh', '--quiet'], root);  // builds what is older than its sources, if anything
+    expect(first.status, tail(first)).to.equal(0);
+    const r = run('bash', ['scripts/setup.sh', '--quiet'], root);
+    expect(r.status, tail(r)).to.equal(0);
+    console.log(`      setup.sh --quiet with everything present: ${r.seconds.toFixed(1)} s`);
+    expect(r.seconds).to.be.below(60);
+    expect(r.stdout.trim(), 'nothing to say').to.equal('');
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    expect(pkg.scripts.demo).to.match(/^bash scripts\/setup\.sh --quiet && /);
+    expect(fs.readFileSync(path.join(root, 'scripts', 'test.sh'), 'utf8')).to.match(/^bash scripts\/setup\.sh --quiet --no-build/m);
+  });
+
+  it('a clean clone with nothing built: npm run demo -- --quick sets up, builds and runs (CMAC_INSTALL_SOURCE=1)', function () {
+    if (process.env.CMAC_INSTALL_SOURCE !== '1') {
+      console.log('      (skipped: compiles the addon, 10+ min on 2 cores; run with CMAC_INSTALL_SOURCE=1)');
+      this.skip();
+    }
+    const dir = path.join(tmpDir('cmac-clone-'), 'cmac');
+    execFileSync('git', ['clone', '-q', root, dir]);
+    for (const p of ['node_modules', 'build', 'dist']) expect(fs.existsSync(path.join(dir, p)), p).to.equal(false);
+    const demo = run('npm', ['run', 'demo', '--', '--quick', '--threads', '2'], dir);
+    expect(demo.status, tail(demo)).to.equal(0);
+    console.log(`      clean clone, npm run demo -- --quick (npm ci, addon and dist/ build, demo): ${demo.seconds.toFixed(0)} s`);
+    expect(demo.stdout).to.match(/demo finished in \d+ s/);
+    // Now everything is there: the set-up is a check of seconds before the demo.
+    const again = run('npm', ['run', 'demo', '--', '--quick', '--threads', '2'], dir);
+    expect(again.status, tail(again)).to.equal(0);
+    expect(again.stdout).to.not.match(/build:native|build:ts/);
+    console.log(`      again: ${again.seconds.toFixed(0)} s`);
+  });
+});
+
 describe('install: npm pack -> npm install <tarball> in a fresh consumer', function () {
   this.timeout(2400000);
   let tarball = '';
