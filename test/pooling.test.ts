@@ -2,8 +2,12 @@
 // (issue 14 items 3 and 6; the wiring itself is pinned by the C++ tests in
 // native/core/tests/test_wiring.cpp).
 import { expect } from 'chai';
+import * as fs from 'fs';
+import * as path from 'path';
+import { resolveConfig, toModelConfig } from '../lib/config';
 import { CmacModel } from '../lib/model';
-import { randomBatch, rejects, tinyConfig } from './helpers';
+import { openCheckpoint } from '../lib/train';
+import { randomBatch, rejects, tinyConfig, tmpDir } from './helpers';
 
 describe('CmacModel pooling and retrieval accuracy', function () {
   this.timeout(300000);
@@ -26,5 +30,46 @@ describe('CmacModel pooling and retrieval accuracy', function () {
     await rejects(CmacModel.create({ ...tinyConfig(), pooling: 'max' as never }), RangeError, /config\.pooling must be 'attention' or 'mean'; got 'max'/);
     await rejects(CmacModel.create({ ...tinyConfig(), loss: { attentionPooling: false } as never }), TypeError,
       /config\.loss\.attentionPooling was replaced by config\.pooling .*Fix: pass pooling: 'mean'/);
+  });
+
+  it('a checkpoint written before model.pooling opens with the pooling it was trained with (baselines: mean)', async () => {
+    const dir = tmpDir('cmac-oldpool-');
+    const trained = resolveConfig({ loss: { preset: 'xmodal' }, model: { pooling: 'mean' }, data: { source: dir } });
+    const model = await CmacModel.create(toModelConfig(trained));
+    const b = randomBatch(3, 5);
+    try {
+      await model.trainStep(randomBatch(4, 4), { lr: 1e-3 });
+      const weights = path.join(dir, 'step-00000001.safetensors');
+      await model.save(weights);
+      // The JSON as cmac wrote it then: no model.pooling, no loss.rampStart / rampThreshold.
+      const old = JSON.parse(JSON.stringify(trained));
+      delete old.model.pooling;
+      delete old.loss.rampStart;
+      delete old.loss.rampThreshold;
+      const state = { format: 'cmac-checkpoint/1', step: 1, epoch: 0, cursor: { epoch: 0, position: 4 }, config: old, rng: { seed: 0, loaderSeed: 0 }, nonFiniteInARow: 0, skippedSteps: 0, time: '' };
+      fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify(state));
+      const opened = await openCheckpoint(weights);
+      try {
+        expect(opened.config.model.pooling).to.equal('mean');
+        expect(opened.config.loss).to.include({ rampStart: 0, rampThreshold: 0.5 });
+        model.eval();
+        const want = (await model.embed(b)).zV!.data, got = (await opened.model.embed(b)).zV!.data;
+        expect(Array.from(got)).to.deep.equal(Array.from(want));
+      } finally {
+        opened.model.dispose();
+      }
+      // A cmac checkpoint of then pooled by attention, and loss.attentionPooling (then a setting) is honoured.
+      fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac' } } }));
+      const cm = await openCheckpoint(weights);
+      expect(cm.config.model.pooling).to.equal('attention');
+      cm.model.dispose();
+      fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac', attentionPooling: false } } }));
+      const ap = await openCheckpoint(weights);
+      expect(ap.config.model.pooling).to.equal('mean');
+      expect(ap.config.loss).to.not.have.property('attentionPooling');
+      ap.model.dispose();
+    } finally {
+      model.dispose();
+    }
   });
 });

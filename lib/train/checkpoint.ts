@@ -107,7 +107,26 @@ export function readCheckpointState(ref: CheckpointRef): CheckpointState {
   if (s.format !== 'cmac-checkpoint/1' || typeof s.step !== 'number' || !s.cursor || !s.config) {
     throw new Error(`checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: point --resume at a run folder written by cmac train.`);
   }
-  return s;
+  return { ...s, config: upgradeConfig(s.config) };
+}
+
+/**
+ * A checkpoint written before model.pooling and loss.rampStart (issue 14),
+ * spelled as today's config with the settings it was trained with: the
+ * baseline presets then pooled by the mean (or as loss.attentionPooling said),
+ * the others by attention; the ramp started at step 0.
+ */
+function upgradeConfig(c: CmacConfig): CmacConfig {
+  const loss = { ...c.loss } as CmacConfig['loss'] & { attentionPooling?: boolean };
+  const model = { ...c.model };
+  if (model.pooling === undefined) {
+    const attention = loss.attentionPooling ?? !(loss.preset === 'xmodal' || loss.preset === 'xmodal+within');
+    model.pooling = attention ? 'attention' : 'mean';
+  }
+  delete loss.attentionPooling;
+  loss.rampStart ??= 0;
+  loss.rampThreshold ??= 0.5;
+  return { ...c, model, loss };
 }
 
 /** The newest complete checkpoint, or undefined. */
