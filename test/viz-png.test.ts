@@ -80,7 +80,7 @@ describe('viz: PNG and pictures', function () {
     const nearest = c.reduce((b, f, i) => (Math.abs(f - 1000) < Math.abs(c[b] - 1000) ? i : b), 0);
     expect(Math.abs(arg - nearest)).to.be.at.most(1);
     const pic = frequencyPicture(pcm, { nMels: 64, maps: { a: [0, 0, 1, 0, 0, 0, 0, 0], b: new Array(8).fill(1) }, gtBands: [2] });
-    expect(pic.height).to.equal(64 * 3);
+    expect(pic.height).to.equal(64 * 3 + 14);  // with the title strip
     expect(pic.width).to.equal(201 * 2 + 2 * (64 + 14) + 4);
   });
 

@@ -9,7 +9,8 @@ import * as path from 'path';
 import { resolveConfig } from '../lib/config';
 import { lineChart, writeReport } from '../lib/report';
 import { writeTrainingReport } from '../lib/train/report';
-import { colormap, colourBar, localizationPanel, pca, scatterSvg, textSize, titled, blank } from '../lib/viz';
+import { colormap, colourBar, frequencyPicture, frequencyTimeline, localizationPanel, pca, scatterSvg, textSize, titled, blank } from '../lib/viz';
+import type { RgbImage } from '../lib/viz';
 import { overlayFrame } from '../lib/viz/localize';
 import { tmpDir } from './helpers';
 
@@ -123,6 +124,27 @@ describe('viz: report.html and labelled pictures', () => {
     expect(rowsDiffer(a.height - 16, a.height)).to.equal(true);
     const one = overlayFrame(frame, { betaV: map }, 4, 4, 96, 1);
     expect(one.width).to.be.lessThan(a.width - 96);
+  });
+
+  it('frequency pictures: titles, a Hz axis, a time axis in seconds and colour bars', () => {
+    const sr = 16000;
+    const pcm = Float32Array.from({ length: 3 * sr }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 700 * i) / sr));
+    const ink = (img: RgbImage, x0: number, x1: number, y0: number, y1: number) => {
+      let k = 0;
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) if (img.data[(y * img.width + x) * 3] < 100 && img.data[(y * img.width + x) * 3 + 2] < 100) k++;
+      return k;
+    };
+    const M = 4, K = 3;
+    const maps = { alpha_a: Float32Array.from({ length: K * M }, (_, i) => i % M), beta_a: Float32Array.from({ length: K * M }, () => 1) };
+    const tl = frequencyTimeline(pcm, { nMels: 64, maps, bands: M, clipStarts: [0, 1, 2], clipSeconds: 1 });
+    const spec = 301, H = 128;  // frames of 3 s at hop 160; 64 mel rows x 2 px
+    expect(tl.width).to.be.greaterThan(spec + 40);
+    expect(tl.height).to.be.greaterThan(3 * H + 3 * 14 + 16);
+    expect(ink(tl, 0, 38, 14, 14 + H), 'Hz labels').to.be.greaterThan(20);
+    expect(ink(tl, 40, 40 + spec, 0, 12), 'title').to.be.greaterThan(20);
+    expect(ink(tl, 40, 40 + spec, tl.height - 20, tl.height), 'time axis').to.be.greaterThan(40);
+    const pic = frequencyPicture(pcm.subarray(0, sr), { nMels: 64, maps: { alpha_a: [1, 2, 3, 4], beta_a: [4, 3, 2, 1] } });
+    expect(ink(pic, 0, pic.width, 0, 12), 'titles').to.be.greaterThan(20);
   });
 
   it('text and colour bar helpers', () => {

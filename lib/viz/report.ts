@@ -105,7 +105,7 @@ function examplesSection(r: EvaluationResults, v: EvaluationVisuals): ReportSect
   return {
     title: 'Localisation examples',
     html: '<p>Each: the frame with its ground-truth box (white), alpha_v (from pixels alone), beta_v (audio-guided), upsampled bilinearly as the evaluation does; each map is min-max normalised on its own (colour bar: min to max, jet).</p>' +
-      `<h3>Best ${k} (by beta_v cIoU)</h3>${pick(scored).map(render).join('')}<h3>Worst ${k}</h3>${pick([...scored].reverse()).map(render).join('')}`,
+      `<h3>Best ${Math.min(k, scored.length)} (by beta_v cIoU)</h3>${pick(scored).map(render).join('')}<h3>Worst ${Math.min(k, scored.length)}</h3>${pick([...scored].reverse()).map(render).join('')}`,
   };
 }
 

@@ -125,7 +125,8 @@ export interface FrequencyPictureOptions extends LogMelOptions {
  * The log-mel spectrogram of a clip's audio with, to its right, one bar chart
  * per band map: band m covers the mel rows [m * nMels / M, (m + 1) * nMels / M)
  * of the spectrogram, its bar length is the band's share of the map's maximum;
- * ground-truth bands get a green mark left of each bar chart.
+ * ground-truth bands get a green mark left of each bar chart. A strip on
+ * top titles the spectrogram and each bar chart (by its map's name).
  */
 export function frequencyPicture(pcm: Float32Array, o: FrequencyPictureOptions): RgbImage {
   const spec = logMel(pcm, o);
@@ -154,7 +155,12 @@ export function frequencyPicture(pcm: Float32Array, o: FrequencyPictureOptions):
       for (let x = x0 + 8; x < x0 + 8 + barW; x++) img.data.set([200, 200, 200], ((yBot - 1) * img.width + x) * 3);
     }
   });
-  return img;
+  // Titles over the spectrogram and each bar chart.
+  const out = blank(img.width, img.height + 14);
+  paste(out, img, 0, 14);
+  drawText(out, sp.width >= 120 ? 'log-mel spectrogram' : 'log-mel', 2, 3);
+  names.forEach((name, k) => drawText(out, name, sp.width + 4 + k * (barW + 14) + 8, 3, k === 0 ? [31, 119, 180] : [214, 39, 40]));
+  return out;
 }
 
 /** Options of {@link frequencyTimeline}. */
