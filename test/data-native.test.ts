@@ -238,6 +238,60 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
   });
 });
 
+describe('data: windows at the end of a file, native vs the ffmpeg CLI', function () {
+  this.timeout(300000);
+  const dir = tmpDir('cmac-data-native-end-');
+  const lavfi = (spec: string) => ['-f', 'lavfi', '-i', spec];
+  // Source rates 8, 25, 30000/1001 and a variable-rate one (frames dropped, timestamps kept), H.264 + AAC; one in Matroska.
+  const sources: { name: string; args: string[] }[] = [
+    { name: 'r8.mp4', args: [...lavfi('testsrc=size=48x48:rate=8'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '3', '-shortest'] },
+    { name: 'r25.mp4', args: [...lavfi('testsrc=size=48x48:rate=25'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.6', '-shortest'] },
+    { name: 'ntsc.mp4', args: [...lavfi('testsrc=size=48x48:rate=30000/1001'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.3', '-shortest'] },
+    { name: 'vfr.mp4', args: [...lavfi('testsrc=size=48x48:rate=25'), '-t', '2.5', '-vf', "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))'", '-vsync', 'vfr'] },
+    { name: 'r25.mkv', args: [...lavfi('testsrc=size=48x48:rate=25'), '-t', '2.2'] },
+  ];
+
+  before(async function () {
+    if (!nativeDecoding().available) this.skip();
+    for (const s of sources) await runFfmpeg([...s.args, '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', ...(s.args.includes('sine=frequency=440:sample_rate=16000') ? ['-c:a', 'aac'] : []), '-y', path.join(dir, s.name)]);
+  });
+
+  it('the last frames of a file: the same frames and the same result kind on both paths (source rates 8, 25, 30000/1001, VFR; several fps)', async () => {
+    const mismatches: string[] = [];
+    let compared = 0;
+    let okBoth = 0;
+    for (const s of sources) {
+      const file = path.join(dir, s.name);
+      const info = await cli.probe(file);
+      const dur = info.video?.duration && info.video.duration > 0 ? info.video.duration : info.duration;
+      for (const fps of [8, 10, 16, 25]) {
+        const frames = 4;
+        for (const start of [dur - frames / fps, dur - (frames - 0.5) / fps, dur - (frames - 1) / fps, dur - frames / fps - 0.3 / fps, dur - (frames - 2.5) / fps]) {
+          const st = Math.max(0, Math.round(start * 1e6) / 1e6);
+          const req: DecodeRequest = { start: st, frames, fps, width: 24, height: 24 };
+          const jobs: ClipJob[] = [{ file, info, req }];
+          const [c] = await cli.decodeClips(jobs);
+          const [n] = await decodeClips(jobs, { decoder: 'native' });
+          compared++;
+          const what = `${s.name} start ${st} fps ${fps}`;
+          const kind = (x: DecodedClip | DataError) => (x instanceof DataError ? `error ${x.reason}` : 'ok');
+          if (kind(c) !== kind(n)) {
+            mismatches.push(`${what}: cli ${c instanceof DataError ? c.message : 'ok'} | native ${n instanceof DataError ? n.message : 'ok'}`);
+            continue;
+          }
+          if (c instanceof DataError || n instanceof DataError) continue;
+          okBoth++;
+          const d = diff(n, c, req.width * req.height * 3);
+          if (n.video.length !== c.video.length || d.maxFrameMean > 1) mismatches.push(`${what}: frames differ (worst frame mean |d| ${d.maxFrameMean.toFixed(2)})`);
+        }
+      }
+    }
+    expect(mismatches, `${mismatches.length} of ${compared} windows differ:\n${mismatches.join('\n')}`).to.deep.equal([]);
+    expect(okBoth, 'most windows end inside the file and decode on both paths').to.be.greaterThan(compared / 2);
+    expect(okBoth, 'some windows run past the end (truncated on both paths)').to.be.lessThan(compared);
+  });
+});
+
 describe('data: the native decoder object (addon createDecoder)', function () {
   this.timeout(60000);
   const dir = tmpDir('cmac-native-api-');

@@ -740,15 +740,42 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
     return true;
   };
 
+  // The end of the input as ffmpeg's CLI tells its filters (fftools 5.1 send_filter_eof:
+  // ist->pts after the last frame = that frame's timestamp + its duration, both in
+  // microseconds; a frame without a duration counts 1/framerate of the decoder).
+  int64_t endUs = AV_NOPTS_VALUE;
+  const int64_t rateUs = cc.c->framerate.num > 0 && cc.c->framerate.den > 0 ? int64_t(AV_TIME_BASE) * cc.c->framerate.den / cc.c->framerate.num : 0;
+  auto track = [&](const AVFrame* fr) {
+    const int64_t be = fr->best_effort_timestamp;
+    if (be != AV_NOPTS_VALUE) endUs = av_rescale_q(be, tb, AV_TIME_BASE_Q);
+    if (endUs == AV_NOPTS_VALUE) return;
+#if LIBAVUTIL_VERSION_MAJOR >= 58
+    const int64_t d = fr->duration;
+#else
+    const int64_t d = fr->pkt_duration;
+#endif
+    endUs += d > 0 ? av_rescale_q(d, tb, AV_TIME_BASE_Q) : rateUs;
+  };
+
   auto more = [&] { return produced < req.frames; };
   auto onFrame = [&](AVFrame* fr) -> std::string {
     std::string c2 = capCheck(fr->width, fr->height);
     if (!c2.empty()) return c2;
+    track(fr);
     return take(fr) ? "" : pixErr;
   };
   if (!decodeStream(in, cc.c, vs, offset, true, more, onFrame, fail)) return failed(fail.reason, fail.message);
-  // End of stream: the held frame fills slots before the EOF timestamp (status_pts = last q).
-  while (produced < req.frames && haveHeld && next < std::max(lastQ, heldQ))
+  // End of stream: the held frame fills the slots before the EOF timestamp. That timestamp
+  // goes through the graph as the frames do (stream time base, rounded to nearest; setpts
+  // adds the shift and truncates) and the fps filter rescales it rounding up, without the
+  // start_time offsets it applies to frames (vf_fps update_eof_pts, eof_action=round).
+  int64_t statusQ = std::max(lastQ, heldQ);
+  if (endUs != AV_NOPTS_VALUE) {
+    const int64_t endTb = av_rescale_q_rnd(endUs, AV_TIME_BASE_Q, tb, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
+    const int64_t end2 = static_cast<int64_t>(double(endTb) + shiftTb);
+    statusQ = av_rescale_q_rnd(end2, tb, outTb, up);
+  }
+  while (produced < req.frames && haveHeld && next < statusQ)
     if (!emitHeld()) return failed("decode_failed", pixErr);
   if (produced < req.frames) {
     const double dur = durationOf(in.fmt, vs, -1);
