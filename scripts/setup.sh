@@ -3,11 +3,12 @@
 # among the system packages, runs `npm ci`, builds the addon and TypeScript.
 # Idempotent: with everything present it only checks and rebuilds what changed.
 #
-# Usage: scripts/setup.sh [--python] [--jupyter] [--no-build] [--quiet]
+# Usage: scripts/setup.sh [--python] [--jupyter] [--browser] [--no-build] [--quiet]
 #   --python   also the PyTorch reference (python3-torch, -torchvision,
 #              -torchaudio, -av) for parity fixtures and benchmark baselines,
 #              and python3-opencv for the LVS protocol fixtures
 #   --jupyter  also Jupyter (notebook, nbconvert, ipykernel) and the tslab kernel
+#   --browser  also Chromium (/usr/bin/chromium) for the browser test of report.html
 #   --quiet    print only what it does (npm test and npm run demo run it first)
 # Builds only what is missing or older than its sources (addon, dist/).
 set -euo pipefail
@@ -21,9 +22,10 @@ for arg in "$@"; do
   case "$arg" in
     --python) want+=(python3-torch python3-torchvision python3-torchaudio python3-av python3-opencv) ;;
     --jupyter) want+=(jupyter-notebook jupyter-nbconvert jupyter-client python3-ipykernel); jupyter=1 ;;
+    --browser) want+=(chromium) ;;
     --no-build) build=0 ;;
     --quiet) quiet=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
