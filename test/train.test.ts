@@ -46,7 +46,7 @@ describe('trainer', function () {
     expect(m[0].lambdaScale).to.equal(0);  // ramp starts at 0
     expect(listCheckpoints(path.join(runDir, 'checkpoints')).map((c) => c.step)).to.deep.equal([3, 6]);
     expect(isSelfContained(s.report)).to.equal(true);
-    expect(fs.readFileSync(s.report, 'utf8')).to.include('<svg').and.include('L_con');
+    expect(fs.readFileSync(s.report, 'utf8')).to.include('class="cmac-chart"').and.include('L_con');
   });
 
   it('an interrupted and resumed run ends with weights bit-identical to an uninterrupted one', async () => {
