@@ -7,11 +7,14 @@
 import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { pipeline } from 'stream/promises';
+import * as tar from 'tar-stream';
 import * as cli from '../lib/data/ffmpeg';
 import { decodeClips, decoderFor, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
 import { native } from '../lib/native';
-import { DataError, runFfmpeg, writeTestVideos, type ClipJob, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
+import { ClipLoader, DataError, runFfmpeg, tarSource, writeTestVideos, type ClipJob, type LoaderBatch, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
 
 const mediaTests = path.join(root, 'build', 'Release', 'cmac_media_tests');
@@ -289,6 +292,87 @@ describe('data: windows at the end of a file, native vs the ffmpeg CLI', functio
     expect(mismatches, `${mismatches.length} of ${compared} windows differ:\n${mismatches.join('\n')}`).to.deep.equal([]);
     expect(okBoth, 'most windows end inside the file and decode on both paths').to.be.greaterThan(compared / 2);
     expect(okBoth, 'some windows run past the end (truncated on both paths)').to.be.lessThan(compared);
+  });
+});
+
+describe('data: WebDataset tar members decoded from memory (native), temp files (CLI)', function () {
+  this.timeout(120000);
+  const dir = tmpDir('cmac-data-native-tar-');
+  const shard = path.join(dir, 'shard-000.tar');
+
+  before(async function () {
+    if (!nativeDecoding().available) this.skip();
+    const colours: [number, number, number][] = [[220, 40, 40], [40, 220, 40], [40, 40, 220]];
+    const files = colours.map((_, i) => path.join(dir, `v${i}.mp4`));
+    await writeTestVideos(files.map((out, i) => ({ out, seconds: 2, fps: 10, width: 32, height: 32, colour: () => colours[i], tone: 400 + 300 * i })));
+    const pack = tar.pack();
+    const done = pipeline(pack, fs.createWriteStream(shard));
+    for (let i = 0; i < files.length; i++) {
+      pack.entry({ name: `clips/${i}.mp4` }, fs.readFileSync(files[i]));
+      pack.entry({ name: `clips/${i}.json` }, JSON.stringify({ label: i }));
+    }
+    pack.finalize();
+    await done;
+  });
+
+  it('the native path writes no temporary file and gives the same clips as the CLI path (which extracts members)', async () => {
+    const saved = process.env.CMAC_DECODER;
+    delete process.env.CMAC_DECODER;
+    const created: string[] = [];
+    const watcher = fs.watch(os.tmpdir(), (_e, name) => {
+      if (name && String(name).startsWith(`cmac-tar-${process.pid}-`)) created.push(String(name));
+    });
+    const mine = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`cmac-tar-${process.pid}-`));
+    const load = async (decoder: DecoderKind) => {
+      const loader = new ClipLoader({ source: tarSource(shard), batchSize: 3, clip: { frames: 4, fps: 8, size: 24, audioSeconds: 1, sampleRate: 16000 }, mode: 'train', seed: 7, decoder });
+      const batches: LoaderBatch[] = [];
+      for await (const b of loader) batches.push(b);
+      return { batches, stats: loader.stats };
+    };
+    try {
+      const before = mine();
+      const n = await load('native');
+      await new Promise((r) => setTimeout(r, 200));  // let fs.watch report
+      expect(created, 'temporary files of the native run').to.deep.equal([]);
+      expect(mine(), 'temporary folders after the native run').to.deep.equal(before);
+      const c = await load('ffmpeg-cli');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(created.length, 'the CLI path extracts members (the watch sees them)').to.be.greaterThan(0);
+      expect(n.batches).to.have.length(1);
+      expect(c.batches).to.have.length(1);
+      expect(n.stats.skipped).to.deep.equal({});
+      expect(n.batches[0].meta.map((m) => m.label)).to.deep.equal(c.batches[0].meta.map((m) => m.label));
+      expect(n.batches[0].meta.map((m) => m.augment)).to.deep.equal(c.batches[0].meta.map((m) => m.augment));
+      const v1 = n.batches[0].video.data;
+      const v2 = c.batches[0].video.data;
+      expect(v1.length).to.equal(v2.length);
+      let maxAbs = 0;
+      for (let i = 0; i < v1.length; i++) maxAbs = Math.max(maxAbs, Math.abs(v1[i] - v2[i]));
+      expect(maxAbs, 'video max |native - cli|').to.be.at.most(1);
+      const a1 = n.batches[0].audio.data;
+      const a2 = c.batches[0].audio.data;
+      let amax = 0;
+      for (let i = 0; i < a1.length; i++) amax = Math.max(amax, Math.abs(a1[i] - a2[i]));
+      expect(amax, 'audio max |native - cli|').to.be.at.most(1e-4);
+    } finally {
+      watcher.close();
+      if (saved !== undefined) process.env.CMAC_DECODER = saved;
+    }
+  });
+
+  it('in-memory bytes on the CLI path: an Error that names the sample and the fix', async () => {
+    const bytes = fs.readFileSync(path.join(dir, 'v0.mp4'));
+    const info = await cli.probe(path.join(dir, 'v0.mp4'));
+    const job = { file: 'shard.tar#clips/0.mp4', bytes, info, req: { start: 0, frames: 2, fps: 8, width: 16, height: 16 } };
+    let err: Error | undefined;
+    try {
+      await decodeClips([job], { decoder: 'ffmpeg-cli' });
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).to.match(/shard\.tar#clips\/0\.mp4 is in memory, which only the native decoder reads/);
+    const p = await probe('shard.tar#clips/0.mp4', { decoder: 'native', bytes });
+    expect(p.video?.width).to.equal(32);
   });
 });
 

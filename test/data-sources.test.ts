@@ -158,7 +158,7 @@ describe('data: sources', function () {
     const px = Array.from(batches[0].video.data.subarray((12 * 24 + 12) * 3, (12 * 24 + 12) * 3 + 3));
     expect(px[0]).to.be.greaterThan(180);
     expect(px[1]).to.be.lessThan(80);
-    expect(fs.readdirSync(tmp)).to.deep.equal([]);
+    expect(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], 'no member left behind (the native decoder reads them from memory: no folder at all)').to.deep.equal([]);
     // A folder of shards works too; a cut-off shard keeps its complete samples and warns.
     const whole = fs.readFileSync(path.join(shards, 'train-001.tar'));
     fs.writeFileSync(path.join(shards, 'train-002.tar'), whole.subarray(0, whole.indexOf(Buffer.from('000002.json')) + 100));

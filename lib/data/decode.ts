@@ -34,6 +34,19 @@ export interface DecodeOptions extends ProcessOptions {
    * ones are appended, so a second run over a large folder starts at once.
    */
   probeIndex?: string;
+  /**
+   * The file's bytes, when it is in memory (a tar member): the native decoder
+   * reads them through its custom AVIO and `file` only names it; no probe
+   * index. The CLI path needs a file (an Error says so).
+   */
+  bytes?: Uint8Array;
+}
+
+/** A clip to decode; `bytes`: the file in memory (native decoder only), `file` then names it. */
+export type MediaJob = ClipJob & { bytes?: Uint8Array };
+
+function needsFile(what: string): Error {
+  return new Error(`cmac: ${what} is in memory, which only the native decoder reads; open it as a file for the ffmpeg CLI (the source's open() without inMemory)`);
 }
 
 interface IndexEntry {
@@ -210,7 +223,7 @@ function aborted(opts: ProcessOptions): void {
  * no_video, timeout).
  */
 export async function probe(file: string, opts: DecodeOptions = {}): Promise<ProbeInfo> {
-  if (!opts.probeIndex) return probeFile(file, opts);
+  if (!opts.probeIndex || opts.bytes) return probeFile(file, opts);
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(file);
@@ -227,9 +240,12 @@ export async function probe(file: string, opts: DecodeOptions = {}): Promise<Pro
 }
 
 async function probeFile(file: string, opts: DecodeOptions): Promise<ProbeInfo> {
-  if (decoderFor(opts) === 'ffmpeg-cli') return cli.probe(file, opts);
+  if (decoderFor(opts) === 'ffmpeg-cli') {
+    if (opts.bytes) throw needsFile(file);
+    return cli.probe(file, opts);
+  }
   aborted(opts);
-  const r = await nativeDecoder(opts.threads).probe(file, { audioStream: opts.audioStream, timeoutMs: opts.timeoutMs ?? 30000 });
+  const r = await nativeDecoder(opts.threads).probe(opts.bytes ?? file, { audioStream: opts.audioStream, timeoutMs: opts.timeoutMs ?? 30000 });
   aborted(opts);
   if (!r.ok) throw new DataError(reasonOf(r.reason), file, r.message ?? 'cannot probe');
   const info: ProbeInfo = { file, size: r.size, format: r.format ?? '', duration: r.duration ?? 0, video: r.video };
@@ -243,8 +259,12 @@ async function probeFile(file: string, opts: DecodeOptions): Promise<ProbeInfo> 
  * into the batch's two buffers. Per-clip failures are DataErrors; rejects only
  * on abort or when no decoder can run.
  */
-export async function decodeClips(jobs: ClipJob[], opts: DecodeOptions = {}): Promise<(DecodedClip | DataError)[]> {
-  if (decoderFor(opts) === 'ffmpeg-cli') return cli.decodeClips(jobs, opts);
+export async function decodeClips(jobs: MediaJob[], opts: DecodeOptions = {}): Promise<(DecodedClip | DataError)[]> {
+  if (decoderFor(opts) === 'ffmpeg-cli') {
+    const mem = jobs.find((j) => j.bytes);
+    if (mem) throw needsFile(mem.file);
+    return cli.decodeClips(jobs, opts);
+  }
   aborted(opts);
   const out: (DecodedClip | DataError | undefined)[] = new Array(jobs.length);
   const live: number[] = [];
@@ -258,7 +278,7 @@ export async function decodeClips(jobs: ClipJob[], opts: DecodeOptions = {}): Pr
     const withAudio = q.audio && j.info.audio;
     live.push(i);
     requests.push({
-      file: j.file,
+      file: j.bytes ?? j.file,
       start: q.start,
       frames: q.frames,
       fps: q.fps,

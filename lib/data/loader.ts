@@ -10,7 +10,7 @@ import type { Tensor } from '../tensor';
 import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
 import { ClipCache, cacheKey } from './cache';
 import { DataError, TooFewClipsError, skipReasons, type SkipReason } from './errors';
-import { decodeClips, probe, type DecoderKind } from './decode';
+import { decodeClips, decoderFor, probe, type DecoderKind } from './decode';
 import { decodeVideos, type DecodedClip, type DecodeRequest, type ProbeInfo, type VideoJob } from './ffmpeg';
 import { augmentFrames, workingSize } from './frames';
 import { Prng, mixSeed } from './prng';
@@ -529,12 +529,17 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     if (failure) throw failure;
   }
 
-  private async probeCached(ref: SampleRef, file: string): Promise<ProbeInfo> {
+  /** Samples inside containers (tar members) come as bytes when the native decoder reads them (the train cache's fill needs files). */
+  private inMemory(): boolean {
+    return !this.vcache && decoderFor({ decoder: this.o.decoder, log: this.o.log }) === 'native';
+  }
+
+  private async probeCached(ref: SampleRef, file: string, bytes?: Uint8Array): Promise<ProbeInfo> {
     const hit = this.probes.get(ref.id);
     if (hit instanceof DataError) throw hit;
     if (hit) return { ...hit, file };
     try {
-      const info = await probe(file, { timeoutMs: this.o.timeoutMs, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log, probeIndex: this.o.probeIndex });
+      const info = await probe(file, { timeoutMs: this.o.timeoutMs, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log, probeIndex: this.o.probeIndex, bytes });
       this.probes.set(ref.id, info);
       return info;
     } catch (e) {
@@ -632,8 +637,8 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     }
     let opened: OpenedSample | undefined;
     try {
-      opened = await this.o.source.open(ref);
-      const info = await this.probeCached(ref, opened.path);
+      opened = await this.o.source.open(ref, { inMemory: this.inMemory() });
+      const info = await this.probeCached(ref, opened.path, opened.bytes);
       return { kind: 'decode', u, position, opened, info, plan: this.planFor(u, epoch, info), key, vkey };
     } catch (e) {
       await opened?.release().catch(() => undefined);
@@ -735,7 +740,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
       for (const t of rest) {
         if (!t.p.opened) {
           try {
-            t.p.opened = await this.o.source.open(t.p.u.ref);
+            t.p.opened = await this.o.source.open(t.p.u.ref, { inMemory: this.inMemory() });
           } catch (e) {
             if (!(e instanceof DataError)) throw e;
             out[t.k] = { ok: false, error: this.renamed(e, t.p.u.ref), bytes: this.clipBytes };
@@ -747,7 +752,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
       if (todo.length > 0) {
         this.stats.decodes += todo.length;
         const res = await decodeClips(
-          todo.map(({ p }) => ({ file: p.opened!.path, info: p.info, req: this.request(p) })),
+          todo.map(({ p }) => ({ file: p.opened!.path, bytes: p.opened!.bytes, info: p.info, req: this.request(p) })),
           { timeoutMs: this.o.timeoutMs, signal, decoder: this.o.decoder, audioStream: this.o.audioStream, threads: this.o.decoders, log: this.o.log },
         );
         for (let j = 0; j < todo.length; j++) {

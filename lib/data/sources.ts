@@ -34,10 +34,21 @@ export interface SampleRef {
   extra?: Record<string, unknown>;
 }
 
-/** A sample opened for decoding: a local path, and what to call when done with it. */
+/**
+ * A sample opened for decoding: a local path, and what to call when done with
+ * it. With `bytes` (a source asked for `inMemory` that can give it, e.g. a tar
+ * member) the sample is in memory and `path` only names it in messages.
+ */
 export interface OpenedSample {
   path: string;
+  bytes?: Uint8Array;
   release(): Promise<void>;
+}
+
+/** Options of {@link Source.open}. */
+export interface OpenOptions {
+  /** The caller decodes from memory (the native decoder): a source that holds samples inside a container (tar) returns their bytes instead of a temporary file. */
+  inMemory?: boolean;
 }
 
 /** A dataset the loader can read. */
@@ -46,8 +57,8 @@ export interface Source {
   readonly description: string;
   /** Lists every sample (called once per loader). */
   list(): Promise<SampleRef[]>;
-  /** Gives a local file for a listed sample. */
-  open(ref: SampleRef): Promise<OpenedSample>;
+  /** Gives a local file (or, with `inMemory`, possibly the bytes) for a listed sample. */
+  open(ref: SampleRef, opts?: OpenOptions): Promise<OpenedSample>;
   /** Class names (label i is classes[i]), when the source knows them; filled by list(). */
   classes?: string[];
   /** Non-fatal problems found while listing (e.g. a cut-off tar shard); the loader logs them. */
@@ -520,7 +531,8 @@ export interface TarSourceOptions {
  * (`shards/train-{000..099}.tar`) or a list of these. Listing streams every
  * shard once with tar-stream, keeping the json members and the byte range of
  * each video member; opening a sample copies that range to a temporary file
- * for ffmpeg (removed on release).
+ * for ffmpeg (removed on release), or with `inMemory` (the native decoder)
+ * reads it into a Buffer: no temporary file.
  */
 export function tarSource(shards: string | string[], opts: TarSourceOptions = {}): Source {
   const exts = new Set((opts.extensions ?? videoExtensions).map((e) => e.toLowerCase()));
@@ -608,9 +620,20 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
       src.warnings = warnings;
       return refs;
     },
-    async open(ref: SampleRef): Promise<OpenedSample> {
+    async open(ref: SampleRef, o: OpenOptions = {}): Promise<OpenedSample> {
       const m = ref.extra?.member as TarMember | undefined;
       if (!m) throw new DataError('no_video', ref.id, 'the sample has no video member');
+      if (o.inMemory) {
+        const bytes = Buffer.alloc(m.size);
+        const fh = await fs.promises.open(m.shard, 'r');
+        try {
+          const { bytesRead } = await fh.read(bytes, 0, m.size, m.offset);
+          if (bytesRead !== m.size) throw new DataError('truncated', ref.id, `tar member ${m.name} of ${m.shard} ends after ${bytesRead} of ${m.size} bytes`);
+        } finally {
+          await fh.close();
+        }
+        return { path: `${m.shard}#${m.name}`, bytes, release: noRelease };
+      }
       if (!tmp) {
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`));  // the owner's pid: see removeStaleTempDirs (lib/train/files.ts)
         ownTmp = true;
