@@ -53,7 +53,7 @@ const help = `usage: node scripts/ablation.js [options]
                        the other presets always use attention (model.pooling, method.md s5)
   --ramp <f>           share of the steps over which lambda_v/lambda_a ramp from 0 (default 0.1, method.md s4)
   --ramp-start <s>     step the ramp starts at, or auto: when the in-batch retrieval accuracy reaches --ramp-threshold (default 0)
-  --ramp-threshold <f> retrieval accuracy that starts an auto ramp (default 0.5; chance is 1/batch)
+  --ramp-threshold <f> retrieval accuracy that starts an auto ramp (default 0.2, loss.rampThreshold; chance is 1/batch)
   --results <file>     results table (default: docs/results.md for a full run, <out>/results.md for --quick)
   --no-docs            never write docs/results.md`;
 
@@ -96,7 +96,7 @@ function parseArgs(argv) {
     threads: o.threads,
     ramp: o.ramp ?? 0.1,
     rampStart: o.rampStart ?? 0,
-    rampThreshold: o.rampThreshold ?? 0.5,
+    rampThreshold: o.rampThreshold ?? 0.2,
     baselinePooling: o.baselinePooling || poolings,
   };
   if (!(cfg.ramp >= 0 && cfg.ramp <= 1)) throw new Error('--ramp must be a number in [0, 1]');

@@ -55,8 +55,8 @@ export const configSchema = z.object({
     rampFraction: z.number().min(0).max(1).default(0.1),
     /** The step the ramp starts at, or 'auto': the step after the first whose in-batch retrieval accuracy (read off the L_con logits) reaches rampThreshold. */
     rampStart: z.union([z.literal('auto'), int(0, 1e9)]).default(0),
-    /** rampStart 'auto': the in-batch retrieval accuracy (0..1; chance is 1/batchSize) that starts the ramp. */
-    rampThreshold: z.number().min(0).max(1).default(0.5),
+    /** rampStart 'auto': the in-batch retrieval accuracy (0..1; chance is 1/batchSize) that starts the ramp (docs/method.md s4 gives a measured curve). */
+    rampThreshold: z.number().min(0).max(1).default(0.2),
     queueSize: int(0, 1 << 20).default(0),
   }).strict().default({}),
   optim: z.object({

@@ -125,7 +125,7 @@ function upgradeConfig(c: CmacConfig): CmacConfig {
   }
   delete loss.attentionPooling;
   loss.rampStart ??= 0;
-  loss.rampThreshold ??= 0.5;
+  loss.rampThreshold ??= 0.2;
   return { ...c, model, loss };
 }
 
