@@ -109,7 +109,14 @@ function main() {
     const built = path.join(root, 'build', 'Release', 'cmac.node');
     if (fs.existsSync(built)) {
       const l = tryLoad(built);
-      if (l.info) { say(`using build/Release/cmac.node (libtorch ${l.info.torchVersion}, ${l.info.torchSource}).`); return; }
+      const want = t.source ? torchVersion(t) : null;
+      if (l.info && (!want || l.info.torchVersion === want)) {
+        say(`using build/Release/cmac.node (libtorch ${l.info.torchVersion}, ${l.info.torchSource}).`);
+        return;
+      }
+      // The loader tries build/Release before prebuilds/: a stale build must not shadow what is chosen below.
+      say(`build/Release/cmac.node ${l.info ? `was built for libtorch ${l.info.torchVersion}, the libtorch found here is ${want}` : `does not load: ${l.error}`}; set aside.`);
+      fs.renameSync(built, `${built}.old`);
     }
     const pb = prebuild();
     if (!pb) {

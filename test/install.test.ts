@@ -180,6 +180,18 @@ describe('install: npm pack -> npm install <tarball> in a fresh consumer', funct
     expect(ok.stderr).to.match(/using the prebuild/);
   });
 
+  it('a build/Release/cmac.node that does not load is set aside (the loader would try it first) and the prebuild is used', () => {
+    const pkg = tmpDir('cmac-stale-');
+    fs.cpSync(path.join(unpacked, 'package'), pkg, { recursive: true });
+    fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true });
+    fs.writeFileSync(path.join(pkg, 'build', 'Release', 'cmac.node'), 'not an ELF file');
+    const r = run(process.execPath, [path.join(pkg, 'scripts', 'install.js')], pkg, cleanEnv({ CMAC_SKIP_PYTHON_TORCH: '1' }), 120000);
+    expect(r.status, tail(r)).to.equal(0);
+    expect(r.stderr).to.match(/build\/Release\/cmac\.node does not load: .*; set aside\./).and.match(/using the prebuild/);
+    expect(fs.existsSync(path.join(pkg, 'build', 'Release', 'cmac.node'))).to.equal(false);
+    expect(fs.existsSync(path.join(pkg, 'build', 'Release', 'cmac.node.old'))).to.equal(true);
+  });
+
   it('without a prebuild the install builds from source with cmake-js, then info() and demo --quick work (CMAC_INSTALL_SOURCE=1)', function () {
     if (process.env.CMAC_INSTALL_SOURCE !== '1') {
       console.log('      (skipped: the source build takes 10+ min on 2 cores; run with CMAC_INSTALL_SOURCE=1)');
