@@ -14,7 +14,7 @@ import * as tar from 'tar-stream';
 import * as cli from '../lib/data/ffmpeg';
 import { decodeClips, decoderFor, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
 import { native } from '../lib/native';
-import { ClipLoader, DataError, runFfmpeg, tarSource, writeTestVideos, type ClipJob, type LoaderBatch, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
+import { ClipLoader, DataError, folderSource, runFfmpeg, tarSource, writeTestVideos, type ClipJob, type LoaderBatch, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
 
 const mediaTests = path.join(root, 'build', 'Release', 'cmac_media_tests');
@@ -373,6 +373,41 @@ describe('data: WebDataset tar members decoded from memory (native), temp files 
     expect(err?.message).to.match(/shard\.tar#clips\/0\.mp4 is in memory, which only the native decoder reads/);
     const p = await probe('shard.tar#clips/0.mp4', { decoder: 'native', bytes });
     expect(p.video?.width).to.equal(32);
+  });
+});
+
+describe('data: the train cache warns when its projected size exceeds the free disk', function () {
+  this.timeout(120000);
+  const dir = tmpDir('cmac-data-vcache-disk-');
+  const media = path.join(dir, 'media');
+
+  before(async () => {
+    fs.mkdirSync(media);
+    await writeTestVideos([0, 1, 2, 3].map((i) => ({ out: path.join(media, `v${i}.mp4`), seconds: 2, fps: 10, width: 32, height: 32, colour: () => [40 * i, 90, 200] as [number, number, number], tone: 500 })));
+  });
+
+  const epoch = async (cacheDir: string) => {
+    const lines: string[] = [];
+    const loader = new ClipLoader({ source: folderSource(media), batchSize: 2, clip: 'tiny', mode: 'train', seed: 3, trainCache: cacheDir, log: (l) => lines.push(l) });
+    for await (const b of loader.epoch()) expect(b.meta).to.have.length(2);
+    return lines.filter((l) => l.startsWith('train cache: projected'));
+  };
+
+  it('one line naming the projection, the free space and the fix; none when the disk has room', async () => {
+    expect(await epoch(path.join(dir, 'roomy')), 'the real disk has room for 4 tiny videos').to.deep.equal([]);
+    const nodeFs = require('fs') as typeof fs;  // the module object itself (the import is a read-only view of it)
+    const real = nodeFs.statfsSync;
+    // The free space the file system reports, made small (4 blocks of 4 KiB): the cache, the decoding and the projection are real.
+    (nodeFs as { statfsSync: unknown }).statfsSync = (p: fs.PathLike) => ({ ...real(p), bavail: 4, bsize: 4096 });
+    let warned: string[];
+    try {
+      warned = await epoch(path.join(dir, 'full'));
+    } finally {
+      (nodeFs as { statfsSync: unknown }).statfsSync = real;
+    }
+    expect(warned, 'logged once').to.have.length(1);
+    expect(warned[0]).to.match(/^train cache: projected size [\d.]+ [kMGT]?B \(4 videos x ~[\d.]+ [kMGT]?B\) exceeds the free disk at .*full \(16\.4 kB free/);
+    expect(warned[0]).to.match(/Fix: trainCache\.maxBytes/);
   });
 });
 

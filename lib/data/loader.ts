@@ -238,6 +238,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   private tc?: { maxSeconds: number; scale: number };
   /** Train-cache keys whose whole-video decode failed (their clips use the per-clip path). */
   private readonly fillFailed = new Set<string>();
+  private diskChecked = false;
   private held = 0;
   private running = false;
   private abort?: AbortController;
@@ -777,7 +778,34 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   }
 
   private canFill(p: Decode): boolean {
-    return !!p.vkey && !!p.info.video && !this.fillFailed.has(p.vkey) && this.vcache!.canAdd(this.entryEstimate(p.info));
+    if (!p.vkey || !p.info.video || this.fillFailed.has(p.vkey)) return false;
+    const est = this.entryEstimate(p.info);
+    if (!this.diskChecked) this.checkDisk(est);
+    return this.vcache!.canAdd(est);
+  }
+
+  /**
+   * Once, at the first video to cache: the cache's projected size (every
+   * listed video like this one, capped by maxBytes) against the free disk;
+   * one log line when it does not fit.
+   */
+  private checkDisk(est: number): void {
+    this.diskChecked = true;
+    const vc = this.vcache!;
+    const videos = new Set((this.refs ?? []).map((r) => r.path ?? (r.extra?.member ? JSON.stringify(r.extra.member) : r.id))).size;
+    const projected = Math.min(vc.maxBytes, videos * est);
+    let free: number;
+    try {
+      const st = fs.statfsSync(vc.dir);
+      free = Number(st.bavail) * Number(st.bsize);
+    } catch {
+      return;  // no statfs here: nothing to compare with
+    }
+    if (projected - vc.diskBytes > free) {
+      this.o.log?.(`train cache: projected size ${humanBytes(projected)} (${videos} videos x ~${humanBytes(est)}) exceeds the free disk at ${vc.dir} ` +
+        `(${humanBytes(free)} free, ${humanBytes(vc.diskBytes)} cached); once the disk is full the remaining videos decode per clip. ` +
+        'Fix: trainCache.maxBytes, a smaller trainCache.maxSeconds or scale, or a bigger disk');
+    }
   }
 
   /**
@@ -979,4 +1007,15 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
 /** Shorthand for `new ClipLoader(options)`. */
 export function createLoader(options: LoaderOptions): ClipLoader {
   return new ClipLoader(options);
+}
+
+/** Bytes as `12.3 GB` (decimal units). */
+function humanBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let u = 0;
+  while (n >= 1000 && u < units.length - 1) {
+    n /= 1000;
+    u++;
+  }
+  return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
 }
