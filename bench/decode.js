@@ -9,6 +9,9 @@
 // Windows: the loader's train plan (random start, crop, flip, jitter; audio
 // window with shift margin) for the tiny and paper clip geometries.
 //   node bench/decode.js [--synth N] [--real N] [--clips-per-file K] [--json out.json]
+// It also prints the one-thread native rate and the 16-core epoch projection from it.
+//   node bench/decode.js --feed [--feed-clips 96]: the tiny step (batch 32, 2 threads) vs the native loader on the same geometry
+//   node bench/decode.js --ttfb 200000 [--probe-files 2000]: time to the first batch on a folder of N hard links, cold and with the probe index
 // Needs `npm run build` (dist/); PyAV needs /usr/bin/python3 with torch and av (npm run setup -- --python).
 'use strict';
 const fs = require('fs');
@@ -84,6 +87,16 @@ async function runNative(jobs) {
   return { clips: jobs.length, seconds, clipsPerSecond: jobs.length / seconds };
 }
 
+/** One native thread, one clip at a time in batches of 16: the per-core rate (wall and CPU seconds per clip). */
+async function runNative1(jobs) {
+  const cpu0 = process.cpuUsage();
+  const { r, seconds } = await timeIt(() => pool(chunks(jobs, 16), 1, (b) => c.decodeClips(b, { decoder: 'native', threads: 1 })));
+  const cpu = process.cpuUsage(cpu0);
+  const bad = r.flat().filter((x) => x instanceof c.DataError);
+  if (bad.length) throw new Error(`native (1 thread): ${bad.length} clips failed: ${bad[0].message}`);
+  return { clips: jobs.length, seconds, clipsPerSecond: jobs.length / seconds, cpuMsPerClip: ((cpu.user + cpu.system) / 1000) / jobs.length };
+}
+
 async function runCli(jobs) {
   const { r, seconds } = await timeIt(() => pool(chunks(jobs, 4), cores, (b) => c.decodeClips(b, { decoder: 'ffmpeg-cli' })));
   const bad = r.flat().filter((x) => x instanceof c.DataError);
@@ -132,6 +145,7 @@ async function main() {
           await runNative(jobs.slice(0, 4));  // warm the pool and the page cache
           const row = { clips: jobs.length };
           row.native = await runNative(jobs);
+          row.native1 = await runNative1(jobs);
           row.cli = await runCli(jobs);
           if (py) row.pyav = await runPy(py, jobs, g);
           out.sets[set][preset] = row;
@@ -144,6 +158,19 @@ async function main() {
       await py?.close();
     }
     out.rss = process.memoryUsage().rss;
+    out.load = os.loadavg();
+    // Projection (not a measurement): an epoch of 200,000 clips on 16 cores at the measured one-thread rate,
+    // epoch_s = 200000 / (16 * rate1); realistic set = 10 s 640x360 files like the issue's.
+    const proj = [];
+    for (const [set, rows] of Object.entries(out.sets)) {
+      for (const [preset, r] of Object.entries(rows)) {
+        const e = 200000 / (16 * r.native1.clipsPerSecond);
+        proj.push(`${set} ${preset}: 1 thread ${r.native1.clipsPerSecond.toFixed(1)} clips/s (${r.native1.cpuMsPerClip.toFixed(1)} ms CPU per clip) -> projected 200k-clip epoch on 16 cores ${(e / 60).toFixed(1)} min`);
+      }
+    }
+    out.projection = proj;
+    log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    for (const l of proj) log(l);
     const lines = ['| set | clips | geometry | native clips/s | ffmpeg-cli clips/s | PyAV DataLoader clips/s | native / PyAV | native / CLI |', '|---|---|---|---|---|---|---|---|'];
     for (const [set, rows] of Object.entries(out.sets)) {
       for (const [preset, r] of Object.entries(rows)) {
@@ -160,7 +187,115 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+// ---- time to first batch on a large folder (--ttfb N): N hard links to 4 small real videos
+// (1000 per subfolder), the loader (tiny clip, batch 32, native, train) from a fresh process,
+// cold (new probe index) and again with the probe index the cold run wrote; then the native
+// probe rate over the first --probe-files files (filling the index) and the index's load time.
+async function ttfbChild() {
+  const [folder, ix, probeFiles] = [arg('--folder'), arg('--index'), Number(arg('--probe-files', 0))];
+  const t0 = process.hrtime.bigint();
+  const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
+  const src = c.folderSource(folder);
+  const refs = await src.list();
+  const listMs = ms();
+  const loader = new c.ClipLoader({ source: src, batchSize: 32, clip: 'tiny', mode: 'train', seed: 1, decoder: 'native', decoders: cores, probeIndex: ix });
+  let first = 0;
+  for await (const b of loader.epoch()) {
+    first = ms();
+    if (b.meta.length !== 32) throw new Error('short first batch');
+    break;
+  }
+  const res = { files: refs.length, listMs, firstBatchMs: first };
+  if (probeFiles > 0) {
+    const files = refs.slice(0, probeFiles).map((r) => r.path);
+    const { seconds } = await timeIt(() => pool(files, cores, (f) => c.probe(f, { decoder: 'native', threads: cores, probeIndex: ix })));
+    res.probed = files.length;
+    res.probeMsPerFile = (seconds * 1000) / files.length;
+    const { seconds: ls } = await timeIt(async () => new c.ProbeIndex(ix).size);  // a fresh read of the file (the module keeps its own copy)
+    res.indexLines = new c.ProbeIndex(ix).size;
+    res.indexLoadMs = ls * 1000;
+  }
+  res.load = os.loadavg();
+  console.log(JSON.stringify(res));
+  process.exit(0);
+}
+
+async function ttfb(n) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-bench-ttfb-'));
+  try {
+    const vids = [0, 1, 2, 3].map((i) => path.join(work, `src-${i}.mp4`));
+    await c.writeTestVideos(vids.map((out, i) => ({ out, seconds: 3, fps: 16, width: 96, height: 96, colour: () => [60 * i, 120, 200], tone: 400 + 100 * i })));
+    const folder = path.join(work, 'folder');
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      const d = path.join(folder, String(Math.floor(i / 1000)).padStart(4, '0'));
+      if (i % 1000 === 0) fs.mkdirSync(d, { recursive: true });
+      fs.linkSync(vids[i % vids.length], path.join(d, `${String(i).padStart(7, '0')}.mp4`));
+    }
+    log(`${n} hard links in ${(Number(process.hrtime.bigint() - t) / 1e9).toFixed(1)} s`);
+    const ix = path.join(work, 'probe-index.jsonl');
+    const child = (extra) => {
+      const r = spawnSync(process.execPath, [__filename, '--ttfb-child', '--folder', folder, '--index', ix, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      if (r.status !== 0) throw new Error(`ttfb child failed: ${r.stderr}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop());
+    };
+    const cold = child(['--probe-files', arg('--probe-files', '2000')]);
+    log(`cold: ${JSON.stringify(cold)}`);
+    const warm = child([]);
+    log(`with the probe index: ${JSON.stringify(warm)}`);
+    console.log(JSON.stringify({ files: n, cold, warm }, null, 2));
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+// ---- does native decoding feed the tiny step? (--feed [--feed-clips N]): the tiny step at batch 32
+// on 2 threads (median of 5 after 2 warm-up steps), then the loader (native, tiny, train, batch 32,
+// 2 decoders) over N synthetic clips (epoch 1: probing included; epoch 2), back to back in one process.
+async function feed() {
+  const U = require('./util');
+  const n = Number(arg('--feed-clips', 96));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-bench-feed-'));
+  try {
+    c.setNumThreads(2);
+    const g = c.clipShapes.tiny;
+    const model = await c.CmacModel.create({ ...c.modelPreset('tiny'), seed: 1 });
+    const b = U.makeBatch(32, g.frames, g.size, Math.round(g.audioSeconds * g.sampleRate), 7);
+    const times = [];
+    const load0 = os.loadavg()[0];
+    for (let i = 0; i < 7; i++) {
+      const t = process.hrtime.bigint();
+      await model.trainStep(b, { lr: 1e-3, lambdaScale: 1 });
+      if (i >= 2) times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    model.dispose();
+    times.sort((x, y) => x - y);
+    const stepMs = times[Math.floor(times.length / 2)];
+    const consumes = 32 / (stepMs / 1000);
+    log(`tiny step, batch 32, 2 threads: median ${stepMs.toFixed(1)} ms (${times.map((x) => x.toFixed(0)).join(' ')}) = ${consumes.toFixed(1)} clips/s; load ${load0.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`);
+    const sdir = path.join(work, 'synth');
+    const s = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'synth', '--out', sdir, '--clips', String(n), '--quiet'], { encoding: 'utf8' });
+    if (s.status !== 0) throw new Error(`cmac synth failed: ${s.stderr}`);
+    const load1 = os.loadavg()[0];
+    const loader = new c.ClipLoader({ source: c.folderSource(sdir), batchSize: 32, clip: 'tiny', mode: 'train', seed: 1, decoder: 'native', decoders: 2 });
+    const rates = [];
+    for (let e = 0; e < 2; e++) {
+      let clips = 0;
+      const t = process.hrtime.bigint();
+      for await (const batch of loader.epoch()) clips += batch.meta.length;
+      rates.push(clips / (Number(process.hrtime.bigint() - t) / 1e9));
+    }
+    log(`loader, native, tiny, batch 32, 2 decoders, ${n} synthetic clips: epoch 1 ${rates[0].toFixed(1)} / epoch 2 ${rates[1].toFixed(1)} clips/s; load ${load1.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`);
+    console.log(JSON.stringify({ stepMs, steps: times, consumes, loader: rates, ratio: rates.map((r) => r / consumes), load: [load0, load1, os.loadavg()[0]] }));
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes('--feed')) feed().catch((e) => { process.stderr.write(`bench-decode: ${e.stack || e}\n`); process.exit(1); });
+else if (process.argv.includes('--ttfb-child')) ttfbChild().catch((e) => { process.stderr.write(`${e.stack || e}\n`); process.exit(1); });
+else if (process.argv.includes('--ttfb')) ttfb(Number(arg('--ttfb'))).catch((e) => { process.stderr.write(`bench-decode: ${e.stack || e}\n`); process.exit(1); });
+else main().catch((e) => {
   process.stderr.write(`bench-decode: ${e.stack || e}\n`);
   process.exit(1);
 });
