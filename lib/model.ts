@@ -1,5 +1,5 @@
 import { native, NativeModel, NativeStepResult } from './native';
-import type { Tensor } from './tensor';
+import type { AnyTensor, Tensor } from './tensor';
 
 /** The five loss presets of method.md section 5. */
 export type LossPreset = 'xmodal' | 'xmodal+within' | 'cmac-v' | 'cmac-a' | 'cmac';
@@ -101,22 +101,22 @@ export class CmacModel {
   }
 
   /** Weights with torchvision key names under visual./audio./heads./logmel. (copies). */
-  async stateDict(): Promise<Record<string, Tensor>> {
+  async stateDict(): Promise<Record<string, AnyTensor>> {
     return this.nativeModel.stateDict();
   }
 
   /** Loads weights; with strict (default) every name and shape must match, and nothing changes on error. */
-  async loadStateDict(stateDict: Record<string, Tensor>, strict = true): Promise<void> {
+  async loadStateDict(stateDict: Record<string, AnyTensor>, strict = true): Promise<void> {
     return this.nativeModel.loadStateDict(stateDict, strict);
   }
 
   /** Optimiser state (optim.*) and the negatives queue (queue.*). */
-  async optimizerState(): Promise<Record<string, Tensor>> {
+  async optimizerState(): Promise<Record<string, AnyTensor>> {
     return this.nativeModel.optimizerState();
   }
 
   /** Restores what optimizerState() returned. */
-  async loadOptimizerState(state: Record<string, Tensor>): Promise<void> {
+  async loadOptimizerState(state: Record<string, AnyTensor>): Promise<void> {
     return this.nativeModel.loadOptimizerState(state);
   }
 

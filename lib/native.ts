@@ -2,7 +2,7 @@
 // `import 'cmac'` works without it and the first use explains any failure.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Tensor } from './tensor';
+import type { AnyTensor } from './tensor';
 
 /** Where this package lives (dist/ or .test-build/lib/ both resolve here). */
 export function packageRoot(): string {
@@ -25,12 +25,12 @@ export interface NativeStepResult {
 export interface NativeModel {
   trainStep(batch: object, options?: object): Promise<NativeStepResult>;
   evaluateLoss(batch: object, lambdaScale?: number): Promise<NativeStepResult>;
-  embed(batch: object): Promise<Record<string, Tensor>>;
-  maps(batch: object): Promise<Record<string, Tensor>>;
-  stateDict(): Promise<Record<string, Tensor>>;
-  loadStateDict(sd: Record<string, Tensor>, strict?: boolean): Promise<void>;
-  optimizerState(): Promise<Record<string, Tensor>>;
-  loadOptimizerState(st: Record<string, Tensor>): Promise<void>;
+  embed(batch: object): Promise<Record<string, AnyTensor>>;
+  maps(batch: object): Promise<Record<string, AnyTensor>>;
+  stateDict(): Promise<Record<string, AnyTensor>>;
+  loadStateDict(sd: Record<string, AnyTensor>, strict?: boolean): Promise<void>;
+  optimizerState(): Promise<Record<string, AnyTensor>>;
+  loadOptimizerState(st: Record<string, AnyTensor>): Promise<void>;
   save(path: string, metadata?: Record<string, string>): Promise<void>;
   load(path: string): Promise<void>;
   to(device: string): Promise<string>;
@@ -50,7 +50,7 @@ export interface NativeClassifierStep {
 }
 export interface NativeClassifier {
   trainStep(batch: object, options: object): Promise<NativeClassifierStep>;
-  predict(batch: object): Promise<Tensor>;
+  predict(batch: object): Promise<AnyTensor>;
   loadEncoder(path: string): Promise<void>;
   snapshot(): Promise<void>;
   restoreSnapshot(): Promise<void>;
@@ -66,12 +66,12 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   memory(): { models: number; bytes: number; pendingOps: number };
-  readSafetensors(path: string): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }>;
-  writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void>;
+  readSafetensors(path: string): Promise<{ tensors: Record<string, AnyTensor>; metadata: Record<string, string> }>;
+  writeSafetensors(path: string, tensors: Record<string, AnyTensor>, metadata?: Record<string, string>): Promise<void>;
   createModel(config: object): Promise<NativeModel>;
   createClassifier(config: object, options: object): Promise<NativeClassifier>;
-  fitLogisticRegression(features: Tensor, labels: Tensor, numClasses: number, l2: number, maxIter?: number):
-    Promise<{ weight: Tensor; bias: Tensor; loss: number; iterations: number }>;
+  fitLogisticRegression(features: AnyTensor, labels: AnyTensor, numClasses: number, l2: number, maxIter?: number):
+    Promise<{ weight: AnyTensor; bias: AnyTensor; loss: number; iterations: number }>;
 }
 
 let cached: NativeAddon | undefined;

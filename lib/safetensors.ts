@@ -1,9 +1,9 @@
 import { native } from './native';
-import type { Tensor } from './tensor';
+import type { AnyTensor } from './tensor';
 
 /** Contents of a safetensors file. */
 export interface SafetensorsFile {
-  tensors: Record<string, Tensor>;
+  tensors: Record<string, AnyTensor>;
   metadata: Record<string, string>;
 }
 
@@ -19,6 +19,6 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
  * Writes tensors atomically (temp file, fsync, rename).
  * @example await writeSafetensors('emb.safetensors', { zV: { data, shape: [n, 128] } });
  */
-export async function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(path: string, tensors: Record<string, AnyTensor>, metadata: Record<string, string> = {}): Promise<void> {
   return native().writeSafetensors(path, tensors, metadata);
 }

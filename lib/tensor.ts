@@ -16,12 +16,17 @@ export interface DTypeArrays {
  * order, its shape, and optionally its dtype (inferred from the array when
  * omitted). Always copied in and out, so callers may reuse the buffer.
  *
+ * Without a type argument it is a float32 tensor (what the model's audio input
+ * and every output are); {@link AnyTensor} is a tensor of any dtype (state
+ * dicts, safetensors files). `shape` may be a readonly array (`as const`).
+ *
  * @example
- * const audio: Tensor<'float32'> = { data: new Float32Array(2 * 32000), shape: [2, 32000] };
+ * const audio: Tensor = { data: new Float32Array(2 * 32000), shape: [2, 32000] };
+ * const video: Tensor<'uint8'> = { data: new Uint8Array(2 * 4 * 64 * 64 * 3), shape: [2, 4, 64, 64, 3] as const };
  */
-export interface Tensor<D extends DType = DType> {
+export interface Tensor<D extends DType = 'float32'> {
   data: DTypeArrays[D];
-  shape: number[];
+  shape: readonly number[];
   dtype?: D;
 }
 
@@ -31,6 +36,9 @@ export function numel(shape: readonly number[]): number {
 }
 
 /** A float32 tensor of zeros (handy for tests and examples). */
-export function zeros(shape: number[]): Tensor<'float32'> {
+export function zeros(shape: readonly number[]): Tensor<'float32'> {
   return { data: new Float32Array(numel(shape)), shape: [...shape], dtype: 'float32' };
 }
+
+/** A tensor of any {@link DType} (state dicts, safetensors files, native results of mixed types). */
+export type AnyTensor = Tensor<DType>;

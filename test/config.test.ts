@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossSwitches, parseOverride, RampStart, resolveConfig, toModelConfig } from '../lib/config';
+import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossPresetNames, lossSwitches, parseOverride, RampStart, resolveConfig, toModelConfig, type ConfigInput } from '../lib/config';
 import { rejects, tmpDir } from './helpers';
 
 describe('config', () => {
@@ -21,7 +21,7 @@ describe('config', () => {
   });
 
   it('loss presets select the rows of method.md section 5; explicit fields win', () => {
-    const row = (preset: string) => lossSwitches(resolveConfig({ loss: { preset } }));
+    const row = (preset: (typeof lossPresetNames)[number]) => lossSwitches(resolveConfig({ loss: { preset } }));
     expect(row('xmodal')).to.deep.equal({ withinModal: false, lossV: false, lossA: false });
     expect(row('xmodal+within')).to.deep.equal({ withinModal: true, lossV: false, lossA: false });
     expect(row('cmac-v')).to.deep.equal({ withinModal: true, lossV: true, lossA: false });
@@ -95,19 +95,19 @@ describe('config', () => {
   });
 
   it('pooling is model.pooling (default attention for every preset), not part of the loss preset; loss.attentionPooling names its replacement', () => {
-    for (const preset of ['xmodal', 'xmodal+within', 'cmac-v', 'cmac-a', 'cmac']) {
+    for (const preset of lossPresetNames) {
       const c = resolveConfig({ loss: { preset } });
       expect(c.model.pooling, preset).to.equal('attention');
       expect(toModelConfig(c).pooling, preset).to.equal('attention');
       expect(toModelConfig(resolveConfig({ loss: { preset } }, ['model.pooling=mean'])).pooling).to.equal('mean');
     }
-    expect(() => resolveConfig({ loss: { attentionPooling: false } })).to.throw(ConfigError, /config\.loss\.attentionPooling: replaced by model\.pooling/);
+    expect(() => resolveConfig({ loss: { attentionPooling: false } } as ConfigInput)).to.throw(ConfigError, /config\.loss\.attentionPooling: replaced by model\.pooling/);
     expect(() => resolveConfig({}, ['model.pooling=max'])).to.throw(ConfigError, /config\.model\.pooling: got "max"; allowed: "attention", "mean"/);
   });
 
   it('loss.rampStart auto: lambda stays 0 until the retrieval accuracy reaches the threshold, then rises; a resumed RampStart keeps its step', () => {
     const c = resolveConfig({ loss: { rampStart: 'auto', rampThreshold: 0.3, rampFraction: 0.1 } });
-    expect(() => resolveConfig({ loss: { rampStart: 'soon' } })).to.throw(ConfigError, /config\.loss\.rampStart/);
+    expect(() => resolveConfig({ loss: { rampStart: 'soon' } } as ConfigInput)).to.throw(ConfigError, /config\.loss\.rampStart/);
     expect(() => resolveConfig({ loss: { rampThreshold: 1.5 } })).to.throw(ConfigError, /config\.loss\.rampThreshold: got 1\.5; must be <= 1/);
     const acc = [0.05, 0.1, 0.29, 0.3, 0.1, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
     const ramp = new RampStart(c);

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { synthesize } from '../lib/data';
 import { latestCheckpoint, readCheckpointState, readMetrics, train } from '../lib/train';
 import { tmpDir } from './helpers';
+import type { CmacConfigInput } from '../lib/config';
 
 describe('lambda ramp start auto', function () {
   this.timeout(600000);
@@ -19,7 +20,7 @@ describe('lambda ramp start auto', function () {
     data: { source: data, batchSize: 4, decoders: 2 },
     loss: { rampStart: 'auto', rampThreshold: threshold, rampFraction: 0.5 },
     train: { steps: 6, checkpointEvery: 3, keepLast: 5, runDir },
-  });
+  }) as CmacConfigInput;
   before(async () => {
     await synthesize({ out: data, clips: 20, seed: 3, size: 64, fps: 8, seconds: 2 });
   });

@@ -27,6 +27,7 @@ import { modelPreset } from '../lib/presets';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors';
 import { latestCheckpoint, listCheckpoints, readCheckpointState, train } from '../lib/train';
 import { randomBatch, rejects, rng, root, tinyConfig, tmpDir } from './helpers';
+import type { CmacConfigInput } from '../lib/config';
 
 const geom = { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 };
 
@@ -332,7 +333,7 @@ describe('robustness: a catalogue of bad inputs', function () {
     const cfg = (runDir: string, extra: object = {}) => ({
       preset: 'tiny', seed: 1, data: { source: data, batchSize: 2, decoders: 1 },
       train: { steps: 3, checkpointEvery: 1, keepLast: 1, runDir }, ...extra,
-    });
+    }) as CmacConfigInput;
     before(async () => {
       await synthesize({ out: data, clips: 6, seed: 2, size: 32, fps: 8, seconds: 2 });
     });

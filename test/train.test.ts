@@ -9,13 +9,14 @@ import { readSafetensors } from '../lib/safetensors';
 import { latestCheckpoint, listCheckpoints, NonFiniteLossError, readMetrics, train } from '../lib/train';
 import { isSelfContained } from '../lib/report';
 import { rejects, root, tmpDir } from './helpers';
+import type { CmacConfigInput } from '../lib/config';
 
 const base = (data: string, runDir: string, extra: Record<string, unknown> = {}) => ({
   preset: 'tiny', seed: 7,
   data: { source: data, batchSize: 4, decoders: 2 },
   train: { steps: 6, checkpointEvery: 3, keepLast: 5, runDir },
   ...extra,
-});
+}) as CmacConfigInput;
 
 async function weights(file: string): Promise<Record<string, number[]>> {
   const f = await readSafetensors(file);

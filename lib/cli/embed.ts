@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { createLoader } from '../data';
 import { writeSafetensors } from '../safetensors';
-import type { Tensor } from '../tensor';
+import type { AnyTensor, Tensor } from '../tensor';
 import { openCheckpoint, openSource } from '../train';
 import { fsyncDir } from '../train/files';
 
@@ -138,9 +138,9 @@ export function safetensorsEmbeddingSink(file: string): EmbeddingSink {
       for (const c of clips) all.push(c);
     },
     async finish() {
-      const tensors: Partial<Record<EmbeddingKey, Tensor>> = {};
+      const tensors: Partial<Record<EmbeddingKey, AnyTensor>> = {};
       for (const k of embeddingKeys) { const t = cat(parts[k]); if (t) tensors[k] = t; }
-      await writeSafetensors(file, tensors as Record<string, Tensor>, { clips: JSON.stringify(all) });
+      await writeSafetensors(file, tensors as Record<string, AnyTensor>, { clips: JSON.stringify(all) });
       return { clips: all.length, keys: embeddingKeys.filter((k) => tensors[k]) };
     },
     async abort() {

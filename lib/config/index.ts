@@ -13,6 +13,15 @@ export { configSchema, lossPresetNames } from './schema';
 export type { CmacConfig } from './schema';
 export type { ConfigInput } from './presets';
 
+type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
+
+/**
+ * What resolveConfig and train() take: the schema's input type with every key
+ * optional at any depth. A misspelt key in an object literal is a TypeScript
+ * error; from plain JavaScript it is a ConfigError naming the key.
+ */
+export type CmacConfigInput = DeepPartial<z.input<typeof configSchema>>;
+
 /** A configuration that failed validation; `issues` lists every bad field. */
 export class ConfigError extends Error {
   constructor(public readonly issues: string[], source = 'config') {
@@ -120,9 +129,9 @@ function describeIssue(issue: z.ZodIssue, input: ConfigInput): string {
  * validated. Throws ConfigError listing every bad field.
  * @example const cfg = resolveConfig({ preset: 'tiny' }, ['optim.lr=5e-4']);
  */
-export function resolveConfig(input: ConfigInput = {}, overrides: string[] = []): CmacConfig {
+export function resolveConfig(input: CmacConfigInput = {}, overrides: string[] = []): CmacConfig {
   checkDepth(input, 'the config input');
-  let merged: ConfigInput = input;
+  let merged = input as ConfigInput;
   for (const o of overrides) merged = deepMerge(merged, parseOverride(o));
   const preset = merged.preset ?? 'tiny';
   if (preset !== 'tiny' && preset !== 'paper') throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);

@@ -6,7 +6,7 @@
 import { createLoader, LoaderBatch, LoaderOptions, Source } from '../data';
 import { runFfmpeg } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
-import type { Tensor } from '../tensor';
+import type { AnyTensor } from '../tensor';
 
 /** What the loader said about one clip. */
 export interface ClipInfo {
@@ -68,7 +68,7 @@ type Key = 'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'be
 export class RowsBuilder {
   private parts: Float32Array[] = [];
   shape: number[] = [];
-  add(t: Tensor | undefined): void {
+  add(t: AnyTensor | undefined): void {
     if (!t) return;
     this.shape = t.shape.slice(1);
     this.parts.push(t.data as Float32Array);

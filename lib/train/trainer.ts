@@ -3,7 +3,7 @@
 // named helper. Steps run off the JS thread, so the event loop stays free.
 import * as fs from 'fs';
 import * as path from 'path';
-import { CmacConfig, ConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
+import { CmacConfig, CmacConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { CmacModel } from '../model';
@@ -54,8 +54,8 @@ export class NonFiniteLossError extends Error {}
  * @example
  * const summary = await train({ preset: 'tiny', data: { source: 'data/synth' } }, { onStep: (m) => console.log(m.loss) });
  */
-export async function train(input: CmacConfig | ConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
-  const cfg = resolveConfig(input as ConfigInput);
+export async function train(input: CmacConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
+  const cfg = resolveConfig(input as CmacConfigInput);
   // One run per folder: rank 0, which writes it, holds the folder's lock for the whole run.
   let lock: RunLock | undefined;
   if (ranksFromEnv().rank === 0) {

@@ -119,7 +119,7 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
       const [h, w] = mapShape;
       for (let i = 0; i < n; i++) {
         const k = b0 + i;
-        const pick = (t: { data: Float32Array | unknown; shape: number[] } | undefined, len: number) => (t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len));
+        const pick = (t: { data: Float32Array | unknown; shape: readonly number[] } | undefined, len: number) => (t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len));
         const a = pick(m.alphaV, h * w), be = pick(m.betaV, h * w);
         acc.alphaV.push(a); acc.betaV.push(be);
         acc.alphaA.push(pick(m.alphaA, bandCount)); acc.betaA.push(pick(m.betaA, bandCount));

@@ -1,0 +1,63 @@
+// The package's types as a TypeScript consumer meets them (issue 15 item 6):
+// a small consumer file compiled with tsc against dist/index.d.ts. Readonly
+// shapes (`as const`), a bare `Tensor` where a float32 tensor is wanted, and a
+// config object literal checked against the schema's input type: the good
+// file compiles, a misspelt key is the exact compile error.
+import { expect } from 'chai';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { root, tmpDir } from './helpers';
+
+const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+
+function compile(source: string): { status: number | null; out: string } {
+  const dir = tmpDir('cmac-consumer-');
+  fs.writeFileSync(path.join(dir, 'consumer.ts'), source.replace(/CMAC/g, JSON.stringify(root)));
+  fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'commonjs', moduleResolution: 'node', esModuleInterop: true, skipLibCheck: false, types: ['node'], typeRoots: [path.join(root, 'node_modules', '@types')] },
+    files: ['consumer.ts'],
+  }));
+  const r = spawnSync(process.execPath, [tsc, '-p', dir], { encoding: 'utf8', cwd: dir });
+  return { status: r.status, out: (r.stdout + r.stderr).replace(/\r/g, '') };
+}
+
+describe('TypeScript consumer types', function () {
+  this.timeout(120000);
+
+  it('readonly shapes, a bare Tensor as float32 input, a typed config: compiles', () => {
+    const r = compile(`
+import { CmacModel, resolveConfig, train, zeros, type AnyTensor, type CmacConfigInput, type Tensor } from CMAC;
+const shape = [2, 32000] as const;
+const audio: Tensor = { data: new Float32Array(2 * 32000), shape };
+const video: Tensor<'uint8'> = { data: new Uint8Array(2 * 4 * 64 * 64 * 3), shape: [2, 4, 64, 64, 3] as const };
+export async function run(model: CmacModel): Promise<number> {
+  const e = await model.embed({ video, audio });
+  const z: Tensor<'float32'> = e.zV!;
+  const sd: Record<string, AnyTensor> = await model.stateDict();
+  const anyOne: AnyTensor = z;
+  return z.shape[0] + Object.keys(sd).length + anyOne.shape.length + zeros([2, 3] as const).shape[1];
+}
+const cfg = resolveConfig({ preset: 'tiny', optim: { lr: 5e-4 }, data: { batchSize: 4 } }, ['train.steps=2']);
+const input: CmacConfigInput = { loss: { preset: 'cmac-v' }, clip: { frames: 4 } };
+export const later = () => train({ ...input, preset: 'tiny', train: { steps: cfg.train.steps } }, { progress: false });
+`);
+    expect(r.out).to.equal('');
+    expect(r.status).to.equal(0);
+  });
+
+  it('a misspelt config key is a compile error naming it (resolveConfig and train)', () => {
+    const r = compile(`
+import { resolveConfig, train } from CMAC;
+resolveConfig({ optim: { lrr: 5e-4 } });
+export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
+`);
+    expect(r.status).to.not.equal(0);
+    // The type tsc prints after "in type" is the whole schema section; the rest is the exact message.
+    const errors = r.out.trim().split('\n').filter((l) => /error TS/.test(l)).map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
+    expect(errors).to.deep.equal([
+      "(3,26): error TS2353: Object literal may only specify known properties, and 'lrr' does not exist in type ...",
+      "(4,48): error TS2561: Object literal may only specify known properties, but 'trian' does not exist in type ... Did you mean to write 'train'?",
+    ]);
+  });
+});
