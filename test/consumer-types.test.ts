@@ -7,6 +7,10 @@ import { expect } from 'chai';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { ConfigError, resolveConfig } from '../lib/config';
+import { DataError, parseCsv, TooFewClipsError } from '../lib/data';
+import { RunFolderBusyError } from '../lib/train/files';
+import { NonFiniteLossError } from '../lib/train/trainer';
 import { root, tmpDir } from './helpers';
 
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -59,5 +63,16 @@ export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
       "(3,26): error TS2353: Object literal may only specify known properties, and 'lrr' does not exist in type ...",
       "(4,48): error TS2561: Object literal may only specify known properties, but 'trian' does not exist in type ... Did you mean to write 'train'?",
     ]);
+  });
+
+  it('errors carry a stable code', () => {
+    const codeOf = (f: () => unknown) => { try { f(); } catch (e) { return (e as { code?: unknown }).code; } return 'no error'; };
+    expect(codeOf(() => resolveConfig({ optim: { lrr: 1 } } as never))).to.equal('CMAC_CONFIG');
+    expect(codeOf(() => parseCsv('"open,1\n2,3'))).to.equal('CMAC_CSV');
+    expect(new ConfigError(['x']).code).to.equal('CMAC_CONFIG');
+    expect(new DataError('too_short', 'a.mp4', 'x').code).to.equal('CMAC_DATA');
+    expect(new TooFewClipsError('src', 1, false, 4).code).to.equal('CMAC_TOO_FEW_CLIPS');
+    expect(new RunFolderBusyError('busy', undefined, 'run.lock').code).to.equal('CMAC_RUN_FOLDER_BUSY');
+    expect(new NonFiniteLossError('nan').code).to.equal('CMAC_NON_FINITE_LOSS');
   });
 });

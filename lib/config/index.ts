@@ -24,6 +24,8 @@ export type CmacConfigInput = DeepPartial<z.input<typeof configSchema>>;
 
 /** A configuration that failed validation; `issues` lists every bad field. */
 export class ConfigError extends Error {
+  /** Stable across versions, for programs that branch on the kind of error. */
+  readonly code = 'CMAC_CONFIG';
   constructor(public readonly issues: string[], source = 'config') {
     super(`invalid ${source}:\n  ${issues.join('\n  ')}`);
     this.name = 'ConfigError';

@@ -42,6 +42,8 @@ export const skipReasons: readonly SkipReason[] = [
 
 /** A sample-level failure: the loader counts it under `reason` and moves on. */
 export class DataError extends Error {
+  /** Stable; `reason` says which kind. */
+  readonly code = 'CMAC_DATA';
   readonly reason: SkipReason;
   readonly file: string;
 
@@ -61,6 +63,7 @@ export class DataError extends Error {
  * listed, an upper bound of it.
  */
 export class TooFewClipsError extends Error {
+  readonly code = 'CMAC_TOO_FEW_CLIPS';
   constructor(
     readonly source: string,
     readonly clips: number,

@@ -174,11 +174,11 @@ export function parseCsv(text: string, source = 'CSV'): string[][] {
       const lines = text.split(/\r\n|\n|\r/);
       let line = lastRecordLine + 1;
       while (line < lines.length && lines[line - 1].trim() === '') line++;
-      throw new Error(`cmac: ${source}: line ${line}: a quoted field opened here is never closed (the rest of the file would become one field). Fix: add the closing " or write the field without quotes`);
+      throw Object.assign(new Error(`cmac: ${source}: line ${line}: a quoted field opened here is never closed (the rest of the file would become one field). Fix: add the closing " or write the field without quotes`), { code: 'CMAC_CSV', line });
     }
     const column = typeof e.index === 'number' ? `, column ${e.index + 1}` : '';
     const what = e.code === 'INVALID_OPENING_QUOTE' ? 'a " inside an unquoted field' : e.message.replace(/^[A-Za-z ]+: /, '');
-    throw new Error(`cmac: ${source}: line ${e.lines}${column}: ${what}. Fix: quote the whole field ("...") and double each " inside it ("")`);
+    throw Object.assign(new Error(`cmac: ${source}: line ${e.lines}${column}: ${what}. Fix: quote the whole field ("...") and double each " inside it ("")`), { code: 'CMAC_CSV', line: e.lines });
   }
 }
 

@@ -165,6 +165,7 @@ export interface LockHolder {
 
 /** The run folder is in use by another run (see {@link lockRunDir}). */
 export class RunFolderBusyError extends Error {
+  readonly code = 'CMAC_RUN_FOLDER_BUSY';
   constructor(message: string, readonly holder: LockHolder | undefined, readonly lockFile: string) {
     super(message);
     this.name = 'RunFolderBusyError';

@@ -46,7 +46,9 @@ export interface TrainSummary {
 }
 
 /** A run stopped because too many steps in a row had a non-finite loss. */
-export class NonFiniteLossError extends Error {}
+export class NonFiniteLossError extends Error {
+  readonly code = 'CMAC_NON_FINITE_LOSS';
+}
 
 /**
  * Runs CMAC pretraining as the config says, writing the run folder
