@@ -16,6 +16,7 @@ export { numel, zeros } from './tensor';
 export type { Tensor, AnyTensor, DType, DTypeArrays } from './tensor';
 export * from './data';
 export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, learningRate, lambdaScale, RampStart, lossSwitches, ConfigError } from './config';
+export { OptionsError } from './options';
 export type { CmacConfig, CmacConfigInput, ConfigInput } from './config';
 export { train, NonFiniteLossError, latestCheckpoint, listCheckpoints, readCheckpointState, readMetrics, openSource } from './train';
 export type { TrainOptions, TrainSummary, CheckpointRef, CheckpointState, StepMetrics } from './train';

@@ -10,7 +10,8 @@ import * as path from 'path';
 import { ConfigError, resolveConfig } from '../lib/config';
 import { DataError, parseCsv, TooFewClipsError } from '../lib/data';
 import { RunFolderBusyError } from '../lib/train/files';
-import { NonFiniteLossError } from '../lib/train/trainer';
+import { NonFiniteLossError, train } from '../lib/train/trainer';
+import { localizeVideo } from '../lib/viz/localize';
 import { root, tmpDir } from './helpers';
 
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -74,5 +75,19 @@ export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
     expect(new TooFewClipsError('src', 1, false, 4).code).to.equal('CMAC_TOO_FEW_CLIPS');
     expect(new RunFolderBusyError('busy', undefined, 'run.lock').code).to.equal('CMAC_RUN_FOLDER_BUSY');
     expect(new NonFiniteLossError('nan').code).to.equal('CMAC_NON_FINITE_LOSS');
+  });
+
+  it('an options object with a key the function does not know is an error naming it, before any work (plain JS)', async () => {
+    const dir = tmpDir('cmac-opts-');
+    const opts = { progres: false } as Record<string, unknown>;  // what a JavaScript caller can pass
+    let err: (Error & { code?: string; key?: string }) | undefined;
+    try { await train({ preset: 'tiny', train: { runDir: path.join(dir, 'run') } }, opts); } catch (e) { err = e as Error; }
+    expect(err?.message).to.equal("cmac: train() options: unknown key 'progres'. Known keys: onStep, signal, resume, log, progress");
+    expect(err?.code).to.equal('CMAC_OPTIONS');
+    expect(err?.key).to.equal('progres');
+    expect(fs.existsSync(path.join(dir, 'run'))).to.equal(false);  // nothing started
+    err = undefined;
+    try { await localizeVideo(undefined as never, undefined as never, path.join(dir, 'none.mp4'), dir, { max_clips: 2 } as never); } catch (e) { err = e as Error; }
+    expect(err?.message).to.match(/^cmac: localizeVideo\(\) options: unknown key 'max_clips'\. Known keys: maps, size, maxClips, from, batchSize, noVideo, log$/);
   });
 });

@@ -6,6 +6,7 @@ import * as path from 'path';
 import { CmacConfig, CmacConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
+import { checkOptionKeys, keysOf } from '../options';
 import { CmacModel } from '../model';
 import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint } from './checkpoint';
 import { openSource } from './data';
@@ -28,6 +29,8 @@ export interface TrainOptions {
   /** Terminal progress bar (default: when stderr is a TTY). */
   progress?: boolean;
 }
+
+const trainOptionKeys = keysOf<TrainOptions>()(['onStep', 'signal', 'resume', 'log', 'progress']);
 
 /** What a finished (or stopped) run reports. */
 export interface TrainSummary {
@@ -57,6 +60,7 @@ export class NonFiniteLossError extends Error {
  * const summary = await train({ preset: 'tiny', data: { source: 'data/synth' } }, { onStep: (m) => console.log(m.loss) });
  */
 export async function train(input: CmacConfigInput, opts: TrainOptions = {}): Promise<TrainSummary> {
+  checkOptionKeys(opts, trainOptionKeys, 'train()');
   const cfg = resolveConfig(input as CmacConfigInput);
   // One run per folder: rank 0, which writes it, holds the folder's lock for the whole run.
   let lock: RunLock | undefined;

@@ -11,6 +11,7 @@ import { DataError } from '../data/errors';
 import { decodeClips, probe } from '../data/decode';
 import { ClipJob, openVideoEncoder, ProbeInfo, runFfmpeg, VideoEncoder } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
+import { checkOptionKeys, keysOf } from '../options';
 import { writeSafetensors } from '../safetensors';
 import { decodeAudioFile } from '../eval/collect';
 import { onProcessExit, removeStaleTempFiles } from '../train/files';
@@ -35,6 +36,8 @@ export interface LocalizeOptions {
   log?: (line: string) => void;
 }
 
+const localizeOptionKeys = keysOf<LocalizeOptions>()(['maps', 'size', 'maxClips', 'from', 'batchSize', 'noVideo', 'log']);
+
 /** What {@link localizeVideo} wrote. */
 export interface LocalizeResult {
   clips: number;
@@ -57,6 +60,7 @@ export interface LocalizeResult {
  * `index.json`.
  */
 export async function localizeVideo(model: CmacModel, config: CmacConfig, file: string, outDir: string, o: LocalizeOptions = {}): Promise<LocalizeResult> {
+  checkOptionKeys(o, localizeOptionKeys, 'localizeVideo()');
   const log = o.log ?? (() => undefined);
   const info: ProbeInfo = await probe(file);
   if (!info.video) throw new Error(`${file} has no video stream`);
