@@ -12,7 +12,8 @@ import { readSafetensors } from '../lib/safetensors';
 import { train } from '../lib/train';
 import { resolveCheckpoint } from '../lib/eval';
 import { isSelfContained } from '../lib/report';
-import { decodePng } from '../lib/viz';
+import { blank, decodePng } from '../lib/viz';
+import { overlayFrame } from '../lib/viz/localize';
 import { runCommand, tmpDir } from './helpers';
 
 const cli = (args: string[]): Promise<string> => runCommand((p) => { registerEval(p); registerLocalize(p); }, args);
@@ -111,9 +112,13 @@ describe('eval: cmac eval and cmac localize end to end', function () {
     expect(frames.length).to.equal(12);
     expect(frames[0]).to.equal('clip-0000-f0.png');
     const png = decodePng(fs.readFileSync(path.join(out, 'frames', frames[0])));
-    expect([png.width, png.height]).to.deep.equal([96 * 2 + 4, 96]);
+    // Two titled 96-px overlays, a colour bar and the time stamp below them.
+    const layout = overlayFrame(blank(96, 96), { alphaV: new Float32Array(64), betaV: new Float32Array(64) }, 8, 8, 96, 0);
+    expect([png.width, png.height]).to.deep.equal([layout.width, layout.height]);
+    expect(png.width).to.be.greaterThan(96 * 2 + 4);
+    expect(png.height).to.be.greaterThan(96);
     const info = await probe(path.join(out, 'overlay.mp4'));
-    expect(info.video!.width).to.equal(196);
+    expect([info.video!.width, info.video!.height]).to.deep.equal([png.width, png.height]);
     expect(info.audio).to.not.equal(undefined);
     expect(info.duration).to.be.closeTo(1.5, 0.15);
     expect(fs.existsSync(path.join(out, 'frequency.png'))).to.equal(true);
