@@ -9,6 +9,8 @@ export interface ModelConfig {
   visual?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number]; stemMid?: number; lastStride1?: boolean };
   audio?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number] };
   logmel?: { sampleRate?: number; nFft?: number; winLength?: number; hopLength?: number; nMels?: number; fMin?: number; fMax?: number };
+  /** SpecAugment on the log-mel in trainStep only (method.md s1): masks of width U{0..width} bins / frames; 0 masks: off (default). */
+  specAugment?: { freqMasks?: number; freqWidth?: number; timeMasks?: number; timeWidth?: number };
   embedDim?: number;
   /** attention (default) or mean: how z is pooled, independent of the loss preset (method.md s5). */
   pooling?: 'attention' | 'mean';
@@ -56,10 +58,25 @@ export interface Embeddings {
 
 /** Attention maps: over regions [N, H', W'] and over frequency bands [N, M]. */
 export interface AttentionMaps {
+  /** Probabilities: softmax over the regions / bands. */
   alphaV?: Tensor<'float32'>;
   betaV?: Tensor<'float32'>;
   alphaA?: Tensor<'float32'>;
   betaA?: Tensor<'float32'>;
+  /** alpha_v's logits g_v(Vbar_n) before the softmax (what the localisation protocols threshold). */
+  alphaVLogits?: Tensor<'float32'>;
+  /** The cosine map <z_a, v_n> (in [-1, 1]); betaV = softmax(betaVCos / loss.tauT). */
+  betaVCos?: Tensor<'float32'>;
+  /** alpha_a's logits over the bands. */
+  alphaALogits?: Tensor<'float32'>;
+  /** The cosine map <z_v, a_m> over the bands; betaA = softmax(betaACos / loss.tauT). */
+  betaACos?: Tensor<'float32'>;
+}
+
+/** Per-mel-bin statistics of the log-mel (before standardisation), [nMels] each. */
+export interface LogMelStats {
+  mean: Tensor<'float32'>;
+  std: Tensor<'float32'>;
 }
 
 /**
@@ -98,6 +115,17 @@ export class CmacModel {
   /** alpha/beta maps (eval mode). beta needs both modalities. */
   async maps(batch: Batch): Promise<AttentionMaps> {
     return this.nativeModel.maps(batch) as Promise<AttentionMaps>;
+  }
+
+  /** Per-bin log-mel mean and std (population, floored at 1e-5) of the clips in `audio` [N, samples], before standardisation. */
+  async logmelStats(audio: Tensor<'float32'>): Promise<LogMelStats> {
+    const r = await this.nativeModel.logmelStats(audio);
+    return { mean: r.mean as Tensor<'float32'>, std: r.std as Tensor<'float32'> };
+  }
+
+  /** Sets the front end's per-bin standardisation (the weights logmel.mean / logmel.std, so checkpoints keep it). */
+  async setLogmelStats(stats: LogMelStats): Promise<void> {
+    return this.nativeModel.setLogmelStats(stats.mean, stats.std);
   }
 
   /** Weights with torchvision key names under visual./audio./heads./logmel. (copies). */

@@ -38,6 +38,8 @@ export interface NativeModel {
   eval(): NativeModel;
   dispose(): void;
   anyRank(flag: boolean): Promise<boolean>;
+  logmelStats(audio: object): Promise<Record<string, AnyTensor>>;
+  setLogmelStats(mean: object, std: object): Promise<void>;
   readonly rank: number;
   readonly worldSize: number;
   readonly training: boolean;

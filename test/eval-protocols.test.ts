@@ -221,6 +221,52 @@ describe('eval: which map is thresholded', () => {
   });
 });
 
+describe('eval: the raw maps of maps() against the Python reference', function () {
+  this.timeout(300000);
+  // maps() returns alpha_v's logits and the cosine map <z_a, v_n> (issue 14
+  // item 5); the evaluator thresholds those, so its cIoU list is the
+  // reference's on the same raw maps to the bit (no recovery from
+  // probabilities, no underflow floor).
+  it('evaluateLocalization on a real model\'s alphaVLogits / betaVCos gives the reference\'s cIoU list, cIoU@0.5, AUC and mean cIoU (ezvsl and lvs)', async function () {
+    const { CmacModel } = await import('../lib/model');
+    const { collectOutputs } = await import('../lib/eval');
+    const { randomBatch, tinyConfig } = await import('./helpers');
+    const model = await CmacModel.create(tinyConfig({ seed: 5 }));
+    let out: ModelOutputs;
+    try {
+      const n = 24;
+      const b = randomBatch(n, 7);
+      const meta = Array.from({ length: n }, (_, i) => ({ id: `c${i}`, index: i, clip: 0, start: 0, label: -1 }));
+      out = await collectOutputs(model, [{ ...b, meta } as never], { maps: true, embed: false });
+    } finally {
+      model.dispose();
+    }
+    expect(out.betaVCos, 'maps() returns the cosine map').to.not.equal(undefined);
+    expect(out.alphaVLogits, 'maps() returns the logits').to.not.equal(undefined);
+    const [h, w] = out.betaVCos!.shape;
+    const r = new Prng(3);
+    const boxes: Box[] = out.clips.map(() => {
+      const x0 = Math.floor(r.next() * 150), y0 = Math.floor(r.next() * 150);
+      return [x0, y0, x0 + 20 + Math.floor(r.next() * (204 - x0)), y0 + 20 + Math.floor(r.next() * (204 - y0))];
+    });
+    const rowOf = (rows: { data: Float32Array; shape: number[] }, i: number) => rows.data.slice(i * h * w, (i + 1) * h * w);
+    for (const protocol of ['ezvsl', 'lvs'] as const) {
+      const res = evaluateLocalization(out, (c) => ({ boxes: [boxes[c.index]], consensus: false }), { protocol, tauT: 0.1 });
+      for (const [key, raw] of [['betaV', out.betaVCos!], ['alphaV', out.alphaVLogits!]] as const) {
+        const cases: Case[] = out.clips.map((_, i) => ({ h, w, map: rowOf(raw as never, i), boxes: [boxes[i]], consensus: false }));
+        const ref = reference(protocol, cases, []);
+        if (!ref) this.skip();
+        const ours = res.perClip[key].map((c) => (Number.isNaN(c.score.ciou) ? null : c.score.ciou));
+        expect(ours, `${protocol} ${key} cIoU list`).to.deep.equal(ref!.ciou);
+        expect(new Set(ours).size, 'the cIoUs spread').to.be.greaterThan(cases.length / 2);
+        const sum = res[key];
+        expect([sum.ciou50, sum.auc, sum.meanCiou], `${protocol} ${key} summary`).to.deep.equal([ref!.ciou50, ref!.auc, ref!.meanCiou]);
+      }
+      expect(res.underflow).to.deep.equal({ alphaV: 0, betaV: 0 });
+    }
+  });
+});
+
 describe('eval: geometry of the ground truth on non-square video', function () {
   this.timeout(120000);
   let dir: string;

@@ -182,12 +182,14 @@ export function lossSwitches(c: CmacConfig): { withinModal: boolean; lossV: bool
 export function toModelConfig(c: CmacConfig): ModelConfig {
   const { rampFraction: _r, rampStart: _rs, rampThreshold: _rt, preset, ...loss } = c.loss;
   const { lr: _lr, schedule: _s, warmupFraction: _w, minLrFraction: _m, ...optim } = c.optim;
+  const { statsClips: _n, specAugment: _sa, ...logmelOptions } = c.logmel;
   return {
     visual: c.model.visual,
     audio: c.model.audio,
     embedDim: c.model.embedDim,
     pooling: c.model.pooling,
-    logmel: c.logmel,
+    logmel: logmelOptions,
+    specAugment: c.logmel.specAugment,
     loss: { ...loss, preset, ...lossSwitches(c) },
     optim,
     device: c.device,

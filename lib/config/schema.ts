@@ -32,6 +32,15 @@ export const configSchema = z.object({
     nMels: int(4, 1024),
     fMin: z.number().min(0).default(0),
     fMax: z.number().positive().default(8000),
+    /** Per-bin standardisation (method.md s1): mean/std per mel bin from this many training clips, computed at the start of a run and kept in the checkpoint (logmel.mean / logmel.std). 0: mean 0 / std 1. */
+    statsClips: int(0, 1_000_000).default(256),
+    /** SpecAugment in training steps only (never embed/maps/eval): masks of width U{0..width} mel bins / frames, set to the bin mean; 0 masks: off (the default). */
+    specAugment: z.object({
+      freqMasks: int(0, 64).default(0),
+      freqWidth: int(0, 1024).default(16),
+      timeMasks: int(0, 64).default(0),
+      timeWidth: int(0, 100000).default(20),
+    }).strict().default({}),
   }).strict(),
   /** Clip geometry fed to the encoders. */
   clip: z.object({

@@ -39,6 +39,11 @@ export interface ModelOutputs {
   betaV?: Rows;
   alphaA?: Rows;
   betaA?: Rows;
+  /** The raw maps the protocols threshold (maps() since issue 14): alpha_v's logits and the cosine map <z_a, v_n>; the audio side alike. */
+  alphaVLogits?: Rows;
+  betaVCos?: Rows;
+  alphaALogits?: Rows;
+  betaACos?: Rows;
   /** Middle frame of each clip, [size, size, 3] RGB (keepFrames). */
   frames?: Uint8Array[];
   frameSize?: number;
@@ -62,7 +67,7 @@ export interface CollectOptions {
   onProgress?: (clips: number) => void;
 }
 
-type Key = 'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'betaA';
+type Key = 'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'betaA' | 'alphaVLogits' | 'betaVCos' | 'alphaALogits' | 'betaACos';
 
 /** Collects per-batch [n, ...] float32 tensors into one {@link Rows} block. */
 export class RowsBuilder {
@@ -102,7 +107,8 @@ export function rowSize(r: Rows): number {
 /** Runs `model` (eval mode) over every batch and gathers the outputs. */
 export async function collectOutputs(model: CmacModel, batches: AsyncIterable<LoaderBatch> | Iterable<LoaderBatch>, opts: CollectOptions = {}): Promise<ModelOutputs> {
   const wantEmbed = opts.embed ?? true;
-  const b: Record<Key, RowsBuilder> = { zV: new RowsBuilder(), zA: new RowsBuilder(), featV: new RowsBuilder(), featA: new RowsBuilder(), alphaV: new RowsBuilder(), betaV: new RowsBuilder(), alphaA: new RowsBuilder(), betaA: new RowsBuilder() };
+  const b: Record<Key, RowsBuilder> = { zV: new RowsBuilder(), zA: new RowsBuilder(), featV: new RowsBuilder(), featA: new RowsBuilder(), alphaV: new RowsBuilder(), betaV: new RowsBuilder(), alphaA: new RowsBuilder(), betaA: new RowsBuilder(),
+    alphaVLogits: new RowsBuilder(), betaVCos: new RowsBuilder(), alphaALogits: new RowsBuilder(), betaACos: new RowsBuilder() };
   const out: ModelOutputs = { clips: [] };
   if (opts.keepFrames) out.frames = [];
   if (opts.keepAudio) { out.audio = []; out.sampleRate = opts.sampleRate ?? 16000; }
@@ -115,6 +121,7 @@ export async function collectOutputs(model: CmacModel, batches: AsyncIterable<Lo
     if (opts.maps) {
       const m = await model.maps(input);
       b.alphaV.add(m.alphaV); b.betaV.add(m.betaV); b.alphaA.add(m.alphaA); b.betaA.add(m.betaA);
+      b.alphaVLogits.add(m.alphaVLogits); b.betaVCos.add(m.betaVCos); b.alphaALogits.add(m.alphaALogits); b.betaACos.add(m.betaACos);
     }
     const [, T, H, W] = batch.video.shape;
     const S = batch.audio.shape[1];

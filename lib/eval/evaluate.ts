@@ -37,9 +37,10 @@ export interface LocalizationResult {
   /** Clips with boxes but no GT pixel on the evaluated frame (every box outside the centre crop of a non-square video, or empty): not scored. */
   outsideCrop?: number;
   /**
-   * Clips whose probabilities had underflowed to 0 somewhere, so their
-   * scoring map (log-probabilities) is exact only up to the smallest float32:
-   * cIoU of such a clip may differ from the raw map's.
+   * Outputs without raw maps only: clips whose probabilities had underflowed
+   * to 0 somewhere, so their recovered scoring map (log-probabilities) is
+   * exact only up to the smallest float32: cIoU of such a clip may differ
+   * from the raw map's. Always 0 with the raw maps.
    */
   underflow?: { alphaV: number; betaV: number };
 }
@@ -70,7 +71,12 @@ function logMap(p: ArrayLike<number>, scale: number): { map: Float32Array; under
   return { map: out, underflow };
 }
 
-function scoreAll(maps: Rows | undefined, out: ModelOutputs, gts: Array<Float64Array | undefined>, protocol: LocalizationProtocol, scale: number): { res: ClipLocalization[]; underflow: number } {
+/**
+ * Scores every clip with GT. `raw` (the model's logits / cosine map, maps()
+ * since issue 14) is the scoring map when given; otherwise it is recovered
+ * from the probabilities as scale * ln p (outputs from before the raw maps).
+ */
+function scoreAll(maps: Rows | undefined, raw: Rows | undefined, out: ModelOutputs, gts: Array<Float64Array | undefined>, protocol: LocalizationProtocol, scale: number): { res: ClipLocalization[]; underflow: number } {
   if (!maps) return { res: [], underflow: 0 };
   const [h, w] = maps.shape;
   const res: ClipLocalization[] = [];
@@ -79,6 +85,10 @@ function scoreAll(maps: Rows | undefined, out: ModelOutputs, gts: Array<Float64A
     const g = gts[i];
     if (!g) return;
     const p = row(maps, i);
+    if (raw) {
+      res.push({ i, id: c.id, score: scoreMap(row(raw, i), h, w, g, { protocol, probabilities: p }) });
+      return;
+    }
     const m = logMap(p, scale);
     if (m.underflow) underflow++;
     res.push({ i, id: c.id, score: scoreMap(m.map, h, w, g, { protocol, probabilities: p }) });
@@ -88,10 +98,11 @@ function scoreAll(maps: Rows | undefined, out: ModelOutputs, gts: Array<Float64A
 
 /**
  * Localisation metrics of alpha_v and beta_v by a published protocol, plus
- * pointing and mass. The outputs hold probabilities (lib/model maps()):
- * alpha_v is scored on its logits (ln alpha_v: the logits less their
- * log-sum-exp), beta_v on the cosine map (tauT * ln beta_v); mass in the
- * GT uses the probabilities.
+ * pointing and mass. alpha_v is scored on its logits and beta_v on the
+ * cosine map <z_a, v_n>, as maps() returns them (alphaVLogits, betaVCos);
+ * outputs without them (collected before issue 14, or built by hand with
+ * probabilities only) fall back to ln alpha_v and tauT * ln beta_v, exact up
+ * to float32 rounding (see `underflow`). Mass in the GT uses the probabilities.
  */
 export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf, opts: LocalizationOptions = {}): LocalizationResult {
   if (!out.alphaV) throw new Error('localisation needs attention maps: collect the outputs with { maps: true }');
@@ -104,8 +115,8 @@ export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf, opt
     if (!m.some((v) => v > 0)) { outsideCrop++; return undefined; }
     return m;
   });
-  const alphaV = scoreAll(out.alphaV, out, gts, protocol, 1);
-  const betaV = scoreAll(out.betaV, out, gts, protocol, opts.tauT ?? 1);
+  const alphaV = scoreAll(out.alphaV, out.alphaVLogits, out, gts, protocol, 1);
+  const betaV = scoreAll(out.betaV, out.betaVCos, out, gts, protocol, opts.tauT ?? 1);
   const uniform = gts.filter((g): g is Float64Array => !!g).map((g) => scoreMap([1], 1, 1, g, { protocol }));
   return {
     protocol,

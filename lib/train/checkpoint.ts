@@ -114,9 +114,10 @@ export function readCheckpointState(ref: CheckpointRef): CheckpointState {
  * A checkpoint written before model.pooling and loss.rampStart (issue 14),
  * spelled as today's config with the settings it was trained with: the
  * baseline presets then pooled by the mean (or as loss.attentionPooling said),
- * the others by attention; the ramp started at step 0.
+ * the others by attention; the ramp started at step 0; the log-mel had no
+ * dataset statistics (logmel.statsClips 0) and no SpecAugment.
  */
-function upgradeConfig(c: CmacConfig): CmacConfig {
+export function upgradeConfig(c: CmacConfig): CmacConfig {
   const loss = { ...c.loss } as CmacConfig['loss'] & { attentionPooling?: boolean };
   const model = { ...c.model };
   if (model.pooling === undefined) {
@@ -126,7 +127,23 @@ function upgradeConfig(c: CmacConfig): CmacConfig {
   delete loss.attentionPooling;
   loss.rampStart ??= 0;
   loss.rampThreshold ??= 0.2;
-  return { ...c, model, loss };
+  // Before the dataset statistics and SpecAugment: mean 0 / std 1, no masks.
+  const logmel = { ...c.logmel };
+  logmel.statsClips ??= 0;
+  logmel.specAugment ??= { freqMasks: 0, freqWidth: 16, timeMasks: 0, timeWidth: 20 };
+  return { ...c, model, loss, logmel };
+}
+
+/** The dotted config paths that upgradeConfig fills because `raw` (a checkpoint's config as written) lacks them. */
+export function upgradedKeys(raw: unknown): string[] {
+  const c = (raw ?? {}) as { model?: Record<string, unknown>; loss?: Record<string, unknown>; logmel?: Record<string, unknown> };
+  const keys: string[] = [];
+  if (c.model?.pooling === undefined) keys.push('model.pooling');
+  if (c.loss?.rampStart === undefined) keys.push('loss.rampStart');
+  if (c.loss?.rampThreshold === undefined) keys.push('loss.rampThreshold');
+  if (c.logmel?.statsClips === undefined) keys.push('logmel.statsClips');
+  if (c.logmel?.specAugment === undefined) keys.push('logmel.specAugment');
+  return keys;
 }
 
 /** The newest complete checkpoint, or undefined. */

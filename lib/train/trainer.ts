@@ -8,8 +8,9 @@ import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, TooFewClipsError 
 import { setNumThreads } from '../info';
 import { checkOptionKeys, keysOf } from '../options';
 import { CmacModel } from '../model';
-import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint } from './checkpoint';
+import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint, upgradedKeys } from './checkpoint';
 import { openSource } from './data';
+import { fitLogmelStats } from './stats';
 import { ensureWritableDir, lockRunDir, removeStaleTempFiles, RunLock } from './files';
 import { MetricsLog, StepMetrics } from './metrics';
 import { ProgressBar } from './progress';
@@ -87,7 +88,8 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
     const orphans = removeUncommittedCheckpoints(ckptDir);
     if (orphans) log(`removed ${orphans} uncommitted checkpoint weight file(s) (no JSON: a write that was killed) in ${ckptDir}`);
   }
-  const resumed = opts.resume ? resumeState(ckptDir, cfg) : undefined;
+  const resumed = opts.resume ? resumeState(ckptDir, cfg, log) : undefined;
+  if (resumed) cfg = resumed.cfg;  // settings an old run folder predates come from its checkpoint
   if (!opts.resume && latestCheckpoint(ckptDir)) {
     throw new Error(`run folder ${runDir} already holds checkpoints. Fix: add --resume to continue it, or choose another --run-dir.`);
   }
@@ -107,8 +109,9 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
     ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
     if (main) metrics.truncateAfter(step - 1);
     log(`resumed from ${resumed.ref.weights} at step ${step}`);
-  } else if (main) {
-    fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
+  } else {
+    if (main) fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
+    await fitLogmelStats(model, cfg, log);  // every rank alike (same clips, same order): the weights stay equal
   }
 
   const total = cfg.train.steps;
@@ -252,14 +255,63 @@ function countSkipped(s: Partial<Record<string, number>>): number {
   return Object.values(s).reduce((a: number, b) => a + (b ?? 0), 0);
 }
 
-/** The checkpoint to resume from; its config must match the run's in everything but train.*. */
-function resumeState(ckptDir: string, cfg: CmacConfig): { ref: CheckpointRef; state: CheckpointState } {
+/**
+ * The checkpoint to resume from; its config must match the run's in
+ * everything but train.*. A setting the checkpoint predates (model.pooling,
+ * loss.rampStart, logmel.statsClips...: see upgradeConfig) that the run
+ * folder's config.json lacks too is taken from the upgraded checkpoint
+ * config: resuming an old run with its own config.json then keeps the
+ * pooling it was trained with instead of the new default.
+ */
+function resumeState(ckptDir: string, cfg: CmacConfig, log: (line: string) => void): { ref: CheckpointRef; state: CheckpointState; cfg: CmacConfig } {
   const ref = latestCheckpoint(ckptDir);
   if (!ref) throw new Error(`--resume: no checkpoint in ${ckptDir}. Fix: run without --resume to start, or point --run-dir at an existing run.`);
   const state = readCheckpointState(ref);
-  const differ = (Object.keys(cfg) as Array<keyof CmacConfig>).filter((k) => k !== 'train' && k !== 'threads' && JSON.stringify(cfg[k]) !== JSON.stringify(state.config[k]));
-  if (differ.length) {
-    throw new Error(`--resume: the config differs from the checkpoint's in ${differ.join(', ')}. Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)}).`);
+  const runConfig = readJson(path.join(path.dirname(ckptDir), 'config.json'));
+  const adopted: string[] = [];
+  let out = cfg;
+  for (const key of upgradedKeys(readJson(ref.state)?.config)) {
+    if (runConfig && getPath(runConfig, key) !== undefined) continue;  // config.json says it: that value stands
+    const want = getPath(state.config, key);
+    if (JSON.stringify(getPath(out, key)) === JSON.stringify(want)) continue;
+    out = setPath(out, key, want);
+    adopted.push(`${key}=${JSON.stringify(want)}`);
   }
-  return { ref, state };
+  if (adopted.length) log(`--resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
+  const differ = leafDiff(out, state.config).filter((k) => !k.startsWith('train.') && k !== 'train' && !k.startsWith('threads'));
+  if (differ.length) {
+    const sets = differ.map((k) => `--set ${k}=${setValue(getPath(state.config, k))}`);
+    throw new Error(`--resume: the config differs from the checkpoint's in ${differ.map((k) => `${k} (this run: ${JSON.stringify(getPath(out, k))}, checkpoint: ${JSON.stringify(getPath(state.config, k))})`).join(', ')}. ` +
+      `Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)}), or add ${sets.join(' ')}.`);
+  }
+  return { ref, state, cfg: out };
+}
+
+function readJson(file: string): Record<string, unknown> | undefined {
+  try { return JSON.parse(fs.readFileSync(file, 'utf8')); } catch { return undefined; }
+}
+
+function getPath(o: unknown, key: string): unknown {
+  return key.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o);
+}
+
+function setPath<T>(o: T, key: string, value: unknown): T {
+  const [k, ...rest] = key.split('.');
+  const obj = o as Record<string, unknown>;
+  return { ...obj, [k]: rest.length ? setPath(obj[k] ?? {}, rest.join('.'), value) : value } as T;
+}
+
+/** Dotted paths of the leaves where a and b differ (arrays compared whole). */
+function leafDiff(a: unknown, b: unknown, at = ''): string[] {
+  const isObj = (v: unknown) => !!v && typeof v === 'object' && !Array.isArray(v);
+  if (isObj(a) && isObj(b)) {
+    const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
+    return [...keys].flatMap((k) => leafDiff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [at];
+}
+
+/** A value as --set writes it (strings bare, the rest as JSON). */
+function setValue(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
 }

@@ -95,6 +95,11 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.logmel.nMels = getInt(lm, "nMels", "config.logmel.nMels", c.logmel.nMels, 4, 1024);
   c.logmel.fMin = getNumber(lm, "fMin", "config.logmel.fMin", c.logmel.fMin);
   c.logmel.fMax = getNumber(lm, "fMax", "config.logmel.fMax", c.logmel.fMax);
+  Napi::Object sa = getObject(o, "specAugment", "config.specAugment");
+  c.specAugment.freqMasks = getInt(sa, "freqMasks", "config.specAugment.freqMasks", c.specAugment.freqMasks, 0, 64);
+  c.specAugment.freqWidth = getInt(sa, "freqWidth", "config.specAugment.freqWidth", c.specAugment.freqWidth, 0, 1024);
+  c.specAugment.timeMasks = getInt(sa, "timeMasks", "config.specAugment.timeMasks", c.specAugment.timeMasks, 0, 64);
+  c.specAugment.timeWidth = getInt(sa, "timeWidth", "config.specAugment.timeWidth", c.specAugment.timeWidth, 0, 100000);
   c.embedDim = getInt(o, "embedDim", "config.embedDim", c.embedDim, 1, 65536);
   c.pooling = getString(o, "pooling", "config.pooling", c.pooling);
   if (c.pooling != "attention" && c.pooling != "mean")
@@ -151,6 +156,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::Eval>("eval"),
                       InstanceMethod<&ModelWrap::Dispose>("dispose"),
                       InstanceMethod<&ModelWrap::AnyRank>("anyRank"),
+                      InstanceMethod<&ModelWrap::LogmelStats>("logmelStats"),
+                      InstanceMethod<&ModelWrap::SetLogmelStats>("setLogmelStats"),
                       InstanceAccessor<&ModelWrap::Rank>("rank"),
                       InstanceAccessor<&ModelWrap::WorldSize>("worldSize"),
                       InstanceAccessor<&ModelWrap::IsTraining>("training"),
@@ -292,6 +299,10 @@ Napi::Value ModelWrap::Maps(const Napi::CallbackInfo& info) {
         setIf(env, o, "betaV", mp.betaV);
         setIf(env, o, "alphaA", mp.alphaA);
         setIf(env, o, "betaA", mp.betaA);
+        setIf(env, o, "alphaVLogits", mp.alphaVLogits);
+        setIf(env, o, "betaVCos", mp.betaVCos);
+        setIf(env, o, "alphaALogits", mp.alphaALogits);
+        setIf(env, o, "betaACos", mp.betaACos);
         return o;
       };
     });
@@ -404,6 +415,35 @@ Napi::Value ModelWrap::AnyRank(const Napi::CallbackInfo& info) {
     return Run(info, [flag](cmac::CmacModel& m) {
       bool any = m.anyRank(flag);
       return [any](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, any); };
+    });
+  });
+}
+
+Napi::Value ModelWrap::LogmelStats(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle(info);
+    if (info.Length() < 1) cmac::typeError("logmelStats(audio): audio (float32 [N, samples]) is required");
+    torch::Tensor audio = tensorFromJs(info[0], "audio");
+    return Run(info, [audio](cmac::CmacModel& m) {
+      auto [mean, sd] = m.logmelStats(audio);
+      return [mean, sd](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        setIf(env, o, "mean", mean);
+        setIf(env, o, "std", sd);
+        return o;
+      };
+    });
+  });
+}
+
+Napi::Value ModelWrap::SetLogmelStats(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle(info);
+    if (info.Length() < 2) cmac::typeError("setLogmelStats(mean, std): both tensors (float32 [nMels]) are required");
+    torch::Tensor mean = tensorFromJs(info[0], "mean"), sd = tensorFromJs(info[1], "std");
+    return Run(info, [mean, sd](cmac::CmacModel& m) {
+      m.setLogmelStats(mean, sd);
+      return std::function<Napi::Value(Napi::Env)>();
     });
   });
 }

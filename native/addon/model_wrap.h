@@ -47,6 +47,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value NumParameters(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value AnyRank(const Napi::CallbackInfo& info);
+  Napi::Value LogmelStats(const Napi::CallbackInfo& info);
+  Napi::Value SetLogmelStats(const Napi::CallbackInfo& info);
   Napi::Value Rank(const Napi::CallbackInfo& info);
   Napi::Value WorldSize(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);

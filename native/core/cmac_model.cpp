@@ -1,5 +1,6 @@
 #include "cmac_model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -112,6 +113,7 @@ torch::Device parseDevice(const std::string& s) {
 struct CmacModel::Forward {
   torch::Tensor zV, zA, featV, featA;   // B x D, B x C (fp32)
   torch::Tensor logAlphaV, logAlphaA;   // B x N, B x M
+  torch::Tensor scoreV, scoreA;         // the scorers' logits before the softmax, B x N, B x M
   torch::Tensor localV, localA;         // B x N x D, B x M x D (normalised)
   int64_t mapH = 0, mapW = 0;
   // The cross-modally guided targets of method.md s4, as log-probabilities:
@@ -119,6 +121,9 @@ struct CmacModel::Forward {
   // VISUAL embedding over the frequency bands.
   torch::Tensor logBetaV(double tauT) const { return guidedTargetLogits(zA, localV, tauT); }
   torch::Tensor logBetaA(double tauT) const { return guidedTargetLogits(zV, localA, tauT); }
+  // The cosine maps under those softmaxes: <z_a, v_n> and <z_v, a_m>.
+  torch::Tensor cosV() const { return torch::bmm(localV, zA.unsqueeze(2)).squeeze(2); }
+  torch::Tensor cosA() const { return torch::bmm(localA, zV.unsqueeze(2)).squeeze(2); }
 };
 
 struct CmacModel::Terms {
@@ -238,12 +243,13 @@ torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
   return net_->logmel->forward(a.to(device_));
 }
 
-CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal) {
+CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augment) {
   Forward f;
   const bool attention = cfg_.pooling == "attention";
   auto pool = [&](const torch::Tensor& bar, AttentionScorer& attn, Projection& proj, torch::Tensor& logAlpha,
-                  torch::Tensor& feat, torch::Tensor& z, torch::Tensor& local) {
-    logAlpha = torch::log_softmax(attn->forward(bar).to(torch::kFloat), 1);  // B x N
+                  torch::Tensor& feat, torch::Tensor& z, torch::Tensor& local, torch::Tensor& score) {
+    score = attn->forward(bar).to(torch::kFloat);  // B x N
+    logAlpha = torch::log_softmax(score, 1);
     feat = attention ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1)
                                : bar.mean(1);
     z = torch::nn::functional::normalize(proj->forward(feat).to(torch::kFloat),
@@ -259,18 +265,22 @@ CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal) {
     f.mapH = V.size(3);
     f.mapW = V.size(4);
     auto Vbar = V.mean(2).flatten(2).transpose(1, 2);  // B x N x C
-    pool(Vbar, net_->heads->attnV, net_->heads->projV, f.logAlphaV, f.featV, f.zV, f.localV);
+    pool(Vbar, net_->heads->attnV, net_->heads->projV, f.logAlphaV, f.featV, f.zV, f.localV, f.scoreV);
   }
   if (b.audio.defined()) {
     torch::Tensor spec;
     {
       ac.pause();  // log-mel in fp32
       spec = prepAudio(b.audio);
+      if (augment && cfg_.specAugment.enabled()) {  // deterministic: seeded by (seed, augStep_)
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed * 1000003ULL + static_cast<uint64_t>(augStep_++));
+        spec = spec * specAugmentMask(spec.size(0), spec.size(2), spec.size(3), cfg_.specAugment, gen).to(spec.device());
+      }
       ac.resume();
     }
     auto A = net_->audio->forward(spec);                // B x C x F' x T'
     auto Abar = A.mean(3).transpose(1, 2);              // B x M x C
-    pool(Abar, net_->heads->attnA, net_->heads->projA, f.logAlphaA, f.featA, f.zA, f.localA);
+    pool(Abar, net_->heads->attnA, net_->heads->projA, f.logAlphaA, f.featA, f.zA, f.localA, f.scoreA);
   }
   return f;
 }
@@ -285,7 +295,7 @@ StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
   // Local features pass through the projection in every preset, so its
   // BatchNorm sees the same inputs (pooled, then local) whatever the losses
   // (method.md s5); where no loss uses them they only update running statistics.
-  Forward f = forward(b, true);
+  Forward f = forward(b, true, true);
   torch::Tensor qV, qA;
   if (queueFill_ > 0) {
     qV = queueV_.slice(0, 0, queueFill_);
@@ -416,7 +426,35 @@ Maps CmacModel::maps(const Batch& b) {
   if (f.logAlphaA.defined()) m.alphaA = f.logAlphaA.exp();
   if (f.zA.defined() && f.localV.defined()) m.betaV = f.logBetaV(tauT).exp().view({-1, f.mapH, f.mapW});
   if (f.zV.defined() && f.localA.defined()) m.betaA = f.logBetaA(tauT).exp();
+  if (f.scoreV.defined()) m.alphaVLogits = f.scoreV.view({-1, f.mapH, f.mapW});
+  if (f.scoreA.defined()) m.alphaALogits = f.scoreA;
+  if (f.zA.defined() && f.localV.defined()) m.betaVCos = f.cosV().view({-1, f.mapH, f.mapW});
+  if (f.zV.defined() && f.localA.defined()) m.betaACos = f.cosA();
   return m;
+}
+
+std::pair<torch::Tensor, torch::Tensor> CmacModel::logmelStats(const torch::Tensor& audio) {
+  checkBatch({torch::Tensor(), audio}, false, true, 1);
+  applyNumThreads();
+  torch::InferenceMode im;
+  LogMelMoments mom;
+  net_->logmel->accumulate(audio.to(device_), mom);
+  return LogMelImpl::meanStd(mom);
+}
+
+void CmacModel::setLogmelStats(const torch::Tensor& mean, const torch::Tensor& sd) {
+  const int64_t F = cfg_.logmel.nMels;
+  for (const auto* t : {&mean, &sd}) {
+    const char* name = t == &mean ? "mean" : "std";
+    if (!t->defined() || t->dim() != 1 || t->size(0) != F)
+      rangeError(std::string("logmel ") + name + " must have shape [" + std::to_string(F) + "] (one per mel bin), got " +
+                 (t->defined() ? shapeStr(t->sizes()) : "nothing"));
+    if (!torch::isfinite(*t).all().item<bool>()) rangeError(std::string("logmel ") + name + " contains NaN or Inf");
+  }
+  if (!(sd > 0).all().item<bool>()) rangeError("logmel std must be > 0 in every bin");
+  torch::NoGradGuard ng;
+  net_->logmel->mean.copy_(mean.to(torch::kFloat));
+  net_->logmel->std.copy_(sd.to(torch::kFloat));
 }
 
 NamedTensors CmacModel::stateDict() const {
@@ -440,7 +478,13 @@ CmacModel::WeightCopies CmacModel::checkStateDict(const NamedTensors& sd, bool s
   std::set<std::string> used;
   for (auto& [name, dst] : stateDict()) {
     auto it = given.find(name);
-    if (it == given.end()) { missing.push_back(name); continue; }
+    if (it == given.end()) {
+      // Checkpoints from before the dataset statistics: the identity standardisation.
+      if (name == "logmel.mean") { copies.emplace_back(dst, torch::zeros_like(dst)); continue; }
+      if (name == "logmel.std") { copies.emplace_back(dst, torch::ones_like(dst)); continue; }
+      missing.push_back(name);
+      continue;
+    }
     used.insert(name);
     if (!it->second.sizes().equals(dst.sizes()))
       valueError("weight '" + name + "' has shape " + shapeStr(it->second.sizes()) + " in the checkpoint but " +
@@ -473,6 +517,7 @@ NamedTensors CmacModel::optimizerState() const {
   NamedTensors st = optim_->state();
   st.emplace_back("optim.micro", torch::tensor({micro_}, torch::kLong));
   st.emplace_back("optim.lossScale", torch::tensor({lossScale_}, torch::kDouble));
+  st.emplace_back("optim.augStep", torch::tensor({augStep_}, torch::kLong));
   if (cfg_.loss.queueSize > 0) {
     st.emplace_back("queue.v", queueV_);
     st.emplace_back("queue.a", queueA_);
@@ -493,6 +538,9 @@ CmacModel::PreparedState CmacModel::checkOptimizerState(const NamedTensors& st) 
     if (k == "optim.micro" && v.numel() == 1) {
       p.hasMicro = true;
       p.micro = v.to(torch::kLong).item<int64_t>() % cfg_.accumulate;
+    } else if (k == "optim.augStep" && v.numel() == 1) {
+      p.hasAugStep = true;
+      p.augStep = v.to(torch::kLong).item<int64_t>();
     } else if (k == "optim.lossScale" && v.numel() == 1) {
       p.hasLossScale = true;
       p.lossScale = v.item<double>();
@@ -514,6 +562,7 @@ void CmacModel::applyOptimizerState(PreparedState p) {
   optim_->applyState(std::move(p.optim));
   if (p.hasMicro) micro_ = p.micro;
   if (p.hasLossScale) lossScale_ = p.lossScale;
+  if (p.hasAugStep) augStep_ = p.augStep;
   torch::NoGradGuard ng;
   if (p.queueV.defined()) queueV_.copy_(p.queueV);
   if (p.queueA.defined()) queueA_.copy_(p.queueA);

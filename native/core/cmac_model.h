@@ -56,6 +56,7 @@ struct ModelConfig {
   R2Plus1DOptions visual;
   AudioResNetOptions audio;
   LogMelOptions logmel;
+  SpecAugmentOptions specAugment;  // training steps only; default off
   int64_t embedDim = 128;
   // How z is pooled from the regions/bands (method.md s3, s5), independent of
   // the loss preset: "attention" (sum_n alpha_n Vbar_n; the scorers g_v, g_a
@@ -98,8 +99,13 @@ struct Embeddings {
 };
 
 struct Maps {
-  torch::Tensor alphaV, betaV;  // B x H' x W'
-  torch::Tensor alphaA, betaA;  // B x M bands
+  torch::Tensor alphaV, betaV;  // B x H' x W' probabilities
+  torch::Tensor alphaA, betaA;  // B x M bands, probabilities
+  // The raw maps the localisation protocols threshold (method.md s7):
+  // alphaVLogits = g_v(Vbar_n) before the softmax, betaVCos = <z_a, v_n>
+  // (bmm(localV, zA)); the audio side alike over the bands.
+  torch::Tensor alphaVLogits, betaVCos;  // B x H' x W'
+  torch::Tensor alphaALogits, betaACos;  // B x M
 };
 
 class CmacNetImpl;
@@ -114,6 +120,12 @@ class CmacModel {
   Maps maps(const Batch& b);
   // Every loss term for a batch without updating anything (eval mode).
   StepResult evaluateLoss(const Batch& b, double lambdaScale = 1.0);
+  // Per-bin log-mel mean and std (population, floored at 1e-5) of the clips
+  // in `audio` (float N x S), before standardisation: nMels float32 each.
+  std::pair<torch::Tensor, torch::Tensor> logmelStats(const torch::Tensor& audio);
+  // Sets the front end's per-bin standardisation (method.md s1); they are
+  // the weights logmel.mean / logmel.std, so checkpoints carry them.
+  void setLogmelStats(const torch::Tensor& mean, const torch::Tensor& sd);
 
   NamedTensors stateDict() const;        // weights, prefixed visual./audio./heads./logmel.
   void loadStateDict(const NamedTensors& sd, bool strict = true);
@@ -137,7 +149,8 @@ class CmacModel {
  private:
   struct Forward;
   struct Terms;
-  Forward forward(const Batch& b, bool needLocal);
+  // augment: SpecAugment on the log-mel (trainStep only, when configured).
+  Forward forward(const Batch& b, bool needLocal, bool augment = false);
   // The one place the losses are wired (method.md s4), for trainStep and
   // evaluateLoss: L = L_con + lambdaScale (lambda_v L_v + lambda_a L_a).
   // allTerms: compute L_v and L_a even where the preset leaves them out of L.
@@ -154,7 +167,8 @@ class CmacModel {
   struct PreparedState {
     Optimizer::Prepared optim;
     bool hasMicro = false, hasLossScale = false, hasQueueState = false;
-    int64_t micro = 0, queuePtr = 0, queueFill = 0;
+    bool hasAugStep = false;
+    int64_t micro = 0, queuePtr = 0, queueFill = 0, augStep = 0;
     double lossScale = 0;
     torch::Tensor queueV, queueA;
   };
@@ -170,6 +184,7 @@ class CmacModel {
   torch::Device device_{torch::kCPU};
   torch::Tensor queueV_, queueA_;
   int64_t queuePtr_ = 0, queueFill_ = 0, micro_ = 0;
+  int64_t augStep_ = 0;  // trainStep calls that drew SpecAugment masks (seeds them; in the optimiser state)
   double lossScale_ = 65536.0;
   int64_t goodSteps_ = 0;
   int64_t accountedBytes_ = 0;

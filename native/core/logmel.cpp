@@ -1,5 +1,6 @@
 #include "logmel.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace cmac {
@@ -37,10 +38,53 @@ torch::Tensor LogMelImpl::melPower(const torch::Tensor& wave) {
   return torch::matmul(power.transpose(-1, -2), fb).transpose(-1, -2);
 }
 
+torch::Tensor LogMelImpl::logMel(const torch::Tensor& wave) { return torch::log(melPower(wave) + options.logEps); }
+
 torch::Tensor LogMelImpl::forward(const torch::Tensor& wave) {
-  auto logmel = torch::log(melPower(wave) + options.logEps);
+  auto logmel = logMel(wave);
   logmel = (logmel - mean.view({1, -1, 1})) / std.view({1, -1, 1});
   return logmel.unsqueeze(1);
+}
+
+void LogMelImpl::accumulate(const torch::Tensor& wave, LogMelMoments& m) {
+  torch::NoGradGuard ng;
+  if (!m.sum.defined()) {
+    m.sum = torch::zeros({options.nMels}, torch::kDouble);
+    m.sumSq = torch::zeros({options.nMels}, torch::kDouble);
+  }
+  for (int64_t i = 0; i < wave.size(0); i += 32) {
+    auto lm = logMel(wave.slice(0, i, std::min(wave.size(0), i + 32))).to(torch::kCPU, torch::kDouble);  // n x F x T
+    m.sum += lm.sum(at::IntArrayRef{0, 2});
+    m.sumSq += lm.pow(2).sum(at::IntArrayRef{0, 2});
+    m.count += static_cast<double>(lm.size(0) * lm.size(2));
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> LogMelImpl::meanStd(const LogMelMoments& m) {
+  auto mean = m.sum / m.count;
+  auto var = (m.sumSq / m.count - mean * mean).clamp_min(0);
+  return {mean.to(torch::kFloat), var.sqrt().clamp_min(1e-5).to(torch::kFloat)};
+}
+
+torch::Tensor specAugmentMask(int64_t n, int64_t nMels, int64_t frames, const SpecAugmentOptions& o,
+                              at::Generator& gen) {
+  auto keep = torch::ones({n, 1, nMels, frames});
+  auto draw = [&](int64_t hi) {  // uniform integer in [0, hi]
+    return torch::randint(hi + 1, {1}, gen, torch::kLong).item<int64_t>();
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < o.freqMasks; ++k) {
+      const int64_t w = draw(std::min(o.freqWidth, nMels));
+      const int64_t f0 = draw(nMels - w);
+      keep[i][0].slice(0, f0, f0 + w).zero_();
+    }
+    for (int64_t k = 0; k < o.timeMasks; ++k) {
+      const int64_t w = draw(std::min(o.timeWidth, frames));
+      const int64_t t0 = draw(frames - w);
+      keep[i][0].slice(1, t0, t0 + w).zero_();
+    }
+  }
+  return keep;
 }
 
 }  // namespace cmac

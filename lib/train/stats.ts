@@ -1,0 +1,58 @@
+// The log-mel front end's dataset statistics (method.md s1): per mel bin,
+// the mean and std of log(mel + 1e-6) over logmel.statsClips training
+// clips, computed once at the start of a run and stored in the model (and so
+// in every checkpoint, as logmel.mean / logmel.std).
+import type { CmacConfig } from '../config';
+import { createLoader } from '../data';
+import type { CmacModel, LogMelStats } from '../model';
+import { openSource } from './data';
+
+/**
+ * Reads the first logmel.statsClips clips of the training data (seeded
+ * order, no augmentation, one epoch: fewer when the data has fewer), and
+ * sets the model's per-bin standardisation from their log-mel. Returns the
+ * statistics and the number of clips, or undefined when statsClips is 0.
+ */
+export async function fitLogmelStats(model: CmacModel, cfg: CmacConfig, log: (line: string) => void = () => undefined): Promise<{ stats: LogMelStats; clips: number } | undefined> {
+  const want = cfg.logmel.statsClips;
+  if (want <= 0) return undefined;
+  const loader = createLoader({
+    source: openSource(cfg.data.source, 'train', { allWhenUnsplit: true }),
+    batchSize: Math.min(want, cfg.data.batchSize),
+    clip: { ...cfg.clip, sampleRate: cfg.logmel.sampleRate },
+    mode: 'train',
+    augment: false,
+    seed: cfg.seed,
+    dropLast: false,
+    decoders: cfg.data.decoders,
+    decoder: cfg.data.decoder,
+    audioStream: cfg.data.audioStream,
+    probeIndex: cfg.data.probeIndex,
+    missingAudio: cfg.data.missingAudio,
+    epochs: 1,
+    log,
+  });
+  const parts: Float32Array[] = [];
+  let clips = 0, samples = 0;
+  try {
+    for await (const b of loader) {
+      const [n, s] = b.audio.shape;
+      const take = Math.min(n, want - clips);
+      parts.push(b.audio.data.subarray(0, take * s));
+      clips += take;
+      samples = s;
+      if (clips >= want) break;
+    }
+  } finally {
+    await loader.close();
+  }
+  if (!clips) throw new Error(`log-mel statistics: the training data ${cfg.data.source} gave no clip. Fix: check the data, or set logmel.statsClips=0 (mean 0 / std 1).`);
+  const data = new Float32Array(clips * samples);
+  let o = 0;
+  for (const p of parts) { data.set(p, o); o += p.length; }
+  const stats = await model.logmelStats({ data, shape: [clips, samples], dtype: 'float32' });
+  await model.setLogmelStats(stats);
+  const range = (v: ArrayLike<number>) => `${Math.min(...Array.from(v)).toFixed(2)}..${Math.max(...Array.from(v)).toFixed(2)}`;
+  log(`log-mel statistics from ${clips} training clip(s)${clips < want ? ` (logmel.statsClips ${want}; the data has fewer)` : ''}: per-bin mean ${range(stats.mean.data)}, std ${range(stats.std.data)}`);
+  return { stats, clips };
+}
