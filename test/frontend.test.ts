@@ -154,7 +154,7 @@ print(json.dumps({'mean': x.mean(axis=(0, 2)).tolist(), 'std': x.std(axis=(0, 2)
     // A setting the run's config.json does state, changed on the command line: the error names the field, both values and the fix.
     const bad = spawnSync(process.execPath, [cli, 'train', '--resume', '--run-dir', runDir, '--steps', '3', '--set', 'model.pooling=attention'], { encoding: 'utf8' });
     expect(bad.status).to.not.equal(0);
-    expect(bad.stderr).to.match(/model\.pooling \(this run: "attention", checkpoint: "mean"\)/);
+    expect(bad.stderr).to.match(/differs from the checkpoint's in model \(model\.pooling: this run "attention", checkpoint "mean"\)/);
     expect(bad.stderr).to.match(/--set model\.pooling=mean/);
   });
 });

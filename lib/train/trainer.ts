@@ -10,6 +10,7 @@ import { checkOptionKeys, keysOf } from '../options';
 import { CmacModel } from '../model';
 import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint, upgradedKeys } from './checkpoint';
 import { openSource } from './data';
+import { untilAborted } from './abort';
 import { fitLogmelStats } from './stats';
 import { ensureWritableDir, lockRunDir, removeStaleTempFiles, RunLock } from './files';
 import { MetricsLog, StepMetrics } from './metrics';
@@ -109,9 +110,11 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
     ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
     if (main) metrics.truncateAfter(step - 1);
     log(`resumed from ${resumed.ref.weights} at step ${step}`);
+    // A run stopped during the statistics pass has a step-0 checkpoint without them: compute them now, as a fresh start would.
+    if (step === 0) await fitLogmelStats(model, cfg, log, opts.signal);
   } else {
     if (main) fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
-    await fitLogmelStats(model, cfg, log);  // every rank alike (same clips, same order): the weights stay equal
+    await fitLogmelStats(model, cfg, log, opts.signal);  // every rank alike (same clips, same order): the weights stay equal
   }
 
   const total = cfg.train.steps;
@@ -219,17 +222,9 @@ export function ranksFromEnv(): { rank: number; worldSize: number } {
 
 /** The next batch; undefined when `signal` aborts first (the wait for data is abandoned, the loader's close stops it). */
 async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal?: AbortSignal): Promise<LoaderBatch | undefined> {
-  let onAbort = (): void => undefined;
-  const aborted = new Promise<'aborted'>((resolve) => {
-    onAbort = () => resolve('aborted');
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
-  });
-  const pending = it.next();
-  pending.catch(() => undefined);
-  let n: IteratorResult<LoaderBatch, void> | 'aborted';
+  let n: IteratorResult<LoaderBatch, void> | undefined;
   try {
-    n = await Promise.race([pending, aborted]);
+    n = await untilAborted(it.next(), signal);
   } catch (e) {
     if (e instanceof TooFewClipsError) {
       throw new Error(
@@ -239,10 +234,8 @@ async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal
       );
     }
     throw e;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
   }
-  if (n === 'aborted') {
+  if (n === undefined) {
     // Ends the loader's iteration once the pending read settles (a queued return), so nothing decodes on after the run.
     Promise.resolve(it.return?.()).catch(() => undefined);
     return undefined;
@@ -280,9 +273,12 @@ function resumeState(ckptDir: string, cfg: CmacConfig, log: (line: string) => vo
   if (adopted.length) log(`--resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
   const differ = leafDiff(out, state.config).filter((k) => !k.startsWith('train.') && k !== 'train' && !k.startsWith('threads'));
   if (differ.length) {
-    const sets = differ.map((k) => `--set ${k}=${setValue(getPath(state.config, k))}`);
-    throw new Error(`--resume: the config differs from the checkpoint's in ${differ.map((k) => `${k} (this run: ${JSON.stringify(getPath(out, k))}, checkpoint: ${JSON.stringify(getPath(state.config, k))})`).join(', ')}. ` +
-      `Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)}), or add ${sets.join(' ')}.`);
+    const sections = [...new Set(differ.map((k) => k.split('.')[0]))];
+    const shown = differ.slice(0, 6);
+    const more = differ.length > shown.length ? `; ${differ.length - shown.length} more` : '';
+    const sets = shown.map((k) => `--set ${k}=${setValue(getPath(state.config, k))}`).join(' ');
+    throw new Error(`--resume: the config differs from the checkpoint's in ${sections.join(', ')} (${shown.map((k) => `${k}: this run ${JSON.stringify(getPath(out, k))}, checkpoint ${JSON.stringify(getPath(state.config, k))}`).join('; ')}${more}). ` +
+      `Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)})${more ? '' : `, or add ${sets}`}.`);
   }
   return { ref, state, cfg: out };
 }
