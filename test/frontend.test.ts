@@ -87,6 +87,26 @@ print(json.dumps({'mean': x.mean(axis=(0, 2)).tolist(), 'std': x.std(axis=(0, 2)
     expect(Array.from(first['logmel.std'].data as Float32Array)).to.deep.equal(Array.from(fit!.stats.std.data));
     expect(Array.from(first['logmel.mean'].data as Float32Array).some((v) => v !== 0)).to.equal(true);
     expect(Array.from(first['logmel.std'].data as Float32Array).some((v) => v !== 1)).to.equal(true);
+    // Python reads them from the weights file as plain tensors (the safetensors layout, numpy only).
+    const py = `
+import sys, json, struct, numpy as np
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+out = {}
+for k in ('logmel.mean', 'logmel.std'):
+    e = h[k]; s, t = e['data_offsets']
+    assert e['dtype'] == 'F32' and e['shape'] == [64], e
+    out[k] = np.frombuffer(b[8 + n + s:8 + n + t], dtype='<f4').tolist()
+print(json.dumps(out))
+`;
+    const r = spawnSync('/usr/bin/python3', ['-c', py, path.join(runDir, 'checkpoints', 'step-00000001.safetensors')], { encoding: 'utf8' });
+    if (!r.error) {
+      expect(r.status, r.stderr).to.equal(0);
+      const fromPy = JSON.parse(r.stdout) as Record<string, number[]>;
+      expect(fromPy['logmel.mean']).to.deep.equal(Array.from(fit!.stats.mean.data));
+      expect(fromPy['logmel.std']).to.deep.equal(Array.from(fit!.stats.std.data));
+    }
     // A resume loads them and does not recompute: 2 more steps, the same statistics.
     lines.length = 0;
     await train({ ...input, train: { ...input.train, steps: 4 } }, { resume: true, log: (l) => lines.push(l), progress: false });
@@ -106,6 +126,28 @@ print(json.dumps({'mean': x.mean(axis=(0, 2)).tolist(), 'std': x.std(axis=(0, 2)
     } finally {
       opened.model.dispose();
     }
+  });
+
+  it('an abort during the statistics pass stops at step 0 without them; the resume computes them as a fresh start would', async () => {
+    const runDir = path.join(dir, 'run-stats-abort');
+    const input = { preset: 'tiny' as const, seed: 2, logmel: { statsClips: 8 }, data: { source: data, batchSize: 4, decoders: 2 }, train: { steps: 1, runDir } };
+    const ac = new AbortController();
+    ac.abort();
+    const lines: string[] = [];
+    const stopped = await train(input, { signal: ac.signal, log: (l) => lines.push(l), progress: false });
+    expect(stopped.stoppedBy).to.equal('abort');
+    expect(stopped.stepsDone).to.equal(0);
+    expect(lines.join('\n')).to.match(/log-mel statistics: stopped by the abort signal/);
+    const zero = (await readSafetensors(latestCheckpoint(path.join(runDir, 'checkpoints'))!.weights)).tensors;
+    expect(Array.from(zero['logmel.mean'].data as Float32Array).every((v) => v === 0)).to.equal(true);
+    lines.length = 0;
+    await train(input, { resume: true, log: (l) => lines.push(l), progress: false });
+    expect(lines.join('\n')).to.match(/log-mel statistics from 8 training clip\(s\)/);
+    const fresh = await CmacModel.create(tinyConfig({ seed: 2 }));
+    const fit = await fitLogmelStats(fresh, resolveConfig(input));
+    fresh.dispose();
+    const last = (await readSafetensors(latestCheckpoint(path.join(runDir, 'checkpoints'))!.weights)).tensors;
+    expect(Array.from(last['logmel.mean'].data as Float32Array)).to.deep.equal(Array.from(fit!.stats.mean.data));
   });
 
   it('logmel.statsClips 0 keeps mean 0 / std 1; the SpecAugment settings reach the engine (training steps differ, evaluation does not)', async () => {
