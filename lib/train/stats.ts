@@ -5,15 +5,23 @@
 import type { CmacConfig } from '../config';
 import { createLoader } from '../data';
 import type { CmacModel, LogMelStats } from '../model';
+import { untilAborted } from './abort';
 import { openSource } from './data';
 
 /**
  * Reads the first logmel.statsClips clips of the training data (seeded
  * order, no augmentation, one epoch: fewer when the data has fewer), and
  * sets the model's per-bin standardisation from their log-mel. Returns the
- * statistics and the number of clips, or undefined when statsClips is 0.
+ * statistics and the number of clips, or undefined when statsClips is 0 or
+ * `signal` aborted the pass (the model keeps mean 0 / std 1; a wait for
+ * stalled data is abandoned at once).
  */
-export async function fitLogmelStats(model: CmacModel, cfg: CmacConfig, log: (line: string) => void = () => undefined): Promise<{ stats: LogMelStats; clips: number } | undefined> {
+export async function fitLogmelStats(
+  model: CmacModel,
+  cfg: CmacConfig,
+  log: (line: string) => void = () => undefined,
+  signal?: AbortSignal,
+): Promise<{ stats: LogMelStats; clips: number } | undefined> {
   const want = cfg.logmel.statsClips;
   if (want <= 0) return undefined;
   const loader = createLoader({
@@ -34,8 +42,17 @@ export async function fitLogmelStats(model: CmacModel, cfg: CmacConfig, log: (li
   });
   const parts: Float32Array[] = [];
   let clips = 0, samples = 0;
+  const it = loader[Symbol.asyncIterator]();
   try {
-    for await (const b of loader) {
+    for (;;) {
+      const next = await untilAborted(it.next(), signal);
+      if (next === undefined) {
+        log('log-mel statistics: stopped by the abort signal (mean 0 / std 1 until a resume computes them)');
+        Promise.resolve(it.return?.()).catch(() => undefined);
+        return undefined;
+      }
+      if (next.done) break;
+      const b = next.value;
       const [n, s] = b.audio.shape;
       const take = Math.min(n, want - clips);
       parts.push(b.audio.data.subarray(0, take * s));
@@ -44,7 +61,9 @@ export async function fitLogmelStats(model: CmacModel, cfg: CmacConfig, log: (li
       if (clips >= want) break;
     }
   } finally {
-    await loader.close();
+    // After an abort the stalled read may never settle: close without waiting for it.
+    if (signal?.aborted) void loader.close().catch(() => undefined);
+    else await loader.close();
   }
   if (!clips) throw new Error(`log-mel statistics: the training data ${cfg.data.source} gave no clip. Fix: check the data, or set logmel.statsClips=0 (mean 0 / std 1).`);
   const data = new Float32Array(clips * samples);
