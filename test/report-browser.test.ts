@@ -102,6 +102,20 @@ describe('report.html in headless Chromium', function () {
     await page.close();
   });
 
+  it('every y axis has at least 3 ticks, whatever the value range (ranges that gave uPlot\'s default spacing 2)', async () => {
+    const { lineChart, writeReport } = await import('../lib/report');
+    const ranges: Array<[number, number]> = [[14.7, 33.2], [0.9, 2.1], [101, 187], [3.3, 3.9], [0, 41], [7.2, 19.9]];
+    const html = ranges.map(([lo, hi], k) => lineChart([{ name: 'v', points: Array.from({ length: 12 }, (_, i) => [i + 1, lo + ((hi - lo) * i) / 11] as [number, number]) }], { title: `range ${k}` })).join('');
+    const file = path.join(dir, 'ticks.html');
+    writeReport(file, 'ticks', [{ title: 'ranges', html }]);
+    const { page, errors } = await open(file);
+    const state = await charts(page);
+    expect(state).to.have.length(ranges.length);
+    for (const c of state) expect(c.ticksY, `${c.title}: y ticks`).to.be.at.least(3);
+    expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
   it('evaluation report: titled localisation panels, frequency maps, PCA scatter; no console error', async () => {
     const file = path.join(dir, 'eval.html');
     const { page, errors, requests } = await open(file);

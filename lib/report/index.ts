@@ -52,7 +52,9 @@ export function lineChart(series: { name: string; points: Array<[number, number]
   return `<div class="cmac-chart"><script type="application/json">${JSON.stringify(spec).replace(/<\//g, '<\\/')}</script></div>`;
 }
 
-// Turns each .cmac-chart into a uPlot chart, with a log-scale checkbox.
+// Turns each .cmac-chart into a uPlot chart, with a log-scale checkbox. The y
+// axis asks for 20 px between ticks (uPlot: 30): on a ~130 px plot 30 px can
+// leave only 2 ticks for some value ranges; 20 px gives at least 3.
 const chartBoot = `(function(){
 var intIncrs=[];for(var e=0;e<10;e++)[1,2,5].forEach(function(m){intIncrs.push(m*Math.pow(10,e));});
 function fmt(v){if(v==null||!isFinite(v))return '-';var a=Math.abs(v);return a!==0&&(a>=1e5||a<1e-3)?(+v.toPrecision(4)).toExponential():+v.toPrecision(4)+'';}
@@ -72,7 +74,7 @@ document.querySelectorAll('.cmac-chart').forEach(function(el){
     plot=new uPlot({title:spec.title,width:spec.width,height:spec.height,
       scales:{x:{time:false},y:log?{distr:3,log:10}:{auto:true}},
       axes:[{label:spec.xLabel,grid:{show:true,stroke:'#e5e5e5'},ticks:{show:true},incrs:spec.integerX?intIncrs:undefined,values:function(u,vals){el.ticks.x=vals.length;return vals.map(fmt);}},
-            {label:spec.yLabel,size:64,grid:{show:true,stroke:'#e5e5e5'},ticks:{show:true},filter:log?logKeep:undefined,values:function(u,vals){el.ticks.y=vals.filter(function(v){return v!=null;}).length;return vals.map(function(v){return v==null?'':fmt(v);});}}],
+            {label:spec.yLabel,size:64,space:20,grid:{show:true,stroke:'#e5e5e5'},ticks:{show:true},filter:log?logKeep:undefined,values:function(u,vals){el.ticks.y=vals.filter(function(v){return v!=null;}).length;return vals.map(function(v){return v==null?'':fmt(v);});}}],
       series:[{label:spec.xLabel,value:function(u,v){return v==null?'-':v;}}].concat(spec.series.map(function(s){return {label:s.name,stroke:s.colour,width:1.5,spanGaps:false,points:{show:spec.data[0].length<2},value:function(u,v){return fmt(v);}};}))
     },data,box);
     el.uplot=plot;
