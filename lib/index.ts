@@ -18,7 +18,7 @@ export * from './data';
 export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, learningRate, lambdaScale, RampStart, lossSwitches, ConfigError } from './config';
 export { OptionsError } from './options';
 export type { CmacConfig, CmacConfigInput, ConfigInput } from './config';
-export { train, NonFiniteLossError, latestCheckpoint, listCheckpoints, readCheckpointState, readMetrics, openSource } from './train';
+export { train, NonFiniteLossError, RunFolderBusyError, latestCheckpoint, listCheckpoints, readCheckpointState, readMetrics, openSource } from './train';
 export type { TrainOptions, TrainSummary, CheckpointRef, CheckpointState, StepMetrics } from './train';
 export * from './eval';
 export * from './viz';

@@ -1,4 +1,5 @@
 import { native, NativeModel, NativeStepResult } from './native';
+import { checkOptionKeys, keysOf } from './options';
 import type { AnyTensor, Tensor } from './tensor';
 
 /** The five loss presets of method.md section 5. */
@@ -30,6 +31,33 @@ export interface ModelConfig {
   /** Join the process group of WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT (multi-process data parallel). */
   dist?: { enabled?: boolean; gatherNegatives?: boolean; timeoutSec?: number };
 }
+
+type Group<K extends keyof ModelConfig> = NonNullable<ModelConfig[K]>;
+const modelConfigKeys = keysOf<ModelConfig>()(['visual', 'audio', 'logmel', 'specAugment', 'embedDim', 'pooling', 'loss', 'optim', 'device', 'amp', 'seed', 'dist']);
+const modelGroupKeys: Partial<Record<keyof ModelConfig, readonly string[]>> = {
+  visual: keysOf<Group<'visual'>>()(['planes', 'blocks', 'stemMid', 'lastStride1']),
+  audio: keysOf<Group<'audio'>>()(['planes', 'blocks']),
+  logmel: keysOf<Group<'logmel'>>()(['sampleRate', 'nFft', 'winLength', 'hopLength', 'nMels', 'fMin', 'fMax']),
+  specAugment: keysOf<Group<'specAugment'>>()(['freqMasks', 'freqWidth', 'timeMasks', 'timeWidth']),
+  // attentionPooling is retired: passed through so that the engine's error names its replacement (pooling).
+  loss: [...keysOf<Group<'loss'>>()(['preset', 'withinModal', 'lossV', 'lossA', 'targetGrad', 'tau', 'tauT', 'lambdaV', 'lambdaA', 'queueSize']), 'attentionPooling'],
+  optim: keysOf<Group<'optim'>>()(['name', 'momentum', 'nesterov', 'weightDecay', 'beta1', 'beta2', 'eps', 'clipGradNorm', 'accumulate']),
+  dist: keysOf<Group<'dist'>>()(['enabled', 'gatherNegatives', 'timeoutSec']),
+};
+
+/**
+ * Rejects a key a {@link ModelConfig} does not have, at the top level or in
+ * one of its groups (an {@link OptionsError} naming it and the known keys),
+ * so a misspelt setting from plain JavaScript is never silently a default.
+ */
+export function checkModelConfigKeys(config: ModelConfig, where: string): void {
+  checkOptionKeys(config, modelConfigKeys, where);
+  for (const [group, keys] of Object.entries(modelGroupKeys) as Array<[keyof ModelConfig, readonly string[]]>) {
+    const v = config[group];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) checkOptionKeys(v, keys, `${where} ${group}`);
+  }
+}
+const stepOptionKeys = keysOf<StepOptions>()(['lr', 'lambdaScale']);
 
 /** A batch of clips: video uint8 [N, T, H, W, 3] and/or audio float32 [N, samples] (16 kHz mono). */
 export interface Batch {
@@ -94,11 +122,13 @@ export class CmacModel {
 
   /** Builds a model (weights initialised from `config.seed`). */
   static async create(config: ModelConfig = {}): Promise<CmacModel> {
+    checkModelConfigKeys(config, 'CmacModel.create()');
     return new CmacModel(await native().createModel(config));
   }
 
   /** One whole training step: forward, losses, backward, clipping, optimiser (or accumulation). */
   async trainStep(batch: Batch, options: StepOptions): Promise<StepResult> {
+    checkOptionKeys(options, stepOptionKeys, 'trainStep()');
     return this.nativeModel.trainStep(batch, options);
   }
 

@@ -17,7 +17,7 @@ export class OptionsError extends TypeError {
  */
 export function checkOptionKeys(opts: object | undefined | null, known: readonly string[], where: string): void {
   if (opts === undefined || opts === null) return;
-  if (typeof opts !== 'object') throw new OptionsError(`cmac: ${where} options: expected an object, got ${typeof opts}`, '');
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new OptionsError(`cmac: ${where} options must be an object, got ${Array.isArray(opts) ? 'an array' : typeof opts}`, '');
   for (const k of Object.keys(opts)) {
     if (!known.includes(k)) throw new OptionsError(`cmac: ${where} options: unknown key '${k}'. Known keys: ${known.join(', ')}`, k);
   }

@@ -8,11 +8,12 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError, resolveConfig } from '../lib/config';
-import { DataError, parseCsv, TooFewClipsError } from '../lib/data';
+import { createLoader, DataError, folderSource, parseCsv, TooFewClipsError } from '../lib/data';
+import { CmacModel } from '../lib/model';
 import { RunFolderBusyError } from '../lib/train/files';
 import { NonFiniteLossError, train } from '../lib/train/trainer';
 import { localizeVideo } from '../lib/viz/localize';
-import { root, tmpDir } from './helpers';
+import { randomBatch, root, tinyConfig, tmpDir } from './helpers';
 
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -89,5 +90,29 @@ export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
     err = undefined;
     try { await localizeVideo(undefined as never, undefined as never, path.join(dir, 'none.mp4'), dir, { max_clips: 2 } as never); } catch (e) { err = e as Error; }
     expect(err?.message).to.match(/^cmac: localizeVideo\(\) options: unknown key 'max_clips'\. Known keys: maps, size, maxClips, from, batchSize, noVideo, log$/);
+  });
+
+  it('CmacModel.create (top level and each group), trainStep and createLoader reject unknown keys too', async () => {
+    const bad = async (f: () => unknown): Promise<Error & { code?: string; key?: string }> => {
+      try { await f(); } catch (e) { return e as Error & { code?: string; key?: string }; }
+      throw new Error('expected an OptionsError, nothing was thrown');
+    };
+    let e = await bad(() => CmacModel.create({ ...tinyConfig(), lrr: 1 } as never));
+    expect(e.code).to.equal('CMAC_OPTIONS');
+    expect(e.message).to.match(/^cmac: CmacModel\.create\(\) options: unknown key 'lrr'\. Known keys: visual, audio, /);
+    e = await bad(() => CmacModel.create({ ...tinyConfig(), loss: { preset: 'cmac', lamdaV: 2 } } as never));
+    expect(e.message).to.match(/^cmac: CmacModel\.create\(\) loss options: unknown key 'lamdaV'\. Known keys: preset, .*lambdaV/);
+    e = await bad(() => CmacModel.create({ ...tinyConfig(), optim: { name: 'adam', weightdecay: 0.1 } } as never));
+    expect(e.key).to.equal('weightdecay');
+    const model = await CmacModel.create(tinyConfig({ seed: 1 }));
+    try {
+      e = await bad(() => model.trainStep(randomBatch(2), { lr: 1e-3, lambdaScal: 1 } as never));
+      expect(e.message).to.equal("cmac: trainStep() options: unknown key 'lambdaScal'. Known keys: lr, lambdaScale");
+      expect((await model.trainStep(randomBatch(2), { lr: 1e-3, lambdaScale: 1 })).loss).to.be.a('number');
+    } finally {
+      model.dispose();
+    }
+    e = await bad(() => createLoader({ source: folderSource(tmpDir('cmac-opts-')), batchSize: 2, clip: { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 }, batchsize: 3 } as never));
+    expect(e.message).to.match(/^cmac: createLoader\(\) options: unknown key 'batchsize'\. Known keys: source, batchSize, /);
   });
 });

@@ -17,6 +17,9 @@ describe('lambda ramp start auto', function () {
   const threshold = 0.5;  // batch 4: chance is 0.25
   const cfg = (runDir: string) => ({
     preset: 'tiny', seed: 7,
+    // The case below was chosen for the accuracies of this seed without dataset log-mel statistics
+    // (they change every step's numbers); the ramp logic does not involve them.
+    logmel: { statsClips: 0 },
     data: { source: data, batchSize: 4, decoders: 2 },
     loss: { rampStart: 'auto', rampThreshold: threshold, rampFraction: 0.5 },
     train: { steps: 6, checkpointEvery: 3, keepLast: 5, runDir },

@@ -5,6 +5,7 @@
 // clips are cut in JS from videos decoded once (lib/data/videocache.ts,
 // lib/data/frames.ts). No native code here.
 import * as fs from 'fs';
+import { checkOptionKeys, keysOf } from '../options';
 import { clipShapes, type SizePreset } from '../presets';
 import type { Tensor } from '../tensor';
 import { applyAudioAugment, planClip, type AugmentOptions, type ClipGeometry, type ClipPlan } from './augment';
@@ -204,6 +205,12 @@ function geometryOf(c: LoaderOptions['clip']): ClipGeometry {
   return g;
 }
 
+const loaderOptionKeys = keysOf<LoaderOptions>()([
+  'source', 'batchSize', 'clip', 'mode', 'augment', 'clipsPerVideo', 'seed', 'shuffle', 'dropLast', 'decoders', 'clipsPerProcess', 'prefetchBytes',
+  'rank', 'worldSize', 'evenShards', 'missingAudio', 'cursor', 'epochs', 'log', 'cacheDir', 'trainCache', 'timeoutMs', 'threads', 'decoder',
+  'audioStream', 'probeIndex',
+]);
+
 /**
  * Batches of decoded clips from a {@link Source}.
  *
@@ -244,6 +251,7 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
   private abort?: AbortController;
 
   constructor(options: LoaderOptions) {
+    checkOptionKeys(options, loaderOptionKeys, 'createLoader()');
     const mode = options.mode ?? 'train';
     this.o = {
       ...options,
