@@ -14,6 +14,14 @@
 // printed reason where mount is not permitted.
 //
 // Known bugs are `it.skip` with a BUG-n comment; see the report of issue 9.
+//
+// The catalogue continues in suites of their own (issue 17): robustness-cache
+// (shared and damaged clip/train caches), robustness-run (run-folder lock,
+// closed pipes, streamed overlays, signals and leftovers), robustness-data
+// (per-row skips, the label rule, too few clips, waits for data, eval on
+// manifests), robustness-cli (embed output, brace patterns, __proto__ and deep
+// configs, localize --from, symlinked folders), and data-native (bad media and
+// the audio-stream rule on both decoders).
 import { expect } from 'chai';
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
