@@ -1,5 +1,6 @@
 // `cmac embed`: videos -> embeddings (safetensors or JSON).
-import { InvalidArgumentError, Command } from 'commander';
+import { Command } from 'commander';
+import { positiveInt } from './args';
 import * as fs from 'fs';
 import * as path from 'path';
 import { createLoader } from '../data';
@@ -7,14 +8,6 @@ import { writeSafetensors } from '../safetensors';
 import type { AnyTensor, Tensor } from '../tensor';
 import { openCheckpoint, openSource } from '../train';
 import { fsyncDir } from '../train/files';
-
-function positiveInt(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
-    return n;
-  };
-}
 
 /** The tensors `cmac embed` writes, in file order. */
 export const embeddingKeys = ['zV', 'zA', 'featV', 'featA'] as const;

@@ -1,6 +1,6 @@
 // `cmac eval <linear-probe|finetune|retrieval|localization|frequency|all>`:
 // evaluates a trained checkpoint (docs/evaluation.md).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { setNumThreads } from '../info';
@@ -19,20 +19,7 @@ import { ClipTask, evaluateModel, EvaluationResults } from '../eval/run';
 import { evaluationSections } from '../viz/report';
 import type { LocalizationSummary } from '../eval/localization';
 import type { FrequencySummary } from '../eval/frequency';
-
-function positiveInt(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
-    return n;
-  };
-}
-
-function intList(v: string): number[] {
-  const out = v.split(',').map((x) => Number(x.trim()));
-  if (out.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError(`expected a comma-separated list of positive integers, got '${v}'`);
-  return out;
-}
+import { fromCheck, numberAtLeast, numberInRange, oneOf, positiveInt, positiveIntList } from './args';
 
 interface CommonOpts {
   checkpoint: string;
@@ -105,17 +92,7 @@ function addClipOptions(c: Command): Command {
 }
 
 function addProtocol(c: Command): Command {
-  return c.option('--protocol <name>', "localisation protocol: 'ezvsl' (EZ-VSL's test.py) or 'lvs' (LVS's test.py); docs/evaluation.md", (v: string) => {
-    try { return checkProtocol(v, '--protocol'); } catch (e) { throw new InvalidArgumentError((e as Error).message); }
-  }, 'ezvsl');
-}
-
-function number(name: string, min: number) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}, got '${v}'`);
-    return n;
-  };
+  return c.option('--protocol <name>', "localisation protocol: 'ezvsl' (EZ-VSL's test.py) or 'lvs' (LVS's test.py); docs/evaluation.md", fromCheck((v) => checkProtocol(v, '--protocol')), 'ezvsl');
 }
 
 /** Applies --threads and returns the progress logger (stderr unless --quiet). */
@@ -149,9 +126,9 @@ function addDatasetOptions(c: Command, clipsHelp: string): Command {
     .option('--layout <name>', 'auto | synth | ucf101 | hmdb51 | esc50 | folder', 'auto')
     .option('--splits <dir>', 'folder of the split files (UCF101 ucfTrainTestlist/, HMDB51 testTrainMulti_7030_splits/)')
     .option('--videos <dir>', 'folder of the videos (or ESC-50 audio/) when not found under --data')
-    .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', intList)
+    .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', positiveIntList('--folds'))
     .option('--clips-per-video <n>', clipsHelp, positiveInt('--clips-per-video'))
-    .option('--val-share <x>', 'share of train held out for validation where the layout has none', (v) => Number(v), 0.2);
+    .option('--val-share <x>', 'share of train held out for validation where the layout has none', numberInRange('--val-share', 0, 0.9), 0.2);
 }
 
 function openDataset(o: DatasetOpts, seed: number, log: (l: string) => void): ProbeDataset {
@@ -305,14 +282,11 @@ export function registerEval(program: Command): void {
   addDatasetOptions(addCommon(ev.command('finetune')), 'validation / test clips per video, logits averaged (default 1)')
     .description('train the video encoder + a linear head end to end on labelled clips; best epoch on validation; top-1 test accuracy')
     .option('--epochs <n>', 'passes over the training clips', positiveInt('--epochs'), 10)
-    .option('--lr <x>', 'peak learning rate (cosine decay to 0)', number('--lr', 1e-12), 0.01)
+    .option('--lr <x>', 'peak learning rate (cosine decay to 0)', numberAtLeast('--lr', 1e-12), 0.01)
     .option('--batch <n>', 'training clips per step (--batch-size is the validation / test forward batch)', positiveInt('--batch'), 16)
-    .option('--optimizer <name>', 'sgd | adam | adamw', (v) => {
-      if (v !== 'sgd' && v !== 'adam' && v !== 'adamw') throw new InvalidArgumentError(`--optimizer must be sgd, adam or adamw, got '${v}'`);
-      return v;
-    }, 'sgd')
-    .option('--momentum <x>', 'SGD momentum', number('--momentum', 0), 0.9)
-    .option('--weight-decay <x>', 'weight decay', number('--weight-decay', 0), 1e-4)
+    .option('--optimizer <name>', 'sgd | adam | adamw', oneOf('--optimizer', ['sgd', 'adam', 'adamw']), 'sgd')
+    .option('--momentum <x>', 'SGD momentum', numberAtLeast('--momentum', 0), 0.9)
+    .option('--weight-decay <x>', 'weight decay', numberAtLeast('--weight-decay', 0), 1e-4)
     .option('--no-augment', 'no training augmentation (random clip placement only)')
     .option('--device <name>', "cpu | cuda | cuda:N | auto (default: the checkpoint's)")
     .option('--save-dir <dir>', 'write each fold\'s kept weights (visual.*, fc.*) here as <fold>.safetensors')

@@ -1,22 +1,7 @@
 // `cmac synth`: writes the synthetic sounding-objects dataset (lib/data/synth.ts).
 import { InvalidArgumentError, type Command } from 'commander';
+import { intInRange as int, numberAtLeast, oneOf, positiveNumber as positive } from './args';
 import { synthesize } from '../data/synth';
-
-function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}, got '${v}'`);
-    return n;
-  };
-}
-
-function positive(name: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-}
 
 function shares(v: string): [number, number, number] {
   const p = v.split(',').map(Number);
@@ -64,15 +49,8 @@ export function registerSynth(program: Command): Command {
       if (p.length !== 2 || !(p[0] > 0 && p[1] >= p[0] && p[1] <= 0.9)) throw new InvalidArgumentError(`--object-size must be two shares 0 < min <= max <= 0.9 like 0.16,0.3, got '${v}'`);
       return [p[0], p[1]] as [number, number];
     })
-    .option('--noise <rms>', 'background noise RMS in the audio (0 = none)', (v: string) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--noise must be a number >= 0, got '${v}'`);
-      return n;
-    }, 0.02)
-    .option('--pulse <what>', 'what a sounding object\'s envelope drives: size | brightness | both', (v: string) => {
-      if (v !== 'size' && v !== 'brightness' && v !== 'both') throw new InvalidArgumentError(`--pulse must be size, brightness or both, got '${v}'`);
-      return v;
-    }, 'size')
+    .option('--noise <rms>', 'background noise RMS in the audio (0 = none)', numberAtLeast('--noise', 0), 0.02)
+    .option('--pulse <what>', 'what a sounding object\'s envelope drives: size | brightness | both', oneOf('--pulse', ['size', 'brightness', 'both']), 'size')
     .option('--splits <a,b,c>', 'train,val,test shares', shares)
     .option('--jobs <n>', 'ffmpeg encoder processes at once', int('--jobs', 1, 64), 2)
     .option('--clips-per-process <n>', 'clips encoded by one ffmpeg process', int('--clips-per-process', 1, 256), 8)

@@ -1,5 +1,5 @@
 // `cmac train` and `cmac demo`.
-import { InvalidArgumentError, Command } from 'commander';
+import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigInput, loadConfigFile, resolveConfig } from '../config';
@@ -12,18 +12,7 @@ import { evaluateModel } from '../eval/run';
 import { evaluationSections } from '../viz/report';
 import { launchLocal } from '../dist/launch';
 import { takeNextSignal } from './lifecycle';
-
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
-}
-
-function positiveInt(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
-    return n;
-  };
-}
+import { collect, positiveInt } from './args';
 
 /**
  * SIGINT/SIGTERM/SIGHUP stop the run after the current step, with a
