@@ -11,6 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { pipeline } from 'stream/promises';
 import * as tar from 'tar-stream';
+import { crc32 } from 'zlib';
 import * as cli from '../lib/data/ffmpeg';
 import { decodeClips, decoderFor, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
 import { native } from '../lib/native';
@@ -507,6 +508,44 @@ describe('data: the on-disk probe index', function () {
     // A torn line (a killed writer) is skipped.
     fs.appendFileSync(ix, '{"key": "x", "in');
     expect(new ProbeIndex(ix).size).to.equal(2);
+    // The next writer starts its own line after the torn one, and a reader finds it.
+    fs.writeFileSync(path.join(dir, 'b.mp4'), good);
+    const other = new ProbeIndex(ix);
+    const kb = ProbeIndex.key(path.join(dir, 'b.mp4'), fs.statSync(path.join(dir, 'b.mp4')), undefined);
+    other.put(kb, { ...first, file: path.join(dir, 'b.mp4') });
+    expect(new ProbeIndex(ix).get(kb)?.duration).to.equal(first.duration);
+  });
+
+  it('reads lines lazily and never returns a damaged, torn or colliding one', () => {
+    const dir = tmpDir('cmac-probe-index-');
+    const ix = path.join(dir, 'probes.idx');
+    const info = (d: number): ProbeInfo => ({ file: 'x', size: 10, format: 'mp4', duration: d, video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 } });
+    const w = new ProbeIndex(ix);
+    for (let i = 0; i < 1000; i++) w.put(`k${i}`, info(i));
+    const lines = fs.readFileSync(ix, 'utf8').split('\n').filter(Boolean);
+    expect(lines).to.have.length(1000);
+    expect(lines[0]).to.match(/^P1 [0-9a-f]{16} [0-9a-f]{8} \{"key":"k0"/);
+    const r = new ProbeIndex(ix);
+    expect(r.size).to.equal(1000);
+    expect(r.get('k7')?.duration).to.equal(7);
+    expect(r.get('k999')?.duration).to.equal(999);
+    expect(r.get('nope')).to.equal(undefined);
+    // Damage: one byte of line 5's JSON changed (same length): its crc fails, a miss.
+    const text = fs.readFileSync(ix, 'utf8');
+    const at = text.indexOf('"duration":5,');
+    fs.writeFileSync(ix, text.slice(0, at) + '"duration":6,' + text.slice(at + 13));
+    expect(new ProbeIndex(ix).get('k5')).to.equal(undefined);
+    // A later line of the same key wins over the damaged one; a torn last line is a miss.
+    const again = new ProbeIndex(ix);
+    again.put('k5', info(55));
+    fs.appendFileSync(ix, lines[3].slice(0, 40));
+    const r2 = new ProbeIndex(ix);
+    expect(r2.get('k5')?.duration).to.equal(55);
+    expect(r2.get('k3')?.duration).to.equal(3);
+    // Same hash, other key (a collision): the line's key is checked.
+    const json = Buffer.from(JSON.stringify({ key: 'k9x', info: info(99) }));
+    fs.appendFileSync(ix, `\n${lines[9].slice(0, 20)} ${(crc32(json) >>> 0).toString(16).padStart(8, '0')} ${json}\n`);
+    expect(new ProbeIndex(ix).get('k9')?.duration).to.equal(9);
   });
 });
 

@@ -14,6 +14,9 @@ import * as path from 'path';
 import { DataError, skipReasons, type SkipReason } from './errors';
 import * as cli from './ffmpeg';
 import type { ClipJob, DecodedClip, ProbeInfo, ProcessOptions } from './ffmpeg';
+import { ProbeIndex } from './probeindex';
+
+export { ProbeIndex };
 
 /** Which decoder runs: libav in-process, or ffmpeg processes. */
 export type DecoderKind = 'native' | 'ffmpeg-cli';
@@ -29,9 +32,9 @@ export interface DecodeOptions extends ProcessOptions {
   /** Where the one fallback line goes (default: stderr). */
   log?: (line: string) => void;
   /**
-   * A probe index file (JSON lines): probes are looked up there by absolute
-   * path + size + mtime (+ audio stream) before opening the file, and new
-   * ones are appended, so a second run over a large folder starts at once.
+   * A probe index file (lib/data/probeindex.ts): probes are looked up there by
+   * absolute path + size + mtime (+ audio stream) before opening the file, and
+   * new ones are appended, so a second run over a large folder starts at once.
    */
   probeIndex?: string;
   /**
@@ -47,58 +50,6 @@ export type MediaJob = ClipJob & { bytes?: Uint8Array };
 
 function needsFile(what: string): Error {
   return new Error(`cmac: ${what} is in memory, which only the native decoder reads; open it as a file for the ffmpeg CLI (the source's open() without inMemory)`);
-}
-
-interface IndexEntry {
-  key: string;
-  info: ProbeInfo;
-}
-
-/**
- * An on-disk probe index: one JSON line per probed file, appended (several
- * processes may share one: each line is one small O_APPEND write), keyed by
- * absolute path, size, mtime and the audio stream choice. A line that does
- * not parse is ignored; a changed file gets a new key and is probed again.
- */
-export class ProbeIndex {
-  private readonly map = new Map<string, ProbeInfo>();
-  constructor(readonly file: string) {
-    let text = '';
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cmac: cannot read the probe index ${file}: ${(e as Error).message}`);
-    }
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      try {
-        const e = JSON.parse(line) as IndexEntry;
-        if (typeof e.key === 'string' && e.info && typeof e.info.duration === 'number') this.map.set(e.key, e.info);
-      } catch { /* a torn last line of a killed writer */ }
-    }
-  }
-
-  static key(file: string, st: fs.Stats, audioStream: number | undefined): string {
-    return JSON.stringify([path.resolve(file), st.size, Math.floor(st.mtimeMs), audioStream ?? null]);  // ms: what utimes and copies keep
-  }
-
-  get(key: string): ProbeInfo | undefined {
-    return this.map.get(key);
-  }
-
-  put(key: string, info: ProbeInfo): void {
-    this.map.set(key, info);
-    try {
-      fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      fs.appendFileSync(this.file, JSON.stringify({ key, info }) + '\n');
-    } catch (e) {
-      throw new Error(`cmac: cannot write the probe index ${this.file}: ${(e as Error).message}. Fix: a writable path for data.probeIndex, or none`);
-    }
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
 }
 
 const indexes = new Map<string, ProbeIndex>();
