@@ -20,12 +20,13 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.join(__dirname, '..');
-const c = require(path.join(root, 'dist'));
+const c = require('../dist');
 const { PyRef, pythonProblem } = require('./pyref');
 
-function arg(name, dflt) {
+/** The value after flag `name`, else `dflt`. @param {string} name @param {string | number} [dflt] @returns {string} */
+function arg(name, dflt = '') {
   const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : dflt;
+  return i > 0 ? process.argv[i + 1] : String(dflt);
 }
 
 const cores = os.cpus().length;
@@ -237,7 +238,7 @@ async function ttfb(n) {
     const child = (extra) => {
       const r = spawnSync(process.execPath, [__filename, '--ttfb-child', '--folder', folder, '--index', ix, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
       if (r.status !== 0) throw new Error(`ttfb child failed: ${r.stderr}`);
-      return JSON.parse(r.stdout.trim().split('\n').pop());
+      return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
     };
     const cold = child(['--probe-files', arg('--probe-files', '2000')]);
     log(`cold: ${JSON.stringify(cold)}`);

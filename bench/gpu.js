@@ -16,13 +16,13 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const U = require('./util');
 
-const dist = (m) => require(path.join(U.root, 'dist', m));
-const { CmacModel } = dist('model');
-const { modelPreset, clipShapes } = dist('presets');
-const { writeSafetensors } = dist('safetensors');
-const { info } = dist('info');
+const { CmacModel } = require('../dist/model');
+const { modelPreset, clipShapes } = require('../dist/presets');
+const { writeSafetensors } = require('../dist/safetensors');
+const { info } = require('../dist/info');
 
 // Dense bf16 tensor-core peak of the chip (NVIDIA data sheets, SXM parts), for MFU.
+/** @type {[RegExp, number][]} */
 const PEAK_BF16 = [[/H200/, 989e12], [/H100/, 989e12], [/A100/, 312e12]];
 const PYTHON = process.env.CMAC_GPU_PYTHON || 'python3';
 
@@ -57,13 +57,13 @@ function pySide(c, amp, steps, warmup) {
   const r = spawnSync(PYTHON, [path.join(__dirname, 'reference', 'cmac_ref.py'), 'gpustep', '--config', c.cfgFile, '--weights', c.weights,
     '--inputs', c.inputs, '--amp', amp, '--steps', String(steps), '--warmup', String(warmup)], { encoding: 'utf8', timeout: 300000 });
   if (r.status !== 0) return { error: `exit ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-6).join(' | ')}` };
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
 }
 
 async function main() {
   const i = info();
   if (!i.cudaAvailable) throw new Error('bench/gpu.js needs a CUDA build of the addon and a GPU (cmac info reports cudaAvailable false)');
-  const dev = i.cudaDevices?.[0] ?? i.cudaDeviceNames?.[0] ?? 'cuda';
+  const dev = i.cudaDevices[0] ?? 'cuda';
   const peak = (PEAK_BF16.find(([re]) => re.test(dev)) || [null, null])[1];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-gpu-'));
   const cases = (process.env.CMAC_GPU_CASES || 'tiny:32:off,paper:32:off,paper:32:bf16,paper:64:bf16')

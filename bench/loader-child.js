@@ -11,13 +11,14 @@ const { median, nowMs, procMem } = require('./util');
 
 async function main() {
   const o = JSON.parse(process.argv[2]);
-  const c = require(path.join(__dirname, '..', 'dist'));
+  const c = require('../dist');
   const spawnMs = [];
   for (let i = 0; i < 5; i++) {
     const t = nowMs();
     spawnSync(c.ffmpegBin(), ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'nullsrc=s=16x16:d=0.04', '-frames:v', '1', '-f', 'null', '-']);
     spawnMs.push(nowMs() - t);
   }
+  /** @type {import('../dist/data').LoaderOptions} */
   const opts = { source: c.synthSource(o.dir), batchSize: o.batchSize ?? 16, clip: o.preset, seed: 1, decoders: o.decoders ?? 2, epochs: o.epochs, mode: 'train' };
   if (o.trainCache) opts.trainCache = { dir: o.trainCache };
   const loader = c.createLoader(opts);

@@ -9,13 +9,18 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
+/** @returns {typeof import('../dist/data')} */
 function load() {
-  for (const p of ['../dist/data/index.js', '../.test-build/lib/data/index.js']) {
-    try {
-      return require(path.join(__dirname, p));
-    } catch (e) {
-      if (e.code !== 'MODULE_NOT_FOUND') throw e;
-    }
+  const missing = (/** @type {any} */ e) => e && e.code === 'MODULE_NOT_FOUND';
+  try {
+    return require('../dist/data/index.js');
+  } catch (e) {
+    if (!missing(e)) throw e;
+  }
+  try {
+    return require(path.join(__dirname, '../.test-build/lib/data/index.js'));
+  } catch (e) {
+    if (!missing(e)) throw e;
   }
   throw new Error('build first: npm run build:ts (or npm run build:test)');
 }
@@ -29,7 +34,7 @@ async function main() {
   try {
     const r = await data.synthesize({ out: dir, clips, seed: 1 });
     result.synthClipsPerSecond = +r.clipsPerSecond.toFixed(1);
-    for (const preset of ['tiny', 'paper']) {
+    for (const preset of /** @type {const} */ (['tiny', 'paper'])) {
       const loader = new data.ClipLoader({ source: data.synthSource(dir), batchSize: 16, clip: preset, seed: 1, decoders, epochs: 2 });
       const t = [Date.now()];
       let n = 0;

@@ -7,7 +7,8 @@
 const path = require('path');
 const { procMem, nowMs } = require('./util');
 
-function arg(name, dflt) {
+/** The value after --`name`, else `dflt`. @param {string} name @param {string} [dflt] @returns {string} */
+function arg(name, dflt = '') {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : dflt;
 }
@@ -21,15 +22,15 @@ function gc() {
 
 async function main() {
   const mode = process.argv[2];
-  const cmac = require(path.join(__dirname, '..', 'dist'));
+  const cmac = require('../dist');
   const threads = Number(arg('threads', '1'));
   cmac.setNumThreads(threads);
   const start = procMem();
   if (mode === 'train') {
     const steps = Number(arg('steps', '30'));
     const { tensors } = await cmac.readSafetensors(arg('inputs'));
-    const batch = { video: tensors.video, audio: tensors.audio };
-    const model = await cmac.CmacModel.create({ ...cmac.modelPreset(arg('preset', 'tiny')), seed: 1 });
+    const batch = /** @type {import('../dist/model').Batch} */ ({ video: tensors.video, audio: tensors.audio });
+    const model = await cmac.CmacModel.create({ ...cmac.modelPreset(/** @type {import('../dist/presets').SizePreset} */ (arg('preset', 'tiny'))), seed: 1 });
     if (arg('weights')) await model.load(arg('weights'));
     const created = procMem();
     const warmup = Number(arg('warmup', '0'));

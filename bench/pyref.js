@@ -23,6 +23,7 @@ function pythonProblem() {
 
 /** Environment of the reference process: one OpenBLAS thread, as cmac forces for itself. */
 function pyEnv(extra = {}) {
+  /** @type {NodeJS.ProcessEnv} */
   const env = { ...process.env, OPENBLAS_NUM_THREADS: '1', GOTO_NUM_THREADS: '1', PYTHONUNBUFFERED: '1', ...extra };
   delete env.OMP_NUM_THREADS;  // threads are set through torch.set_num_threads, as cmac's setNumThreads
   return env;

@@ -25,6 +25,7 @@ const MiB = (b) => b / 2 ** 20;
 
 function derive(r) {
   const S = r.sections || {};
+  /** @type {{ targets: { name: string, value: unknown, goal: string, met: boolean, unit: string }[], [k: string]: any }} */
   const d = { targets: [] };
   const target = (name, value, goal, met, unit = '') => d.targets.push({ name, value, goal, met, unit });
 

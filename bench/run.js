@@ -25,6 +25,7 @@ const PY_SECTIONS = new Set(['check', 'step', 'inference', 'flops', 'data']);
 class UsageError extends Error {}
 
 function parseArgs(argv) {
+  /** @type {{ quick: boolean, only: string[] | null, threads: number[] | null, out: string | null, md: string | null, help: boolean, ompPassive?: boolean }} */
   const o = { quick: false, only: null, threads: null, out: null, md: null, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -78,7 +79,7 @@ function loadCmac() {
     if (newest(path.join(U.root, 'lib')) > fs.statSync(dist).mtimeMs) U.log('warning: lib/ is newer than dist/; results are for the built dist/ (npm run build:ts to refresh)');
   }
   process.env.OPENBLAS_NUM_THREADS = '1';  // cmac forces it too (lib/native.ts); the reference gets the same
-  return require(path.join(U.root, 'dist'));
+  return require('../dist');
 }
 
 /**
@@ -111,7 +112,7 @@ function runChild(args, env = {}) {
     encoding: 'utf8', timeout: 900000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1', ...env },
   });
   if (r.status !== 0) throw new Error(`memory-child ${args[0]} failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
 }
 
 class Bench {
@@ -185,7 +186,7 @@ class Bench {
   // ------------------------------------------------------------------ check
   async check() {
     const py = await this.reference();
-    const out = { tolerance: 1e-5, afterStepTolerance: 1e-4, threads: 1, cases: [], torchvisionLayout: await py.call({ cmd: 'selfcheck' }) };
+    const out = { tolerance: 1e-5, afterStepTolerance: 1e-4, threads: 1, cases: /** @type {any[]} */ ([]), torchvisionLayout: await py.call({ cmd: 'selfcheck' }) };
     await this.setThreads(1);
     const cases = this.quick ? [['tiny', 8]] : [['tiny', 8], ['paper', 2]];
     for (const [preset, n] of cases) {
@@ -266,7 +267,9 @@ class Bench {
       for (const threads of spec.threads ?? this.threads) {
         await this.setThreads(threads);
         U.log(`step ${spec.preset} batch ${spec.batch} threads ${threads}: ${spec.warmup} warm-up + ${spec.reps} timed steps each side, alternating`);
+        /** @type {{ wallMs: number[], nativeMs: number[], cpuMs: number[], minorFaults: number[], loss: number[], finite: boolean[] }} */
         const cm = { wallMs: [], nativeMs: [], cpuMs: [], minorFaults: [], loss: [], finite: [] };
+        /** @type {{ ms: number[], cpuMs: number[], minorFaults: number[], loss: number[] }} */
         const pm = { ms: [], cpuMs: [], minorFaults: [], loss: [] };
         const cmacStep = async (keep) => {
           const f0 = process.resourceUsage().minorPageFault;
@@ -388,7 +391,7 @@ class Bench {
   // --------------------------------------------------------------- boundary
   async boundary() {
     const c = this.cmac;
-    const nativeAddon = require(path.join(U.root, 'dist', 'native.js')).native();
+    const nativeAddon = require('../dist/native.js').native();
     const out = {};
     const syncCall = (name, fn, n) => {
       for (let i = 0; i < Math.min(n, 10000); i++) fn();
@@ -420,7 +423,7 @@ class Bench {
     await asyncCall('writeSafetensorsTinyBatch', () => c.writeSafetensors(dst, { video: b.video, audio: b.audio }), this.quick ? 20 : 100);
     await asyncCall('nodeWriteFileTinyBatch', async () => {
       await fs.promises.writeFile(dst + '.node', b.video.data);
-      await fs.promises.appendFile(dst + '.node', b.audio.data);
+      await fs.promises.appendFile(dst + '.node', new Uint8Array(b.audio.data.buffer));
     }, this.quick ? 20 : 100);
     out.tinyBatchBytes = bytes;
     // The whole trainStep path without the compute: a step the engine rejects at once
@@ -520,7 +523,7 @@ class Bench {
     const py = await this.reference();
     const out = { method: 'forward hooks on every Conv2d/Conv3d/Linear of the reference (2 x multiply-adds), x3 for forward + backward', presets: {}, matmul: {} };
     await this.setThreads(1);
-    for (const [preset, n] of [['tiny', 32], ['paper', this.quick ? 2 : 8]]) {
+    for (const [preset, n] of /** @type {[string, number][]} */ ([['tiny', 32], ['paper', this.quick ? 2 : 8]])) {
       const p = await this.pair(preset, n, `flops-${preset}`);
       await py.call({ cmd: 'create', name: 'flops', config: p.cfg, weights: p.weights });
       await py.call({ cmd: 'load_inputs', path: p.inputs });
@@ -602,13 +605,14 @@ class Bench {
     const child = (o) => {
       const r = spawnSync(process.execPath, [path.join(__dirname, 'loader-child.js'), JSON.stringify(o)], { encoding: 'utf8', timeout: 900000, maxBuffer: 64 << 20 });
       if (r.status !== 0) throw new Error(`loader-child failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
-      return JSON.parse(r.stdout.trim().split('\n').pop());
+      return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
     };
     for (const preset of ['tiny', 'paper']) {
       const g = this.clip(preset);
       U.log(`data: loader ${preset} (2 decoders, train mode, 2 epochs) in a fresh process`);
       const lr = child({ dir, preset, epochs: 2, keepEpoch: 1 });
       const ep = lr.epochs;
+      /** @type {Record<string, any>} */
       const row = { ...g, loaderEpochs: ep, loaderClipsPerSecond: ep[ep.length - 1].clipsPerSecond, decodes: lr.decodes, ffmpegStartMs: lr.ffmpegStartMs, loaderProcessRss: lr.rss };
       out.ffmpegStartMs ??= lr.ffmpegStartMs;
       if (py) {
@@ -741,7 +745,8 @@ async function main() {
       try {
         const r = await bench[name]();
         results.sections[name] = { ...r, ranAt: new Date().toISOString(), seconds: (U.nowMs() - s0) / 1000, loadavgBefore: load0, loadavgAfter: os.loadavg(), mode: results.mode };
-      } catch (e) {
+      } catch (err) {
+        const e = /** @type {Error} */ (err);
         U.log(`${name} FAILED: ${e.stack || e}`);
         failures.push(name);
         results.sections[name] = { error: String(e.message || e).slice(0, 4000), ranAt: new Date().toISOString() };

@@ -115,6 +115,8 @@ class Rng {
  * A deterministic batch shaped like real clips: smooth moving blobs plus
  * noise in the frames (uint8 N,T,H,W,3), tones plus noise in the audio
  * (float32 N,samples at 16 kHz).
+ * @param {number} n @param {number} frames @param {number} size @param {number} samples @param {number} seed
+ * @returns {{ video: import('../dist/tensor').Tensor<'uint8'>, audio: import('../dist/tensor').Tensor<'float32'> }}
  */
 function makeBatch(n, frames, size, samples, seed) {
   const rng = new Rng(seed);

@@ -19,10 +19,17 @@ const os = require('os');
 const path = require('path');
 
 const root = path.join(__dirname, '..');
-function load(rel) {
+function load() {
   try {
-    return require(path.join(root, 'dist', rel));
-  } catch (e) {
+    return {
+      data: require('../dist/data'),
+      ev: require('../dist/eval'),
+      train: require('../dist/train'),
+      config: require('../dist/config'),
+      info: require('../dist/info'),
+    };
+  } catch (err) {
+    const e = /** @type {NodeJS.ErrnoException} */ (err);
     if (e.code === 'MODULE_NOT_FOUND') throw new Error(`build first: npm run build:ts (${e.message.split('\n')[0]})`);
     throw e;
   }
@@ -290,7 +297,7 @@ function writeResults(cfg, all, meta) {
 
 async function main() {
   const cfg = parseArgs(process.argv.slice(2));
-  const lib = { data: load('data'), ev: load('eval'), train: load('train'), config: load('config'), info: load('info') };
+  const lib = load();
   if (cfg.threads) lib.info.setNumThreads(cfg.threads);
   fs.mkdirSync(cfg.out, { recursive: true });
   const t0 = Date.now();

@@ -27,7 +27,7 @@ function configUnder(prefix) {
 
 function pythonPrefix() {
   const tried = [];
-  for (const py of [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean)) {
+  for (const py of [process.env.PYTHON ?? '', 'python3', '/usr/bin/python3'].filter(Boolean)) {
     try {
       const out = execFileSync(py, ['-c', 'import torch;print(torch.utils.cmake_prefix_path)'], {
         stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000,
@@ -42,7 +42,13 @@ function pythonPrefix() {
   return { dir: null, tried };
 }
 
-/** Walks the order above; returns { source, cmakeDir, root, tried }. */
+/**
+ * @typedef {'LIBTORCH' | 'Torch_DIR' | 'CMAKE_PREFIX_PATH' | 'python' | 'system'} TorchSource
+ * @typedef {{ source: TorchSource, cmakeDir: string, root: string, tried: string[] }} TorchFound
+ * @typedef {TorchFound | { source: null, cmakeDir: null, root: null, tried: string[] }} TorchSearch
+ */
+
+/** Walks the order above; returns { source, cmakeDir, root, tried }. @returns {TorchSearch} */
 function findTorch() {
   const tried = [];
   const env = process.env;
@@ -76,6 +82,7 @@ function findTorch() {
   }
   return { source: null, cmakeDir: null, root: null, tried };
 
+  /** @param {TorchSource} source @param {string} cmakeDir @returns {TorchFound} */
   function done(source, cmakeDir) {
     return { source, cmakeDir: path.resolve(cmakeDir), root: torchRoot(cmakeDir), tried };
   }

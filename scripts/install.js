@@ -104,6 +104,7 @@ function main() {
   }
   const fromSource = process.env.npm_config_build_from_source === 'true' || process.env.CMAC_BUILD_FROM_SOURCE === '1';
   const t = findTorch();
+  /** @type {string | null} */
   let reason = 'requested (--build-from-source)';
   if (!fromSource) {
     const built = path.join(root, 'build', 'Release', 'cmac.node');

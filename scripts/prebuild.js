@@ -16,6 +16,7 @@ const root = path.resolve(__dirname, '..');
 const platform = `${process.platform}-${process.arch}`;
 const out = path.join(root, 'prebuilds', platform);
 
+/** @param {string} msg @returns {never} */
 function die(msg, status = 1) {
   console.error(`prebuild: ${msg}`);
   process.exit(status);
@@ -78,7 +79,7 @@ function main() {
     name: 'cmac',
     version: require(path.join(root, 'package.json')).version,
     platform, napiVersion: 8, builtWith: via, node: process.version,
-    glibc: process.report.getReport().header.glibcVersionRuntime || null,
+    glibc: /** @type {any} */ (process.report.getReport()).header.glibcVersionRuntime || null,
     torchVersion: l.info.torchVersion,
     torchSource: l.info.torchSource,
     cuda: !!l.info.cudaCompiled,
