@@ -28,11 +28,8 @@ export {
   synthShapes,
   synthBandRange,
   clipName,
-  hzToMel,
-  melToHz,
-  melCentres,
-  melBins,
 } from './synth';
+export { hzToMel, melToHz, melCentres, melBins } from '../audio/mel';
 export type { SynthOptions, SynthesizeOptions, SynthResult, SynthClass, SynthClipTruth, SynthObjectTruth, RenderedClip, SynthShape, SynthTexture } from './synth';
 export { writeTestVideos, renderTestVideo } from './fixtures';
 export type { TestVideo } from './fixtures';

@@ -8,6 +8,7 @@
 // ground-truth JSON per clip and a manifest usable by manifestSource.
 import * as fs from 'fs';
 import * as path from 'path';
+import { melBins } from '../audio/mel';
 import { encodeClips, type EncodeJob } from './ffmpeg';
 import { Prng, mixSeed } from './prng';
 
@@ -41,49 +42,6 @@ export interface SynthClass {
   sharpness: number;
   /** Mel bins [first, last] (inclusive) whose centre lies in the band, htk scale 0-8000 Hz, for 128 and 64 mels. */
   mel: { '128': [number, number]; '64': [number, number] };
-}
-
-/** Hz to mel, HTK formula (torchaudio mel_scale='htk'). */
-export function hzToMel(f: number): number {
-  return 2595 * Math.log10(1 + f / 700);
-}
-
-/** Mel to Hz, HTK formula. */
-export function melToHz(m: number): number {
-  return 700 * (Math.pow(10, m / 2595) - 1);
-}
-
-/** Centre frequencies (Hz) of the `nMels` triangular filters between fMin and fMax (torchaudio layout). */
-export function melCentres(nMels: number, fMin = 0, fMax = 8000): number[] {
-  const m0 = hzToMel(fMin);
-  const m1 = hzToMel(fMax);
-  const out: number[] = [];
-  for (let i = 0; i < nMels; i++) out.push(melToHz(m0 + ((m1 - m0) * (i + 1)) / (nMels + 1)));
-  return out;
-}
-
-/**
- * The mel bins [first, last] (inclusive) of a band: the filters whose centre
- * frequency lies in [lo, hi]; when none does, the one nearest the band's
- * centre. Default front end: htk, 0-8000 Hz (n_fft 1024 at 16 kHz).
- */
-export function melBins(lo: number, hi: number, nMels: number, fMin = 0, fMax = 8000): [number, number] {
-  const c = melCentres(nMels, fMin, fMax);
-  let a = -1;
-  let b = -1;
-  for (let i = 0; i < nMels; i++) {
-    if (c[i] >= lo && c[i] <= hi) {
-      if (a < 0) a = i;
-      b = i;
-    }
-  }
-  if (a < 0) {
-    const mid = Math.sqrt(lo * hi);
-    let best = 0;
-    for (let i = 1; i < nMels; i++) if (Math.abs(c[i] - mid) < Math.abs(c[best] - mid)) best = i;
-    a = b = best;
-  }
-  return [a, b];
 }
 
 function hsv(h: number, s: number, v: number): [number, number, number] {

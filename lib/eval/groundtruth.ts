@@ -5,7 +5,7 @@
 // through the crop the eval loader applies to non-square frames.
 import { squareCentreCrop } from '../data/augment';
 import type { CropRect } from '../data/ffmpeg';
-import { melBins } from '../data/synth';
+import { melBins } from '../audio/mel';
 import type { SynthClipTruth } from '../data/synth';
 import { Box, evalSize, gtMap } from './localization';
 

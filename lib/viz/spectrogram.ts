@@ -3,7 +3,7 @@
 // winLength zero-padded to nFft, centre reflect padding, power 2, HTK mel
 // filters as torchaudio builds them, log(x + 1e-6)), and the picture of a
 // frequency attention map drawn beside it.
-import { hzToMel, melToHz } from '../data/synth';
+import { hzToMel, melFilterbank } from '../audio/mel';
 import { blank, colormap, colourBar, drawText, paste, textSize } from './image';
 import type { RgbImage } from './png';
 
@@ -42,22 +42,6 @@ export function fft(re: Float64Array, im: Float64Array): void {
       }
     }
   }
-}
-
-/** torchaudio.functional.melscale_fbanks (htk, norm None) as [nFreqs][nMels]. */
-export function melFilterbank(nFreqs: number, fMin: number, fMax: number, nMels: number, sampleRate: number): Float64Array[] {
-  const all = Array.from({ length: nFreqs }, (_, i) => ((sampleRate / 2) * i) / (nFreqs - 1));
-  const m0 = hzToMel(fMin), m1 = hzToMel(fMax);
-  const fPts = Array.from({ length: nMels + 2 }, (_, i) => melToHz(m0 + ((m1 - m0) * i) / (nMels + 1)));
-  const fb = all.map(() => new Float64Array(nMels));
-  for (let m = 0; m < nMels; m++) {
-    const dl = fPts[m + 1] - fPts[m], dr = fPts[m + 2] - fPts[m + 1];
-    for (let f = 0; f < nFreqs; f++) {
-      const down = (all[f] - fPts[m]) / dl, up = (fPts[m + 2] - all[f]) / dr;
-      fb[f][m] = Math.max(0, Math.min(down, up));
-    }
-  }
-  return fb;
 }
 
 /** Log-mel spectrogram: { data [nMels * frames] mel-major (row m = mel bin m, low to high), nMels, frames }. */
