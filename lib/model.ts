@@ -1,49 +1,23 @@
+import { z } from 'zod';
+import { modelConfigSchema, type ModelConfig } from './config/schema';
 import { native, NativeModel, NativeStepResult } from './native';
 import { checkOptionKeys, keysOf } from './options';
 import type { AnyTensor, Tensor } from './tensor';
 
-/** The five loss presets of method.md section 5. */
-export type LossPreset = 'xmodal' | 'xmodal+within' | 'cmac-v' | 'cmac-a' | 'cmac';
+export type { LossPreset, ModelConfig } from './config/schema';
 
-/** Model, loss and optimiser settings understood by the native engine. Every field is optional; defaults are method.md's. */
-export interface ModelConfig {
-  visual?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number]; stemMid?: number; lastStride1?: boolean };
-  audio?: { planes?: [number, number, number, number]; blocks?: [number, number, number, number] };
-  logmel?: { sampleRate?: number; nFft?: number; winLength?: number; hopLength?: number; nMels?: number; fMin?: number; fMax?: number };
-  /** SpecAugment on the log-mel in trainStep only (method.md s1): masks of width U{0..width} bins / frames; 0 masks: off (default). */
-  specAugment?: { freqMasks?: number; freqWidth?: number; timeMasks?: number; timeWidth?: number };
-  embedDim?: number;
-  /** attention (default) or mean: how z is pooled, independent of the loss preset (method.md s5). */
-  pooling?: 'attention' | 'mean';
-  loss?: {
-    preset?: LossPreset; withinModal?: boolean; lossV?: boolean; lossA?: boolean;
-    targetGrad?: boolean; tau?: number; tauT?: number; lambdaV?: number; lambdaA?: number; queueSize?: number;
-  };
-  optim?: {
-    name?: 'sgd' | 'adam' | 'adamw'; momentum?: number; nesterov?: boolean; weightDecay?: number;
-    beta1?: number; beta2?: number; eps?: number; clipGradNorm?: number; accumulate?: number;
-  };
-  /** cpu | cuda | cuda:N | auto */
-  device?: string;
-  /** Mixed precision on CUDA: off | bf16 | fp16 (loss math stays fp32). */
-  amp?: 'off' | 'bf16' | 'fp16';
-  seed?: number;
-  /** Join the process group of WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT (multi-process data parallel). */
-  dist?: { enabled?: boolean; gatherNegatives?: boolean; timeoutSec?: number };
+/** The key names of a (possibly optional) zod object schema. */
+function keysOfSchema(s: z.ZodTypeAny): string[] {
+  const inner = s instanceof z.ZodOptional || s instanceof z.ZodDefault ? s._def.innerType : s;
+  return inner instanceof z.ZodObject ? Object.keys(inner.shape) : [];
 }
-
-type Group<K extends keyof ModelConfig> = NonNullable<ModelConfig[K]>;
-const modelConfigKeys = keysOf<ModelConfig>()(['visual', 'audio', 'logmel', 'specAugment', 'embedDim', 'pooling', 'loss', 'optim', 'device', 'amp', 'seed', 'dist']);
-const modelGroupKeys: Partial<Record<keyof ModelConfig, readonly string[]>> = {
-  visual: keysOf<Group<'visual'>>()(['planes', 'blocks', 'stemMid', 'lastStride1']),
-  audio: keysOf<Group<'audio'>>()(['planes', 'blocks']),
-  logmel: keysOf<Group<'logmel'>>()(['sampleRate', 'nFft', 'winLength', 'hopLength', 'nMels', 'fMin', 'fMax']),
-  specAugment: keysOf<Group<'specAugment'>>()(['freqMasks', 'freqWidth', 'timeMasks', 'timeWidth']),
+// The known keys come from the schema, so a new setting needs no second list.
+const modelConfigKeys = Object.keys(modelConfigSchema.shape);
+const modelGroupKeys = Object.entries(modelConfigSchema.shape as Record<string, z.ZodTypeAny>)
+  .map(([group, s]) => [group, keysOfSchema(s)] as const)
+  .filter(([, keys]) => keys.length > 0)
   // attentionPooling is retired: passed through so that the engine's error names its replacement (pooling).
-  loss: [...keysOf<Group<'loss'>>()(['preset', 'withinModal', 'lossV', 'lossA', 'targetGrad', 'tau', 'tauT', 'lambdaV', 'lambdaA', 'queueSize']), 'attentionPooling'],
-  optim: keysOf<Group<'optim'>>()(['name', 'momentum', 'nesterov', 'weightDecay', 'beta1', 'beta2', 'eps', 'clipGradNorm', 'accumulate']),
-  dist: keysOf<Group<'dist'>>()(['enabled', 'gatherNegatives', 'timeoutSec']),
-};
+  .map(([group, keys]) => [group, group === 'loss' ? [...keys, 'attentionPooling'] : keys] as const);
 
 /**
  * Rejects a key a {@link ModelConfig} does not have, at the top level or in
@@ -52,8 +26,8 @@ const modelGroupKeys: Partial<Record<keyof ModelConfig, readonly string[]>> = {
  */
 export function checkModelConfigKeys(config: ModelConfig, where: string): void {
   checkOptionKeys(config, modelConfigKeys, where);
-  for (const [group, keys] of Object.entries(modelGroupKeys) as Array<[keyof ModelConfig, readonly string[]]>) {
-    const v = config[group];
+  for (const [group, keys] of modelGroupKeys) {
+    const v = (config as Record<string, unknown>)[group];
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) checkOptionKeys(v, keys, `${where} ${group}`);
   }
 }

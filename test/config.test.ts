@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossPresetNames, lossSwitches, parseOverride, RampStart, resolveConfig, toModelConfig, type ConfigInput } from '../lib/config';
+import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossPresetNames, lossSwitches, modelConfigSchema, parseOverride, RampStart, resolveConfig, toModelConfig, type ConfigInput } from '../lib/config';
 import { rejects, tmpDir } from './helpers';
 
 describe('config', () => {
@@ -29,6 +29,26 @@ describe('config', () => {
     expect(row('cmac')).to.deep.equal({ withinModal: true, lossV: true, lossA: true });
     expect(lossSwitches(resolveConfig({ loss: { preset: 'cmac', lossA: false } })).lossA).to.equal(false);
     expect(toModelConfig(resolveConfig({ loss: { preset: 'xmodal' } })).loss).to.include({ withinModal: false, lossV: false });
+  });
+
+  it('logmel.fMax defaults to sampleRate / 2 (the native front end\'s rule); an explicit value stays', () => {
+    expect(resolveConfig().logmel.fMax).to.equal(8000);
+    expect(resolveConfig({ logmel: { sampleRate: 22050 } }).logmel.fMax).to.equal(11025);
+    expect(resolveConfig({ logmel: { sampleRate: 22050, fMax: 7600 } }).logmel.fMax).to.equal(7600);
+    expect(toModelConfig(resolveConfig({ logmel: { sampleRate: 32000 } })).logmel?.fMax).to.equal(16000);
+  });
+
+  it('the engine view (toModelConfig) of every preset and loss preset passes the engine schema built from the same sections', () => {
+    for (const preset of ['tiny', 'paper'] as const) {
+      for (const loss of lossPresetNames) {
+        const m = toModelConfig(resolveConfig({ preset, loss: { preset: loss } }));
+        expect(modelConfigSchema.safeParse(m).success, `${preset}/${loss}`).to.equal(true);
+      }
+    }
+    // The sections are shared: a range the run config rejects, the engine schema rejects too.
+    expect(modelConfigSchema.safeParse({ loss: { tau: 0 } }).success).to.equal(false);
+    expect(modelConfigSchema.safeParse({ visual: { planes: [1e9, 8, 8, 8] } }).success).to.equal(false);
+    expect(modelConfigSchema.safeParse({ loss: { rampFraction: 0.1 } }).success).to.equal(false);  // a trainer setting, not the engine's
   });
 
   it('overrides: --set a.b=c with JSON values', () => {

@@ -5,12 +5,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import type { ModelConfig } from '../model';
-import { configSchema, CmacConfig, lossPresetNames } from './schema';
+import { configSchema, CmacConfig, ModelConfig } from './schema';
 import { sizePresets, ConfigInput } from './presets';
 
-export { configSchema, lossPresetNames } from './schema';
-export type { CmacConfig } from './schema';
+export { configSchema, lossPresetNames, modelConfigSchema } from './schema';
+export type { CmacConfig, LossPreset, ModelConfig } from './schema';
 export type { ConfigInput } from './presets';
 
 type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
