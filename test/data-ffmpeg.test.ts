@@ -4,8 +4,8 @@
 import { expect } from 'chai';
 import * as path from 'path';
 import * as fs from 'fs';
-import { decodeClip, decodeClips, planClip, probe, Prng, writeTestVideos, DataError, type ProbeInfo } from '../lib/data';
-import { tmpDir } from './helpers';
+import { decodeAudioFile, decodeClip, decodeClips, muxSoundtrack, planClip, probe, Prng, writeTestVideos, DataError, type ProbeInfo } from '../lib/data';
+import { rejects, tmpDir } from './helpers';
 
 const palette: [number, number, number][] = [
   [230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20],
@@ -200,5 +200,33 @@ describe('data: ffmpeg decoding', function () {
     }
     const g = { frames: 8, fps: 8, size: 16, audioSeconds: 2, sampleRate: 16000 };
     expect(() => planClip(info, g, { mode: 'eval', window: { start: 1, end: 1.5 } })).to.throw(DataError, /too_short/);
+  });
+
+  it('decodeAudioFile: a whole soundtrack as mono PCM at the asked rate; no audio is an error naming the file', async () => {
+    const pcm = await decodeAudioFile(colours, 16000);
+    expect(pcm.length).to.be.closeTo(3 * 16000, 1100);  // AAC priming / padding: within ~1024 samples
+    expect(zeroCrossingHz(pcm, 16000, 2000, pcm.length - 2000)).to.be.closeTo(1000, 10);
+    expect(rms(pcm, 2000, pcm.length - 2000)).to.be.closeTo(0.4 / Math.SQRT2, 0.03);
+    const at8k = await decodeAudioFile(colours, 8000);
+    expect(at8k.length).to.be.closeTo(pcm.length / 2, 2);
+    let err: Error | undefined;
+    try { await decodeAudioFile(halves, 16000); } catch (e) { err = e as Error; }
+    expect(err?.message).to.match(/^cmac: could not decode the audio of .*halves\.mkv/);
+    await rejects(decodeAudioFile(colours, 0), RangeError, /sampleRate must be a positive integer, got 0/);
+  });
+
+  it('muxSoundtrack: the picture copied, the sound cut from another file at from..from+seconds', async () => {
+    const out = path.join(dir, 'muxed.mp4');
+    await muxSoundtrack({ video: halves, audio: sync, from: 1.5, seconds: 1, out });
+    const m = await probe(out);
+    expect(m.video).to.include({ codec: 'h264', width: 64, height: 48 });
+    expect(m.audio).to.include({ codec: 'aac' });
+    expect(m.duration).to.be.closeTo(1, 0.15);
+    // sync.mp4 clicks at 2.0 s: 0.5 s into the cut.
+    const pcm = await decodeAudioFile(out, 16000);
+    let peak = 0;
+    for (let i = 1; i < pcm.length; i++) if (Math.abs(pcm[i]) > Math.abs(pcm[peak])) peak = i;
+    expect(peak / 16000).to.be.closeTo(0.5, 0.05);
+    await rejects(muxSoundtrack({ video: halves, audio: sync, from: -1, seconds: 1, out }), RangeError, /from must be >= 0/);
   });
 });

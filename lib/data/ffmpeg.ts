@@ -138,6 +138,27 @@ export async function runFfmpeg(args: string[], input?: Uint8Array, opts: Proces
   return { stdout: Buffer.concat(chunks), stderr: r.stderr };
 }
 
+/**
+ * Decodes the audio of a whole file (ffmpeg's default stream choice) to mono
+ * float32 PCM at `sampleRate`: for audio-only files (ESC-50's .wav
+ * clips), which the clip loader does not take, and whole soundtracks
+ * (`cmac localize`'s frequency picture). Rejects naming the file when ffmpeg
+ * fails or the file has no audio.
+ */
+export async function decodeAudioFile(file: string, sampleRate: number, opts: ProcessOptions = {}): Promise<Float32Array> {
+  if (!(Number.isInteger(sampleRate) && sampleRate > 0)) throw new RangeError(`cmac: decodeAudioFile: sampleRate must be a positive integer, got ${sampleRate}`);
+  let stdout: Buffer;
+  try {
+    ({ stdout } = await runFfmpeg(['-i', file, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 'f32le', 'pipe:1'], undefined, opts));
+  } catch (e) {
+    throw new Error(`cmac: could not decode the audio of ${file}: ${(e as Error).message.replace(/^ffmpeg .*? failed /, '')}`);
+  }
+  const n = Math.floor(stdout.length / 4);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = stdout.readFloatLE(i * 4);
+  return out;
+}
+
 function parseRate(s: unknown): number {
   if (typeof s !== 'string') return 0;
   const [a, b] = s.split('/').map(Number);
@@ -707,4 +728,29 @@ export function openVideoEncoder(job: { out: string; width: number; height: numb
       p.child.kill('SIGKILL');
     },
   };
+}
+
+/** What {@link muxSoundtrack} puts together. */
+export interface MuxJob {
+  /** A video whose picture is copied as it is (its own audio, if any, is dropped). */
+  video: string;
+  /** The file whose first audio stream becomes the soundtrack. */
+  audio: string;
+  /** Where in `audio` the soundtrack starts (seconds). */
+  from: number;
+  /** Soundtrack length (seconds); the output ends with the shorter of picture and sound. */
+  seconds: number;
+  /** Output path; written as MP4 (moov atom first) whatever its extension. */
+  out: string;
+}
+
+/**
+ * Writes `job.out`: the picture of `job.video` (stream copy, no re-encode)
+ * with `job.audio`'s sound from `job.from` for `job.seconds`, as AAC 128k
+ * (`cmac localize`'s overlay MP4 with the original soundtrack).
+ */
+export async function muxSoundtrack(job: MuxJob, opts: ProcessOptions = {}): Promise<void> {
+  if (!(job.from >= 0) || !(job.seconds > 0)) throw new RangeError(`cmac: muxSoundtrack: from must be >= 0 and seconds > 0, got from ${job.from}, seconds ${job.seconds}`);
+  await runFfmpeg(['-y', '-i', job.video, '-ss', String(job.from), '-t', String(job.seconds), '-i', job.audio,
+    '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'aac', '-b:a', '128k', '-shortest', '-movflags', '+faststart', '-f', 'mp4', job.out], undefined, opts);
 }

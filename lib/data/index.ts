@@ -3,8 +3,8 @@
 // lib/data/ffmpeg.ts is the only module that spawns ffmpeg.
 export { probe, decodeClip, decodeClips, decoderFor, nativeDecoding, nativeDecoder, ProbeIndex } from './decode';
 export type { DecoderKind, DecodeOptions, MediaDecoder } from './decode';
-export { decodeVideos, encodeClips, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
-export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, VideoJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult } from './ffmpeg';
+export { decodeVideos, encodeClips, decodeAudioFile, muxSoundtrack, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
+export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, VideoJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult, MuxJob } from './ffmpeg';
 export { DataError, TooFewClipsError, skipReasons } from './errors';
 export type { SkipReason } from './errors';
 export { planClip, randomResizedCrop, squareCentreCrop, applyAudioAugment } from './augment';

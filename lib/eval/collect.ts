@@ -4,7 +4,7 @@
 // batches: a live eval loader (streamed: only the outputs are kept) or
 // batches decoded once and reused for several models (the ablation).
 import { createLoader, LoaderBatch, LoaderOptions, Source } from '../data';
-import { runFfmpeg } from '../data/ffmpeg';
+import { decodeAudioFile } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
 import type { AnyTensor } from '../tensor';
 
@@ -177,15 +177,6 @@ export function averageBySample(clips: ClipInfo[], r: Rows): { index: number[]; 
     for (let k = 0; k < d; k++) data[j * d + k] = s.sum[k] / s.n;
   });
   return { index: order, label: order.map((i) => sums.get(i)!.label), rows: { data, shape: r.shape } };
-}
-
-/** Decodes a whole audio file to mono float32 PCM at `sampleRate` (ffmpeg). */
-export async function decodeAudioFile(file: string, sampleRate: number): Promise<Float32Array> {
-  const { stdout } = await runFfmpeg(['-i', file, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 'f32le', 'pipe:1']);
-  const n = Math.floor(stdout.length / 4);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = stdout.readFloatLE(i * 4);
-  return out;
 }
 
 /**

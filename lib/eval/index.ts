@@ -21,7 +21,7 @@ export {
 export type { ProbeItem, ProbeFold, ProbeDataset, DatasetLayout, ProbeDatasetOptions, Esc50Row } from './datasets';
 export { resolveCheckpoint, loadCheckpoint, clipOf } from './checkpoint';
 export type { LoadedModel } from './checkpoint';
-export { collectOutputs, evalLoader, decodeAll, averageBySample, clipInfos, RowsBuilder, decodeAudioFile, audioWindows, audioFileFeatures, row, rowSize } from './collect';
+export { collectOutputs, evalLoader, decodeAll, averageBySample, clipInfos, RowsBuilder, audioWindows, audioFileFeatures, row, rowSize } from './collect';
 export type { ClipInfo, Rows, ModelOutputs, CollectOptions } from './collect';
 export { defaultL2Grid, featureStats, standardise, accuracy, majorityAccuracy, meanStd, fitProbe, linearProbe, probeItems } from './probe';
 export type { LabelledFeatures, ProbeFit, LinearProbeOptions, LinearProbeResult } from './probe';

@@ -9,11 +9,10 @@ import type { CmacConfig } from '../config';
 import { squareCentreCrop } from '../data/augment';
 import { DataError } from '../data/errors';
 import { decodeClips, probe } from '../data/decode';
-import { ClipJob, openVideoEncoder, ProbeInfo, runFfmpeg, VideoEncoder } from '../data/ffmpeg';
+import { ClipJob, decodeAudioFile, muxSoundtrack, openVideoEncoder, ProbeInfo, VideoEncoder } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
 import { checkOptionKeys, keysOf } from '../options';
 import { writeSafetensors } from '../safetensors';
-import { decodeAudioFile } from '../eval/collect';
 import { onProcessExit, removeStaleTempFiles } from '../train/files';
 import { blank, colourBar, drawText, frameImage, hstack, overlay, paste, titled } from './image';
 import type { RgbImage } from './png';
@@ -164,7 +163,7 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
       result.video = path.join(outDir, 'overlay.mp4');
       if (info.audio) {
         // The original soundtrack from the first clip's start, cut to the overlay's length.
-        await runFfmpeg(['-y', '-i', silent, '-ss', String(from), '-t', String(K * clipSeconds), '-i', file, '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'aac', '-b:a', '128k', '-shortest', '-movflags', '+faststart', '-f', 'mp4', muxed]);
+        await muxSoundtrack({ video: silent, audio: file, from, seconds: K * clipSeconds, out: muxed });
         fs.renameSync(muxed, result.video);
         fs.rmSync(silent, { force: true });
       } else fs.renameSync(silent, result.video);
