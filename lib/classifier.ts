@@ -2,7 +2,8 @@
 // video encoder, global average pooling and a linear head, trained end to
 // end with cross-entropy (method.md section 7, finetune mode).
 import { native, NativeClassifier, NativeClassifierStep } from './native';
-import type { ModelConfig } from './model';
+import { checkModelConfigKeys, type ModelConfig } from './model';
+import { checkOptionKeys, keysOf } from './options';
 import type { Tensor } from './tensor';
 
 /** Options of {@link VideoClassifier.create}. */
@@ -12,6 +13,8 @@ export interface ClassifierOptions {
   /** A cmac checkpoint (step-N.safetensors) whose visual.* weights start the encoder (default: the random init of config.seed). */
   encoder?: string;
 }
+
+const classifierOptionKeys = keysOf<ClassifierOptions>()(['numClasses', 'encoder']);
 
 /** What one finetuning step reports (loss and accuracy of the batch before the update). */
 export type ClassifierStepResult = NativeClassifierStep;
@@ -42,11 +45,14 @@ export class VideoClassifier {
 
   /** Builds the classifier (encoder from `options.encoder` when given, head initialised from `config.seed`). */
   static async create(config: ModelConfig, options: ClassifierOptions): Promise<VideoClassifier> {
+    checkModelConfigKeys(config, 'VideoClassifier.create()');
+    checkOptionKeys(options, classifierOptionKeys, 'VideoClassifier.create()');
     return new VideoClassifier(await native().createClassifier(config, options));
   }
 
   /** One step: forward in training mode (BatchNorm batch statistics), cross-entropy, backward, optimiser. */
   async trainStep(batch: LabelledBatch, options: { lr: number }): Promise<ClassifierStepResult> {
+    checkOptionKeys(options, ['lr'], 'VideoClassifier.trainStep()');
     return this.n.trainStep(batch, options);
   }
 

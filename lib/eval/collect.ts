@@ -6,6 +6,7 @@
 import { createLoader, LoaderBatch, LoaderOptions, Source } from '../data';
 import { decodeAudioFile } from '../data/ffmpeg';
 import type { CmacModel } from '../model';
+import { checkOptionKeys, keysOf } from '../options';
 import type { AnyTensor } from '../tensor';
 
 /** What the loader said about one clip. */
@@ -104,8 +105,12 @@ export function rowSize(r: Rows): number {
   return r.shape.reduce((a, b) => a * b, 1);
 }
 
+const collectOptionKeys = keysOf<CollectOptions>()(['embed', 'maps', 'keepFrames', 'keepAudio', 'sampleRate', 'onProgress']);
+const audioFileFeatureKeys = ['sampleRate', 'samples', 'windows', 'batchSize', 'onProgress'] as const;
+
 /** Runs `model` (eval mode) over every batch and gathers the outputs. */
 export async function collectOutputs(model: CmacModel, batches: AsyncIterable<LoaderBatch> | Iterable<LoaderBatch>, opts: CollectOptions = {}): Promise<ModelOutputs> {
+  checkOptionKeys(opts, collectOptionKeys, 'collectOutputs()');
   const wantEmbed = opts.embed ?? true;
   const b: Record<Key, RowsBuilder> = { zV: new RowsBuilder(), zA: new RowsBuilder(), featV: new RowsBuilder(), featA: new RowsBuilder(), alphaV: new RowsBuilder(), betaV: new RowsBuilder(), alphaA: new RowsBuilder(), betaA: new RowsBuilder(),
     alphaVLogits: new RowsBuilder(), betaVCos: new RowsBuilder(), alphaALogits: new RowsBuilder(), betaACos: new RowsBuilder() };
@@ -208,6 +213,7 @@ export function audioWindows(pcm: Float32Array, samples: number, count: number):
  * reported in `failed` and left out.
  */
 export async function audioFileFeatures(model: CmacModel, files: string[], o: { sampleRate: number; samples: number; windows?: number; batchSize?: number; onProgress?: (n: number) => void }): Promise<{ ok: number[]; featA: Rows; zA: Rows; failed: Array<{ file: string; error: string }> }> {
+  checkOptionKeys(o, audioFileFeatureKeys, 'audioFileFeatures()');
   const windows = o.windows ?? 3;
   const bs = o.batchSize ?? 32;
   const failed: Array<{ file: string; error: string }> = [];

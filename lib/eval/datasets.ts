@@ -8,6 +8,7 @@ import * as path from 'path';
 import { parseCsv, parseManifest, videoExtensions } from '../data/sources';
 import type { OpenedSample, SampleRef, Source } from '../data/sources';
 import { Prng, mixSeed } from '../data/prng';
+import { checkOptionKeys, keysOf } from '../options';
 
 /** One labelled clip file (or a part of one: a manifest row's window). */
 export interface ProbeItem {
@@ -185,6 +186,8 @@ function hmdbSplitsDir(root: string, o: ProbeDatasetOptions): string | undefined
   return cands.find((d) => findFirst([d], (f) => /_test_split\d+\.txt$/.test(f)));
 }
 
+const probeDatasetOptionKeys = keysOf<ProbeDatasetOptions>()(['layout', 'splits', 'videos', 'folds', 'valShare', 'seed']);
+
 /** Which layout a data folder has. */
 export function detectLayout(root: string, o: ProbeDatasetOptions = {}): DatasetLayout {
   if (fs.existsSync(path.join(root, 'manifest.jsonl')) && fs.existsSync(path.join(root, 'classes.json'))) return 'synth';
@@ -221,6 +224,7 @@ function videosUnder(d: string, exts: readonly string[]): string[] {
  * - `folder`: `<root>/<class>/*` (random stratified 60/20/20 split), or `<root>/{train,val,test}/<class>/*`.
  */
 export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}): ProbeDataset {
+  checkOptionKeys(o, probeDatasetOptionKeys, 'openProbeDataset()');
   const root = path.resolve(dataRoot);
   if (!fs.existsSync(root)) throw new Error(`data ${root} does not exist`);
   const layout = !o.layout || o.layout === 'auto' ? detectLayout(root, o) : o.layout;

@@ -6,11 +6,15 @@ import * as path from 'path';
 import { probe } from '../data/decode';
 import type { SampleRef, Source } from '../data/sources';
 import type { SynthClipTruth } from '../data/synth';
+import { checkOptionKeys, keysOf } from '../options';
 import { ClipInfo, ModelOutputs, row, Rows } from './collect';
 import { FrequencyScore, FrequencySummary, melBinsToBands, scoreBands, summariseFrequency } from './frequency';
-import { ClipGroundTruth, clipGtMap, evalGeometry, FrameGeometry, normalisedToGrid, parseFlickrXml, parseVggssJson, synthGroundTruth, SynthGtOptions } from './groundtruth';
+import { ClipGroundTruth, clipGtMap, evalGeometry, FrameGeometry, normalisedToGrid, parseFlickrXml, parseVggssJson, synthGroundTruth, synthGtOptionKeys, SynthGtOptions } from './groundtruth';
 import { evalSize, LocalizationProtocol, LocalizationScore, LocalizationSummary, scoreMap, summariseLocalization } from './localization';
 import { crossModalRetrieval, RetrievalSummary } from './retrieval';
+
+const localizationOptionKeys = keysOf<LocalizationOptions>()(['protocol', 'tauT']);
+const frameGeometriesOptionKeys = ['concurrency', 'log'] as const;
 
 /** Finds the ground truth of a clip (undefined: the clip has none and is not scored). */
 export type GroundTruthOf = (clip: ClipInfo) => ClipGroundTruth | undefined;
@@ -105,6 +109,7 @@ function scoreAll(maps: Rows | undefined, raw: Rows | undefined, out: ModelOutpu
  * to float32 rounding (see `underflow`). Mass in the GT uses the probabilities.
  */
 export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf, opts: LocalizationOptions = {}): LocalizationResult {
+  checkOptionKeys(opts, localizationOptionKeys, 'evaluateLocalization()');
   if (!out.alphaV) throw new Error('localisation needs attention maps: collect the outputs with { maps: true }');
   const protocol = opts.protocol ?? 'ezvsl';
   let outsideCrop = 0;
@@ -172,6 +177,7 @@ export function evaluateRetrieval(out: ModelOutputs, ks: number[] = [1, 5, 10]):
  * `gt`, relative to the dataset folder), for the clip geometry the model saw.
  */
 export function synthGroundTruthOf(root: string, clip: { frames: number; fps: number }, opts: SynthGtOptions = {}): GroundTruthOf {
+  checkOptionKeys(opts, synthGtOptionKeys, 'synthGroundTruthOf()');
   const cache = new Map<string, SynthClipTruth>();
   return (c) => {
     const rel = c.extra?.gt;
@@ -194,6 +200,7 @@ export type FrameGeometries = Map<string, FrameGeometry | undefined>;
  * and left undefined (the loader skips it too).
  */
 export async function frameGeometries(source: Source, refs: SampleRef[], o: { concurrency?: number; log?: (line: string) => void } = {}): Promise<FrameGeometries> {
+  checkOptionKeys(o, frameGeometriesOptionKeys, 'frameGeometries()');
   const out: FrameGeometries = new Map();
   const todo = [...new Map(refs.map((r) => [r.id, r])).values()];
   let next = 0;

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { VideoClassifier } from '../classifier';
 import { CmacConfig, learningRate, toModelConfig } from '../config';
 import { createLoader } from '../data/loader';
+import { checkOptionKeys, keysOf } from '../options';
 import type { LoaderBatch } from '../data/loader';
 import type { AugmentOptions, ClipGeometry } from '../data/augment';
 import { makeOwnedTempDir, removeStaleTempDirs } from '../train/files';
@@ -140,12 +141,17 @@ export function scoreLogits(clips: ClipInfo[], logits: Rows | undefined): { accu
   return { accuracy: hits / n, loss: loss / n, n };
 }
 
+const finetuneOptionKeys = keysOf<FinetuneOptions>()([
+  'config', 'weights', 'clip', 'epochs', 'lr', 'batchSize', 'evalBatchSize', 'optimizer', 'momentum', 'weightDecay', 'augment', 'clipsPerVideo', 'decoders', 'cacheDir', 'device', 'saveDir', 'log',
+]);
+
 /**
  * Finetunes a fresh classifier per fold from the checkpoint's encoder and
  * reports test accuracy. Audio-only datasets (ESC-50) are refused.
  * @example const r = await finetune(openProbeDataset('data/synth'), { config, weights: ref.weights, epochs: 5 });
  */
 export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<FinetuneResult> {
+  checkOptionKeys(o, finetuneOptionKeys, 'finetune()');
   if (ds.modality === 'audio') throw new Error(`${ds.name} is audio-only: finetuning trains the video encoder and needs videos`);
   const log = o.log ?? (() => undefined);
   const clip = o.clip ?? { ...o.config.clip, sampleRate: o.config.logmel.sampleRate };

@@ -6,6 +6,7 @@
 import { squareCentreCrop } from '../data/augment';
 import type { CropRect } from '../data/ffmpeg';
 import { melBins } from '../audio/mel';
+import { checkOptionKeys, keysOf } from '../options';
 import type { SynthClipTruth } from '../data/synth';
 import { Box, evalSize, gtMap } from './localization';
 
@@ -74,6 +75,8 @@ export interface SynthGtOptions {
   fMax?: number;
   size?: number;
 }
+/** The keys of {@link SynthGtOptions} (a misspelt one from plain JS is an OptionsError). */
+export const synthGtOptionKeys = keysOf<SynthGtOptions>()(['objects', 'frames', 'nMels', 'fMin', 'fMax', 'size']);
 
 /** Clip placement: time of the first frame (s), frames and fps of the clip the model saw. */
 export interface ClipTiming {
@@ -99,6 +102,7 @@ export function clipFrameIndices(truth: Pick<SynthClipTruth, 'fps' | 'frames'>, 
  * square video is the whole frame) and their sounds' mel bins.
  */
 export function synthGroundTruth(truth: SynthClipTruth, clip: ClipTiming, opts: SynthGtOptions = {}): ClipGroundTruth {
+  checkOptionKeys(opts, synthGtOptionKeys, 'synthGroundTruth()');
   const size = opts.size ?? evalSize;
   const objs = truth.objects.filter((o) => (opts.objects === 'dominant' ? o.dominant : o.sounding));
   const idx = clipFrameIndices(truth, clip);

@@ -6,6 +6,7 @@
 import type { CmacModel } from '../model';
 import type { ClipGeometry } from '../data/augment';
 import type { LoaderBatch } from '../data/loader';
+import { checkOptionKeys, keysOf } from '../options';
 import { audioFileFeatures, averageBySample, collectOutputs, evalLoader, Rows, rowSize } from './collect';
 import { itemKey, itemsSource, ProbeDataset, ProbeItem } from './datasets';
 import { fitLogisticRegression, predict } from './logreg';
@@ -153,12 +154,15 @@ export function meanStd(v: number[]): { mean: number; std: number } {
   return { mean: m, std: s };
 }
 
+const linearProbeOptionKeys = keysOf<LinearProbeOptions>()(['clip', 'clipsPerVideo', 'batchSize', 'decoders', 'cacheDir', 'grid', 'features', 'batches', 'log']);
+
 /**
  * Extracts features of every item of the dataset once (eval loader, frozen
  * model) and probes each fold. Audio-only datasets (ESC-50) go through the
  * audio encoder alone, decoding each file with ffmpeg.
  */
 export async function linearProbe(model: CmacModel, ds: ProbeDataset, o: LinearProbeOptions): Promise<LinearProbeResult> {
+  checkOptionKeys(o, linearProbeOptionKeys, 'linearProbe()');
   const log = o.log ?? (() => undefined);
   const items = probeItems(ds);
   const feats: Partial<Record<'video' | 'audio', Map<string, Float32Array>>> = {};

@@ -3,6 +3,7 @@
 import type { CmacConfig } from '../config';
 import type { LoaderBatch } from '../data/loader';
 import type { CmacModel } from '../model';
+import { checkOptionKeys, keysOf } from '../options';
 import { collectOutputs, ModelOutputs } from './collect';
 import { evaluateFrequency, evaluateLocalization, evaluateRetrieval, FrequencyResult, GroundTruthOf, LocalizationResult } from './evaluate';
 import type { FinetuneResult } from './finetune';
@@ -26,6 +27,8 @@ export interface EvaluationResults {
   /** Tasks `cmac eval all` left out, and why (e.g. no ground-truth boxes). */
   skipped?: Partial<Record<ClipTask, string>>;
 }
+
+const evaluateModelOptionKeys = keysOf<EvaluateModelOptions>()(['config', 'clips', 'tasks', 'gtOf', 'protocol', 'keepFrames', 'keepAudio', 'onProgress']);
 
 /** Options of {@link evaluateModel}. */
 export interface EvaluateModelOptions {
@@ -51,6 +54,7 @@ export interface EvaluateModelOptions {
  * @example const { results } = await evaluateModel(model, { config, clips: batches, tasks: ['retrieval', 'localization'], gtOf });
  */
 export async function evaluateModel(model: CmacModel, o: EvaluateModelOptions): Promise<{ results: EvaluationResults; outputs: ModelOutputs }> {
+  checkOptionKeys(o, evaluateModelOptionKeys, 'evaluateModel()');
   const needMaps = o.tasks.includes('localization') || o.tasks.includes('frequency');
   if (needMaps && !o.gtOf) throw new Error('localisation and frequency grounding need ground truth (gtOf)');
   const outputs = await collectOutputs(model, o.clips, {
