@@ -17,6 +17,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const verdict = require('./verdict');
 
 const root = path.join(__dirname, '..');
 function load() {
@@ -41,6 +42,7 @@ const poolings = ['attention', 'mean'];
 
 // The rows: every preset with attention pooling (the default), the baselines also with each --baseline-pooling.
 function variants(cfg) {
+  if (cfg.verdict) return verdict.variants;
   return cfg.presets.flatMap((preset) => (baselines.includes(preset) ? cfg.baselinePooling : ['attention']).map((pooling) => ({ preset, pooling })));
 }
 const label = (v) => (baselines.includes(v.preset) ? `\`${v.preset}\` (${v.pooling} pool)` : `\`${v.preset}\``);
@@ -62,7 +64,8 @@ const help = `usage: node scripts/ablation.js [options]
   --ramp-start <s>     step the ramp starts at, or auto: when the in-batch retrieval accuracy reaches --ramp-threshold (default 0)
   --ramp-threshold <f> retrieval accuracy that starts an auto ramp (default 0.2, loss.rampThreshold; chance is 1/batch)
   --results <file>     results table (default: docs/results.md for a full run, <out>/results.md for --quick)
-  --no-docs            never write docs/results.md`;
+  --no-docs            never write docs/results.md
+${verdict.help}`;
 
 function parseArgs(argv) {
   const o = { quick: false, docs: true };
@@ -87,6 +90,10 @@ function parseArgs(argv) {
     else if (a === '--ramp-threshold') o.rampThreshold = Number(val());
     else if (a === '--results') o.results = val();
     else if (a === '--no-docs') o.docs = false;
+    else if (a === '--verdict') o.verdict = true;
+    else if (a === '--cmac-ramp') o.cmacRamp = val();
+    else if (a === '--bootstrap') o.bootstrap = Number(val());
+    else if (a === '--bootstrap-seed') o.bootstrapSeed = Number(val());
     else if (a === '--help' || a === '-h') { process.stdout.write(help + '\n'); process.exit(0); }
     else throw new Error(`unknown option ${a}\n${help}`);
   }
@@ -114,6 +121,7 @@ function parseArgs(argv) {
   for (const k of ['seeds', 'steps', 'batch', 'clips', 'large']) if (!(Number.isInteger(cfg[k]) && cfg[k] > 0)) throw new Error(`--${k} must be a positive integer`);
   cfg.results = o.results ? path.resolve(o.results) : !q && o.docs ? path.join(root, 'docs', 'results.md') : path.join(cfg.out, 'results.md');
   if (!o.docs && cfg.results === path.join(root, 'docs', 'results.md')) cfg.results = path.join(cfg.out, 'results.md');
+  if (o.verdict) verdict.configure(cfg, o);
   return cfg;
 }
 
@@ -173,7 +181,10 @@ async function runOne(cfg, lib, paths, sets, { preset, pooling }, seed) {
   let trained = false;
   const last = train.latestCheckpoint(ck);
   let wall = 0;
-  if (!last || last.step < cfg.steps) {
+  // A finished checkpoint trained with another ramp (runs.json dropped its record) is trained again, not reused.
+  const ranWith = last && fs.existsSync(path.join(runDir, 'config.json')) ? JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')).loss : undefined;
+  const otherRamp = ranWith && JSON.stringify([ranWith.rampFraction, ranWith.rampStart, ranWith.rampStart === 'auto' ? ranWith.rampThreshold : 0]) !== JSON.stringify([cfg.ramp, cfg.rampStart, cfg.rampStart === 'auto' ? cfg.rampThreshold : 0]);
+  if (!last || last.step < cfg.steps || otherRamp) {
     fs.rmSync(runDir, { recursive: true, force: true });
     const c = config.resolveConfig({
       preset: 'tiny', seed, ...(cfg.threads ? { threads: cfg.threads } : {}),
@@ -193,8 +204,9 @@ async function runOne(cfg, lib, paths, sets, { preset, pooling }, seed) {
     const large = await ev.evaluateModel(m.model, { config: m.config, clips: sets.large, tasks: ['localization'], gtOf: gt(paths.large) });
     const probe = await ev.linearProbe(m.model, sets.ds, { clip: sets.clip, batches: sets.probe });
     const metrics = pick({ test: test.results, large: large.results, probe });
+    const kept = cfg.verdict ? verdict.keepRun(lib, cfg.out, runDir, test, large.results, probe) : {};
     log(`  evaluated in ${((Date.now() - t0) / 1000).toFixed(0)} s: large beta_v cIoU@0.5 ${(100 * metrics.large.betaV.ciou50).toFixed(1)}%, small beta_v pointing ${(100 * metrics.small.betaV.pointing).toFixed(1)}%, probe video ${(100 * metrics.probe.video).toFixed(1)}% audio ${(100 * metrics.probe.audio).toFixed(1)}%, R@1 a->v ${(100 * metrics.retrieval.a2v[1]).toFixed(1)}%`);
-    return { preset, pooling, ramp: rampOf(cfg), rampStartedAt: m.state.rampStart ?? null, seed, steps: m.state.step, trainSeconds: trained ? wall : undefined, evalSeconds: (Date.now() - t0) / 1000, metrics, finalLoss: readLast(path.join(runDir, 'metrics.jsonl')) };
+    return { preset, pooling, ramp: rampOf(cfg), rampStartedAt: m.state.rampStart ?? null, seed, steps: m.state.step, trainSeconds: trained ? wall : undefined, evalSeconds: (Date.now() - t0) / 1000, metrics, finalLoss: readLast(path.join(runDir, 'metrics.jsonl')), ...kept };
   } finally {
     m.model.dispose();
   }
@@ -308,7 +320,7 @@ async function main() {
   let done = fs.existsSync(doneFile) ? JSON.parse(fs.readFileSync(doneFile, 'utf8')) : [];
   const stale = done.filter((r) => !r.pooling).length;  // written before model.pooling: other baselines, other BatchNorm inputs
   if (stale) log(`ignoring ${stale} run(s) in ${doneFile} that predate model.pooling (baselines then pooled by mean only)`);
-  done = done.filter((r) => r.pooling && r.steps === cfg.steps && JSON.stringify(r.ramp) === JSON.stringify(rampOf(cfg)));
+  done = done.filter((r) => r.pooling && r.steps === cfg.steps && JSON.stringify(r.ramp) === JSON.stringify(rampOf(cfg)) && (!cfg.verdict || (r.clipScores && fs.existsSync(path.join(cfg.out, r.clipScores)))));
   for (let seed = 1; seed <= cfg.seeds; seed++) {
     for (const v of variants(cfg)) {
       if (done.some((r) => sameVariant(r, v) && r.seed === seed)) { log(`${v.preset} (${v.pooling} pool) seed ${seed}: done earlier`); continue; }
@@ -320,6 +332,7 @@ async function main() {
   }
   const all = done.filter((r) => variants(cfg).some((v) => sameVariant(r, v)) && r.seed <= cfg.seeds);
   const info = lib.info.info();
+  if (cfg.verdict) verdict.write(cfg, all, lib.ev, log);
   writeResults(cfg, all, { date: new Date().toISOString().slice(0, 16).replace('T', ' '), host: `${os.type()} ${os.release()}`, cpus: os.cpus().length, torch: info.torchVersion, load: os.loadavg().map((x) => x.toFixed(1)).join(' / '), seconds: (Date.now() - t0) / 1000 });
   log(`total ${((Date.now() - t0) / 60000).toFixed(1)} min`);
 }

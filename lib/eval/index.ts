@@ -11,8 +11,14 @@ export {
 export type { Box, LocalizationScore, LocalizationSummary, LocalizationProtocol, ScoreOptions } from './localization';
 export { melBinsToBands, scoreBands, summariseFrequency } from './frequency';
 export type { FrequencyScore, FrequencySummary } from './frequency';
-export { similarity, recallAtK, crossModalRetrieval } from './retrieval';
-export type { RetrievalSummary } from './retrieval';
+export { similarity, recallAtK, crossModalRetrieval, matchRanks, queryRecall, queryRank } from './retrieval';
+export type { RetrievalSummary, MatchRank } from './retrieval';
+export { percentile, bootstrapMean, pairedBootstrapDiff } from './bootstrap';
+export type { SeedClipMatrix, BootstrapOptions, BootstrapInterval } from './bootstrap';
+export { runClipScores, clipAuc, verdictMetrics, trainingTail, analyseVerdict, verdictTargets, leftChance, verdictParagraph, verdictMarkdown } from './verdict';
+export type {
+  LocalizationClips, RunClipScores, VerdictMetric, VerdictConfig, VerdictRun, MetricOutcome, ConTail, VerdictOptions, VerdictAnalysis, TargetOutcome, VerdictTraining,
+} from './verdict';
 export { clipGtMap, normalisedToGrid, registerBox, evalGeometry, clipFrameIndices, synthGroundTruth, parseFlickrXml, parseVggssJson } from './groundtruth';
 export type { ClipGroundTruth, SynthGtOptions, ClipTiming, VggssEntry, FrameGeometry } from './groundtruth';
 export {

@@ -69,6 +69,8 @@ export interface ProbeFit {
   val: Array<{ l2: number; accuracy: number }>;
   trainAccuracy: number;
   testAccuracy: number;
+  /** Per test item, in the order of `test`: 1 where the prediction is its label, else 0 (testAccuracy is their mean; the bootstrap of docs/results.md resamples them). */
+  testCorrect: number[];
   /** Accuracy of always answering the most frequent training class. */
   majority: number;
   nTrain: number;
@@ -100,10 +102,12 @@ export async function fitProbe(train: LabelledFeatures, val: LabelledFeatures, t
   const st2 = featureStats(all);
   const a = standardise(all, st2), te = standardise(test, st2);
   const clf = await fitLogisticRegression(tensor(a), labels(a), K, best.l2, maxIter);
+  const testPred = predict(clf, tensor(te));
   return {
     l2: best.l2, val: scores,
     trainAccuracy: accuracy(predict(clf, tensor(a)), a.y),
-    testAccuracy: accuracy(predict(clf, tensor(te)), te.y),
+    testAccuracy: accuracy(testPred, te.y),
+    testCorrect: Array.from(te.y, (y, i) => (testPred[i] === y ? 1 : 0)),
     majority: majorityAccuracy(train.y, test.y),
     nTrain: train.n, nVal: val.n, nTest: test.n,
   };

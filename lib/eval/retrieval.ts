@@ -27,6 +27,37 @@ export interface RetrievalSummary {
   chance: Record<number, number>;
 }
 
+/** Where one query's match ranks: items scoring strictly higher, items tied with it. */
+export interface MatchRank {
+  greater: number;
+  ties: number;
+}
+
+/** Per query (row of `sim` [n, n], match = column i): how many items beat its match and how many tie with it. */
+export function matchRanks(sim: ArrayLike<number>, n: number): MatchRank[] {
+  const out: MatchRank[] = [];
+  for (let i = 0; i < n; i++) {
+    const own = sim[i * n + i];
+    let greater = 0, ties = 0;
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      const v = sim[i * n + j];
+      if (v > own) greater++;
+      else if (v === own) ties++;
+    }
+    out.push({ greater, ties });
+  }
+  return out;
+}
+
+/** Expected recall@k of one query (ties broken uniformly at random): clamp((k - greater) / (ties + 1), 0, 1). */
+export function queryRecall(r: MatchRank, k: number): number {
+  return Math.max(0, Math.min(1, (k - r.greater) / (r.ties + 1)));
+}
+
+/** 1-based rank of the match, ties at the mid rank. */
+export const queryRank = (r: MatchRank): number => r.greater + 1 + r.ties / 2;
+
 /**
  * Recall@k for queries = rows of `sim` [n, n], correct item = column i.
  * A query with g items scoring strictly higher than its match and t other
@@ -37,17 +68,9 @@ export function recallAtK(sim: ArrayLike<number>, n: number, ks: number[] = [1, 
   const chance: Record<number, number> = {};
   for (const k of ks) { recall[k] = 0; chance[k] = n ? Math.min(1, k / n) : NaN; }
   const ranks: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const own = sim[i * n + i];
-    let greater = 0, ties = 0;
-    for (let j = 0; j < n; j++) {
-      if (j === i) continue;
-      const v = sim[i * n + j];
-      if (v > own) greater++;
-      else if (v === own) ties++;
-    }
-    for (const k of ks) recall[k] += Math.max(0, Math.min(1, (k - greater) / (ties + 1)));
-    ranks.push(greater + 1 + ties / 2);
+  for (const r of matchRanks(sim, n)) {
+    for (const k of ks) recall[k] += queryRecall(r, k);
+    ranks.push(queryRank(r));
   }
   for (const k of ks) recall[k] = n ? recall[k] / n : NaN;
   ranks.sort((a, b) => a - b);
