@@ -75,4 +75,10 @@ describe('eval and classifier options: unknown keys are errors', function () {
     expect((await frameGeometries(source, [], { concurrency: 2 })).size).to.equal(0);
     await unknownKey(audioFileFeatures(noModel, [], { sampleRate: 16000, samples: 32000, window: 3 } as never), 'audioFileFeatures()', 'window', 'windows');
   });
+
+  it('library errors name the API option and the CLI flag (issue 16)', async () => {
+    const dir = tmpDir('cmac-eval-options-');
+    await rejects(() => openProbeDataset(dir, { layout: 'ucf101' }), Error, /no classInd\.txt in .*\. Fix: pass the splits option \(CLI: --splits\)/);
+    await rejects(() => openProbeDataset(dir, { layout: 'hmdb51' }), Error, /Fix: pass the splits option \(CLI: --splits\)/);
+  });
 });

@@ -235,7 +235,7 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
 
   if (layout === 'manifest') return manifestDataset(root, seed, valShare);
   if (!fs.statSync(root).isDirectory() && layout !== 'esc50') {
-    throw new Error(`data ${root} is a file that is not a dataset the ${layout} layout reads. Accepted: ${acceptedLayouts} (--layout to force one)`);
+    throw new Error(`data ${root} is a file that is not a dataset the ${layout} layout reads. Accepted: ${acceptedLayouts}. Fix: force one with the layout option (CLI: --layout)`);
   }
   if (layout === 'synth') {
     const cls = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes: { name: string }[] };
@@ -247,7 +247,7 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   }
   if (layout === 'ucf101') {
     const sd = ucfSplitsDir(root, o);
-    if (!sd) throw new Error(`UCF101: no classInd.txt in ${o.splits ?? root} (pass --splits <ucfTrainTestlist folder>)`);
+    if (!sd) throw new Error(`UCF101: no classInd.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the ucfTrainTestlist folder`);
     const classes = parseUcfClassInd(fs.readFileSync(path.join(sd, 'classInd.txt'), 'utf8'));
     const videos = o.videos ?? ([path.join(root, 'UCF-101'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root);
     const folds = pick([1, 2, 3]).filter((k) => fs.existsSync(path.join(sd, `trainlist0${k}.txt`))).map((k) => withVal(
@@ -260,7 +260,7 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   }
   if (layout === 'hmdb51') {
     const sd = hmdbSplitsDir(root, o);
-    if (!sd) throw new Error(`HMDB51: no <class>_test_split<N>.txt in ${o.splits ?? root} (pass --splits <testTrainMulti_7030_splits folder>)`);
+    if (!sd) throw new Error(`HMDB51: no <class>_test_split<N>.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the testTrainMulti_7030_splits folder`);
     const files = fs.readdirSync(sd).filter((f) => /_test_split\d+\.txt$/.test(f)).sort();
     const classes = [...new Set(files.map((f) => f.replace(/_test_split\d+\.txt$/, '')))].sort();
     const videos = o.videos ?? ([path.join(root, 'hmdb51'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root);

@@ -207,7 +207,7 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
             if (!b.labels) throw new Error(`finetune: ${f.name}: the training clips have no labels`);
             lr = learningRate(schedule, step++, total);
             const r = await clf.trainStep({ video: b.video, labels: b.labels }, { lr });
-            if (!r.finite) throw new Error(`finetune: ${f.name} epoch ${e}: the loss or its gradients are not finite (loss ${r.loss}). Fix: lower --lr.`);
+            if (!r.finite) throw new Error(`finetune: ${f.name} epoch ${e}: the loss or its gradients are not finite (loss ${r.loss}). Fix: lower the lr option (CLI: --lr).`);
             const m = b.labels.data.length;
             n += m; loss += r.loss * m; acc += r.accuracy * m; steps++;
           }

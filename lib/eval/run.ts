@@ -66,7 +66,7 @@ export async function evaluateModel(model: CmacModel, o: EvaluateModelOptions): 
   if (o.tasks.includes('retrieval')) results.retrieval = evaluateRetrieval(outputs);
   if (o.tasks.includes('localization')) {
     results.localization = evaluateLocalization(outputs, o.gtOf!, { protocol: o.protocol, tauT: o.config.loss.tauT });
-    if (!results.localization.alphaV.n) throw new Error(`localisation: none of the ${outputs.clips.length} clips has ground-truth boxes (synthetic data, a manifest 'boxes' column, or --annotations)`);
+    if (!results.localization.alphaV.n) throw new Error(`localisation: none of the ${outputs.clips.length} clips has ground-truth boxes (synthetic data, a manifest 'boxes' column, or annotations: groundTruthFor(data, clip, annotations), CLI --annotations)`);
   }
   if (o.tasks.includes('frequency')) {
     results.frequency = evaluateFrequency(outputs, o.gtOf!, o.config.logmel.nMels);
