@@ -20,7 +20,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.join(__dirname, '..');
-const c = require('../dist');
+const c = require('../dist/internal');  // building blocks (decoders, seeds, fixtures) are cmac/internal
 const { PyRef, pythonProblem } = require('./pyref');
 
 /** The value after flag `name`, else `dflt`. @param {string} name @param {string | number} [dflt] @returns {string} */

@@ -11,7 +11,7 @@ const { median, nowMs, procMem } = require('./util');
 
 async function main() {
   const o = JSON.parse(process.argv[2]);
-  const c = require('../dist');
+  const c = require('../dist/internal');
   const spawnMs = [];
   for (let i = 0; i < 5; i++) {
     const t = nowMs();

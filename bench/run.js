@@ -79,7 +79,7 @@ function loadCmac() {
     if (newest(path.join(U.root, 'lib')) > fs.statSync(dist).mtimeMs) U.log('warning: lib/ is newer than dist/; results are for the built dist/ (npm run build:ts to refresh)');
   }
   process.env.OPENBLAS_NUM_THREADS = '1';  // cmac forces it too (lib/native.ts); the reference gets the same
-  return require('../dist');
+  return require('../dist/internal');
 }
 
 /**

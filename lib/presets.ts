@@ -1,7 +1,7 @@
 // Size presets as the model and the data pipeline see them, derived from the
 // one source of truth in lib/config (schema defaults + size presets).
-import { resolveConfig, toModelConfig } from './config';
-import type { ModelConfig } from './model';
+import { clipOf, resolveConfig, toModelConfig } from './config';
+import type { ModelConfig } from './config';
 
 /** Size presets: `tiny` for CPU tests and the demo, `paper` for R(2+1)D-18 at 8x112x112. */
 export type SizePreset = 'tiny' | 'paper';
@@ -20,8 +20,7 @@ export interface ClipShape {
  * @example clipShape('tiny') // { frames: 4, fps: 8, size: 64, audioSeconds: 2, sampleRate: 16000 }
  */
 export function clipShape(preset: SizePreset): ClipShape {
-  const c = resolveConfig({ preset });
-  return { ...c.clip, sampleRate: c.logmel.sampleRate };
+  return clipOf(resolveConfig({ preset }));
 }
 
 /** Clip geometry of both presets. */

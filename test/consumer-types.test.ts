@@ -67,6 +67,28 @@ export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
     ]);
   });
 
+  it('ModelConfig is the engine schema\'s input type; helpers under the API are in cmac/internal, not in cmac', () => {
+    const bad = compile(`
+import { hashString, type ModelConfig } from CMAC;
+export const m: ModelConfig = { visual: { planes: [8, 16, 32, 64] }, loss: { preset: 'cmac-v', tua: 0.1 } };
+export const h = hashString('x');
+`);
+    expect(bad.status).to.not.equal(0);
+    const errors = bad.out.trim().split('\n').filter((l) => /error TS/.test(l)).map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
+    expect(errors).to.deep.equal([
+      `(2,10): error TS2305: Module '${JSON.stringify(root)}' has no exported member 'hashString'.`,
+      "(3,96): error TS2353: Object literal may only specify known properties, and 'tua' does not exist in type ...",
+    ]);
+    const good = compile(`
+import { modelPreset, type ModelConfig } from CMAC;
+import { hashString } from ${JSON.stringify(path.join(root, 'dist', 'internal'))};
+export const m: ModelConfig = { ...modelPreset('tiny'), loss: { preset: 'cmac-v', tau: 0.1 }, dist: { enabled: false } };
+export const h: number = hashString('x');
+`);
+    expect(good.out).to.equal('');
+    expect(good.status).to.equal(0);
+  });
+
   it('errors carry a stable code', () => {
     const codeOf = (f: () => unknown) => { try { f(); } catch (e) { return (e as { code?: unknown }).code; } return 'no error'; };
     expect(codeOf(() => resolveConfig({ optim: { lrr: 1 } } as never))).to.equal('CMAC_CONFIG');

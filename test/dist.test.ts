@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { synthesize } from '../lib/data';
-import { freePort } from '../lib/dist/launch';
+import { freePort } from '../lib/distributed/launch';
 import { readSafetensors } from '../lib/safetensors';
 import { readMetrics, listCheckpoints } from '../lib/train';
 import { root, tmpDir } from './helpers';

@@ -11,7 +11,8 @@ import { resolveConfig } from '../lib/config';
 import { synthesize } from '../lib/data';
 import { CmacModel } from '../lib/model';
 import { readSafetensors } from '../lib/safetensors';
-import { latestCheckpoint, openCheckpoint, train } from '../lib/train';
+import { loadCheckpoint } from '../lib/checkpoint';
+import { latestCheckpoint, train } from '../lib/train';
 import { fitLogmelStats } from '../lib/train/stats';
 import { randomBatch, rejects, root, tinyConfig, tmpDir } from './helpers';
 
@@ -114,7 +115,7 @@ print(json.dumps(out))
     const last = (await readSafetensors(latestCheckpoint(path.join(runDir, "checkpoints"))!.weights)).tensors;
     expect(Array.from(last['logmel.mean'].data as Float32Array)).to.deep.equal(Array.from(fit!.stats.mean.data));
     // Eval (embed, maps) runs the front end with them: mean 0 / std 1 gives other embeddings.
-    const opened = await openCheckpoint(runDir);
+    const opened = await loadCheckpoint(runDir);
     try {
       const b = randomBatch(2, 3, 16000);
       const withStats = await opened.model.embed(b);

@@ -35,6 +35,27 @@ describe('package', function () {
     expect(v.trim()).to.match(/^\d+\.\d+/);
   });
 
+  it('the public entry is curated; cmac/internal (a subpath export, CJS and ESM) holds the building blocks too', () => {
+    // A project with cmac in node_modules (a link to this checkout): resolution goes through package.json "exports".
+    const dir = tmpDir('cmac-subpath-');
+    fs.mkdirSync(path.join(dir, 'node_modules'));
+    fs.symlinkSync(root, path.join(dir, 'node_modules', 'cmac'), 'dir');
+    const keys = (spec: string) => node(['-e', `console.log(Object.keys(require(${JSON.stringify(spec)})).sort().join(','))`], dir).trim().split(',');
+    const pub = keys('cmac'), internal = keys('cmac/internal');
+    // The user-facing API (issue 16) ...
+    expect(pub).to.include.members(['train', 'CmacModel', 'VideoClassifier', 'resolveConfig', 'configSchema', 'folderSource', 'createLoader',
+      'evaluateModel', 'linearProbe', 'loadCheckpoint', 'encodePng', 'overlay', 'localizationPanel', 'info', 'ConfigError', 'DataError', 'RunFolderBusyError']);
+    // ... and not the helpers under it, which stay one import away.
+    const helpers = ['hashString', 'axisTaps', 'videoFilter', 'tfRecord', 'RowsBuilder', 'vstack', 'runFfmpeg', 'mixSeed', 'scoreMap', 'writeFileAtomic', 'deepMerge'];
+    expect(pub.filter((k) => helpers.includes(k))).to.deep.equal([]);
+    expect(internal).to.include.members([...helpers, ...pub]);
+    expect(pub.length).to.be.below(100);
+    const esm = node(['--input-type=module', '-e', "import { hashString, CmacModel } from 'cmac/internal'; console.log(typeof hashString, typeof CmacModel)"], dir);
+    expect(esm.trim()).to.equal('function function');
+    const deep = spawnSync(process.execPath, ['-e', 'require("cmac/dist/data/prng.js")'], { cwd: dir, encoding: 'utf8' });
+    expect(deep.stderr).to.match(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
+  });
+
   it('npx cmac info --json prints the libtorch version; usage errors exit 2', () => {
     const out = execFileSync('npx', ['--no-install', 'cmac', 'info', '--json'], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(out).torchVersion).to.match(/^\d+\.\d+\.\d+/);
@@ -43,11 +64,14 @@ describe('package', function () {
     expect(bad.stderr).to.match(/unknown option/);
   });
 
-  it('the public .d.ts type-checks under TypeScript 5.0.4 (tslab)', () => {
+  it('the public .d.ts and cmac/internal\'s type-check under TypeScript 5.0.4 (tslab)', () => {
     const dir = tmpDir();
     const file = path.join(dir, 'consumer.ts');
     fs.writeFileSync(file, [
       `import { CmacModel, info, modelPreset, Batch, StepResult, Tensor } from ${JSON.stringify(path.join(root, 'dist', 'index'))};`,
+      `import { hashString, vstack, blank, type ModelConfig } from ${JSON.stringify(path.join(root, 'dist', 'internal'))};`,
+      'const mc: ModelConfig = { ...modelPreset("tiny"), loss: { preset: "cmac-v", tau: 0.1 } };',
+      'void [hashString("x"), vstack([blank(2, 2)], 0), mc];',
       'async function main(): Promise<StepResult> {',
       '  const m = await CmacModel.create({ ...modelPreset("tiny"), seed: 1 });',
       '  const t: Tensor<"uint8"> = { data: new Uint8Array(3), shape: [3] };',

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { resolveConfig, toModelConfig } from '../lib/config';
 import { CmacModel } from '../lib/model';
-import { openCheckpoint } from '../lib/train';
+import { loadCheckpoint } from '../lib/checkpoint';
 import { randomBatch, rejects, tinyConfig, tmpDir } from './helpers';
 
 describe('CmacModel pooling and retrieval accuracy', function () {
@@ -48,7 +48,7 @@ describe('CmacModel pooling and retrieval accuracy', function () {
       delete old.loss.rampThreshold;
       const state = { format: 'cmac-checkpoint/1', step: 1, epoch: 0, cursor: { epoch: 0, position: 4 }, config: old, rng: { seed: 0, loaderSeed: 0 }, nonFiniteInARow: 0, skippedSteps: 0, time: '' };
       fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify(state));
-      const opened = await openCheckpoint(weights);
+      const opened = await loadCheckpoint(weights);
       try {
         expect(opened.config.model.pooling).to.equal('mean');
         expect(opened.config.loss).to.include({ rampStart: 0, rampThreshold: 0.2 });
@@ -60,11 +60,11 @@ describe('CmacModel pooling and retrieval accuracy', function () {
       }
       // A cmac checkpoint of then pooled by attention, and loss.attentionPooling (then a setting) is honoured.
       fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac' } } }));
-      const cm = await openCheckpoint(weights);
+      const cm = await loadCheckpoint(weights);
       expect(cm.config.model.pooling).to.equal('attention');
       cm.model.dispose();
       fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac', attentionPooling: false } } }));
-      const ap = await openCheckpoint(weights);
+      const ap = await loadCheckpoint(weights);
       expect(ap.config.model.pooling).to.equal('mean');
       expect(ap.config.loss).to.not.have.property('attentionPooling');
       ap.model.dispose();

@@ -6,8 +6,9 @@ import * as path from 'path';
 import { createLoader } from '../data';
 import { writeSafetensors } from '../safetensors';
 import type { AnyTensor, Tensor } from '../tensor';
-import { openCheckpoint, openSource } from '../train';
-import { fsyncDir } from '../train/files';
+import { loadCheckpoint } from '../checkpoint';
+import { openSource } from '../data';
+import { fsyncDir } from '../files';
 
 /** The tensors `cmac embed` writes, in file order. */
 export const embeddingKeys = ['zV', 'zA', 'featV', 'featA'] as const;
@@ -169,7 +170,7 @@ export function registerEmbed(program: Command): void {
     .action(async (o: { checkpoint: string; data: string; out: string; clipsPerVideo: number; batch: number; split?: string }) => {
       const format = embeddingFormat(o.out);
       const source = openSource(o.data, o.split);
-      const { model, config } = await openCheckpoint(o.checkpoint);
+      const { model, config } = await loadCheckpoint(o.checkpoint);
       const loader = createLoader({
         source, batchSize: o.batch, mode: 'eval', clipsPerVideo: o.clipsPerVideo,
         clip: { ...config.clip, sampleRate: config.logmel.sampleRate }, decoders: config.data.decoders, decoder: config.data.decoder, audioStream: config.data.audioStream, missingAudio: 'silence',

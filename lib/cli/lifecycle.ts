@@ -11,7 +11,7 @@
 //   removed when a command (any but `info`) starts.
 import * as os from 'os';
 import { finetuneTempPrefix } from '../eval/finetune';
-import { removeStaleTempDirs } from '../train/files';
+import { removeStaleTempDirs } from '../files';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type Handled = (typeof SIGNALS)[number];

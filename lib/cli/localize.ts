@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { oneOf, positiveInt, seconds } from './args';
 import { probe } from '../data';
 import { setNumThreads } from '../info';
-import { loadCheckpoint } from '../eval/checkpoint';
+import { loadCheckpoint } from '../checkpoint';
 import { localizeVideo } from '../viz/localize';
 
 /** Adds `cmac localize` to a commander program. */

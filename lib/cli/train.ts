@@ -4,13 +4,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigInput, loadConfigFile, resolveConfig } from '../config';
 import { synthesize } from '../data/synth';
-import { openCheckpoint, openSource, train, TrainSummary } from '../train';
+import { loadCheckpoint } from '../checkpoint';
+import { openSource } from '../data';
+import { train, TrainSummary } from '../train';
 import { writeTrainingReport } from '../train/report';
 import { evalLoader } from '../eval/collect';
 import { groundTruthFor } from '../eval/evaluate';
 import { evaluateModel } from '../eval/run';
 import { evaluationSections } from '../viz/report';
-import { launchLocal } from '../dist/launch';
+import { launchLocal } from '../distributed/launch';
 import { takeNextSignal } from './lifecycle';
 import { collect, positiveInt } from './args';
 
@@ -142,7 +144,7 @@ export function registerTrain(program: Command): void {
 
 /** Evaluates the demo's final checkpoint on the synthetic test split and adds the results to report.html. */
 async function demoEvaluate(summary: TrainSummary, data: string): Promise<string> {
-  const { model, config } = await openCheckpoint(summary.runDir);
+  const { model, config } = await loadCheckpoint(summary.runDir);
   const clip = { ...config.clip, sampleRate: config.logmel.sampleRate };
   const loader = evalLoader(openSource(data, 'test'), clip, { batchSize: 16, decoders: config.data.decoders });
   const gtOf = groundTruthFor(data, clip, undefined, { nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax });

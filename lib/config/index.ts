@@ -198,6 +198,14 @@ export function toModelConfig(c: CmacConfig): ModelConfig {
   };
 }
 
+/**
+ * The clip geometry a config feeds the encoders, as the data loader takes it.
+ * @example clipOf(resolveConfig({ preset: 'tiny' })) // { frames: 4, fps: 8, size: 64, audioSeconds: 2, sampleRate: 16000 }
+ */
+export function clipOf(c: CmacConfig): { frames: number; fps: number; size: number; audioSeconds: number; sampleRate: number } {
+  return { ...c.clip, sampleRate: c.logmel.sampleRate };
+}
+
 /** Writes the resolved config next to a run (JSON), for reproducibility. */
 export function saveConfig(c: CmacConfig, file: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });

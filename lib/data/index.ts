@@ -11,6 +11,7 @@ export { planClip, randomResizedCrop, squareCentreCrop, applyAudioAugment } from
 export type { ClipGeometry, AugmentOptions, ClipPlan, PlanOptions } from './augment';
 export { folderSource, manifestSource, readManifest, parseManifest, resolveLabels, tarSource, synthSource, parseCsv, expandBraces, videoExtensions } from './sources';
 export type { Source, SampleRef, OpenedSample, FolderSourceOptions, ManifestSourceOptions, Manifest, ManifestEntry, LabelCell, TarSourceOptions, SynthSourceOptions } from './sources';
+export { openSource } from './open';
 export { ClipLoader, createLoader } from './loader';
 export type { LoaderOptions, LoaderBatch, LoaderCursor, LoaderStats, ClipMeta, EpochSummary } from './loader';
 export { ClipCache, cacheKey } from './cache';

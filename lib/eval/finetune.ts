@@ -12,7 +12,7 @@ import { createLoader } from '../data/loader';
 import { checkOptionKeys, keysOf } from '../options';
 import type { LoaderBatch } from '../data/loader';
 import type { AugmentOptions, ClipGeometry } from '../data/augment';
-import { makeOwnedTempDir, removeStaleTempDirs } from '../train/files';
+import { makeOwnedTempDir, removeStaleTempDirs } from '../files';
 import { averageBySample, ClipInfo, clipInfos, evalLoader, Rows, RowsBuilder, rowSize } from './collect';
 import { itemsSource, ProbeDataset, ProbeItem } from './datasets';
 import { majorityAccuracy, meanStd } from './probe';

@@ -25,8 +25,9 @@ export {
   parseUcfClassInd, parseUcfList, parseHmdbSplit, parseEsc50Csv, carveValidation, detectLayout, openProbeDataset, itemsSource, itemKey, acceptedLayouts,
 } from './datasets';
 export type { ProbeItem, ProbeFold, ProbeDataset, DatasetLayout, ProbeDatasetOptions, Esc50Row } from './datasets';
-export { resolveCheckpoint, loadCheckpoint, clipOf } from './checkpoint';
-export type { LoadedModel } from './checkpoint';
+export { resolveCheckpoint, loadCheckpoint } from '../checkpoint';
+export type { LoadedModel } from '../checkpoint';
+export { clipOf } from '../config';
 export { collectOutputs, evalLoader, decodeAll, averageBySample, clipInfos, RowsBuilder, audioWindows, audioFileFeatures, row, rowSize } from './collect';
 export type { ClipInfo, Rows, ModelOutputs, CollectOptions } from './collect';
 export { defaultL2Grid, featureStats, standardise, accuracy, majorityAccuracy, meanStd, fitProbe, linearProbe, probeItems } from './probe';

@@ -2,7 +2,7 @@
 // inlined into the page), tables and data-URI images, no external assets,
 // so report.html opens offline.
 import * as fs from 'fs';
-import { writeFileAtomic } from '../train/files';
+import { writeFileAtomic } from '../files';
 
 /** One section of a report. */
 export interface ReportSection {

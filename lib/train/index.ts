@@ -1,12 +1,9 @@
 export { train, NonFiniteLossError } from './trainer';
 export type { TrainOptions, TrainSummary } from './trainer';
-export { latestCheckpoint, listCheckpoints, readCheckpointState, saveCheckpoint } from './checkpoint';
-export type { CheckpointRef, CheckpointState } from './checkpoint';
+export { latestCheckpoint, listCheckpoints, readCheckpointState, saveCheckpoint } from '../checkpoint';
+export type { CheckpointRef, CheckpointState } from '../checkpoint';
 export type { StepMetrics } from './metrics';
 export { read as readMetrics } from './metrics';
-export { openSource } from './data';
 export { TensorBoardWriter, crc32c, maskedCrc32c, tfRecord, readTfRecords, eventSchema } from './tensorboard';
-export { openCheckpoint, findCheckpoint } from './load';
-export type { OpenedCheckpoint } from './load';
 export { lockRunDir, RunFolderBusyError } from './files';
 export type { LockHolder, RunLock } from './files';

@@ -3,10 +3,9 @@
 // clips, computed once at the start of a run and stored in the model (and so
 // in every checkpoint, as logmel.mean / logmel.std).
 import type { CmacConfig } from '../config';
-import { createLoader } from '../data';
+import { createLoader, openSource } from '../data';
 import type { CmacModel, LogMelStats } from '../model';
 import { untilAborted } from './abort';
-import { openSource } from './data';
 
 /**
  * Reads the first logmel.statsClips clips of the training data (seeded

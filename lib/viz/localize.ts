@@ -13,7 +13,7 @@ import { ClipJob, decodeAudioFile, muxSoundtrack, openVideoEncoder, ProbeInfo, V
 import type { CmacModel } from '../model';
 import { checkOptionKeys, keysOf } from '../options';
 import { writeSafetensors } from '../safetensors';
-import { onProcessExit, removeStaleTempFiles } from '../train/files';
+import { onProcessExit, removeStaleTempFiles } from '../files';
 import { blank, colourBar, drawText, frameImage, hstack, overlay, paste, titled } from './image';
 import type { RgbImage } from './png';
 import { encodePng } from './png';

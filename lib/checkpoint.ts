@@ -1,13 +1,15 @@
 // Checkpoints: step-N.safetensors (weights + optimiser state, written by the
 // native side atomically) and step-N.json (step, epoch, config, loader
 // cursor, seeds), written after it. The JSON is the commit marker: a
-// checkpoint counts only when both files are complete.
+// checkpoint counts only when both files are complete. Below train (which
+// writes and resumes them) and eval (which loads them): the format, listing,
+// reading and opening a checkpoint as a model live here once.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { CmacConfig } from '../config';
-import type { CmacModel } from '../model';
-import type { LoaderCursor } from '../data';
+import { toModelConfig, type CmacConfig } from './config';
+import type { LoaderCursor } from './data';
 import { onProcessExit, writeFileAtomic } from './files';
+import { CmacModel } from './model';
 
 /** What a checkpoint's JSON holds. */
 export interface CheckpointState {
@@ -25,6 +27,7 @@ export interface CheckpointState {
   time: string;
 }
 
+/** The two files of one checkpoint. */
 export interface CheckpointRef {
   step: number;
   weights: string;
@@ -53,7 +56,7 @@ export async function saveCheckpoint(dir: string, model: CmacModel, state: Check
     } catch (e) {
       fs.rmSync(ref.weights, { force: true });  // uncommitted without its JSON: free the space
       throw new Error(`cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
-        `Fix: free disk space (or inodes) in ${dir} or choose another --run-dir; the previous checkpoint is intact.`);
+        `Fix: free disk space (or inodes) in ${dir} or choose another run folder (train.runDir; CLI: --run-dir); the previous checkpoint is intact.`);
     }
   } finally {
     cancel();
@@ -105,7 +108,7 @@ export function readCheckpointState(ref: CheckpointRef): CheckpointState {
     throw new Error(`checkpoint ${ref.state} is unreadable: ${(e as Error).message}. Fix: delete it to resume from the previous one.`);
   }
   if (s.format !== 'cmac-checkpoint/1' || typeof s.step !== 'number' || !s.cursor || !s.config) {
-    throw new Error(`checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: point --resume at a run folder written by cmac train.`);
+    throw new Error(`checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: use a checkpoint of a run folder written by train() (CLI: cmac train).`);
   }
   return { ...s, config: upgradeConfig(s.config) };
 }
@@ -150,4 +153,48 @@ export function upgradedKeys(raw: unknown): string[] {
 export function latestCheckpoint(dir: string): CheckpointRef | undefined {
   const all = listCheckpoints(dir);
   return all[all.length - 1];
+}
+
+/** A model restored from a checkpoint (eval mode), with the config it was trained with. */
+export interface LoadedModel {
+  model: CmacModel;
+  config: CmacConfig;
+  state: CheckpointState;
+  ref: CheckpointRef;
+}
+
+/** Finds the checkpoint a path names: a step-N.json / .safetensors file, a checkpoints/ folder or a run folder (its newest checkpoint). */
+export function resolveCheckpoint(spec: string): CheckpointRef {
+  if (!fs.existsSync(spec)) throw new Error(`checkpoint ${spec} does not exist. Fix: pass a run folder (runs/x), its checkpoints/ folder or a step-N.safetensors file.`);
+  if (fs.statSync(spec).isDirectory()) {
+    const ref = latestCheckpoint(path.join(spec, 'checkpoints')) ?? latestCheckpoint(spec);
+    if (!ref) throw new Error(`no checkpoint in ${spec}. Fix: train into it first (train() with train.runDir ${JSON.stringify(spec)}; CLI: cmac train --run-dir ${spec}) or pass a step-N.safetensors file.`);
+    return ref;
+  }
+  const base = spec.replace(/\.(safetensors|json)$/, '');
+  const ref = { step: Number((/step-(\d+)$/.exec(base) ?? [])[1] ?? NaN), weights: `${base}.safetensors`, state: `${base}.json` };
+  if (!fs.existsSync(ref.weights) || !fs.existsSync(ref.state)) {
+    throw new Error(`checkpoint ${spec} is incomplete: it needs both ${path.basename(ref.weights)} and ${path.basename(ref.state)}. Fix: use a checkpoint written by train() (CLI: cmac train).`);
+  }
+  return ref;
+}
+
+/**
+ * Builds the model a checkpoint's config describes, loads its weights and
+ * puts it in eval mode. `device` overrides the config's.
+ * @example const { model, config } = await loadCheckpoint('runs/tiny'); ... model.dispose();
+ */
+export async function loadCheckpoint(spec: string, opts: { device?: string } = {}): Promise<LoadedModel> {
+  const ref = resolveCheckpoint(spec);
+  const state = readCheckpointState(ref);
+  const config = opts.device ? { ...state.config, device: opts.device } : state.config;
+  const model = await CmacModel.create(toModelConfig(config));
+  try {
+    await model.load(ref.weights);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.eval();
+  return { model, config, state, ref };
 }
