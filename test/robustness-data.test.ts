@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { createLoader, manifestSource, synthesize, tarSource, TooFewClipsError, type LoaderBatch } from '../lib/data';
 import { train } from '../lib/train';
-import { openSource } from '../lib/train/data';
+import { openSource } from '../lib/data';
 import { root, tmpDir } from './helpers';
 
 const cliJs = path.join(root, 'dist', 'cli', 'main.js');
