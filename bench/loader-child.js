@@ -5,7 +5,6 @@
 // a model and its memory (fork copies the page tables): the bench driver measures that
 // separately. Prints one JSON line: per-epoch clips/s and the clips of the second epoch.
 'use strict';
-const path = require('path');
 const { spawnSync } = require('child_process');
 const { median, nowMs, procMem } = require('./util');
 

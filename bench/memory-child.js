@@ -4,7 +4,6 @@
 //   node --expose-gc bench/memory-child.js embed --calls 10000 --every 1000 --threads 2
 // Prints one JSON line. Run by bench/run.js (section "memory").
 'use strict';
-const path = require('path');
 const { procMem, nowMs } = require('./util');
 
 /** The value after --`name`, else `dflt`. @param {string} name @param {string} [dflt] @returns {string} */

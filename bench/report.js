@@ -15,11 +15,6 @@ const TARGETS = {
   memoryGrowthMiB: 8,                  // RSS after 10k embeds - after 1k, below
 };
 
-const med = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ok = (s) => s && !s.error && !s.skipped;
 const MiB = (b) => b / 2 ** 20;
 

@@ -706,7 +706,7 @@ async function main() {
     if (interrupted) process.exit(130);
     interrupted = true;
     U.log('interrupted: cleaning up');
-    bench.close().finally(() => process.exit(130));
+    void bench.close().finally(() => process.exit(130));  // exit even when cleaning up fails
   };
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);

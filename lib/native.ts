@@ -91,7 +91,7 @@ export function native(): NativeAddon {
     process.env.GOTO_NUM_THREADS = '1';
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- node-gyp-build has no types
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
     cached = load(root);
     return cached;
@@ -112,7 +112,7 @@ function loadFailure(root: string, err: Error): string {
   let torch = 'libtorch: not checked';
   let howTo = '';
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- plain JS, loaded only for the error message
     const ft = require(path.join(root, 'scripts', 'find-torch.js'));
     const t = ft.findTorch();
     torch = t.source ? `libtorch: found (${t.source}, ${ft.torchVersion(t) ?? 'version unknown'}) at ${t.cmakeDir}` : `libtorch: NOT found; tried ${t.tried.join('; ')}`;

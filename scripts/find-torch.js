@@ -10,8 +10,6 @@ const fs = require('fs');
 const path = require('path');
 const { execFileSync } = require('child_process');
 
-const CONFIG = path.join('Torch', 'TorchConfig.cmake');
-
 function hasConfig(dir) {
   return !!dir && fs.existsSync(path.join(dir, 'TorchConfig.cmake'));
 }

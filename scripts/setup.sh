@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(libtorch-dev libgloo-dev ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config nlohmann-json3-dev protobuf-compiler cmake g++ make python3 clang libclang-rt-14-dev)
+want=(libtorch-dev libgloo-dev ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config nlohmann-json3-dev protobuf-compiler cmake g++ make python3 clang libclang-rt-14-dev clang-format)
 build=1
 jupyter=0
 quiet=0

@@ -21,7 +21,6 @@ import { root, tmpDir } from './helpers';
 
 const DIST = process.env.CMAC_TEST_DIST ?? path.join(root, 'dist');
 const CLI = path.join(DIST, 'cli', 'main.js');
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const lib = require(path.join(DIST, 'train')) as typeof trainLib;
 
 /** The overlay video while `cmac localize` writes it: `.overlay-video.mp4` before these fixes, `*.tmp-<pid>` after. */

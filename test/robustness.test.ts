@@ -85,7 +85,7 @@ describe('robustness: a catalogue of bad inputs', function () {
     const media = path.join(dir, 'media');
     const lines: string[] = [];
     let loader: ClipLoader;
-    let batches: LoaderBatch[] = [];
+    const batches: LoaderBatch[] = [];
     const reasonOf = (f: string) => loader.stats.badSamples[path.join(media, f)];
 
     before(async () => {

@@ -111,7 +111,7 @@ function loadAddon(): MediaAddon | null {
   if (addon !== undefined) return addon;
   try {
     // Lazy: importing lib/data never loads the addon.
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const a = (require('../native') as { native(): unknown }).native() as Partial<MediaAddon>;
     if (typeof a.mediaInfo !== 'function' || typeof a.createDecoder !== 'function') {
       unavailable = 'the addon predates native decoding (rebuild it: npm run build:native)';
