@@ -12,6 +12,7 @@ const fs = require('fs');
 const path = require('path');
 
 const mods = ['libavformat', 'libavcodec', 'libavutil', 'libswscale', 'libswresample'];
+/** @param {string[]} args */
 function pc(args) {
   try {
     return execFileSync('pkg-config', [...args, ...mods], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();

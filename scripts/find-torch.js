@@ -10,11 +10,12 @@ const fs = require('fs');
 const path = require('path');
 const { execFileSync } = require('child_process');
 
+/** @param {string} dir */
 function hasConfig(dir) {
   return !!dir && fs.existsSync(path.join(dir, 'TorchConfig.cmake'));
 }
 
-/** cmake dir (the folder holding TorchConfig.cmake) under a prefix, if any. */
+/** cmake dir (the folder holding TorchConfig.cmake) under a prefix, if any. @param {string} prefix */
 function configUnder(prefix) {
   for (const rel of ['share/cmake/Torch', 'lib/cmake/Torch', 'lib/x86_64-linux-gnu/cmake/Torch', 'lib/aarch64-linux-gnu/cmake/Torch', 'Torch', '.']) {
     const d = path.join(prefix, rel);
@@ -48,6 +49,7 @@ function pythonPrefix() {
 
 /** Walks the order above; returns { source, cmakeDir, root, tried }. @returns {TorchSearch} */
 function findTorch() {
+  /** @type {string[]} */
   const tried = [];
   const env = process.env;
   if (env.LIBTORCH) {
@@ -86,7 +88,7 @@ function findTorch() {
   }
 }
 
-/** The install prefix holding include/ and the libraries. */
+/** The install prefix holding include/ and the libraries. @param {string} cmakeDir */
 function torchRoot(cmakeDir) {
   let d = path.resolve(cmakeDir);
   for (let i = 0; i < 5; i++) {
@@ -96,6 +98,7 @@ function torchRoot(cmakeDir) {
   return path.resolve(cmakeDir, '../../..');
 }
 
+/** @param {TorchFound} t */
 function libDir(t) {
   for (const rel of ['lib', 'lib/x86_64-linux-gnu', 'lib/aarch64-linux-gnu']) {
     const d = path.join(t.root, rel);
@@ -104,18 +107,19 @@ function libDir(t) {
   return path.join(t.root, 'lib');
 }
 
-/** _GLIBCXX_USE_CXX11_ABI the library was built with (read from TorchConfig.cmake). */
+/** _GLIBCXX_USE_CXX11_ABI the library was built with (read from TorchConfig.cmake). @param {TorchFound} t */
 function cxx11Abi(t) {
   const text = fs.readFileSync(path.join(t.cmakeDir, 'TorchConfig.cmake'), 'utf8');
   const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(text);
   return m ? Number(m[1]) : 1;
 }
 
+/** @param {TorchFound} t */
 function hasCuda(t) {
   return fs.existsSync(path.join(libDir(t), 'libtorch_cuda.so'));
 }
 
-/** libtorch's version from TorchConfigVersion.cmake ("1.13.0"), or null. */
+/** libtorch's version from TorchConfigVersion.cmake ("1.13.0"), or null. @param {TorchFound} t */
 function torchVersion(t) {
   try {
     const m = /PACKAGE_VERSION "([0-9.]+)"/.exec(fs.readFileSync(path.join(t.cmakeDir, 'TorchConfigVersion.cmake'), 'utf8'));
@@ -125,11 +129,12 @@ function torchVersion(t) {
   }
 }
 
-/** The first of these folders holding `rel` (a header), or null. */
+/** The first of these folders holding `rel` (a header), or null. @param {string[]} dirs @param {string} rel */
 function headerIn(dirs, rel) {
   return dirs.find((d) => fs.existsSync(path.join(d, rel))) || null;
 }
 
+/** @param {string} d */
 function isSystemDir(d) {
   return ['/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib'].includes(d);
 }

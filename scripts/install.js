@@ -21,9 +21,10 @@ const { findTorch, torchVersion, hasCuda, HOW_TO_GET_LIBTORCH } = require('./fin
 
 const root = path.resolve(__dirname, '..');
 const platform = `${process.platform}-${process.arch}`;
-const say = (m) => process.stderr.write(`cmac: ${m}\n`);
+const say = (/** @type {string} */ m) => process.stderr.write(`cmac: ${m}\n`);
 
 /** Loads an addon in a child process (a missing shared library must not end this one); returns its info() or the error. */
+/** @param {string} file @returns {{ info?: any, error?: string }} */
 function tryLoad(file) {
   const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(file)}).info()))`], {
     encoding: 'utf8', timeout: 120000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1', GOTO_NUM_THREADS: '1' },
@@ -45,7 +46,10 @@ function prebuild() {
   return { file, manifest };
 }
 
-/** Why the prebuild does not fit the libtorch found, or null when it fits. */
+/**
+ * Why the prebuild does not fit the libtorch found, or null when it fits.
+ * @param {{ file: string, manifest: any }} pb @param {import('./find-torch').TorchSearch} t
+ */
 function mismatch(pb, t) {
   if (!pb.manifest) return `prebuilds/${platform}/cmac.json (the manifest) is missing`;
   if (!t.source) return null;  // nothing to compare with: loading decides
@@ -59,16 +63,19 @@ function mismatch(pb, t) {
   return null;
 }
 
+/** @param {string[]} lines @returns {never} */
 function fail(lines) {
   say(lines.join('\n'));
   process.exit(1);
 }
 
+/** @param {string} cmd @param {string[]} args */
 function has(cmd, args) {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
   return r.status === 0;
 }
 
+/** @param {import('./find-torch').TorchFound} t @param {string} reason */
 function buildFromSource(t, reason) {
   const missing = [];
   if (!has('cmake', ['--version'])) missing.push('cmake');

@@ -22,6 +22,7 @@ function die(msg, status = 1) {
   process.exit(status);
 }
 
+/** @param {string[]} extra */
 function viaPrebuildify(extra) {
   const stage = path.join(root, '.prebuild-stage');
   fs.mkdirSync(stage, { recursive: true });
@@ -58,7 +59,7 @@ function viaCmake() {
   return 'cmake-js (build/)';
 }
 
-/** The shared libraries the addon names (ELF NEEDED), or null without readelf. */
+/** The shared libraries the addon names (ELF NEEDED), or null without readelf. @param {string} file */
 function needed(file) {
   const r = spawnSync('readelf', ['-d', file], { encoding: 'utf8' });
   if (r.status !== 0) return null;
