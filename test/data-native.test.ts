@@ -549,6 +549,42 @@ describe('data: the on-disk probe index', function () {
   });
 });
 
+describe('data: the probe index sidecar (sorted hashes + line offsets)', () => {
+  it('is written by an opener that finds many new lines, used by the next, and ignored when it is damaged or stale', () => {
+    const dir = tmpDir('cmac-probe-lookup-');
+    const ix = path.join(dir, 'probes.idx');
+    const info = (d: number): ProbeInfo => ({ file: 'x', size: 10, format: 'mp4', duration: d, video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 } });
+    const w = new ProbeIndex(ix);
+    for (let i = 0; i < 1500; i++) w.put(`k${i}`, info(i));
+    expect(fs.existsSync(`${ix}.lookup`)).to.equal(false);
+    const first = new ProbeIndex(ix);  // 1500 lines past no sidecar: writes one
+    expect(fs.existsSync(`${ix}.lookup`)).to.equal(true);
+    expect(first.get('k1499')?.duration).to.equal(1499);
+    // The next opener reads the sidecar plus the lines appended since.
+    first.put('k5', info(55));
+    first.put('new', info(-1));
+    const second = new ProbeIndex(ix);
+    expect(second.size).to.equal(1501);
+    expect(second.get('k5')?.duration).to.equal(55);
+    expect(second.get('k6')?.duration).to.equal(6);
+    expect(second.get('new')?.duration).to.equal(-1);
+    expect(second.get('k1500')).to.equal(undefined);
+    // A damaged sidecar (one byte) is ignored: the lines are scanned.
+    const lk = fs.readFileSync(`${ix}.lookup`);
+    lk[lk.length - 3] ^= 0x40;
+    fs.writeFileSync(`${ix}.lookup`, lk);
+    expect(new ProbeIndex(ix).get('k700')?.duration).to.equal(700);
+    // A sidecar of another file (the index rewritten with other lines) is ignored too.
+    new ProbeIndex(ix);
+    const text = fs.readFileSync(ix, 'utf8').split('\n').filter(Boolean);
+    fs.writeFileSync(ix, [...text.slice(1), text[0]].join('\n') + '\n');
+    const moved = new ProbeIndex(ix);
+    expect(moved.get('k0')?.duration).to.equal(0);
+    expect(moved.get('k1')?.duration).to.equal(1);
+    expect(moved.get('k1499')?.duration).to.equal(1499);
+  });
+});
+
 describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
   it('without native decoding in the addon, probe/decodeClips use the CLI and say why in one line', async () => {
     const savedEnv = process.env.CMAC_DECODER;
