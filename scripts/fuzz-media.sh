@@ -43,19 +43,10 @@ mkdir -p "$out"
 read -r -a avflags <<<"$(pkg-config --cflags libavformat libavcodec libavutil libswscale libswresample)"
 read -r -a avlibs <<<"$(pkg-config --libs libavformat libavcodec libavutil libswscale libswresample)"
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -Inative/core/media "${avflags[@]}")
-cxx="${CMAC_FUZZ_CXX:-}"
-if [ -z "$cxx" ] && command -v clang++ >/dev/null 2>&1; then cxx=clang++; fi
-[ -z "$cxx" ] && cxx=g++
-if [ "$mode" = auto ]; then
-  mode=standalone
-  if [ "$cxx" != g++ ] && echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long){return 0;}' \
-      | $cxx -x c++ -fsanitize=address,fuzzer -o "$out/.probe-media" - >/dev/null 2>&1; then
-    mode=libfuzzer
-  fi
-  rm -f "$out/.probe-media"
-fi
-if [ "$mode" = libfuzzer ]; then san=(-fsanitize=address,fuzzer); objsan=(-fsanitize=address,fuzzer-no-link); extra=(); bin="$out/media_fuzz"
-else san=(-fsanitize=address); objsan=(-fsanitize=address); extra=(-DCMAC_FUZZ_STANDALONE); bin="$out/media_fuzz_standalone.$(basename "$cxx")"; fi
+. scripts/fuzz-common.sh
+fz_name=fuzz-media
+fz_bin=media_fuzz
+fuzz_pick_mode
 tag="media.$mode.$(basename "$cxx")"
 objs=()
 for src in native/core/media/media.cpp native/fuzz/media_fuzz.cpp; do
@@ -72,7 +63,7 @@ if [ ! -x "$bin" ] || [ "${objs[0]}" -nt "$bin" ] || [ "${objs[1]}" -nt "$bin" ]
 fi
 
 corpus="$out/media-corpus"
-mkdir -p "$corpus" "$out/media-findings"
+mkdir -p "$corpus"
 ff="${CMAC_FFMPEG:-ffmpeg}"
 seed() {  # name, then ffmpeg output options
   local f="$corpus/seed-$1"; shift
@@ -85,28 +76,12 @@ seed b.mkv -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a pcm_s16le
 seed c.webm -c:v libvpx -b:v 50k -c:a libopus -b:a 16k -ar 48000
 seed d.avi -c:v mpeg4 -q:v 10 -c:a pcm_u8
 seed e.mov -c:v mjpeg -q:v 10 -an
-log="$out/media-last-run.log"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-t0=$(date +%s)
-if [ "$mode" = libfuzzer ]; then
-  nice -n 10 "$bin" "$corpus" -runs="$runs" -max_total_time="$secs" -max_len=16384 -timeout=20 -rss_limit_mb=4096 \
-    -artifact_prefix="$out/media-findings/" -print_final_stats=1 >"$log" 2>&1
-  rc=$?
-  cases=$(grep -Eo 'Done [0-9]+ runs' "$log" | grep -Eo '[0-9]+' | tail -1)
-  [ -z "$cases" ] && cases=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
-else
-  nice -n 10 "$bin" "$corpus" -runs="$runs" -max_total_time="$secs" >"$log" 2>&1
-  rc=$?
-  cases=$(grep -Eo 'cmac-fuzz: cases [0-9]+' "$log" | grep -Eo '[0-9]+' | tail -1)
-fi
-t1=$(date +%s)
-leaks=$(grep -c 'ERROR: LeakSanitizer' "$log")
-crashes=0
-if [ "$rc" -ne 0 ] && [ "$leaks" -eq 0 ]; then crashes=1; fi
-grep -E "^(cmac-fuzz|Done|stat::|==[0-9]+==ERROR|SUMMARY|\\*\\*\\*)" "$log" | tail -8 >&2
-if [ "$rc" -ne 0 ]; then
-  echo "fuzz-media: FAILED (exit $rc); log $log; reproducer(s) in $out/media-findings/:" >&2
-  ls -1 "$out/media-findings" >&2
-fi
-echo "fuzz-media: mode $mode, cases ${cases:-0}, crashes $crashes, leaks $leaks, seconds $((t1 - t0))"
-[ "$rc" -eq 0 ]
+fz_corpus="$corpus"
+fz_findings="$out/media-findings"
+fz_log="$out/media-last-run.log"
+fz_max_len=16384
+fz_timeout=20
+fz_cases_re='cmac-fuzz: cases [0-9]+'
+fz_env=()
+fuzz_run

@@ -47,32 +47,10 @@ if [ -n "${LIBTORCH:-}" ]; then
 fi
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -D_GLIBCXX_USE_CXX11_ABI=1 -Inative/core "${torch_inc[@]}")
 
-cxx="${CMAC_FUZZ_CXX:-}"   # e.g. CMAC_FUZZ_CXX=g++ to try the fallback with GCC
-if [ -z "$cxx" ] && command -v clang++ >/dev/null 2>&1; then cxx=clang++; fi
-if [ "$mode" = auto ]; then
-  mode=standalone
-  if [ -n "$cxx" ] && [ "$cxx" != g++ ] && echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long){return 0;}' \
-      | $cxx -x c++ -fsanitize=address,fuzzer -o "$out/.probe" - >/dev/null 2>&1; then
-    mode=libfuzzer
-  fi
-  rm -f "$out/.probe"
-fi
-if [ -z "$cxx" ]; then
-  cxx=g++
-  echo "fuzz-safetensors: clang++ not found; building the seeded-mutation fallback with g++ (install clang libclang-rt-14-dev for libFuzzer)" >&2
-fi
-
-if [ "$mode" = libfuzzer ]; then
-  san=(-fsanitize=address,fuzzer)
-  objsan=(-fsanitize=address,fuzzer-no-link)
-  bin="$out/safetensors_fuzz"
-  extra=()
-else
-  san=(-fsanitize=address)
-  objsan=(-fsanitize=address)
-  bin="$out/safetensors_fuzz_standalone.$(basename "${cxx:-g++}")"
-  extra=(-DCMAC_FUZZ_STANDALONE)
-fi
+. scripts/fuzz-common.sh
+fz_name=fuzz-safetensors
+fz_bin=safetensors_fuzz
+fuzz_pick_mode
 
 # Rebuild only what changed (objects depend on their source and the core header).
 build() {
@@ -91,33 +69,14 @@ if [ ! -x "$bin" ] || [ "$out/safetensors.$tag.o" -nt "$bin" ] || [ "$out/harnes
 fi
 [ "$build_only" = 1 ] && { echo "fuzz-safetensors: built $bin"; exit 0; }
 
-corpus="$out/corpus"
-mkdir -p "$corpus" "$out/findings"
-log="$out/last-run.log"
 # libtorch is not instrumented: container-overflow annotations would give false positives.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_container_overflow=0:detect_leaks=1:abort_on_error=0}"
 export OMP_NUM_THREADS=1
-t0=$(date +%s)
-if [ "$mode" = libfuzzer ]; then
-  # -runs counts every input executed (seeds included); a crash/leak stops the run.
-  CMAC_FUZZ_SEED_DIR="$corpus" nice -n 10 "$bin" "$corpus" -runs="$runs" -max_total_time="$secs" -max_len=4096 \
-    -rss_limit_mb=4096 -artifact_prefix="$out/findings/" -print_final_stats=1 >"$log" 2>&1
-  rc=$?
-  cases=$(grep -Eo 'Done [0-9]+ runs' "$log" | grep -Eo '[0-9]+' | tail -1)
-  [ -z "$cases" ] && cases=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
-else
-  nice -n 10 "$bin" "$corpus" -runs="$runs" -max_total_time="$secs" >"$log" 2>&1
-  rc=$?
-  cases=$(grep -Eo 'cases [0-9]+' "$log" | grep -Eo '[0-9]+' | tail -1)
-fi
-t1=$(date +%s)
-leaks=$(grep -c 'ERROR: LeakSanitizer' "$log")
-crashes=0
-if [ "$rc" -ne 0 ] && [ "$leaks" -eq 0 ]; then crashes=1; fi
-grep -E "^(cmac-fuzz|Done|stat::|==[0-9]+==ERROR|SUMMARY|\\*\\*\\*)" "$log" >&2
-if [ "$rc" -ne 0 ]; then
-  echo "fuzz-safetensors: FAILED (exit $rc); log $log; reproducer(s) in $out/findings/:" >&2
-  ls -1 "$out/findings" >&2
-fi
-echo "fuzz-safetensors: mode $mode, cases ${cases:-0}, crashes $crashes, leaks $leaks, seconds $((t1 - t0))"
-[ "$rc" -eq 0 ]
+fz_corpus="$out/corpus"
+fz_findings="$out/findings"
+fz_log="$out/last-run.log"
+fz_max_len=4096
+fz_timeout=
+fz_cases_re='cases [0-9]+'
+fz_env=(CMAC_FUZZ_SEED_DIR="$fz_corpus")  # libFuzzer mode: the harness writes its seeds there first
+fuzz_run

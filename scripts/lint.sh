@@ -34,7 +34,7 @@ fi
 failed=()
 npx --no-install eslint --max-warnings 0 . || failed+=(eslint)
 npx --no-install prettier --log-level warn --check "${js[@]}" || failed+=(prettier)
-clang-format --dry-run -Werror "${cxx[@]}" 2>&1 | grep -E '^[^ ].*: error:' | sed 's/: error:.*//' | sort -u | sed 's/^/clang-format: not formatted: /' >&2
+clang-format --dry-run -Werror "${cxx[@]}" 2>&1 | grep -E '^[^ ].*: error:' | sed 's/:[0-9]*:[0-9]*: error:.*//' | sort -u | sed 's/^/clang-format: not formatted: /' >&2
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=(clang-format)
 if [ ${#failed[@]} -gt 0 ]; then
   echo "lint: failed: ${failed[*]}. Formatting fix: npm run format; ESLint findings are fixed by hand." >&2

@@ -26,3 +26,27 @@ describe('native/core (C++ tests)', function () {
     it(name, function () { runCoreTest(this, name); });
   }
 });
+
+// Both C++ test binaries share one runner (native/core/tests/runner.h): the same
+// flags, lines, summary and exit codes, whether or not they link libtorch.
+describe('C++ test runner (cmac_core_tests, cmac_media_tests)', function () {
+  this.timeout(120000);
+  const mediaTests = path.join(root, 'build', 'Release', 'cmac_media_tests');
+  for (const bin of [coreTests, mediaTests]) {
+    const name = path.basename(bin);
+    it(`${name}: one case by name, a summary line, exit codes 2 (no such case) and 4 (bad argument)`, function () {
+      if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run npm run build:native`);
+      const first = execFileSync(bin, ['--list']).toString().trim().split('\n')[0];
+      const one = spawnSync(bin, ['--run', first], { encoding: 'utf8' });
+      expect(one.status, one.stdout + one.stderr).to.be.oneOf([0, 3]);
+      expect(one.stdout).to.match(new RegExp(`^(ok  |skip) ${first}`, 'm'));
+      expect(one.stdout).to.match(/^\d+ passed, 0 failed, \d+ skipped$/m);
+      const none = spawnSync(bin, ['--run', 'no_such_case'], { encoding: 'utf8' });
+      expect(none.status).to.equal(2);
+      expect(none.stdout).to.contain('no test named no_such_case');
+      const bad = spawnSync(bin, ['--fixture', 'x'], { encoding: 'utf8' });
+      expect(bad.status).to.equal(4);
+      expect(bad.stderr).to.contain("unknown argument '--fixture'");
+    });
+  }
+});

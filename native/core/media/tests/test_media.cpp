@@ -16,7 +16,7 @@
 #include <cstring>
 #include <thread>
 
-#include "../../tests/test.h"
+#include "../../tests/runner.h"
 #include "../media.h"
 #include "../pool.h"
 
@@ -270,32 +270,8 @@ TEST(media_pool_replaces_a_stuck_decoder) {
 }
 
 int main(int argc, char** argv) {
-  std::string only;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--list") {
-      for (auto& [name, f] : cmactest::registry()) std::cout << name << "\n";
-      return 0;
-    }
-    if (a == "--run" && i + 1 < argc) only = argv[++i];
-  }
-  int failed = 0, ran = 0;
-  for (auto& [name, f] : cmactest::registry()) {
-    if (!only.empty() && name != only) continue;
-    ++ran;
-    try {
-      f();
-      std::cout << "ok   " << name << std::endl;
-    } catch (const std::exception& e) {
-      ++failed;
-      std::cout << "FAIL " << name << ": " << e.what() << std::endl;
-    }
-  }
+  const int rc = cmactest::runTests(argc, argv);
   std::string cmd = "rm -rf " + dir();
   if (std::system(cmd.c_str()) != 0) std::cerr << "could not remove " << dir() << "\n";
-  if (!only.empty() && ran == 0) {
-    std::cout << "no such test: " << only << std::endl;
-    return 2;
-  }
-  return failed ? 1 : 0;
+  return rc;
 }
