@@ -101,7 +101,7 @@ describe('robustness: run lifecycle (issue 17: run lock, closed pipes, streamed 
       for (const b of [fresh, resume]) {
         expect(b.code, b.out).to.equal(1);
         expect(b.out).to.match(new RegExp(`run folder .*run-locked is in use by another run: pid ${a.child.pid}\\b`))
-          .and.match(/Fix: wait for that run to finish \(or stop it: kill \d+\), or use another run folder \(--run-dir, train\.runDir\)/);
+          .and.match(/Fix: wait for that run to finish \(or stop it: kill \d+\), or use another run folder \(train\.runDir; CLI: --run-dir\)/);
       }
       expect(stillRunning, 'the first run was still running when the others were refused').to.equal(true);
       expect(ra.code, a.out()).to.equal(0);

@@ -349,7 +349,7 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('run dir under a regular file (ENOTDIR) -> "cannot write to run folder ... Fix:"', async () => {
       const file = path.join(dir, 'a-file');
       fs.writeFileSync(file, 'x');
-      await rejects(train(cfg(path.join(file, 'run')), { progress: false }), Error, /cannot write to run folder .*a-file\/run: ENOTDIR.*Fix: choose another --run-dir/);
+      await rejects(train(cfg(path.join(file, 'run')), { progress: false }), Error, /cannot write to run folder .*a-file\/run: ENOTDIR.*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
     });
 
     it('model.save under a regular file -> "cannot create ... Not a directory. Fix:"', async () => {
@@ -372,7 +372,7 @@ describe('robustness: a catalogue of bad inputs', function () {
       const runDir = path.join(dir, 'run-preset');
       await train({ ...cfg(runDir), train: { steps: 1, runDir } }, { progress: false });
       await rejects(train({ ...cfg(runDir), preset: 'paper', clip: { size: 32, frames: 4, fps: 8 } }, { resume: true, progress: false }), Error,
-        /--resume: the config differs from the checkpoint's in preset, model.*Fix: resume with the run's own config\.json/);
+        /resume: the config differs from the checkpoint's in preset, model.*Fix: resume with the run's own config\.json/);
     });
 
     it('a checkpoint of another preset -> CmacModel.load names the weight and the fix, and the model is unchanged', async () => {
@@ -390,7 +390,7 @@ describe('robustness: a catalogue of bad inputs', function () {
       if (!m.ok) { console.log(`      (skipped: cannot mount a read-only tmpfs here: ${m.why})`); this.skip(); }
       mounts.push(ro);
       // Node's recursive mkdirSync reports ENOENT on a read-only file system (see BUG-9).
-      await rejects(train(cfg(path.join(ro, 'run')), { progress: false }), Error, /cannot write to run folder .*ro\/run: .*Fix: choose another --run-dir/);
+      await rejects(train(cfg(path.join(ro, 'run')), { progress: false }), Error, /cannot write to run folder .*ro\/run: .*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
       await rejects(model.save(path.join(ro, 'm.safetensors')), Error, /cannot create .*Read-only file system\. Fix:/);
     });
 
@@ -402,7 +402,7 @@ describe('robustness: a catalogue of bad inputs', function () {
       const ro = path.join(dir, 'ro');
       if (!mounts.includes(ro)) { console.log('      (skipped: the read-only tmpfs of the case above could not be mounted)'); this.skip(); }
       await rejects(train(cfg(path.join(ro, 'run2', 'deeper')), { progress: false }), Error,
-        /cannot write to run folder .*ro\/run2\/deeper: the file system holding .*ro is read-only \(EROFS\)\. Fix: choose another --run-dir/);
+        /cannot write to run folder .*ro\/run2\/deeper: the file system holding .*ro is read-only \(EROFS\)\. Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
     });
 
     // BUG-10: a writer killed between creating its `*.tmp-<pid>` file and the rename

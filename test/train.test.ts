@@ -81,7 +81,7 @@ describe('trainer', function () {
   });
 
   it('refuses to overwrite a run that has checkpoints, and --resume without one', async () => {
-    await rejects(train(base(data, path.join(dir, 'run-a'))), Error, /already holds checkpoints\. Fix: add --resume/);
+    await rejects(train(base(data, path.join(dir, 'run-a'))), Error, /already holds checkpoints\. Fix: pass resume: true to continue it \(CLI: --resume\)/);
     await rejects(train(base(data, path.join(dir, 'empty-run')), { resume: true }), Error, /no checkpoint in .*Fix:/);
     await rejects(train({ ...base(data, path.join(dir, 'run-a')), loss: { preset: 'xmodal' } }, { resume: true }), Error, /config differs from the checkpoint's in loss/);
   });

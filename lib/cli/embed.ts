@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { positiveInt } from './args';
 import * as fs from 'fs';
 import * as path from 'path';
+import { clipOf } from '../config';
 import { createLoader } from '../data';
 import { writeSafetensors } from '../safetensors';
 import type { AnyTensor, Tensor } from '../tensor';
@@ -173,7 +174,7 @@ export function registerEmbed(program: Command): void {
       const { model, config } = await loadCheckpoint(o.checkpoint);
       const loader = createLoader({
         source, batchSize: o.batch, mode: 'eval', clipsPerVideo: o.clipsPerVideo,
-        clip: { ...config.clip, sampleRate: config.logmel.sampleRate }, decoders: config.data.decoders, decoder: config.data.decoder, audioStream: config.data.audioStream, missingAudio: 'silence',
+        clip: clipOf(config), decoders: config.data.decoders, decoder: config.data.decoder, audioStream: config.data.audioStream, missingAudio: 'silence',
         log: (l) => process.stderr.write(`${l}\n`),
       });
       const sink = format === 'json' ? jsonEmbeddingSink(o.out) : safetensorsEmbeddingSink(o.out);

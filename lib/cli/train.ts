@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigInput, loadConfigFile, resolveConfig } from '../config';
+import { clipOf, ConfigInput, loadConfigFile, resolveConfig } from '../config';
 import { synthesize } from '../data/synth';
 import { loadCheckpoint } from '../checkpoint';
 import { openSource } from '../data';
@@ -145,7 +145,7 @@ export function registerTrain(program: Command): void {
 /** Evaluates the demo's final checkpoint on the synthetic test split and adds the results to report.html. */
 async function demoEvaluate(summary: TrainSummary, data: string): Promise<string> {
   const { model, config } = await loadCheckpoint(summary.runDir);
-  const clip = { ...config.clip, sampleRate: config.logmel.sampleRate };
+  const clip = clipOf(config);
   const loader = evalLoader(openSource(data, 'test'), clip, { batchSize: 16, decoders: config.data.decoders });
   const gtOf = groundTruthFor(data, clip, undefined, { nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax });
   try {

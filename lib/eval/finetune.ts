@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { VideoClassifier } from '../classifier';
-import { CmacConfig, learningRate, toModelConfig } from '../config';
+import { clipOf, CmacConfig, learningRate, toModelConfig } from '../config';
 import { createLoader } from '../data/loader';
 import { checkOptionKeys, keysOf } from '../options';
 import type { LoaderBatch } from '../data/loader';
@@ -154,7 +154,7 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
   checkOptionKeys(o, finetuneOptionKeys, 'finetune()');
   if (ds.modality === 'audio') throw new Error(`${ds.name} is audio-only: finetuning trains the video encoder and needs videos`);
   const log = o.log ?? (() => undefined);
-  const clip = o.clip ?? { ...o.config.clip, sampleRate: o.config.logmel.sampleRate };
+  const clip = o.clip ?? clipOf(o.config);
   const s: FinetuneResult['settings'] = {
     epochs: o.epochs ?? 10, lr: o.lr ?? 0.01, batchSize: o.batchSize ?? 16, optimizer: o.optimizer ?? 'sgd',
     momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 1e-4, augment: o.augment ?? true,

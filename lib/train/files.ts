@@ -16,9 +16,9 @@ export function ensureWritableDir(dir: string): void {
     const ro = readOnlyAncestor(dir);
     if (ro) {
       throw new Error(`cannot write to run folder ${dir}: the file system holding ${ro} is read-only (EROFS). ` +
-        'Fix: choose another --run-dir on a writable file system, or remount it read-write.');
+        'Fix: choose another run folder on a writable file system (train.runDir; CLI: --run-dir), or remount it read-write.');
     }
-    throw new Error(`cannot write to run folder ${dir}: ${(e as Error).message}. Fix: choose another --run-dir or fix its permissions.`);
+    throw new Error(`cannot write to run folder ${dir}: ${(e as Error).message}. Fix: choose another run folder (train.runDir; CLI: --run-dir) or fix its permissions.`);
   }
 }
 
@@ -148,6 +148,6 @@ function busyError(dir: string, file: string, h: LockHolder | undefined): RunFol
     : 'a process that has not finished writing the lock';
   return new RunFolderBusyError(
     `run folder ${dir} is in use by another run: ${who}. Two runs in one folder would interleave their metrics and checkpoints. ` +
-    `Fix: wait for that run to finish${h && h.pid !== process.pid ? ` (or stop it: kill ${h.pid})` : ''}, or use another run folder (--run-dir, train.runDir). ` +
+    `Fix: wait for that run to finish${h && h.pid !== process.pid ? ` (or stop it: kill ${h.pid})` : ''}, or use another run folder (train.runDir; CLI: --run-dir). ` +
     `If that process is no cmac run (a reused pid, or a folder copied from another host), delete ${file}.`, h, file);
 }

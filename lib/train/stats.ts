@@ -2,7 +2,7 @@
 // the mean and std of log(mel + 1e-6) over logmel.statsClips training
 // clips, computed once at the start of a run and stored in the model (and so
 // in every checkpoint, as logmel.mean / logmel.std).
-import type { CmacConfig } from '../config';
+import { clipOf, type CmacConfig } from '../config';
 import { createLoader, openSource } from '../data';
 import type { CmacModel, LogMelStats } from '../model';
 import { untilAborted } from './abort';
@@ -26,7 +26,7 @@ export async function fitLogmelStats(
   const loader = createLoader({
     source: openSource(cfg.data.source, 'train', { allWhenUnsplit: true }),
     batchSize: Math.min(want, cfg.data.batchSize),
-    clip: { ...cfg.clip, sampleRate: cfg.logmel.sampleRate },
+    clip: clipOf(cfg),
     mode: 'train',
     augment: false,
     seed: cfg.seed,

@@ -3,7 +3,7 @@
 // named helper. Steps run off the JS thread, so the event loop stays free.
 import * as fs from 'fs';
 import * as path from 'path';
-import { CmacConfig, CmacConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
+import { clipOf, CmacConfig, CmacConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, openSource, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { checkOptionKeys, keysOf } from '../options';
@@ -92,7 +92,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   const resumed = opts.resume ? resumeState(ckptDir, cfg, log) : undefined;
   if (resumed) cfg = resumed.cfg;  // settings an old run folder predates come from its checkpoint
   if (!opts.resume && latestCheckpoint(ckptDir)) {
-    throw new Error(`run folder ${runDir} already holds checkpoints. Fix: add --resume to continue it, or choose another --run-dir.`);
+    throw new Error(`run folder ${runDir} already holds checkpoints. Fix: pass resume: true to continue it (CLI: --resume), or choose another run folder (train.runDir; CLI: --run-dir).`);
   }
   if (main) saveConfig(cfg, path.join(runDir, 'config.json'));
   if (cfg.threads) setNumThreads(cfg.threads);
@@ -121,7 +121,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   const loader = createLoader({
     source: openSource(cfg.data.source, 'train', { allWhenUnsplit: true }),
     batchSize: cfg.data.batchSize,
-    clip: { ...cfg.clip, sampleRate: cfg.logmel.sampleRate },
+    clip: clipOf(cfg),
     mode: 'train',
     augment: cfg.data.augment ? {} : false,
     seed: cfg.seed,
@@ -230,7 +230,7 @@ async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal
       throw new Error(
         `the training data, ${e.source}${e.where}, has ${e.listed ? `${e.clips} clip(s), so at most ${e.clips}` : e.clips} usable clip(s)${e.detail ? ` (${e.detail})` : ''}, ` +
           `fewer than data.batchSize ${e.batchSize}, and data.dropLast=true drops the incomplete batch, so no step can run. ` +
-          `Fix: lower data.batchSize (e.g. --set data.batchSize=${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}) or set data.dropLast=false.`,
+          `Fix: lower data.batchSize (e.g. ${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}; CLI: --set data.batchSize=${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}) or set data.dropLast to false.`,
       );
     }
     throw e;
@@ -258,7 +258,7 @@ function countSkipped(s: Partial<Record<string, number>>): number {
  */
 function resumeState(ckptDir: string, cfg: CmacConfig, log: (line: string) => void): { ref: CheckpointRef; state: CheckpointState; cfg: CmacConfig } {
   const ref = latestCheckpoint(ckptDir);
-  if (!ref) throw new Error(`--resume: no checkpoint in ${ckptDir}. Fix: run without --resume to start, or point --run-dir at an existing run.`);
+  if (!ref) throw new Error(`resume: no checkpoint in ${ckptDir}. Fix: start without resume (CLI: without --resume), or point train.runDir (CLI: --run-dir) at an existing run.`);
   const state = readCheckpointState(ref);
   const runConfig = readJson(path.join(path.dirname(ckptDir), 'config.json'));
   const adopted: string[] = [];
@@ -270,15 +270,15 @@ function resumeState(ckptDir: string, cfg: CmacConfig, log: (line: string) => vo
     out = setPath(out, key, want);
     adopted.push(`${key}=${JSON.stringify(want)}`);
   }
-  if (adopted.length) log(`--resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
+  if (adopted.length) log(`resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
   const differ = leafDiff(out, state.config).filter((k) => !k.startsWith('train.') && k !== 'train' && !k.startsWith('threads'));
   if (differ.length) {
     const sections = [...new Set(differ.map((k) => k.split('.')[0]))];
     const shown = differ.slice(0, 6);
     const more = differ.length > shown.length ? `; ${differ.length - shown.length} more` : '';
     const sets = shown.map((k) => `--set ${k}=${setValue(getPath(state.config, k))}`).join(' ');
-    throw new Error(`--resume: the config differs from the checkpoint's in ${sections.join(', ')} (${shown.map((k) => `${k}: this run ${JSON.stringify(getPath(out, k))}, checkpoint ${JSON.stringify(getPath(state.config, k))}`).join('; ')}${more}). ` +
-      `Fix: resume with the run's own config.json (cmac train --resume --run-dir ${path.dirname(ckptDir)})${more ? '' : `, or add ${sets}`}.`);
+    throw new Error(`resume: the config differs from the checkpoint's in ${sections.join(', ')} (${shown.map((k) => `${k}: this run ${JSON.stringify(getPath(out, k))}, checkpoint ${JSON.stringify(getPath(state.config, k))}`).join('; ')}${more}). ` +
+      `Fix: resume with the run's own config.json (loadConfigFile(${JSON.stringify(path.join(path.dirname(ckptDir), 'config.json'))}); CLI: cmac train --resume --run-dir ${path.dirname(ckptDir)})${more ? '' : `, or set ${shown.map((k) => `${k}: ${JSON.stringify(getPath(state.config, k))}`).join(', ')} (CLI: ${sets})`}.`);
   }
   return { ref, state, cfg: out };
 }
