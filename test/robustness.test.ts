@@ -471,7 +471,7 @@ describe('robustness: a catalogue of bad inputs', function () {
       try { await other.load(latestCheckpoint(ck)!.weights); } finally { other.dispose(); }
     });
 
-    // BUG-2: lib/train/files.ts writeFileAtomic (the checkpoint JSON sidecar) passes
+    // BUG-2: lib/files.ts writeFileAtomic (the checkpoint JSON sidecar) passes
     // Node's raw error through: "ENOSPC: no space left on device, open
     // '.../step-00000002.json.tmp-PID'" -- no "Fix:", and the already renamed
     // step-00000002.safetensors (33 MB here) stays behind on the full disk; a

@@ -3,7 +3,7 @@
 // - output to a closed pipe (`cmac train ... | head -1`) is dropped instead of
 //   killing the command with an unhandled EPIPE;
 // - SIGINT / SIGTERM / SIGHUP end the command through process.exit with code
-//   128 + the signal's number, so the exit hooks of lib/train/files.ts
+//   128 + the signal's number, so the exit hooks of lib/files.ts
 //   onProcessExit run (temp folders, half-written overlay videos and
 //   checkpoints, the run-folder lock), unless a command takes the first
 //   signal itself (train: stop after this step with a checkpoint);

@@ -635,7 +635,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
         return { path: `${m.shard}#${m.name}`, bytes, release: noRelease };
       }
       if (!tmp) {
-        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`));  // the owner's pid: see removeStaleTempDirs (lib/train/files.ts)
+        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`));  // the owner's pid: see removeStaleTempDirs (lib/files.ts)
         ownTmp = true;
         const dir = tmp;
         process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
