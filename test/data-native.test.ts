@@ -13,7 +13,7 @@ import { pipeline } from 'stream/promises';
 import * as tar from 'tar-stream';
 import { crc32 } from 'zlib';
 import * as cli from '../lib/data/ffmpeg';
-import { decodeClips, decoderFor, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
+import { decodeClips, decoderFor, decodeVideos, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
 import { native } from '../lib/native';
 import { ClipLoader, DataError, folderSource, runFfmpeg, tarSource, writeTestVideos, type ClipJob, type LoaderBatch, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
 import { root, tmpDir } from './helpers';
@@ -391,6 +391,7 @@ describe('data: the train cache warns when its projected size exceeds the free d
     const lines: string[] = [];
     const loader = new ClipLoader({ source: folderSource(media), batchSize: 2, clip: 'tiny', mode: 'train', seed: 3, trainCache: cacheDir, log: (l) => lines.push(l) });
     for await (const b of loader.epoch()) expect(b.meta).to.have.length(2);
+    await loader.close();
     return lines.filter((l) => l.startsWith('train cache: projected'));
   };
 
@@ -409,6 +410,89 @@ describe('data: the train cache warns when its projected size exceeds the free d
     expect(warned, 'logged once').to.have.length(1);
     expect(warned[0]).to.match(/^train cache: projected size [\d.]+ [kMGT]?B \(4 videos x ~[\d.]+ [kMGT]?B\) exceeds the free disk at .*full \(16\.4 kB free/);
     expect(warned[0]).to.match(/Fix: trainCache\.maxBytes/);
+  });
+});
+
+function meanAbs(a: Uint8Array, b: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+describe('data: the train cache fills on the native pool (decodeVideos)', function () {
+  this.timeout(120000);
+  const dir = tmpDir('cmac-data-vcache-native-');
+  const media = path.join(dir, 'media');
+  const vids = [
+    { out: path.join(media, 'a.mp4'), seconds: 2, fps: 10, width: 48, height: 32, pixel: (x: number, _y: number, t: number) => [Math.min(255, 4 * x), 90, Math.min(255, 40 + Math.round(t * 80))] as [number, number, number], tone: 440 },
+    { out: path.join(media, 'b.mp4'), seconds: 3, fps: 25, width: 40, height: 40, colour: (t: number) => [200, Math.min(255, Math.round(t * 70)), 30] as [number, number, number], tone: 700 },
+    { out: path.join(media, 'c.mp4'), seconds: 1.5, fps: 12, width: 32, height: 48, colour: () => [20, 160, 220] as [number, number, number], tone: null },
+  ];
+
+  before(async function () {
+    if (!nativeDecoding().available || process.env.CMAC_DECODER === 'ffmpeg-cli') this.skip();
+    fs.mkdirSync(media);
+    await writeTestVideos(vids);
+  });
+
+  /** Whole-video decode into memory: frames and audio as the cache would store them. */
+  async function whole(file: string, decoder: DecoderKind | 'cli-direct', maxSeconds?: number): Promise<{ video: Buffer; audio: Float32Array }> {
+    const info = await probe(file, { decoder: 'native' });
+    const v: Buffer[] = [];
+    const a: Buffer[] = [];
+    const job = { file, info, fps: 8, width: 24, height: 20, maxSeconds, sampleRate: 16000, onVideo: (c: Buffer) => v.push(Buffer.from(c)), onAudio: (c: Buffer) => a.push(Buffer.from(c)), onReset: () => { v.length = 0; a.length = 0; } };
+    const [r] = decoder === 'cli-direct' ? await cli.decodeVideos([job]) : await decodeVideos([job], { decoder });
+    if (r) throw r;
+    const ab = Buffer.concat(a);
+    return { video: Buffer.concat(v), audio: new Float32Array(ab.buffer, ab.byteOffset, ab.length / 4) };
+  }
+
+  it('gives the frames and audio of the ffmpeg CLI fill (same frame count, pixels and samples within the parity bounds)', async () => {
+    for (const f of vids) {
+      const c = await whole(f.out, 'cli-direct');
+      const n = await whole(f.out, 'native');
+      const fb = 24 * 20 * 3;
+      expect(n.video.length / fb, `${f.out}: frames`).to.equal(c.video.length / fb);
+      expect(meanAbs(n.video, c.video), `${f.out}: mean |native - CLI| pixel`).to.be.at.most(1);
+      expect(n.audio.length, `${f.out}: audio samples`).to.equal(c.audio.length);
+      if (n.audio.length === 0) continue;
+      // The audio is the per-clip decoder's window [0, length) (the CLI fill, decoded without -ss, differs from it in its first
+      // ~576 samples: the AAC priming): cached clips get the samples a per-clip decode gets.
+      const info = await probe(f.out, { decoder: 'native' });
+      const req = { start: 0, frames: 1, fps: 8, width: 24, height: 20, audio: { start: 0, samples: n.audio.length, sampleRate: 16000 } };
+      const [clip] = await cli.decodeClips([{ file: f.out, info, req: { ...req, crop: { x: 0, y: 0, w: info.video!.width, h: info.video!.height } } }]);
+      if (clip instanceof DataError) throw clip;
+      let amax = 0;
+      for (let i = 0; i < n.audio.length; i++) amax = Math.max(amax, Math.abs(clip.audio![i] - n.audio[i]));
+      expect(amax, `${f.out}: max |native fill - CLI clip| audio`).to.be.at.most(1e-4);
+    }
+    // Capped at maxSeconds: the slots before it (1.5 s at 8 fps: 12; ffmpeg -t may add the slot at the cap, holding the frame
+    // before it: 13 here) and its audio (-t: within an AAC frame of it).
+    const capped = await whole(vids[1].out, 'native', 1.5);
+    const cappedCli = await whole(vids[1].out, 'cli-direct', 1.5);
+    expect(capped.video.length / (24 * 20 * 3)).to.equal(12);
+    expect(cappedCli.video.length / (24 * 20 * 3)).to.be.within(12, 13);
+    expect(capped.video.equals(cappedCli.video.subarray(0, capped.video.length)) || meanAbs(capped.video, cappedCli.video) <= 1).to.equal(true);
+    expect(capped.audio.length).to.equal(24000);
+    expect(Math.abs(cappedCli.audio.length - 24000)).to.be.at.most(1024);
+  });
+
+  it('a train cache fill runs no ffmpeg process: every clip is cut from videos the native pool decoded', async () => {
+    const saved = process.env.CMAC_FFMPEG;
+    process.env.CMAC_FFMPEG = path.join(dir, 'no-such-ffmpeg');  // a CLI fill would fail: its clips would go per clip
+    try {
+      const loader = new ClipLoader({ source: folderSource(media), batchSize: 3, clip: { frames: 4, fps: 8, size: 16, audioSeconds: 1, sampleRate: 16000 }, seed: 2, epochs: 2, missingAudio: 'silence', trainCache: path.join(dir, 'cache'), decoder: 'native' });
+      const metas = [];
+      for await (const b of loader) metas.push(...b.meta);
+      await loader.close();
+      expect(loader.stats.cacheFills).to.equal(3);
+      expect(loader.stats.decodes, 'one decode per video, none per clip').to.equal(3);
+      expect(metas).to.have.length(6);
+      expect(metas.every((m) => m.cached === true)).to.equal(true);
+    } finally {
+      if (saved === undefined) delete process.env.CMAC_FFMPEG;
+      else process.env.CMAC_FFMPEG = saved;
+    }
   });
 });
 

@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DataError, skipReasons, type SkipReason } from './errors';
 import * as cli from './ffmpeg';
-import type { ClipJob, DecodedClip, ProbeInfo, ProcessOptions } from './ffmpeg';
+import type { ClipJob, DecodedClip, ProbeInfo, ProcessOptions, VideoJob } from './ffmpeg';
 import { ProbeIndex } from './probeindex';
 
 export { ProbeIndex };
@@ -83,6 +83,8 @@ interface NativeClipMeta {
   padFront: number;
   padBack: number;
   hadAudio: boolean;
+  /** Frames decoded (jobs with upTo may end early at the end of the stream; absent from older addons: all). */
+  frames?: number;
 }
 interface NativeBatch {
   video: Uint8Array;
@@ -270,4 +272,68 @@ export async function decodeClip(file: string, info: ProbeInfo, req: ClipJob['re
   const [r] = await decodeClips([{ file, info, req }], opts);
   if (r instanceof DataError) throw r;
   return r;
+}
+
+/**
+ * {@link cli.decodeVideos}'s results on the chosen decoder: whole files
+ * (up to `maxSeconds`) at `fps`, scaled to width x height, plus the audio
+ * track, handed to each job's callbacks. Native: ONE batch on the pool, one
+ * clip job per video from 0 (frame j = the source frame on screen at j / fps,
+ * the clip rule) that may end early at the end of the stream (`upTo`), with
+ * the audio window [0, length + 1 s) whose zeros past the track are dropped;
+ * with `maxSeconds`, the frames before it and its audio (as `-t`).
+ * The whole video is held in memory once (frames x width x height x 3 bytes)
+ * before it goes to the callbacks. Resolves per job with null (done) or a
+ * DataError; rejects only on abort or when no decoder can run.
+ */
+export async function decodeVideos(jobs: VideoJob[], opts: DecodeOptions = {}): Promise<(DataError | null)[]> {
+  if (decoderFor(opts) === 'ffmpeg-cli') return cli.decodeVideos(jobs, opts);
+  aborted(opts);
+  const out: (DataError | null)[] = new Array(jobs.length).fill(null);
+  const live: { i: number; frames: number; samples: number }[] = [];
+  const requests: object[] = [];
+  jobs.forEach((j, i) => {
+    const v = j.info.video;
+    if (!v) {
+      out[i] = new DataError('no_video', j.file, 'no video stream');
+      return;
+    }
+    // Capped: what `ffmpeg -t maxSeconds` keeps (frames on the grid before it, its audio); else all (the stream ends it).
+    const cap = j.maxSeconds !== undefined && Number.isFinite(j.maxSeconds) ? j.maxSeconds : undefined;
+    const frames = cap !== undefined ? Math.max(1, Math.ceil(cap * j.fps - 1e-9)) : Math.ceil(j.info.duration * j.fps) + 2;
+    const rate = j.sampleRate && j.info.audio ? j.sampleRate : 0;
+    const samples = cap !== undefined ? Math.ceil(cap * rate) : Math.ceil((j.info.duration + 1) * rate);
+    live.push({ i, frames, samples });
+    requests.push({
+      file: j.file,
+      start: 0,
+      frames,
+      upTo: true,
+      fps: j.fps,
+      width: j.width,
+      height: j.height,
+      crop: { x: 0, y: 0, w: v.width, h: v.height },
+      audio: samples > 0 ? { start: 0, samples, sampleRate: rate } : undefined,
+      audioStream: j.info.audio?.stream ?? opts.audioStream,
+      timeoutMs: opts.timeoutMs ?? 60000,
+    });
+  });
+  if (live.length === 0) return out;
+  const b = await nativeDecoder(opts.threads).decodeBatch(requests);
+  aborted(opts);
+  live.forEach(({ i, frames, samples }, k) => {
+    const m = b.clips[k];
+    const j = jobs[i];
+    if (!m.ok) {
+      out[i] = new DataError(reasonOf(m.reason), j.file, m.message ?? 'decode failed');
+      return;
+    }
+    const got = m.frames ?? frames;
+    j.onVideo(Buffer.from(b.video.buffer, b.video.byteOffset + m.videoOffset, got * j.width * j.height * 3));
+    if (samples > 0 && m.hadAudio) {
+      const a = samples - m.padBack;
+      if (a > 0) j.onAudio?.(Buffer.from(b.audio.buffer, b.audio.byteOffset + m.audioOffset * 4, a * 4));
+    }
+  });
+  return out;
 }

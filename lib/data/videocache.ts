@@ -30,9 +30,9 @@ import { mixSeed } from './prng';
 export interface TrainCacheOptions {
   /** Folder of the cache (created when missing); may be shared with the eval `cacheDir` and by all ranks. */
   dir: string;
-  /** Stop adding videos once the cache's shard files hold this many bytes (default: no limit). Videos not cached use the per-clip ffmpeg path. */
+  /** Stop adding videos once the cache's shard files hold this many bytes (default: no limit). Videos not cached use the per-clip decode path. */
   maxBytes?: number;
-  /** Cache at most the first this many seconds of a video (default 30); clips beyond use the per-clip ffmpeg path. */
+  /** Cache at most the first this many seconds of a video (default 30); clips beyond use the per-clip decode path. */
   maxSeconds?: number;
   /** Working resolution: shorter side = min(source, ceil(size * scale)) (default 1.15). */
   scale?: number;
@@ -113,7 +113,7 @@ interface Writer {
 }
 
 /**
- * Receives one video's decoded bytes (from decodeVideos) and writes them to a
+ * Receives one video's decoded bytes (from decodeVideos, native or CLI) and writes them to a
  * shard: frame records as they come, the audio track at the end.
  */
 export class VideoFill {

@@ -154,6 +154,7 @@ media::ClipRequest requestOf(const Napi::Object& j, const std::string& p) {
   r.audioStream = static_cast<int>(getInt(j, "audioStream", p + ".audioStream", -1, -1, 1023));
   r.timeoutSec = getNumber(j, "timeoutMs", p + ".timeoutMs", 60000) / 1000.0;
   if (!(r.timeoutSec > 0)) cmac::rangeError(p + ".timeoutMs must be > 0");
+  r.upTo = getBool(j, "upTo", p + ".upTo", false);
   return r;
 }
 
@@ -286,6 +287,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
       m.Set("padFront", c.padFront);
       m.Set("padBack", c.padBack);
       m.Set("hadAudio", c.hadAudio);
+      m.Set("frames", c.frames);
       clips.Set(static_cast<uint32_t>(i), m);
     }
     o.Set("clips", clips);

@@ -1,12 +1,14 @@
 // The loader's side of the train cache (LoaderOptions.trainCache): serves
 // the clips of a group it can cut from cached videos, decoding videos not yet
-// cached into it first (one decodeVideos call for the group); the rest go to
+// cached into it first (one decodeVideos call for the group: one batch on the
+// native pool, or one ffmpeg process on the CLI path); the rest go to
 // the per-clip decode path. The cache files themselves: lib/data/videocache.ts;
 // cutting in JS: lib/data/frames.ts.
 import * as fs from 'fs';
 import type { ClipGeometry } from '../augment';
 import { DataError } from '../errors';
-import { decodeVideos, type ProbeInfo, type VideoJob } from '../ffmpeg';
+import { decodeVideos } from '../decode';
+import type { ProbeInfo, VideoJob } from '../ffmpeg';
 import { augmentFrames, workingSize } from '../frames';
 import type { SampleRef } from '../sources';
 import { VideoCache, entryBytes, type VideoEntry } from '../videocache';
@@ -191,7 +193,7 @@ export class TrainCacheClips {
     stats.cacheFills += jobs.length;
     let res: (DataError | null)[];
     try {
-      res = await decodeVideos(jobs.map((j) => j.job), { timeoutMs: o.timeoutMs, signal });
+      res = await decodeVideos(jobs.map((j) => j.job), { timeoutMs: o.timeoutMs, signal, decoder: o.decoder, audioStream: o.audioStream, threads: o.decoders, log: o.log });
     } catch (e) {
       for (const j of jobs) j.fill.abort();
       throw e;

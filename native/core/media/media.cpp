@@ -777,13 +777,14 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
   }
   while (produced < req.frames && haveHeld && next < statusQ)
     if (!emitHeld()) return failed("decode_failed", pixErr);
-  if (produced < req.frames) {
+  if (produced < req.frames && !(req.upTo && produced > 0)) {
     const double dur = durationOf(in.fmt, vs, -1);
     return failed("truncated", "decoded " + std::to_string(produced) + " of " + std::to_string(req.frames) + " frames at " + fmtS(req.start) +
                                    " s (duration " + fmtS(dur) + " s)");
   }
   ClipResult ok;
   ok.ok = true;
+  ok.frames = produced;
   return ok;
 }
 
@@ -1008,7 +1009,7 @@ ClipResult decodeClip(const Source& src, const ClipRequest& req, uint8_t* video,
   const double left = req.timeoutSec - std::chrono::duration<double>(Clock::now() - t0).count();
   if (left <= 0) return failed("timeout", "decoding ran past the deadline");
   ClipResult a = decodeAudio(src, req, audio, left);
-  if (!a.ok) return a;
+  a.frames = v.frames;
   return a;
 }
 

@@ -83,6 +83,7 @@ struct ClipRequest {
   int sampleRate = 16000;
   int audioStream = -1;       // index among audio streams; -1: the rule above
   double timeoutSec = 60;     // deadline of the whole clip (open, seek, decode)
+  bool upTo = false;          // at most `frames`: fewer at the end of the stream is no error (whole-video decodes)
 };
 
 struct ClipResult {
@@ -90,6 +91,7 @@ struct ClipResult {
   std::string reason, message;
   int padFront = 0, padBack = 0;
   bool hadAudio = false;
+  int frames = 0;  // frames written: req.frames, or fewer (>= 1) with req.upTo
 };
 
 // Caps on what one frame may be: sides up to kMaxSide, at most kMaxPixels.
