@@ -92,6 +92,8 @@ function keepRun(lib, out, runDir, test, large, probe) {
 const settingsOf = (cfg) => ({ quick: cfg.quick, steps: cfg.steps, batch: cfg.batch, seeds: cfg.seeds, clips: cfg.clips, large: cfg.large, ramp: cfg.ramp, rampStart: cfg.rampStart, rampThreshold: cfg.rampThreshold, ...cfg.verdict });
 
 const pct = (x) => (100 * x).toFixed(1);
+/** A path as the report shows it: relative to the repository when inside it, else absolute. */
+const shown = (p) => { const r = path.relative(root, p); return r && !r.startsWith('..') ? r : p; };
 
 /**
  * Analyses the finished runs and writes <out>/verdict.md, verdict.json and
@@ -140,11 +142,11 @@ function write(cfg, all, ev, log) {
     row(['---', '---', '---', '---', '---', '---', '---']),
     ...all.map((r) => row([labelOf(r), r.seed, r.steps, r.preset === 'cmac' ? (r.rampStartedAt ?? 'not started') : '-', r.trainSeconds === undefined ? '-' : r.trainSeconds.toFixed(0), r.tail ? r.tail.lossCon.toFixed(3) : '-', r.tail ? r.tail.retrievalAcc.toFixed(3) : '-'])),
     '',
-    `The per-preset tables of the same runs: \`${path.relative(root, cfg.results)}\`; the analysis as JSON: \`${path.relative(root, path.join(cfg.out, 'verdict.json'))}\`.`,
+    `The per-preset tables of the same runs: \`${shown(cfg.results)}\`; the analysis as JSON: \`${shown(path.join(cfg.out, 'verdict.json'))}\`.`,
     '',
     '```sh',
-    `node scripts/ablation.js --verdict${cfg.quick ? ' --quick' : ''}${v.cmacRamp !== 'auto' ? ` --cmac-ramp ${v.cmacRamp}` : ''} --out ${path.relative(process.cwd(), cfg.out) || '.'}   # resumable: finished runs are kept`,
-    `node scripts/verdict.js --out ${path.relative(process.cwd(), cfg.out) || '.'}   # re-analyse the finished runs only`,
+    `node scripts/ablation.js --verdict${cfg.quick ? ' --quick' : ''}${v.cmacRamp !== 'auto' ? ` --cmac-ramp ${v.cmacRamp}` : ''} --out ${shown(cfg.out)}   # resumable: finished runs are kept`,
+    `node scripts/verdict.js --out ${shown(cfg.out)}   # re-analyse the finished runs only`,
     '```',
     '',
   ];
@@ -152,7 +154,7 @@ function write(cfg, all, ev, log) {
   fs.writeFileSync(path.join(cfg.out, 'verdict.md'), md);
   fs.writeFileSync(path.join(cfg.out, 'verdict.json'), JSON.stringify({ settings: settingsOf(cfg), analysis }, null, 1) + '\n');
   log(`wrote ${path.join(cfg.out, 'verdict.md')}: ${analysis.targets.filter((t) => t.met).length} of ${analysis.targets.length} targets met`);
-  if (v.docs) writeDocsBlock(`${body}\n\nDetails: \`${path.relative(root, path.join(cfg.out, 'verdict.md'))}\` (written ${new Date().toISOString().slice(0, 16).replace('T', ' ')}).`, log);
+  if (v.docs) writeDocsBlock(`${body}\n\nDetails: \`${shown(path.join(cfg.out, 'verdict.md'))}\` (written ${new Date().toISOString().slice(0, 16).replace('T', ' ')}).`, log);
   return analysis;
 }
 
