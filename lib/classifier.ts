@@ -2,7 +2,7 @@
 // video encoder, global average pooling and a linear head, trained end to
 // end with cross-entropy (method.md section 7, finetune mode).
 import { native, NativeClassifier, NativeClassifierStep } from './native';
-import { checkModelConfigKeys, type ModelConfig } from './model';
+import { checkEngineConfig, type ModelConfig } from './model';
 import { checkOptionKeys, keysOf } from './options';
 import type { Tensor } from './tensor';
 
@@ -45,7 +45,7 @@ export class VideoClassifier {
 
   /** Builds the classifier (encoder from `options.encoder` when given, head initialised from `config.seed`). */
   static async create(config: ModelConfig, options: ClassifierOptions): Promise<VideoClassifier> {
-    checkModelConfigKeys(config, 'VideoClassifier.create()');
+    checkEngineConfig(config, 'VideoClassifier.create()');
     checkOptionKeys(options, classifierOptionKeys, 'VideoClassifier.create()');
     return new VideoClassifier(await native().createClassifier(config, options));
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkModelConfig } from './config';
 import { modelConfigSchema, type ModelConfig } from './config/schema';
 import { native, NativeModel, NativeStepResult } from './native';
 import { checkOptionKeys, keysOf } from './options';
@@ -20,16 +21,19 @@ const modelGroupKeys = Object.entries(modelConfigSchema.shape as Record<string, 
   .map(([group, keys]) => [group, group === 'loss' ? [...keys, 'attentionPooling'] : keys] as const);
 
 /**
- * Rejects a key a {@link ModelConfig} does not have, at the top level or in
- * one of its groups (an {@link OptionsError} naming it and the known keys),
- * so a misspelt setting from plain JavaScript is never silently a default.
+ * Checks a {@link ModelConfig} before it reaches the engine: a key it does not
+ * have, at the top level or in one of its groups, is an {@link OptionsError}
+ * naming it and the known keys (so a misspelt setting from plain JavaScript is
+ * never silently a default); a value out of the schema's range is a
+ * ConfigError naming the field.
  */
-export function checkModelConfigKeys(config: ModelConfig, where: string): void {
+export function checkEngineConfig(config: ModelConfig, where: string): void {
   checkOptionKeys(config, modelConfigKeys, where);
   for (const [group, keys] of modelGroupKeys) {
     const v = (config as Record<string, unknown>)[group];
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) checkOptionKeys(v, keys, `${where} ${group}`);
   }
+  checkModelConfig(config, `${where} config`);
 }
 const stepOptionKeys = keysOf<StepOptions>()(['lr', 'lambdaScale']);
 
@@ -96,7 +100,7 @@ export class CmacModel {
 
   /** Builds a model (weights initialised from `config.seed`). */
   static async create(config: ModelConfig = {}): Promise<CmacModel> {
-    checkModelConfigKeys(config, 'CmacModel.create()');
+    checkEngineConfig(config, 'CmacModel.create()');
     return new CmacModel(await native().createModel(config));
   }
 

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { resolveConfig, toModelConfig } from '../lib/config';
+import { ConfigError, resolveConfig, toModelConfig } from '../lib/config';
 import { CmacModel } from '../lib/model';
 import { loadCheckpoint } from '../lib/checkpoint';
 import { randomBatch, rejects, tinyConfig, tmpDir } from './helpers';
@@ -27,7 +27,7 @@ describe('CmacModel pooling and retrieval accuracy', function () {
   });
 
   it('a bad pooling and the old loss.attentionPooling are errors that name the setting and the fix', async () => {
-    await rejects(CmacModel.create({ ...tinyConfig(), pooling: 'max' as never }), RangeError, /config\.pooling must be 'attention' or 'mean'; got 'max'/);
+    await rejects(CmacModel.create({ ...tinyConfig(), pooling: 'max' as never }), ConfigError, /config\.pooling: got "max"; allowed: "attention", "mean"/);
     await rejects(CmacModel.create({ ...tinyConfig(), loss: { attentionPooling: false } as never }), TypeError,
       /config\.loss\.attentionPooling was replaced by config\.pooling .*Fix: pass pooling: 'mean'/);
   });

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { configSchema, CmacConfig, ModelConfig } from './schema';
+import { configSchema, CmacConfig, ModelConfig, modelConfigSchema } from './schema';
 import { sizePresets, ConfigInput } from './presets';
 
 export { configSchema, lossPresetNames, modelConfigSchema } from './schema';
@@ -152,6 +152,22 @@ export function resolveConfig(input: CmacConfigInput = {}, overrides: string[] =
   if (c.data.batchSize < 2) issues.push('config.data.batchSize: must be >= 2 (the contrastive loss needs negatives)');
   if (issues.length) throw new ConfigError(issues);
   return c;
+}
+
+/**
+ * Checks the ranges of a ModelConfig (what CmacModel.create and
+ * VideoClassifier.create take) against the engine schema, built from the same
+ * sections as the run config: a direct caller gets the ConfigError naming the
+ * field that resolveConfig gives, and the native side keeps only the checks
+ * memory safety needs. Unknown keys are left to the caller's key check.
+ */
+export function checkModelConfig(config: ModelConfig, where = 'model config'): void {
+  checkDepth(config, where);
+  const nonFinite = nonFiniteNumbers(config);
+  if (nonFinite.length) throw new ConfigError(nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`), where);
+  const r = modelConfigSchema.safeParse(config);
+  const issues = r.success ? [] : r.error.issues.filter((i) => i.code !== 'unrecognized_keys').map((i) => describeIssue(i, config as ConfigInput));
+  if (issues.length) throw new ConfigError(issues, where);
 }
 
 /** [path, value] of every NaN or infinite number in a config input. */
