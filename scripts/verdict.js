@@ -188,7 +188,8 @@ if (require.main === module) {
     const all = done.filter((r) => variants.some((x) => keyOf(x) === keyOf(r)) && r.seed <= cfg.seeds && r.steps === cfg.steps && JSON.stringify(r.ramp) === ramp);
     write(cfg, all, require('../dist/eval'), (l) => process.stderr.write(`[verdict] ${l}\n`));
   } catch (e) {
-    process.stderr.write(`verdict: ${e instanceof Error ? e.message : e}\n`);
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`${msg.startsWith('verdict: ') ? '' : 'verdict: '}${msg}\n`);
     process.exit(1);
   }
 }

@@ -274,7 +274,7 @@ describe('verdict: scripts/ablation.js --verdict and scripts/verdict.js (no trai
       }
       // A record with other steps (scored on other clips) is not part of this verdict: read, it would be an error.
       fs.writeFileSync(path.join(out, 'other.json'), JSON.stringify(scoresFor(5, () => 0)));
-      records.push({ ...(records[0] as object), steps: 99, clipScores: 'other.json' });
+      records.unshift({ ...(records[0] as object), steps: 99, clipScores: 'other.json' });
       fs.writeFileSync(path.join(out, 'runs.json'), JSON.stringify(records));
       expect(node('verdict.js', '--out', out).stderr).to.include('verdict-config.json not found: run node scripts/ablation.js --verdict');
       fs.writeFileSync(path.join(out, 'verdict-config.json'), JSON.stringify({ quick: true, steps: 16, batch: 16, seeds: 2, clips: 120, large: 40, ramp: 0.1, rampStart: 'auto', rampThreshold: 0.2, cmacRamp: 'auto', bootstrap: 300, bootstrapSeed: 1, docs: false }));
