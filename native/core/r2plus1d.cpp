@@ -13,6 +13,23 @@ nn::Conv3d conv3d(int64_t in, int64_t out, std::array<int64_t, 3> k, std::array<
 nn::BatchNorm3d bn3d(int64_t c) { return nn::BatchNorm3d(nn::BatchNorm3dOptions(c).eps(1e-5).momentum(0.1)); }
 }  // namespace
 
+torch::Tensor temporalConv(const torch::Tensor& x, const nn::Conv3d& c) {
+  const auto& o = c->options;
+  const auto* pad = c10::get_if<torch::ExpandingArray<3>>(&o.padding());
+  const auto k = o.kernel_size(), s = o.stride(), d = o.dilation();
+  TORCH_CHECK(x.dim() == 5 && pad && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) && k->at(1) == 1 &&
+                  k->at(2) == 1 && s->at(1) == 1 && s->at(2) == 1 && (*pad)->at(1) == 0 && (*pad)->at(2) == 0 &&
+                  o.groups() == 1 && !o.bias(),
+              "temporalConv takes an N x C x T x H x W input and a bias-free (t, 1, 1) Conv3d with (s, 1, 1) stride "
+              "and (p, 0, 0) zero padding");
+  const int64_t n = x.size(0), ch = x.size(1), t = x.size(2), h = x.size(3), w = x.size(4);
+  const auto& wt = c->weight;  // out x in x t x 1 x 1 (torchvision's layout, kept for checkpoints)
+  auto y = at::conv2d(x.reshape({n, ch, t, h * w}), wt.view({wt.size(0), wt.size(1), wt.size(2), 1}),
+                      torch::Tensor(), std::vector<int64_t>{s->at(0), 1}, std::vector<int64_t>{(*pad)->at(0), 0},
+                      std::vector<int64_t>{d->at(0), 1});
+  return y.view({n, wt.size(0), y.size(2), h, w});
+}
+
 Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t stride) {
   spatial = register_module("0", conv3d(in, mid, {1, 3, 3}, {1, stride, stride}, {0, 1, 1}));
   bn = register_module("1", bn3d(mid));
@@ -20,7 +37,7 @@ Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t s
 }
 
 torch::Tensor Conv2Plus1DImpl::forward(torch::Tensor x) {
-  return temporal(bn(spatial(x)).relu_());  // in place, as torchvision (BN backward needs its input only)
+  return temporalConv(bn(spatial(x)).relu_(), temporal);  // in place, as torchvision (BN backward needs its input only)
 }
 
 ConvBlock3dImpl::ConvBlock3dImpl(int64_t in, int64_t out, int64_t mid, int64_t stride, bool relu_) : relu(relu_) {
@@ -73,7 +90,10 @@ R2Plus1D18Impl::R2Plus1D18Impl(const R2Plus1DOptions& o) : options(o) {
 }
 
 torch::Tensor R2Plus1D18Impl::forward(torch::Tensor x) {
-  return layer4->forward(layer3->forward(layer2->forward(layer1->forward(stem->forward(x)))));
+  // stem[3] is the (3, 1, 1) temporal conv: through temporalConv, the rest as the Sequential holds them.
+  size_t i = 0;
+  for (auto& m : *stem) x = i++ == 3 ? temporalConv(x, nn::Conv3d(m.ptr<nn::Conv3dImpl>())) : m.forward(x);
+  return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
 }
 
 void initResNetWeights(torch::nn::Module& root) {

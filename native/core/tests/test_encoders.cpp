@@ -53,6 +53,78 @@ TEST(r2plus1d_output_shapes) {
   CHECK_MSG(y.sizes() == torch::IntArrayRef({1, 64, 2, 14, 14}), y.sizes());
 }
 
+namespace {
+// torchvision's R(2+1)D forward with every conv a plain Conv3d call: what
+// R2Plus1D18Impl::forward must equal (its temporal convs go through temporalConv).
+torch::Tensor conv3dForward(R2Plus1D18Impl& m, torch::Tensor x) {
+  x = m.stem->forward(x);
+  for (auto* layer : {&m.layer1, &m.layer2, &m.layer3, &m.layer4})
+    for (auto& b : **layer) {
+      auto& blk = *b.ptr<BasicBlock3dImpl>();
+      auto convBlock = [](ConvBlock3dImpl& c, torch::Tensor y) {
+        y = c.conv->temporal(c.conv->bn(c.conv->spatial(y)).relu());
+        y = c.bn(y);
+        return c.relu ? y.relu() : y;
+      };
+      auto identity = blk.downsample ? blk.downsample->forward(x) : x;
+      x = (convBlock(*blk.conv2, convBlock(*blk.conv1, x)) + identity).relu();
+    }
+  return x;
+}
+}  // namespace
+
+TEST(temporal_conv_equals_conv3d_forward_and_backward) {
+  torch::manual_seed(5);
+  // (in, out, T, stride): strided, T = 1 (only the middle tap sees data), odd widths as torchvision's midplanes.
+  for (auto [in, out, t, s] : std::vector<std::array<int64_t, 4>>{{6, 9, 4, 1}, {7, 5, 4, 2}, {11, 3, 1, 1}, {5, 8, 3, 2}}) {
+    torch::nn::Conv3d c(torch::nn::Conv3dOptions(in, out, {3, 1, 1}).stride({s, 1, 1}).padding({1, 0, 0}).bias(false));
+    auto x = torch::randn({2, in, t, 5, 6}, torch::requires_grad());
+    auto x2 = x.detach().clone().requires_grad_(true);
+    auto ref = c->forward(x);
+    auto gy = torch::randn_like(ref);
+    ref.backward(gy);
+    auto wGrad = c->weight.grad().clone();
+    c->weight.mutable_grad() = torch::Tensor();
+    auto y = temporalConv(x2, c);
+    CHECK_MSG(y.sizes() == ref.sizes(), y.sizes() << " vs " << ref.sizes());
+    y.backward(gy);
+    CHECK_CLOSE((y - ref).abs().max().item<double>(), 0.0, 1e-5);
+    CHECK_CLOSE((x2.grad() - x.grad()).abs().max().item<double>(), 0.0, 1e-5);
+    CHECK_CLOSE((c->weight.grad() - wGrad).abs().max().item<double>(), 0.0, 1e-4);
+  }
+  torch::nn::Conv3d spatial(torch::nn::Conv3dOptions(3, 4, {1, 3, 3}).padding({0, 1, 1}).bias(false));
+  CHECK_THROWS(temporalConv(torch::randn({1, 3, 2, 4, 4}), spatial), "bias-free (t, 1, 1) Conv3d");
+}
+
+TEST(r2plus1d_train_forward_and_gradients_equal_the_conv3d_path) {
+  torch::manual_seed(9);
+  R2Plus1DOptions o;
+  o.planes = {8, 12, 16, 16};
+  o.stemMid = 5;
+  R2Plus1D18 a(o), b(o);
+  {
+    torch::NoGradGuard ng;
+    auto pa = a->parameters(), pb = b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+  }
+  auto x = torch::randn({3, 3, 4, 32, 32});
+  auto ya = a->forward(x), yb = conv3dForward(*b, x);  // training mode: batch statistics
+  CHECK_MSG(ya.sizes() == yb.sizes(), ya.sizes() << " vs " << yb.sizes());
+  CHECK_CLOSE((ya - yb).abs().max().item<double>(), 0.0, 1e-4);
+  auto gy = torch::randn_like(ya);
+  ya.backward(gy);
+  yb.backward(gy);
+  auto na = a->named_parameters(), nb = b->named_parameters();
+  for (const auto& p : na) {
+    auto ga = p.value().grad(), gb = nb[p.key()].grad();
+    double tol = 1e-4 * std::max(1.0, gb.abs().max().item<double>());
+    CHECK_MSG((ga - gb).abs().max().item<double>() <= tol, p.key() << ": gradients differ by " << (ga - gb).abs().max().item<double>());
+  }
+  auto ba = a->named_buffers(), bb = b->named_buffers();
+  for (const auto& r : ba)
+    CHECK_MSG((r.value().to(torch::kDouble) - bb[r.key()].to(torch::kDouble)).abs().max().item<double>() < 1e-5, r.key());
+}
+
 // resnet18: 11,689,512 with fc(512,1000) and a 3-channel stem.
 TEST(audio_resnet_matches_resnet18_keys_and_keeps_16_bands) {
   AudioResNetOptions o;
