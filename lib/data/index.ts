@@ -1,9 +1,9 @@
 // The data pipeline's public surface (docs/data.md). Importing it loads no
 // native addon (lib/data/decode.ts loads it on the first native decode);
 // lib/data/ffmpeg.ts is the only module that spawns ffmpeg.
-export { probe, decodeClip, decodeClips, decoderFor, nativeDecoding, nativeDecoder, ProbeIndex } from './decode';
+export { probe, decodeClip, decodeClips, decodeVideos, decoderFor, nativeDecoding, nativeDecoder, ProbeIndex } from './decode';
 export type { DecoderKind, DecodeOptions, MediaDecoder } from './decode';
-export { decodeVideos, encodeClips, decodeAudioFile, muxSoundtrack, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
+export { encodeClips, decodeAudioFile, muxSoundtrack, runFfmpeg, centreCrop, videoFilter, ffmpegBin, ffprobeBin } from './ffmpeg';
 export type { ProbeInfo, DecodeRequest, DecodedClip, ClipJob, VideoJob, CropRect, Jitter, EncodeJob, EncodeOptions, ProcessOptions, FfmpegResult, MuxJob } from './ffmpeg';
 export { DataError, TooFewClipsError, skipReasons } from './errors';
 export type { SkipReason } from './errors';
