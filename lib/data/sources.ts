@@ -671,7 +671,7 @@ export function synthSource(dir: string, opts: SynthSourceOptions = {}): Source 
   const src: Source = {
     description: `synthetic dataset ${root}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
-      if (!fs.existsSync(path.join(root, 'manifest.jsonl'))) throw new Error(`cmac: ${root} has no manifest.jsonl (make one with: cmac synth --out ${root})`);
+      if (!fs.existsSync(path.join(root, 'manifest.jsonl'))) throw new Error(`cmac: ${root} has no manifest.jsonl. Fix: make one with synthesize({ out: ${JSON.stringify(root)}, clips: 200 }) (CLI: cmac synth --out ${root})`);
       let classes: string[] | undefined;
       try {
         const c = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes?: { name: string }[] };
