@@ -154,20 +154,26 @@ function write(cfg, all, ev, log) {
   fs.writeFileSync(path.join(cfg.out, 'verdict.md'), md);
   fs.writeFileSync(path.join(cfg.out, 'verdict.json'), JSON.stringify({ settings: settingsOf(cfg), analysis }, null, 1) + '\n');
   log(`wrote ${path.join(cfg.out, 'verdict.md')}: ${analysis.targets.filter((t) => t.met).length} of ${analysis.targets.length} targets met`);
-  if (v.docs) writeDocsBlock(`${body}\n\nDetails: \`${shown(path.join(cfg.out, 'verdict.md'))}\` (written ${new Date().toISOString().slice(0, 16).replace('T', ' ')}).`, log);
+  if (v.docs) writeDocsBlock(docsResults, `${body}\n\nDetails: \`${shown(path.join(cfg.out, 'verdict.md'))}\` (written ${new Date().toISOString().slice(0, 16).replace('T', ' ')}).`, log);
   return analysis;
 }
 
-/** Replaces the text between the verdict markers of docs/results.md (the rest of the file is kept). */
-function writeDocsBlock(text, log) {
-  const s = fs.readFileSync(docsResults, 'utf8');
+/**
+ * Replaces the text between the verdict markers of `file` (docs/results.md; the rest of the file is kept).
+ * @param {string} file
+ * @param {string} text
+ * @param {(line: string) => void} log
+ */
+function writeDocsBlock(file, text, log) {
+  const s = fs.readFileSync(file, 'utf8');
   const a = s.indexOf(markers[0]), b = s.indexOf(markers[1]);
-  if (a < 0 || b < a) { log(`docs/results.md has no ${markers[0]} ... ${markers[1]} block: not changed (paste ${'verdict.md'} by hand)`); return; }
-  fs.writeFileSync(docsResults, `${s.slice(0, a + markers[0].length)}\n${text}\n${s.slice(b)}`);
-  log('wrote the verdict block of docs/results.md');
+  if (a < 0 || b < a) { log(`${shown(file)} has no ${markers[0]} ... ${markers[1]} block: not changed (paste verdict.md by hand)`); return false; }
+  fs.writeFileSync(file, `${s.slice(0, a + markers[0].length)}\n${text}\n${s.slice(b)}`);
+  log(`wrote the verdict block of ${shown(file)}`);
+  return true;
 }
 
-module.exports = { variants, help, configure, keepRun, write };
+module.exports = { variants, help, configure, keepRun, write, writeDocsBlock };
 
 // Alone: re-analyse a finished verdict folder.
 if (require.main === module) {

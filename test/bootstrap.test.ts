@@ -256,6 +256,27 @@ describe('verdict: scripts/ablation.js --verdict and scripts/verdict.js (no trai
     expect(node('ablation.js', '--verdict', '--bootstrap', '10').stderr).to.include('--bootstrap must be an integer >= 100');
   });
 
+  it("replaces only the verdict block of docs/results.md (a file without the markers is left alone)", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-verdict-docs-'));
+    try {
+      const { writeDocsBlock } = require(path.join(root, 'scripts', 'verdict.js')) as { writeDocsBlock: (file: string, text: string, log: (l: string) => void) => boolean };
+      const file = path.join(dir, 'results.md');
+      fs.writeFileSync(file, '# Results\n\n<!-- verdict:begin -->\nnot run yet\n<!-- verdict:end -->\n\n## Old tables\n| a |\n');
+      const lines: string[] = [];
+      expect(writeDocsBlock(file, '**Verdict: 1 of 4 targets met**', (l) => lines.push(l))).to.equal(true);
+      expect(fs.readFileSync(file, 'utf8')).to.equal('# Results\n\n<!-- verdict:begin -->\n**Verdict: 1 of 4 targets met**\n<!-- verdict:end -->\n\n## Old tables\n| a |\n');
+      fs.writeFileSync(file, '# Results\n| a |\n');
+      expect(writeDocsBlock(file, 'x', (l) => lines.push(l))).to.equal(false);
+      expect(fs.readFileSync(file, 'utf8')).to.equal('# Results\n| a |\n');
+      expect(lines[1]).to.include('has no <!-- verdict:begin --> ... <!-- verdict:end --> block: not changed');
+      // The real file has the block.
+      const real = fs.readFileSync(path.join(root, 'docs', 'results.md'), 'utf8');
+      expect(real.indexOf('<!-- verdict:begin -->')).to.be.within(0, real.indexOf('<!-- verdict:end -->'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('re-analyses a finished folder: verdict.md with the paragraph, every row and metric, the runs; verdict.json; resumable records only', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-verdict-'));
     try {
