@@ -116,8 +116,10 @@ function write(cfg, all, ev, log) {
   const rampText = v.cmacRamp === 'auto'
     ? `cmac's lambda ramp: loss.rampStart auto (starts when the in-batch retrieval accuracy reaches ${cfg.rampThreshold}), over ${pct(cfg.ramp)}% of the steps (\`--cmac-ramp auto\`, the default: issue 14 item 6's comparison of auto with the fixed 10% / 50% ramps is not recorded for the current code, so the verdict does not claim auto is the best; \`--cmac-ramp 0.1\` or \`0.5\` with another --out runs the others).`
     : `cmac's lambda ramp: from step 0 over ${pct(cfg.ramp)}% of the steps (\`--cmac-ramp ${v.cmacRamp}\`).`;
+  const unstarted = all.filter((r) => r.preset === 'cmac' && v.cmacRamp === 'auto' && r.rampStartedAt == null).map((r) => r.seed);
+  const ramps = unstarted.length ? ` In the cmac run(s) of seed ${unstarted.join(', ')} the auto ramp never started: they trained with lambda 0, as \`xmodal+within\`.` : '';
   const training = {
-    steps: cfg.steps, batch: cfg.batch, quick: cfg.quick, note: rampText,
+    steps: cfg.steps, batch: cfg.batch, quick: cfg.quick, note: rampText + ramps,
     baselineCon: all.filter((r) => r.preset === 'xmodal').map((r) => ({ config: keyOf(r), seed: r.seed, ...r.tail })),
   };
   const body = ev.verdictMarkdown(analysis, training);
