@@ -15,6 +15,21 @@ export function packageRoot(): string {
   throw new Error(`cmac: cannot find the package root above ${__dirname}`);
 }
 
+/**
+ * The stable `code` of every error the native addon throws or rejects with
+ * (the list is CMAC_ERROR_CODES in native/addon/bridge.h; the addon exports
+ * it as `errorCodes`, and test/addon-errors.test.ts checks this type against
+ * it; docs/errors.md says what each means).
+ */
+export type NativeErrorCode =
+  | 'CMAC_BAD_ARGUMENT' | 'CMAC_OUT_OF_RANGE' | 'CMAC_SHAPE_MISMATCH' | 'CMAC_INVALID_VALUE' | 'CMAC_IO'
+  | 'CMAC_CHECKPOINT_INVALID' | 'CMAC_DISPOSED' | 'CMAC_UNAVAILABLE' | 'CMAC_TORCH_ERROR' | 'CMAC_NATIVE_ERROR';
+
+/** An error from the native engine: a TypeError, RangeError or Error whose `code` is a {@link NativeErrorCode}. */
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
+
 /** The addon's raw surface (native/addon). lib/ wraps it in typed classes. */
 export interface NativeStepResult {
   loss: number; lossCon: number; lossV: number; lossA: number;
@@ -68,6 +83,8 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   memory(): { models: number; bytes: number; pendingOps: number };
+  /** Every NativeErrorCode with what it means (frozen). */
+  readonly errorCodes: Readonly<Record<NativeErrorCode, string>>;
   readSafetensors(path: string): Promise<{ tensors: Record<string, AnyTensor>; metadata: Record<string, string> }>;
   writeSafetensors(path: string, tensors: Record<string, AnyTensor>, metadata?: Record<string, string>): Promise<void>;
   createModel(config: object): Promise<NativeModel>;

@@ -148,6 +148,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
+  exports.Set("errorCodes", errorCodesToJs(env));
   exports.Set("readSafetensors", Napi::Function::New<ReadSafetensors>(env, "readSafetensors"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));
   exports.Set("fitLogisticRegression", Napi::Function::New<FitLogisticRegression>(env, "fitLogisticRegression"));

@@ -28,25 +28,77 @@ const DtypeMap kDtypes[] = {
 constexpr int64_t kMaxElements = int64_t(1) << 34;
 }  // namespace
 
-Napi::Error makeError(Napi::Env env, cmac::Error::Kind kind, const std::string& msg) {
-  switch (kind) {
-    case cmac::Error::Kind::Type: return Napi::TypeError::New(env, msg);
-    case cmac::Error::Kind::Range: return Napi::RangeError::New(env, msg);
-    default: return Napi::Error::New(env, msg);
+const char* errorCodeName(ErrorCode c) {
+  switch (c) {
+#define CMAC_X(code, cls, what) \
+  case ErrorCode::code: return #code;
+    CMAC_ERROR_CODES(CMAC_X)
+#undef CMAC_X
+  }
+  return "CMAC_NATIVE_ERROR";
+}
+
+Napi::Object errorCodesToJs(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+#define CMAC_X(code, cls, what) o.Set(#code, what);
+  CMAC_ERROR_CODES(CMAC_X)
+#undef CMAC_X
+  o.Freeze();
+  return o;
+}
+
+Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& msg) {
+  Napi::Error e;
+  switch (code) {
+#define CMAC_X(c, cls, what) \
+  case ErrorCode::c: e = Napi::cls::New(env, msg); break;
+    CMAC_ERROR_CODES(CMAC_X)
+#undef CMAC_X
+  }
+  e.Set("code", errorCodeName(code));
+  return e;
+}
+
+namespace {
+ErrorCode codeOf(cmac::Error::Kind k) {
+  switch (k) {
+    case cmac::Error::Kind::Type: return ErrorCode::CMAC_BAD_ARGUMENT;
+    case cmac::Error::Kind::Range: return ErrorCode::CMAC_OUT_OF_RANGE;
+    case cmac::Error::Kind::Shape: return ErrorCode::CMAC_SHAPE_MISMATCH;
+    case cmac::Error::Kind::Value: return ErrorCode::CMAC_INVALID_VALUE;
+    case cmac::Error::Kind::IO: return ErrorCode::CMAC_IO;
+    case cmac::Error::Kind::Checkpoint: return ErrorCode::CMAC_CHECKPOINT_INVALID;
+    case cmac::Error::Kind::Disposed: return ErrorCode::CMAC_DISPOSED;
+  }
+  return ErrorCode::CMAC_NATIVE_ERROR;
+}
+}  // namespace
+
+NativeFailure captureFailure(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const cmac::Error& e) {
+    return {codeOf(e.kind()), e.what()};
+  } catch (const c10::Error& e) {
+    return {ErrorCode::CMAC_TORCH_ERROR, std::string("libtorch: ") + e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {ErrorCode::CMAC_NATIVE_ERROR, "out of memory. Fix: use a smaller batch or model, or free memory."};
+  } catch (const std::exception& e) {
+    return {ErrorCode::CMAC_NATIVE_ERROR, e.what()};
+  } catch (...) {
+    return {ErrorCode::CMAC_NATIVE_ERROR, "unknown native error"};
   }
 }
+
+Napi::Error failureToJs(Napi::Env env, const NativeFailure& f) { return makeError(env, f.code, f.message); }
 
 Napi::Value guarded(Napi::Env env, const std::function<Napi::Value()>& f) {
   try {
     return f();
   } catch (const Napi::Error&) {
     throw;
-  } catch (const cmac::Error& e) {
-    throw makeError(env, e.kind(), e.what());
-  } catch (const c10::Error& e) {
-    throw Napi::Error::New(env, std::string("libtorch: ") + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+  } catch (...) {
+    throw failureToJs(env, captureFailure(std::current_exception()));
   }
 }
 
@@ -80,7 +132,7 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
   Napi::Value sv = o.Get("shape");
   if (!sv.IsArray()) cmac::typeError(name + ".shape must be an array of integers");
   auto arr = sv.As<Napi::Array>();
-  if (arr.Length() > 8) cmac::rangeError(name + ".shape has more than 8 dimensions");
+  if (arr.Length() > 8) cmac::shapeError(name + ".shape has more than 8 dimensions");
   std::vector<int64_t> shape;
   int64_t numel = 1;
   for (uint32_t i = 0; i < arr.Length(); ++i) {
@@ -88,16 +140,16 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
     if (!d.IsNumber()) cmac::typeError(name + ".shape[" + std::to_string(i) + "] must be a number");
     double x = d.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(x) || x < 0 || x != std::floor(x))
-      cmac::rangeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " + std::to_string(x));
+      cmac::shapeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " + std::to_string(x));
     if (x > double(kMaxElements))
-      cmac::rangeError(name + ".shape[" + std::to_string(i) + "] is too large: " + std::to_string(static_cast<int64_t>(x)) +
+      cmac::shapeError(name + ".shape[" + std::to_string(i) + "] is too large: " + std::to_string(static_cast<int64_t>(x)) +
                        " is above the limit of 2^34 elements per tensor. Fix: pass a smaller batch or clip.");
     shape.push_back(static_cast<int64_t>(x));
-    if (shape.back() != 0 && numel > kMaxElements / shape.back()) cmac::rangeError(name + ".shape is too large");
+    if (shape.back() != 0 && numel > kMaxElements / shape.back()) cmac::shapeError(name + ".shape is too large (above 2^34 elements)");
     numel *= shape.back();
   }
   if (static_cast<int64_t>(ta.ElementLength()) != numel)
-    cmac::rangeError(name + ".data has " + std::to_string(ta.ElementLength()) + " elements but shape [" +
+    cmac::shapeError(name + ".data has " + std::to_string(ta.ElementLength()) + " elements but shape [" +
                      [&] { std::string s; for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]); return s; }() +
                      "] needs " + std::to_string(numel));
   // The view's own data pointer (already offset), which works for an ArrayBuffer
@@ -193,21 +245,8 @@ PromiseWorker::PromiseWorker(Napi::Env env, Work work)
   ++gPending;
 }
 
-PromiseWorker::PromiseWorker(const Napi::Object& receiver, Work work)
-    : Napi::AsyncWorker(receiver.Env(), "cmac"), deferred_(Napi::Promise::Deferred::New(receiver.Env())),
-      receiver_(Napi::Persistent(receiver)), work_(std::move(work)) {
-  ++gPending;
-}
-
 Napi::Promise PromiseWorker::Queue(Napi::Env env, Work work) {
   auto* w = new PromiseWorker(env, std::move(work));
-  auto p = w->Promise();
-  w->Napi::AsyncWorker::Queue();
-  return p;
-}
-
-Napi::Promise PromiseWorker::Queue(const Napi::Object& receiver, Work work) {
-  auto* w = new PromiseWorker(receiver, std::move(work));
   auto p = w->Promise();
   w->Napi::AsyncWorker::Queue();
   return p;
@@ -216,16 +255,9 @@ Napi::Promise PromiseWorker::Queue(const Napi::Object& receiver, Work work) {
 void PromiseWorker::Execute() {
   try {
     done_ = work_();
-  } catch (const cmac::Error& e) {
-    kind_ = e.kind();
-    kindSet_ = true;
-    SetError(e.what());
-  } catch (const c10::Error& e) {
-    SetError(std::string("libtorch: ") + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    SetError(e.what());
   } catch (...) {
-    SetError("unknown native error");
+    failure_ = captureFailure(std::current_exception());
+    SetError(failure_.message);
   }
   work_ = nullptr;  // release captured state on the worker thread's schedule
 }
@@ -240,31 +272,30 @@ void PromiseWorker::OnOK() {
       deferred_.Resolve(done_ ? done_(env) : env.Undefined());
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
-    } catch (const cmac::Error& e) {
-      deferred_.Reject(makeError(env, e.kind(), e.what()).Value());
-    } catch (const std::exception& e) {
-      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    } catch (...) {
+      deferred_.Reject(failureToJs(env, captureFailure(std::current_exception())).Value());
     }
   } catch (...) {
   }
   done_ = nullptr;
 }
 
-void PromiseWorker::OnError(const Napi::Error& e) {
+void PromiseWorker::OnError(const Napi::Error&) {
   --gPending;
   Napi::Env env = Env();
   try {
-    deferred_.Reject(kindSet_ ? makeError(env, kind_, e.Message()).Value() : e.Value());
+    deferred_.Reject(failureToJs(env, failure_).Value());
   } catch (...) {
   }
   done_ = nullptr;
 }
 
 int64_t pendingOps() { return gPending.load(); }
+std::atomic<int64_t>& pendingCounter() { return gPending; }
 
 void requireReceiver(const Napi::CallbackInfo& info, const napi_type_tag* tag, const char* className) {
   if (!info.This().IsObject() || !info.This().As<Napi::Object>().CheckTypeTag(tag))
-    throw Napi::TypeError::New(info.Env(), std::string("receiver is not a ") + className);
+    throw makeError(info.Env(), ErrorCode::CMAC_BAD_ARGUMENT, std::string("receiver is not a ") + className);
 }
 
 }  // namespace cmacjs

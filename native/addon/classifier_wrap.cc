@@ -10,12 +10,6 @@ namespace {
 
 const napi_type_tag kClassifierTag = {0x636d6163636c6173ULL, 0x7300000000000001ULL};
 
-// Never throws (see model_wrap.cc): finalisers run during environment teardown.
-void adjustBy(napi_env env, int64_t delta) {
-  int64_t ignored;
-  if (delta) napi_adjust_external_memory(env, delta, &ignored);
-}
-
 std::string pathArg(const Napi::CallbackInfo& info, const char* what) {
   if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
     cmac::typeError(std::string(what) + " must be a non-empty string (a file path)");
@@ -49,28 +43,18 @@ void ClassifierWrap::Register(Napi::Env env, Napi::Object exports) {
   exports.Set("createClassifier", Napi::Function::New<&ClassifierWrap::Create>(env, "createClassifier"));
 }
 
-// Only createClassifier() constructs (it passes the handle as an External).
+// Only createClassifier() constructs (it passes the native classifier as an External).
 ClassifierWrap::ClassifierWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ClassifierWrap>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(env, "VideoClassifier cannot be constructed directly. Fix: use `await createClassifier(config, { numClasses })`.");
-  auto* p = info[0].As<Napi::External<std::shared_ptr<ClassifierHandle>>>().Data();
-  if (!p || !*p) throw Napi::TypeError::New(env, "VideoClassifier cannot be constructed directly. Fix: use `await createClassifier(config, { numClasses })`.");
-  h_ = std::move(*p);
+  h_ = ClassifierNative::Take(info);
+  if (!h_)
+    throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT,
+                    "VideoClassifier cannot be constructed directly. Fix: use `await createClassifier(config, { numClasses })`.");
   info.This().As<Napi::Object>().TypeTag(&kClassifierTag);
-  device_ = h_->clf->device();
-  numClasses_ = h_->clf->numClasses();
-  numParameters_ = h_->clf->numParameters();
-  report(env);
 }
 
-ClassifierWrap::~ClassifierWrap() { adjustBy(Env(), -reported_); }
-
-void ClassifierWrap::report(Napi::Env env) {
-  if (!h_) return;
-  const int64_t now = h_->bytes.load();
-  adjustBy(env, now - reported_);
-  reported_ = now;
+ClassifierWrap::~ClassifierWrap() {
+  if (h_) h_->Dispose(Env());
 }
 
 Napi::Value ClassifierWrap::Create(const Napi::CallbackInfo& info) {
@@ -83,36 +67,31 @@ Napi::Value ClassifierWrap::Create(const Napi::CallbackInfo& info) {
     co.numClasses = getInt(o, "numClasses", "options.numClasses", 2, 2, 100000);
     co.optim = cfg.optim;  // the classifier's optimiser is config.optim
     const std::string encoder = getString(o, "encoder", "options.encoder", "");
-    return PromiseWorker::Queue(env, [cfg, co, encoder]() -> PromiseWorker::Done {
-      auto h = std::make_shared<ClassifierHandle>();
-      h->clf = std::make_unique<cmac::VideoClassifier>(cfg, co);
-      if (!encoder.empty()) h->clf->loadEncoderFile(encoder);
-      h->bytes = h->clf->stateBytes();
-      return [h](Napi::Env env) -> Napi::Value {
-        auto ext = Napi::External<std::shared_ptr<ClassifierHandle>>::New(
-            env, new std::shared_ptr<ClassifierHandle>(h), [](Napi::Env, std::shared_ptr<ClassifierHandle>* p) { delete p; });
-        return AddonData::Get(env)->classifierCtor.New({ext});
-      };
-    });
+    struct Facts { std::string device; int64_t numClasses, numParameters; };
+    auto facts = std::make_shared<Facts>();
+    return ClassifierNative::Create(
+        env, "VideoClassifier",
+        [cfg, co, encoder, facts] {
+          auto c = std::make_unique<cmac::VideoClassifier>(cfg, co);
+          if (!encoder.empty()) c->loadEncoderFile(encoder);
+          *facts = {c->device(), c->numClasses(), c->numParameters()};
+          return c;
+        },
+        [facts](Napi::Env env, std::shared_ptr<ClassifierNative> n) -> Napi::Value {
+          Napi::Object o = n->Wrap(env, AddonData::Get(env)->classifierCtor);
+          ClassifierWrap* w = ClassifierWrap::Unwrap(o);
+          w->device_ = facts->device;
+          w->numClasses_ = facts->numClasses;
+          w->numParameters_ = facts->numParameters;
+          return o;
+        });
   });
 }
 
-Napi::Value ClassifierWrap::Queue(const Napi::CallbackInfo& info, Work fn) {
-  if (!info.This().IsObject() || !info.This().As<Napi::Object>().CheckTypeTag(&kClassifierTag))
-    cmac::typeError("receiver is not a VideoClassifier");
-  if (!h_) cmac::valueError("VideoClassifier was disposed. Fix: create a new one.");
-  auto h = h_;
-  return PromiseWorker::Queue(info.This().As<Napi::Object>(), [h, fn, this]() -> PromiseWorker::Done {
-    std::lock_guard<std::mutex> lock(h->mu);
-    if (!h->clf) cmac::valueError("VideoClassifier was disposed while this call was queued");
-    auto done = fn(*h->clf);
-    h->bytes = h->clf->stateBytes();
-    // `this` stays valid: the worker holds a reference to the JS object.
-    return [done, this](Napi::Env env) {
-      report(env);
-      return done ? done(env) : env.Undefined();
-    };
-  });
+Napi::Value ClassifierWrap::Queue(const Napi::CallbackInfo& info, ClassifierNative::Call fn) {
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
+  if (!h_) disposedError("VideoClassifier");
+  return h_->Run(info.Env(), std::move(fn));
 }
 
 Napi::Value ClassifierWrap::TrainStep(const Napi::CallbackInfo& info) {
@@ -186,9 +165,8 @@ Napi::Value ClassifierWrap::Save(const Napi::CallbackInfo& info) {
 Napi::Value ClassifierWrap::Dispose(const Napi::CallbackInfo& info) {
   requireReceiver(info, &kClassifierTag, "VideoClassifier");
   if (h_) {
-    adjustBy(info.Env(), -reported_);
-    reported_ = 0;
-    h_.reset();  // calls in flight hold their own reference; the last one frees the classifier
+    h_->Dispose(info.Env());  // calls in flight still run; the classifier is freed on its thread after them
+    h_.reset();
   }
   return info.Env().Undefined();
 }

@@ -1,23 +1,19 @@
 // VideoClassifier (native/core/classifier.h) as a JS class: a thin wrapper
-// that checks arguments, runs the core's calls off the JS thread one at a
-// time, and accounts native memory. Registered by addon.cc through Register().
+// that checks arguments and runs the core's calls on the classifier's own
+// thread in the order made (runner.h, shared with CmacModel). Registered by
+// addon.cc through Register().
 #pragma once
 #include <napi.h>
 
-#include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 
 #include "classifier.h"
+#include "runner.h"
 
 namespace cmacjs {
 
-struct ClassifierHandle {
-  std::mutex mu;  // one operation at a time per classifier
-  std::unique_ptr<cmac::VideoClassifier> clf;
-  std::atomic<int64_t> bytes{0};
-};
+using ClassifierNative = Native<cmac::VideoClassifier>;
 
 class ClassifierWrap : public Napi::ObjectWrap<ClassifierWrap> {
  public:
@@ -42,14 +38,11 @@ class ClassifierWrap : public Napi::ObjectWrap<ClassifierWrap> {
   Napi::Value NumParameters(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
 
-  using Work = std::function<std::function<Napi::Value(Napi::Env)>(cmac::VideoClassifier&)>;
-  // Runs fn(classifier) off the JS thread under the classifier's lock.
-  Napi::Value Queue(const Napi::CallbackInfo& info, Work fn);
+  // Queues fn(classifier) on the classifier's thread.
+  Napi::Value Queue(const Napi::CallbackInfo& info, ClassifierNative::Call fn);
   Napi::Value Void(const Napi::CallbackInfo& info, std::function<void(cmac::VideoClassifier&)> fn);
-  void report(Napi::Env env);  // AdjustExternalMemory to the handle's byte count
 
-  std::shared_ptr<ClassifierHandle> h_;
-  int64_t reported_ = 0;
+  std::shared_ptr<ClassifierNative> h_;
   std::string device_;
   int64_t numClasses_ = 0, numParameters_ = 0;
 };

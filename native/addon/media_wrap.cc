@@ -26,7 +26,7 @@ Napi::Value MediaInfo(const Napi::CallbackInfo& info) {
   o.Set("reason", kNoLibav);
   return o;
 }
-Napi::Value CreateDecoder(const Napi::CallbackInfo& info) { throw Napi::Error::New(info.Env(), kNoLibav); }
+Napi::Value CreateDecoder(const Napi::CallbackInfo& info) { throw makeError(info.Env(), ErrorCode::CMAC_UNAVAILABLE, kNoLibav); }
 }  // namespace
 
 void MediaWrap::Register(Napi::Env env, Napi::Object exports) {
@@ -62,8 +62,8 @@ class Settle {
           def->Resolve((*own)(env));
         } catch (const Napi::Error& e) {
           def->Reject(e.Value());
-        } catch (const std::exception& e) {
-          def->Reject(Napi::Error::New(env, e.what()).Value());
+        } catch (...) {
+          def->Reject(failureToJs(env, captureFailure(std::current_exception())).Value());
         }
       } catch (...) {
       }
@@ -202,7 +202,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
   explicit DecoderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DecoderWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() != 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(env, "MediaDecoder cannot be constructed directly. Fix: use createDecoder({ threads }).");
+      throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT, "MediaDecoder cannot be constructed directly. Fix: use createDecoder({ threads }).");
     int n = *info[0].As<Napi::External<int>>().Data();
     pool_ = std::make_shared<media::DecodePool>(n);
     threads_ = n;
@@ -212,7 +212,9 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
  private:
   std::shared_ptr<media::DecodePool> live(const Napi::CallbackInfo& info, const char* what) {
     requireReceiver(info, &kDecoderTag, "MediaDecoder");
-    if (!pool_) cmac::valueError(std::string("MediaDecoder.") + what + ": the decoder was disposed. Fix: createDecoder() again.");
+    if (!pool_)
+      throw cmac::Error(cmac::Error::Kind::Disposed,
+                        std::string("MediaDecoder.") + what + ": the decoder was disposed. Fix: createDecoder() again.");
     return pool_;
   }
 
@@ -259,7 +261,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
           settle->done([r](Napi::Env env) -> Napi::Value { return batchToJs(env, *r); });
         });
       } catch (const std::length_error& e) {
-        settle->done([msg = std::string(e.what())](Napi::Env env) -> Napi::Value { throw Napi::RangeError::New(env, msg); });
+        settle->done([msg = std::string(e.what())](Napi::Env env) -> Napi::Value { throw makeError(env, ErrorCode::CMAC_OUT_OF_RANGE, msg); });
       }
       return d.Promise();
     });

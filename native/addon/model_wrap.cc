@@ -7,14 +7,6 @@ namespace cmacjs {
 
 namespace {
 
-// AdjustExternalMemory that never throws: during environment teardown
-// (worker.terminate()) N-API calls may fail, and a throw from a finaliser
-// would abort the process.
-void adjustMemory(napi_env env, int64_t delta) {
-  int64_t ignored;
-  if (delta) napi_adjust_external_memory(env, delta, &ignored);
-}
-
 const napi_type_tag kModelTag = {0x636d61636d6f6465ULL, 0x6c00000000000001ULL};
 
 void readArray4(const Napi::Object& o, const char* key, const std::string& path, std::array<int64_t, 4>& out,
@@ -76,7 +68,13 @@ void setIf(Napi::Env env, Napi::Object& o, const char* k, const torch::Tensor& t
 
 }  // namespace
 
+// The zod schema (lib/config/schema.ts) is where settings are validated and
+// their ranges live; this reads what reaches the engine and keeps only what
+// native memory needs: types, integers where a size is meant, sizes >= 1
+// (>= 0 for counts), and caps on the sizes that allocate (widths, depths,
+// FFT and mel sizes, embedding, queue) so a typo cannot ask for terabytes.
 cmac::ModelConfig configFromJs(const Napi::Value& v) {
+  constexpr int64_t kInt = 0x7fffffff;  // a size that fits the int the core keeps it in
   cmac::ModelConfig c;
   Napi::Object o = requireObject(v, "config");
   Napi::Object vis = getObject(o, "visual", "config.visual");
@@ -88,22 +86,20 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   readArray4(aud, "planes", "config.audio.planes", c.audio.planes, 4, 4096);
   readArray4(aud, "blocks", "config.audio.blocks", c.audio.blocks, 1, 64);
   Napi::Object lm = getObject(o, "logmel", "config.logmel");
-  c.logmel.sampleRate = getInt(lm, "sampleRate", "config.logmel.sampleRate", c.logmel.sampleRate, 1000, 192000);
-  c.logmel.nFft = getInt(lm, "nFft", "config.logmel.nFft", c.logmel.nFft, 16, 65536);
-  c.logmel.winLength = getInt(lm, "winLength", "config.logmel.winLength", c.logmel.winLength, 2, c.logmel.nFft);
-  c.logmel.hopLength = getInt(lm, "hopLength", "config.logmel.hopLength", c.logmel.hopLength, 1, 65536);
-  c.logmel.nMels = getInt(lm, "nMels", "config.logmel.nMels", c.logmel.nMels, 4, 1024);
+  c.logmel.sampleRate = getInt(lm, "sampleRate", "config.logmel.sampleRate", c.logmel.sampleRate, 1, kInt);
+  c.logmel.nFft = getInt(lm, "nFft", "config.logmel.nFft", c.logmel.nFft, 2, 1 << 20);
+  c.logmel.winLength = getInt(lm, "winLength", "config.logmel.winLength", c.logmel.winLength, 1, c.logmel.nFft);  // the window sits inside the FFT frame
+  c.logmel.hopLength = getInt(lm, "hopLength", "config.logmel.hopLength", c.logmel.hopLength, 1, kInt);
+  c.logmel.nMels = getInt(lm, "nMels", "config.logmel.nMels", c.logmel.nMels, 1, 1 << 16);
   c.logmel.fMin = getNumber(lm, "fMin", "config.logmel.fMin", c.logmel.fMin);
   c.logmel.fMax = getNumber(lm, "fMax", "config.logmel.fMax", c.logmel.fMax);
   Napi::Object sa = getObject(o, "specAugment", "config.specAugment");
-  c.specAugment.freqMasks = getInt(sa, "freqMasks", "config.specAugment.freqMasks", c.specAugment.freqMasks, 0, 64);
-  c.specAugment.freqWidth = getInt(sa, "freqWidth", "config.specAugment.freqWidth", c.specAugment.freqWidth, 0, 1024);
-  c.specAugment.timeMasks = getInt(sa, "timeMasks", "config.specAugment.timeMasks", c.specAugment.timeMasks, 0, 64);
-  c.specAugment.timeWidth = getInt(sa, "timeWidth", "config.specAugment.timeWidth", c.specAugment.timeWidth, 0, 100000);
+  c.specAugment.freqMasks = getInt(sa, "freqMasks", "config.specAugment.freqMasks", c.specAugment.freqMasks, 0, kInt);
+  c.specAugment.freqWidth = getInt(sa, "freqWidth", "config.specAugment.freqWidth", c.specAugment.freqWidth, 0, kInt);
+  c.specAugment.timeMasks = getInt(sa, "timeMasks", "config.specAugment.timeMasks", c.specAugment.timeMasks, 0, kInt);
+  c.specAugment.timeWidth = getInt(sa, "timeWidth", "config.specAugment.timeWidth", c.specAugment.timeWidth, 0, kInt);
   c.embedDim = getInt(o, "embedDim", "config.embedDim", c.embedDim, 1, 65536);
   c.pooling = getString(o, "pooling", "config.pooling", c.pooling);
-  if (c.pooling != "attention" && c.pooling != "mean")
-    cmac::rangeError("config.pooling must be 'attention' or 'mean'; got '" + c.pooling + "'");
   Napi::Object lo = getObject(o, "loss", "config.loss");
   std::string preset = getString(lo, "preset", "config.loss.preset", "cmac");
   c.loss = cmac::lossPreset(preset);
@@ -118,7 +114,7 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.loss.tauT = getNumber(lo, "tauT", "config.loss.tauT", c.loss.tauT);
   c.loss.lambdaV = getNumber(lo, "lambdaV", "config.loss.lambdaV", c.loss.lambdaV);
   c.loss.lambdaA = getNumber(lo, "lambdaA", "config.loss.lambdaA", c.loss.lambdaA);
-  c.loss.queueSize = getInt(lo, "queueSize", "config.loss.queueSize", c.loss.queueSize, 0, 1 << 20);
+  c.loss.queueSize = getInt(lo, "queueSize", "config.loss.queueSize", c.loss.queueSize, 0, 1 << 24);
   Napi::Object op = getObject(o, "optim", "config.optim");
   c.optim.name = getString(op, "name", "config.optim.name", c.optim.name);
   c.optim.momentum = getNumber(op, "momentum", "config.optim.momentum", c.optim.momentum);
@@ -128,14 +124,14 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.optim.beta2 = getNumber(op, "beta2", "config.optim.beta2", c.optim.beta2);
   c.optim.eps = getNumber(op, "eps", "config.optim.eps", c.optim.eps);
   c.clipGradNorm = getNumber(op, "clipGradNorm", "config.optim.clipGradNorm", c.clipGradNorm);
-  c.accumulate = getInt(op, "accumulate", "config.optim.accumulate", c.accumulate, 1, 4096);
+  c.accumulate = getInt(op, "accumulate", "config.optim.accumulate", c.accumulate, 1, kInt);
   Napi::Object di = getObject(o, "dist", "config.dist");
   c.dist.enabled = getBool(di, "enabled", "config.dist.enabled", false);
   c.dist.gatherNegatives = getBool(di, "gatherNegatives", "config.dist.gatherNegatives", false);
-  c.dist.timeoutSec = static_cast<int>(getInt(di, "timeoutSec", "config.dist.timeoutSec", 300, 1, 86400));
+  c.dist.timeoutSec = static_cast<int>(getInt(di, "timeoutSec", "config.dist.timeoutSec", 300, 1, kInt));
   c.device = getString(o, "device", "config.device", c.device);
   c.amp = getString(o, "amp", "config.amp", c.amp);
-  c.seed = static_cast<uint64_t>(getInt(o, "seed", "config.seed", 0, 0, (int64_t(1) << 53)));
+  c.seed = static_cast<uint64_t>(getInt(o, "seed", "config.seed", 0, 0, (int64_t(1) << 53)));  // exact in a double
   return c;
 }
 
@@ -166,76 +162,53 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceAccessor<&ModelWrap::Disposed>("disposed")});
 }
 
-// Only createModel() can construct (it passes the handle as an External).
+// Only createModel() can construct (it passes the native model as an External).
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(env, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
-  // Take the handle out of the External: it must not keep the model alive until GC.
-  h_ = std::move(*info[0].As<Napi::External<std::shared_ptr<ModelHandle>>>().Data());
-  if (!h_) throw Napi::TypeError::New(env, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
+  h_ = ModelNative::Take(info);
+  if (!h_) throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
-  device_ = h_->model->device();
-  rank_ = h_->model->rank();
-  worldSize_ = h_->model->worldSize();
-  numParameters_ = h_->model->numParameters();
-  syncExternalMemory(env);
+  h_->before = [t = training_](cmac::CmacModel& m) { m.setTraining(t->load()); };
 }
 
 ModelWrap::~ModelWrap() {
-  adjustMemory(Env(), -reported_);
+  if (h_) h_->Dispose(Env());
 }
 
 Napi::Value ModelWrap::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     cmac::ModelConfig cfg = configFromJs(info[0]);
-    return PromiseWorker::Queue(env, [cfg]() -> PromiseWorker::Done {
-      auto h = std::make_shared<ModelHandle>();
-      h->model = std::make_unique<cmac::CmacModel>(cfg);
-      h->bytes = h->model->stateBytes();
-      return [h](Napi::Env env) -> Napi::Value {
-        auto* data = AddonData::Get(env);
-        auto ext = Napi::External<std::shared_ptr<ModelHandle>>::New(
-            env, new std::shared_ptr<ModelHandle>(h), [](Napi::Env, std::shared_ptr<ModelHandle>* p) { delete p; });
-        return data->modelCtor.New({ext});
-      };
-    });
+    // Facts read once on the model's thread, for the synchronous getters.
+    struct Facts { std::string device; int64_t numParameters; int rank, worldSize; };
+    auto facts = std::make_shared<Facts>();
+    return ModelNative::Create(
+        env, "CmacModel",
+        [cfg, facts] {
+          auto m = std::make_unique<cmac::CmacModel>(cfg);
+          *facts = {m->device(), m->numParameters(), m->rank(), m->worldSize()};
+          return m;
+        },
+        [facts](Napi::Env env, std::shared_ptr<ModelNative> n) -> Napi::Value {
+          Napi::Object o = n->Wrap(env, AddonData::Get(env)->modelCtor);
+          ModelWrap* w = ModelWrap::Unwrap(o);
+          *w->device_ = facts->device;
+          w->numParameters_ = facts->numParameters;
+          w->rank_ = facts->rank;
+          w->worldSize_ = facts->worldSize;
+          return o;
+        });
   });
 }
 
-std::shared_ptr<ModelHandle> ModelWrap::handle(const Napi::CallbackInfo& info) {
-  if (!info.This().IsObject() || !info.This().As<Napi::Object>().CheckTypeTag(&kModelTag))
-    throw Napi::TypeError::New(info.Env(), "receiver is not a CmacModel");
-  if (!h_) throw Napi::Error::New(info.Env(), "CmacModel was disposed. Fix: create a new model or load a checkpoint.");
+std::shared_ptr<ModelNative> ModelWrap::handle(const Napi::CallbackInfo& info) {
+  requireReceiver(info, &kModelTag, "CmacModel");
+  if (!h_) disposedError("CmacModel");
   return h_;
 }
 
-void ModelWrap::syncExternalMemory(Napi::Env env) {
-  if (!h_) return;
-  const int64_t now = h_->bytes.load();
-  if (now != reported_) {
-    adjustMemory(env, now - reported_);
-    reported_ = now;
-  }
-}
-
-Napi::Value ModelWrap::Run(const Napi::CallbackInfo& info,
-                           std::function<std::function<Napi::Value(Napi::Env)>(cmac::CmacModel&)> fn) {
-  auto h = handle(info);
-  Napi::Object self = info.This().As<Napi::Object>();
-  return PromiseWorker::Queue(self, [h, fn, this]() -> PromiseWorker::Done {
-    std::lock_guard<std::mutex> lock(h->mu);
-    if (!h->model) cmac::valueError("CmacModel was disposed while this call was queued");
-    h->model->setTraining(h->training.load());
-    auto done = fn(*h->model);
-    h->bytes = h->model->stateBytes();
-    // `this` stays valid: the worker holds a reference to the JS object.
-    return [done, this](Napi::Env env) {
-      syncExternalMemory(env);
-      return done ? done(env) : env.Undefined();
-    };
-  });
+Napi::Value ModelWrap::Run(const Napi::CallbackInfo& info, ModelNative::Call fn) {
+  return handle(info)->Run(info.Env(), std::move(fn));
 }
 
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
@@ -396,11 +369,11 @@ Napi::Value ModelWrap::To(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsString()) cmac::typeError("device must be a string (cpu, cuda, cuda:N, auto)");
     std::string dev = info[0].As<Napi::String>();
     cmac::parseDevice(dev);  // fail fast with a RangeError
-    return Run(info, [dev, this](cmac::CmacModel& m) {
+    return Run(info, [dev, device = device_](cmac::CmacModel& m) {
       m.to(dev);
       std::string now = m.device();
-      return [now, this](Napi::Env env) -> Napi::Value {
-        device_ = now;
+      return [now, device](Napi::Env env) -> Napi::Value {
+        *device = now;
         return Napi::String::New(env, now);
       };
     });
@@ -460,24 +433,28 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
       if (!info[0].IsBoolean()) cmac::typeError("train(mode) takes a boolean");
       on = info[0].As<Napi::Boolean>();
     }
-    handle(info)->training = on;
+    handle(info);
+    *training_ = on;
     return info.This();
   });
 }
 
 Napi::Value ModelWrap::Eval(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    handle(info)->training = false;
+    handle(info);
+    *training_ = false;
     return info.This();
   });
 }
 
 Napi::Value ModelWrap::IsTraining(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), handle(info)->training); });
+  return guarded(info.Env(), [&]() -> Napi::Value { handle(info);
+    return Napi::Boolean::New(info.Env(), training_->load());
+  });
 }
 
 Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::String::New(info.Env(), device_); }
+  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::String::New(info.Env(), *device_); }
 
 Napi::Value ModelWrap::NumParameters(const Napi::CallbackInfo& info) {
   requireReceiver(info, &kModelTag, "CmacModel");
@@ -490,10 +467,9 @@ Napi::Value ModelWrap::Disposed(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
   requireReceiver(info, &kModelTag, "CmacModel");
   if (h_) {
-    adjustMemory(info.Env(), -reported_);
-    reported_ = 0;
-    // Calls already made keep their own reference and still run; the model is
-    // freed when the last of them ends (now, when none is pending).
+    // Calls already made still run; the model is freed on its thread after
+    // them (now, when none is pending) and the thread ends.
+    h_->Dispose(info.Env());
     h_.reset();
   }
   return info.Env().Undefined();

@@ -1,24 +1,18 @@
-// CmacModel as a JS class: a thin wrapper that converts arguments, runs the
-// core's calls off the JS thread one at a time, and accounts native memory.
+// CmacModel as a JS class: a thin wrapper that converts arguments and runs
+// the core's calls on the model's own thread in the order made (runner.h:
+// one persistent thread per model, native memory reported to V8).
 #pragma once
 #include <napi.h>
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 
 #include "cmac_model.h"
+#include "runner.h"
 
 namespace cmacjs {
 
-// Shared by the JS object and any in-flight work, so dispose() or GC during
-// a call frees the model only when the call is done.
-struct ModelHandle {
-  std::mutex mu;  // one operation at a time per model
-  std::unique_ptr<cmac::CmacModel> model;
-  std::atomic<bool> training{true};
-  std::atomic<int64_t> bytes{0};
-};
+using ModelNative = Native<cmac::CmacModel>;
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -53,15 +47,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value WorldSize(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<ModelHandle> handle(const Napi::CallbackInfo& info);  // throws when disposed
-  // Runs fn(model) off the JS thread under the model's lock.
-  Napi::Value Run(const Napi::CallbackInfo& info,
-                  std::function<std::function<Napi::Value(Napi::Env)>(cmac::CmacModel&)> fn);
-  void syncExternalMemory(Napi::Env env);
+  std::shared_ptr<ModelNative> handle(const Napi::CallbackInfo& info);  // throws CMAC_DISPOSED when disposed
+  // Queues fn(model) on the model's thread (in train or eval mode as set by train()/eval()).
+  Napi::Value Run(const Napi::CallbackInfo& info, ModelNative::Call fn);
 
-  std::shared_ptr<ModelHandle> h_;
-  int64_t reported_ = 0;  // bytes reported to V8 through AdjustExternalMemory
-  std::string device_;
+  std::shared_ptr<ModelNative> h_;
+  std::shared_ptr<std::atomic<bool>> training_ = std::make_shared<std::atomic<bool>>(true);
+  std::shared_ptr<std::string> device_ = std::make_shared<std::string>();  // updated by to() on the JS thread
   int64_t numParameters_ = 0;
   int rank_ = 0, worldSize_ = 1;
 };

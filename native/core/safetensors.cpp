@@ -50,7 +50,7 @@ const char* dtypeName(at::ScalarType t) {
 }
 
 [[noreturn]] void bad(const std::string& what, const std::string& why) {
-  valueError("malformed safetensors (" + what + "): " + why +
+  checkpointError("malformed safetensors (" + what + "): " + why +
              ". Fix: use a file written by cmac or the safetensors library, or re-download it.");
 }
 
@@ -161,7 +161,7 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
                                     std::to_string(pos) + " (trailing bytes or truncation)");
   for (const auto& e : entries) {
     if (!e.dt->supported)
-      valueError("safetensors (" + what + "): tensor '" + e.name + "' has dtype " + e.dt->name +
+      checkpointError("safetensors (" + what + "): tensor '" + e.name + "' has dtype " + e.dt->name +
                  ", which this libtorch cannot hold. Fix: convert it to a signed or float dtype.");
     at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dt->type));
     if (e.e > e.b) std::memcpy(t.data_ptr(), buf + e.b, e.e - e.b);

@@ -1,0 +1,183 @@
+#include "runner.h"
+
+#include <c10/util/Exception.h>
+#include <pthread.h>
+
+#include "info.h"
+
+namespace cmacjs {
+
+void disposedError(const std::string& className) {
+  throw cmac::Error(
+      cmac::Error::Kind::Disposed,
+      className + " was disposed. Fix: create a new one (a model: CmacModel.create, then load() a checkpoint).");
+}
+
+struct Runner::Job {
+  Napi::Promise::Deferred deferred;
+  Work work;
+  Done done;
+  bool failed = false;
+  NativeFailure failure;
+};
+
+std::shared_ptr<Runner> Runner::Start(Napi::Env env, const char* name) {
+  std::shared_ptr<Runner> r(new Runner());
+  r->env_ = env;
+  napi_value resource;
+  NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource), nullptr);
+  // No JS function: CallJs settles the promise. Unlimited queue (the thread never blocks on it); unreferenced
+  // while idle so that an idle object does not keep the process alive (Submit refs it while calls are in flight).
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_threadsafe_function(env, nullptr, nullptr, resource, 0, 1, r.get(),
+                                                       &Runner::Finalize, r.get(), &Runner::CallJs, &r->tsfn_),
+                       nullptr);
+  napi_unref_threadsafe_function(env, r->tsfn_);
+  r->self_ = r;
+  r->thread_ = std::thread([p = r.get()] { p->loop(); });
+  return r;
+}
+
+Runner::~Runner() {
+  // Normally joined by Close()/Finalize(); a runner never started or torn down oddly must not std::terminate.
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      abort_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.get_id() == std::this_thread::get_id())
+      thread_.detach();
+    else
+      thread_.join();
+  }
+}
+
+void Runner::loop() {
+  pthread_setname_np(pthread_self(), "cmac-step");  // as top -H and /proc/<pid>/task/*/comm show it
+  cmac::applyNumThreads();  // at::set_num_threads on this thread: its OpenMP team persists from call to call
+  for (;;) {
+    std::unique_ptr<Job> job;
+    std::function<void()> last;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return abort_ || stop_ || !queue_.empty(); });
+      if (abort_) return;
+      if (queue_.empty()) {  // stop_: everything queued has run
+        last = std::move(last_);
+      } else {
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    if (!job) {
+      try {
+        if (last) last();  // frees the object on the thread that allocated it
+      } catch (...) {}
+      return;
+    }
+    cmac::applyNumThreads();  // a no-op unless setNumThreads() changed the count
+    try {
+      job->done = job->work();
+    } catch (...) {
+      job->failed = true;
+      job->failure = captureFailure(std::current_exception());
+    }
+    job->work = nullptr;  // release the call's inputs here, on this thread
+    Job* raw = job.release();
+    if (napi_call_threadsafe_function(tsfn_, raw, napi_tsfn_nonblocking) != napi_ok) {
+      // The environment is shutting down: the promise can no longer settle.
+      delete raw;
+    }
+  }
+}
+
+Napi::Promise Runner::Submit(Napi::Env env, Work work) {
+  if (closing_) cmac::valueError("internal: a call was queued on a closed runner");
+  auto job = std::make_unique<Job>(Job{Napi::Promise::Deferred::New(env), std::move(work), nullptr});
+  Napi::Promise p = job->deferred.Promise();
+  if (inflight_++ == 0) napi_ref_threadsafe_function(env, tsfn_);
+  ++pendingCounter();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return p;
+}
+
+// JS thread (or env == nullptr while the ThreadSafeFunction is torn down).
+void Runner::CallJs(napi_env env, napi_value, void* context, void* data) {
+  std::unique_ptr<Job> job(static_cast<Job*>(data));
+  auto* r = static_cast<Runner*>(context);
+  if (env == nullptr) return;
+  --pendingCounter();
+  Napi::Env e(env);
+  // Settling may fail while the environment shuts down; nothing may escape from here then.
+  try {
+    Napi::HandleScope scope(e);
+    try {
+      if (job->failed)
+        job->deferred.Reject(failureToJs(e, job->failure).Value());
+      else
+        job->deferred.Resolve(job->done ? job->done(e) : e.Undefined());
+    } catch (const Napi::Error& err) {
+      job->deferred.Reject(err.Value());
+    } catch (...) {
+      job->deferred.Reject(failureToJs(e, captureFailure(std::current_exception())).Value());
+    }
+  } catch (...) {}
+  job->done = nullptr;
+  r->settled(e);
+}
+
+void Runner::settled(Napi::Env env) {
+  if (--inflight_ == 0) {
+    if (!finalized_) napi_unref_threadsafe_function(env, tsfn_);
+    if (closing_) join();
+  }
+}
+
+void Runner::Close(std::function<void()> last) {
+  if (closing_) return;
+  closing_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ = std::move(last);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (inflight_ == 0) join();
+}
+
+// JS thread: the thread has nothing left to settle (or the environment ends).
+void Runner::join() {
+  if (joined_) return;
+  joined_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (!finalized_ && !released_) {
+    released_ = true;
+    napi_release_threadsafe_function(tsfn_, napi_tsfn_release);  // Finalize follows on the JS thread
+  }
+}
+
+// JS thread, once: after release, or when the environment ends (worker.terminate(),
+// process teardown) with calls still queued. Joins the thread before the
+// ThreadSafeFunction is freed, so the thread never calls into a freed one.
+void Runner::Finalize(napi_env, void* data, void*) {
+  auto* r = static_cast<Runner*>(data);
+  r->finalized_ = true;
+  if (!r->joined_) {
+    {
+      std::lock_guard<std::mutex> lock(r->mu_);
+      r->abort_ = true;  // the call running finishes; queued ones are dropped with the environment
+    }
+    r->cv_.notify_all();
+    r->closing_ = true;
+    r->joined_ = true;
+    if (r->thread_.joinable()) r->thread_.join();
+  }
+  std::shared_ptr<Runner> keep = std::move(r->self_);  // may free r when the wrapper is already gone
+}
+
+}  // namespace cmacjs
