@@ -9,6 +9,7 @@
 //
 //   node scripts/ablation.js                 # full: 7 rows (5 presets, baselines with both poolings) x 3 seeds x 100 steps (budget: ~2 h on 2 idle cores)
 //   node scripts/ablation.js --quick         # smoke run: 1 seed, few steps, small data (a few minutes)
+//   node scripts/ablation.js --verdict       # issue 14 item 7's verdict: 4 rows x 3 seeds x 800 steps, bootstrap CIs (scripts/verdict.js)
 //   node scripts/ablation.js --help
 //
 // Resumable: finished runs are recorded in <out>/runs.json and skipped when
