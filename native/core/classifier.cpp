@@ -5,34 +5,20 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
-#include <set>
 #include <sstream>
 
 #include "errors.h"
 #include "info.h"
+#include "module_util.h"
 
 namespace cmac {
 
 namespace {
-std::string firstFew(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size() && i < 5; ++i) s += (i ? ", " : "") + v[i];
-  return s + (v.size() > 5 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
-}
-
 void checkVideo(const torch::Tensor& v) {
   if (!v.defined()) typeError("video is required (uint8 [N, T, H, W, 3])");
   checkVideoTensor(v, "video");
   if (v.size(0) < 1) rangeError("video is empty (0 clips)");
 }
-
-// Eval mode for the scope, then the previous mode again.
-struct EvalScope {
-  torch::nn::Module& m;
-  bool was;
-  explicit EvalScope(torch::nn::Module& m_) : m(m_), was(m_.is_training()) { m.eval(); }
-  ~EvalScope() { m.train(was); }
-};
 }  // namespace
 
 class VideoClassifierNet : public torch::nn::Module {
@@ -64,45 +50,31 @@ VideoClassifier::VideoClassifier(const ModelConfig& cfg, const ClassifierOptions
 
 VideoClassifier::~VideoClassifier() = default;
 
-VideoClassifier::Copies VideoClassifier::match(const NamedTensors& sd, bool encoderOnly) const {
+WeightCopies VideoClassifier::match(const NamedTensors& sd, bool encoderOnly) const {
   std::map<std::string, torch::Tensor> given;
   for (const auto& [k, v] : sd)
     if (!encoderOnly || k.rfind("visual.", 0) == 0) given[k] = v;
   if (encoderOnly && given.empty())
     valueError("the weights have no visual.* entries (" + std::to_string(sd.size()) +
                " tensors). Fix: pass a cmac checkpoint (step-N.safetensors) or a CmacModel's stateDict().");
-  Copies copies;
-  std::vector<std::string> missing, unexpected;
-  std::set<std::string> used;
-  for (auto& [name, dst] : stateDict()) {
-    if (encoderOnly && name.rfind("visual.", 0) != 0) continue;
-    auto it = given.find(name);
-    if (it == given.end()) { missing.push_back(name); continue; }
-    used.insert(name);
-    if (!it->second.sizes().equals(dst.sizes()))
-      valueError("weight '" + name + "' has shape " + shapeStr(it->second.sizes()) + " in the given weights but " +
-                 shapeStr(dst.sizes()) + " in this classifier. Fix: build the classifier from the config the checkpoint was trained with" +
-                 (name.rfind("fc.", 0) == 0 ? " and the same number of classes." : "."));
-    if (!it->second.is_floating_point() && dst.is_floating_point())
-      typeError("weight '" + name + "' is " + std::string(c10::toString(it->second.scalar_type())) + ", expected a float tensor");
-    copies.emplace_back(dst, it->second);
-  }
-  for (const auto& [k, v] : given)
-    if (!used.count(k)) unexpected.push_back(k);
-  if (!missing.empty())
-    valueError("the weights lack " + std::to_string(missing.size()) + " " + (encoderOnly ? "encoder " : "") + "weight(s): " +
-               firstFew(missing) + ". Fix: use a checkpoint of the same preset (the config it was trained with).");
-  if (!unexpected.empty())
-    valueError("the weights have " + std::to_string(unexpected.size()) + " unexpected weight(s): " + firstFew(unexpected) +
-               ". Fix: use a checkpoint of the same preset (the config it was trained with).");
-  return copies;
+  NamedTensors targets;
+  for (auto& [name, dst] : stateDict())
+    if (!encoderOnly || name.rfind("visual.", 0) == 0) targets.emplace_back(name, dst);
+  StateMatch m = matchState(targets, given, {"in the given weights", "this classifier", [](const std::string& name) {
+    return std::string("build the classifier from the config the checkpoint was trained with") +
+           (name.rfind("fc.", 0) == 0 ? " and the same number of classes." : ".");
+  }});
+  const std::string fix = ". Fix: use a checkpoint of the same preset (the config it was trained with).";
+  if (!m.missing.empty())
+    valueError("the weights lack " + std::to_string(m.missing.size()) + " " + (encoderOnly ? "encoder " : "") +
+               "weight(s): " + firstFew(m.missing) + fix);
+  if (!m.unexpected.empty())
+    valueError("the weights have " + std::to_string(m.unexpected.size()) + " unexpected weight(s): " +
+               firstFew(m.unexpected) + fix);
+  return std::move(m.copies);
 }
 
-void VideoClassifier::loadEncoder(const NamedTensors& sd) {
-  Copies c = match(sd, true);
-  torch::NoGradGuard ng;
-  for (const auto& [dst, src] : c) dst.copy_(src.to(dst.dtype()));
-}
+void VideoClassifier::loadEncoder(const NamedTensors& sd) { applyCopies(match(sd, true)); }
 
 void VideoClassifier::loadEncoderFile(const std::string& path) { loadEncoder(readSafetensors(path).tensors); }
 
@@ -110,9 +82,7 @@ void VideoClassifier::loadStateDict(const NamedTensors& sd) {
   NamedTensors weights;
   for (const auto& [k, v] : sd)
     if (k.rfind("optim.", 0) != 0) weights.emplace_back(k, v);
-  Copies c = match(weights, false);
-  torch::NoGradGuard ng;
-  for (const auto& [dst, src] : c) dst.copy_(src.to(dst.dtype()));
+  applyCopies(match(weights, false));
 }
 
 torch::Tensor VideoClassifier::checkLabels(const torch::Tensor& labels, int64_t n) const {
@@ -147,8 +117,11 @@ ClassifierStep VideoClassifier::trainStep(const torch::Tensor& video, const torc
   auto logits = forward(video);
   auto loss = torch::nn::functional::cross_entropy(logits, y);
   ClassifierStep r;
-  r.loss = loss.item<double>();
-  r.accuracy = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+  {  // loss and accuracy in one transfer (one host sync)
+    auto s = torch::stack({loss.detach().to(torch::kDouble), logits.argmax(1).eq(y).to(torch::kDouble).mean()})
+                 .to(torch::kCPU);
+    r.loss = s[0].item<double>(), r.accuracy = s[1].item<double>();
+  }
   r.finite = std::isfinite(r.loss);
   if (r.finite) {
     loss.backward();
@@ -165,7 +138,7 @@ torch::Tensor VideoClassifier::predict(const torch::Tensor& video) {
   checkVideo(video);
   applyNumThreads();
   torch::InferenceMode im;
-  EvalScope ev(*net_);
+  ModeGuard eval(*net_, false);
   return forward(video).to(torch::kFloat).to(torch::kCPU);
 }
 
@@ -195,17 +168,11 @@ void VideoClassifier::restoreSnapshot() {
   loadStateDict(snap_);
 }
 
-int64_t VideoClassifier::numParameters() const {
-  int64_t n = 0;
-  for (const auto& p : net_->parameters()) n += p.numel();
-  return n;
-}
+int64_t VideoClassifier::numParameters() const { return countParameters(*net_); }
 
 int64_t VideoClassifier::stateBytes() const {
-  int64_t n = 0;
-  for (const NamedTensors& part : {snap_, stateDict(), optim_->state()})
-    for (const auto& [k, t] : part) n += t.numel() * t.element_size();
-  return n;
+  const NamedTensors weights = stateDict(), optim = optim_->state();
+  return tensorBytes({&snap_, &weights, &optim});
 }
 
 }  // namespace cmac

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "cmac_model.h"
+#include "module_util.h"
 #include "optim.h"
 #include "safetensors.h"
 
@@ -82,8 +83,9 @@ class VideoClassifier {
  private:
   torch::Tensor forward(const torch::Tensor& video);
   torch::Tensor checkLabels(const torch::Tensor& labels, int64_t n) const;
-  using Copies = std::vector<std::pair<torch::Tensor, torch::Tensor>>;  // (destination, source)
-  Copies match(const NamedTensors& sd, bool encoderOnly) const;
+  // Checks the given weights against this classifier's (all, or the encoder's
+  // only) and returns what to copy; module_util.h's matchState() with its wording.
+  WeightCopies match(const NamedTensors& sd, bool encoderOnly) const;
 
   ModelConfig cfg_;
   ClassifierOptions opt_;

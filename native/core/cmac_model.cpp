@@ -11,12 +11,12 @@
 #include <cmath>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <sstream>
 
 #include "errors.h"
 #include "info.h"
 #include "losses.h"
+#include "module_util.h"
 
 namespace cmac {
 
@@ -55,14 +55,6 @@ struct AutocastGuard {
     at::autocast::clear_cache();
   }
 };
-
-// Restores the train/eval mode on scope exit (inference runs in eval mode).
-struct ModeGuard {
-  torch::nn::Module& m;
-  bool was;
-  ModeGuard(torch::nn::Module& m_, bool train) : m(m_), was(m_.is_training()) { m.train(train); }
-  ~ModeGuard() { m.train(was); }
-};
 }  // namespace
 
 class CmacNetImpl : public torch::nn::Module {
@@ -79,14 +71,29 @@ class CmacNetImpl : public torch::nn::Module {
   LogMel logmel{nullptr};
 };
 
+const std::vector<LossPresetRow>& lossPresets() {
+  static const std::vector<LossPresetRow> rows = {
+      // name            withinModal lossV  lossA
+      {"xmodal",         false,      false, false},
+      {"xmodal+within",  true,       false, false},
+      {"cmac-v",         true,       true,  false},
+      {"cmac-a",         true,       false, true},
+      {"cmac",           true,       true,  true},
+  };
+  return rows;
+}
+
 LossOptions lossPreset(const std::string& name) {
-  LossOptions o;
-  if (name == "xmodal") { o.withinModal = false; o.lossV = o.lossA = false; }
-  else if (name == "xmodal+within") { o.lossV = o.lossA = false; }
-  else if (name == "cmac-v") { o.lossA = false; }
-  else if (name == "cmac-a") { o.lossV = false; }
-  else if (name != "cmac") valueError("loss preset must be one of xmodal, xmodal+within, cmac-v, cmac-a, cmac; got '" + name + "'");
-  return o;
+  std::string names;
+  for (const auto& row : lossPresets()) {
+    if (name == row.name) {
+      LossOptions o;
+      o.withinModal = row.withinModal, o.lossV = row.lossV, o.lossA = row.lossA;
+      return o;
+    }
+    names += (names.empty() ? "" : ", ") + std::string(row.name);
+  }
+  valueError("loss preset must be one of " + names + "; got '" + name + "'");
 }
 
 torch::Device parseDevice(const std::string& s) {
@@ -285,104 +292,57 @@ CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augme
   return f;
 }
 
+// One training step, in the order of method.md s4: forward, losses, backward,
+// and at the end of an accumulation window the optimiser step; then the
+// queue takes the batch. Each step below is a member function of its own.
 StepResult CmacModel::trainStep(const Batch& b, const StepOptions& o) {
   if (!std::isfinite(o.lr) || o.lr < 0) rangeError("lr must be a finite number >= 0, got " + std::to_string(o.lr));
   if (!(o.lambdaScale >= 0 && o.lambdaScale <= 1)) rangeError("lambdaScale must be in [0, 1]");
   checkBatch(b, true, true, 2);
   applyNumThreads();
   const auto t0 = std::chrono::steady_clock::now();
-  const auto& lo = cfg_.loss;
   // Local features pass through the projection in every preset, so its
   // BatchNorm sees the same inputs (pooled, then local) whatever the losses
   // (method.md s5); where no loss uses them they only update running statistics.
   Forward f = forward(b, true, true);
-  torch::Tensor qV, qA;
-  if (queueFill_ > 0) {
-    qV = queueV_.slice(0, 0, queueFill_);
-    qA = queueA_.slice(0, 0, queueFill_);
-  }
-  torch::Tensor keysV, keysA;
-  int64_t offset = 0;
-  if (dist_ && cfg_.dist.gatherNegatives && dist_->worldSize() > 1) {
-    keysV = dist_->allGatherWithGrad(f.zV);
-    keysA = dist_->allGatherWithGrad(f.zA);
-    offset = dist_->rank() * f.zV.size(0);
-  }
-  Terms t = lossTerms(f, o.lambdaScale, false, qV, qA, keysV, keysA, offset);
-  const auto& total = t.total;
-  StepResult r;
-  {  // every reported scalar in one transfer (one host sync)
-    auto zero = torch::zeros({}, t.con.options());
-    auto s = torch::stack({t.total.detach(), t.con.detach(), t.v.defined() ? t.v.detach() : zero,
-                           t.a.defined() ? t.a.detach() : zero, t.acc})
-                 .to(torch::kCPU, torch::kDouble);
-    if (dist_ && dist_->worldSize() > 1) dist_->allreduceMean({s});  // the mean over ranks; every rank then agrees on finiteness
-    auto p = s.data_ptr<double>();
-    r.loss = p[0], r.lossCon = p[1], r.lossV = p[2], r.lossA = p[3], r.retrievalAcc = p[4];
-  }
-  r.finite = std::isfinite(r.loss);
-  const bool fp16 = device_.is_cuda() && cfg_.amp == "fp16";
-  r.lossScale = fp16 ? lossScale_ : 1.0;
-  if (!r.finite) {  // NaN guard: drop the whole accumulation window
-    optim_->zeroGrad();
-    micro_ = 0;
+  Terms t = computeLosses(f, o.lambdaScale, LossUse::train);
+  StepResult r = fetchScalars(t, true);
+  r.lossScale = fp16Scaling() ? lossScale_ : 1.0;  // the scale this step's backward uses
+  if (!r.finite) {
+    dropWindow();
   } else {
-    ((fp16 ? total * lossScale_ : total) / static_cast<double>(cfg_.accumulate)).backward();
-    if (++micro_ % cfg_.accumulate == 0) {
-      micro_ = 0;
-      torch::NoGradGuard ng;
-      auto params = net_->parameters();
-      if (dist_ && dist_->worldSize() > 1) {  // bucketed all-reduce of the gradients (sum, then / world)
-        std::vector<torch::Tensor> grads;
-        for (auto& p : params)
-          if (p.grad().defined()) grads.push_back(p.mutable_grad());
-        dist_->allreduceMean(grads);
-      }
-      if (fp16)
-        for (auto& p : params)
-          if (p.grad().defined()) p.mutable_grad().div_(lossScale_);
-      r.gradNorm = gradNorm(params);
-      if (!std::isfinite(r.gradNorm)) {
-        if (fp16) lossScale_ = std::max(1.0, lossScale_ * 0.5), goodSteps_ = 0;
-        r.finite = fp16;  // fp16 overflow is expected now and then; fp32 non-finite grads are not
-        optim_->zeroGrad();
-      } else {
-        if (cfg_.clipGradNorm > 0 && r.gradNorm > cfg_.clipGradNorm) {
-          const double coef = cfg_.clipGradNorm / (r.gradNorm + 1e-6);
-          for (auto& p : params)
-            if (p.grad().defined()) p.mutable_grad().mul_(coef);
-        }
-        optim_->step(o.lr);
-        optim_->zeroGrad();
-        r.stepped = true;
-        if (fp16 && ++goodSteps_ >= 2000) lossScale_ *= 2, goodSteps_ = 0;
-      }
-    }
-    if (lo.queueSize > 0) {  // FIFO: newest embeddings replace the oldest
-      torch::NoGradGuard ng;
-      const int64_t K = lo.queueSize, B = f.zV.size(0);
-      for (int64_t i = 0; i < B; ++i) {
-        queueV_[queuePtr_].copy_(f.zV[i].detach());
-        queueA_[queuePtr_].copy_(f.zA[i].detach());
-        queuePtr_ = (queuePtr_ + 1) % K;
-      }
-      queueFill_ = std::min(K, queueFill_ + B);
-    }
+    backwardScaled(t.total);
+    if (++micro_ % cfg_.accumulate == 0) applyGradients(o.lr, r);
+    updateQueue(f);
   }
   r.timeMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   recount();
   return r;
 }
 
-CmacModel::Terms CmacModel::lossTerms(const Forward& f, double lambdaScale, bool allTerms, const torch::Tensor& qV,
-                                      const torch::Tensor& qA, const torch::Tensor& keysV, const torch::Tensor& keysA,
-                                      int64_t offset) const {
+// method.md s4: L = L_con + lambdaScale (lambda_v L_v + lambda_a L_a), the terms as the preset selects.
+CmacModel::Terms CmacModel::computeLosses(const Forward& f, double lambdaScale, LossUse use) const {
   const auto& lo = cfg_.loss;
+  const bool train = use == LossUse::train;
+  // Negatives beyond the batch, in training only: the queue's filled rows and
+  // (gatherNegatives) every rank's embeddings, in which this rank's start at `offset`.
+  torch::Tensor qV, qA, keysV, keysA;
+  int64_t offset = 0;
+  if (train && queueFill_ > 0) {
+    qV = queueV_.slice(0, 0, queueFill_);
+    qA = queueA_.slice(0, 0, queueFill_);
+  }
+  if (train && dist_ && cfg_.dist.gatherNegatives && dist_->worldSize() > 1) {
+    keysV = dist_->allGatherWithGrad(f.zV);
+    keysA = dist_->allGatherWithGrad(f.zA);
+    offset = dist_->rank() * f.zV.size(0);
+  }
   Terms t;
   t.con = contrastiveLoss(f.zV, f.zA, lo.tau, lo.withinModal, qV, qA, keysV, keysA, offset, &t.acc);
   t.total = t.con;
   // sg(beta): no gradient into the target branch unless targetGrad.
   auto target = [&](const torch::Tensor& logBeta) { return lo.targetGrad ? logBeta : logBeta.detach(); };
+  const bool allTerms = !train;  // evaluateLoss reports L_v and L_a even where the preset leaves them out of L
   if (lo.lossV || allTerms) t.v = attentionConsistencyLoss(target(f.logBetaV(lo.tauT)), f.logAlphaV);  // KL(beta_v || alpha_v)
   if (lo.lossA || allTerms) t.a = attentionConsistencyLoss(target(f.logBetaA(lo.tauT)), f.logAlphaA);  // KL(beta_a || alpha_a)
   if (lo.lossV) t.total = t.total + lambdaScale * lo.lambdaV * t.v;
@@ -390,19 +350,87 @@ CmacModel::Terms CmacModel::lossTerms(const Forward& f, double lambdaScale, bool
   return t;
 }
 
+// Every reported scalar of method.md s4 (L, L_con, L_v, L_a, retrieval accuracy) in one transfer: one host sync.
+StepResult CmacModel::fetchScalars(const Terms& t, bool meanOverRanks) {
+  auto zero = torch::zeros({}, t.con.options());
+  auto s = torch::stack({t.total.detach(), t.con.detach(), t.v.defined() ? t.v.detach() : zero,
+                         t.a.defined() ? t.a.detach() : zero, t.acc})
+               .to(torch::kCPU, torch::kDouble);
+  // The mean over ranks: every rank then agrees on finiteness (the NaN guard).
+  if (meanOverRanks && dist_ && dist_->worldSize() > 1) dist_->allreduceMean({s});
+  auto p = s.data_ptr<double>();
+  StepResult r;
+  r.loss = p[0], r.lossCon = p[1], r.lossV = p[2], r.lossA = p[3], r.retrievalAcc = p[4];
+  r.finite = std::isfinite(r.loss);
+  return r;
+}
+
+bool CmacModel::fp16Scaling() const { return device_.is_cuda() && cfg_.amp == "fp16"; }
+
+// NaN guard (method.md s4, numerically stable): a non-finite loss drops the whole accumulation window.
+void CmacModel::dropWindow() {
+  optim_->zeroGrad();
+  micro_ = 0;
+}
+
+// Backward of L / k for k micro-batches per optimiser step, scaled by the fp16 loss scale (architecture.md: AMP).
+void CmacModel::backwardScaled(const torch::Tensor& total) {
+  ((fp16Scaling() ? total * lossScale_ : total) / static_cast<double>(cfg_.accumulate)).backward();
+}
+
+// End of an accumulation window: gradients averaged over ranks (architecture.md:
+// bucketed all-reduce), unscaled, measured, clipped, then one optimiser step.
+// Non-finite gradients skip the step (fp16: the loss scale halves).
+void CmacModel::applyGradients(double lr, StepResult& r) {
+  micro_ = 0;
+  torch::NoGradGuard ng;
+  const bool fp16 = fp16Scaling();
+  auto params = net_->parameters();
+  std::vector<torch::Tensor> grads;  // handles: in-place changes reach the parameters' gradients
+  for (auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  if (dist_ && dist_->worldSize() > 1) dist_->allreduceMean(grads);  // sum, then / world
+  if (fp16)
+    for (auto& g : grads) g.div_(lossScale_);
+  r.gradNorm = gradNorm(params);
+  if (!std::isfinite(r.gradNorm)) {
+    if (fp16) lossScale_ = std::max(1.0, lossScale_ * 0.5), goodSteps_ = 0;
+    r.finite = fp16;  // fp16 overflow is expected now and then; fp32 non-finite grads are not
+    optim_->zeroGrad();
+    return;
+  }
+  if (cfg_.clipGradNorm > 0 && r.gradNorm > cfg_.clipGradNorm) {
+    const double coef = cfg_.clipGradNorm / (r.gradNorm + 1e-6);
+    for (auto& g : grads) g.mul_(coef);
+  }
+  optim_->step(lr);
+  optim_->zeroGrad();
+  r.stepped = true;
+  if (fp16 && ++goodSteps_ >= 2000) lossScale_ *= 2, goodSteps_ = 0;
+}
+
+// method.md s4, the FIFO queue: the batch's z_v, z_a replace the oldest rows.
+void CmacModel::updateQueue(const Forward& f) {
+  const int64_t K = cfg_.loss.queueSize, B = f.zV.size(0);
+  if (K == 0) return;
+  torch::NoGradGuard ng;
+  for (int64_t i = 0; i < B; ++i) {
+    queueV_[queuePtr_].copy_(f.zV[i].detach());
+    queueA_[queuePtr_].copy_(f.zA[i].detach());
+    queuePtr_ = (queuePtr_ + 1) % K;
+  }
+  queueFill_ = std::min(K, queueFill_ + B);
+}
+
+// The same losses as trainStep (computeLosses) in eval mode, without the
+// queue or other ranks' negatives, every term reported, nothing updated.
 StepResult CmacModel::evaluateLoss(const Batch& b, double lambdaScale) {
   checkBatch(b, true, true, 2);
   applyNumThreads();
   torch::InferenceMode im;
   ModeGuard mg(*net_, false);
   Forward f = forward(b, true);
-  Terms t = lossTerms(f, lambdaScale, true);
-  StepResult r;
-  auto s = torch::stack({t.total, t.con, t.v, t.a, t.acc}).to(torch::kCPU, torch::kDouble);
-  auto p = s.data_ptr<double>();
-  r.loss = p[0], r.lossCon = p[1], r.lossV = p[2], r.lossA = p[3], r.retrievalAcc = p[4];
-  r.finite = std::isfinite(r.loss);
-  return r;
+  return fetchScalars(computeLosses(f, lambdaScale, LossUse::evaluate), false);
 }
 
 Embeddings CmacModel::embed(const Batch& b) {
@@ -465,52 +493,27 @@ NamedTensors CmacModel::stateDict() const {
   return sd;
 }
 
-void CmacModel::loadStateDict(const NamedTensors& sd, bool strict) {
-  applyStateDict(checkStateDict(sd, strict));
-}
+void CmacModel::loadStateDict(const NamedTensors& sd, bool strict) { applyCopies(checkStateDict(sd, strict)); }
 
-CmacModel::WeightCopies CmacModel::checkStateDict(const NamedTensors& sd, bool strict) const {
+WeightCopies CmacModel::checkStateDict(const NamedTensors& sd, bool strict) const {
+  const NamedTensors own = stateDict();
   std::map<std::string, torch::Tensor> given;
   for (const auto& [k, v] : sd)
     if (k.rfind("optim.", 0) != 0 && k.rfind("queue.", 0) != 0) given[k] = v;
-  std::vector<std::string> missing;
-  WeightCopies copies;
-  std::set<std::string> used;
-  for (auto& [name, dst] : stateDict()) {
-    auto it = given.find(name);
-    if (it == given.end()) {
-      // Checkpoints from before the dataset statistics: the identity standardisation.
-      if (name == "logmel.mean") { copies.emplace_back(dst, torch::zeros_like(dst)); continue; }
-      if (name == "logmel.std") { copies.emplace_back(dst, torch::ones_like(dst)); continue; }
-      missing.push_back(name);
-      continue;
-    }
-    used.insert(name);
-    if (!it->second.sizes().equals(dst.sizes()))
-      valueError("weight '" + name + "' has shape " + shapeStr(it->second.sizes()) + " in the checkpoint but " +
-                 shapeStr(dst.sizes()) + " in this model. Fix: create the model with the preset/config the checkpoint was trained with.");
-    copies.emplace_back(dst, it->second);
+  // Checkpoints from before the dataset statistics: the identity standardisation.
+  for (const auto& [name, dst] : own) {
+    if (name == "logmel.mean") given.emplace(name, torch::zeros_like(dst));
+    if (name == "logmel.std") given.emplace(name, torch::ones_like(dst));
   }
-  std::vector<std::string> unexpected;
-  for (const auto& [k, v] : given)
-    if (!used.count(k)) unexpected.push_back(k);
-  auto list = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (size_t i = 0; i < v.size() && i < 5; ++i) s += (i ? ", " : "") + v[i];
-    return s + (v.size() > 5 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
-  };
-  if (strict && !missing.empty())
-    valueError("checkpoint lacks " + std::to_string(missing.size()) + " weight(s): " + list(missing) +
-               ". Fix: use a checkpoint of the same preset, or load with strict=false.");
-  if (strict && !unexpected.empty())
-    valueError("checkpoint has " + std::to_string(unexpected.size()) + " unexpected weight(s): " + list(unexpected) +
-               ". Fix: use a checkpoint of the same preset, or load with strict=false.");
-  return copies;
-}
-
-void CmacModel::applyStateDict(const WeightCopies& copies) {
-  torch::NoGradGuard ng;
-  for (const auto& [dst, src] : copies) dst.copy_(src.to(dst.dtype()));  // all checks passed: nothing half-loaded
+  StateMatch m = matchState(own, given, {"in the checkpoint", "this model", [](const std::string&) {
+    return std::string("create the model with the preset/config the checkpoint was trained with.");
+  }});
+  const std::string fix = ". Fix: use a checkpoint of the same preset, or load with strict=false.";
+  if (strict && !m.missing.empty())
+    valueError("checkpoint lacks " + std::to_string(m.missing.size()) + " weight(s): " + firstFew(m.missing) + fix);
+  if (strict && !m.unexpected.empty())
+    valueError("checkpoint has " + std::to_string(m.unexpected.size()) + " unexpected weight(s): " + firstFew(m.unexpected) + fix);
+  return std::move(m.copies);
 }
 
 NamedTensors CmacModel::optimizerState() const {
@@ -587,7 +590,7 @@ void CmacModel::load(const std::string& path) {
   for (const auto& [k, v] : f.tensors) hasOptim = hasOptim || k == "optim.step";
   std::optional<PreparedState> optim;
   if (hasOptim) optim = checkOptimizerState(f.tensors);
-  applyStateDict(weights);
+  applyCopies(weights);
   if (optim) applyOptimizerState(std::move(*optim));
   recount();
 }
@@ -606,17 +609,11 @@ void CmacModel::to(const std::string& device) {
 
 std::string CmacModel::device() const { return device_.str(); }
 
-int64_t CmacModel::numParameters() const {
-  int64_t n = 0;
-  for (const auto& p : net_->parameters()) n += p.numel();
-  return n;
-}
+int64_t CmacModel::numParameters() const { return countParameters(*net_); }
 
 int64_t CmacModel::stateBytes() const {
-  int64_t n = 0;
-  for (const auto& [k, t] : stateDict()) n += t.numel() * t.element_size();
-  for (const auto& [k, t] : optim_->state()) n += t.numel() * t.element_size();
-  return n;
+  const NamedTensors weights = stateDict(), optim = optim_->state();
+  return tensorBytes({&weights, &optim});
 }
 
 LiveCounts liveCounts() { return {gLiveModels.load(), gLiveBytes.load()}; }

@@ -8,11 +8,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "audio_resnet.h"
 #include "dist.h"
 #include "heads.h"
 #include "logmel.h"
+#include "module_util.h"
 #include "optim.h"
 #include "r2plus1d.h"
 #include "safetensors.h"
@@ -43,7 +45,15 @@ struct LossOptions {
 
 // The five ablation presets of method.md section 5: each sets withinModal,
 // lossV and lossA only (pooling is ModelConfig::pooling, not part of a preset).
-LossOptions lossPreset(const std::string& name);
+// lib/config's lossSwitches() holds the same rows for the TS side: the core
+// test preset_table_is_method_md_s5_... holds these to docs/method.md's table,
+// test/presets-parity.test.ts holds lib/config's to it and to this one.
+struct LossPresetRow {
+  const char* name;
+  bool withinModal, lossV, lossA;
+};
+const std::vector<LossPresetRow>& lossPresets();  // in method.md's order
+LossOptions lossPreset(const std::string& name);  // a row as LossOptions; an unknown name is an error listing them
 
 // Data parallelism across processes (ranks from the environment, dist.h).
 struct DistConfig {
@@ -151,19 +161,27 @@ class CmacModel {
   struct Terms;
   // augment: SpecAugment on the log-mel (trainStep only, when configured).
   Forward forward(const Batch& b, bool needLocal, bool augment = false);
+  // What computeLosses() is for. train (trainStep): the queue's and other
+  // ranks' embeddings join the negatives, and only the preset's terms are
+  // computed. evaluate (evaluateLoss): in-batch negatives only, and L_v, L_a
+  // are computed even where the preset leaves them out of L.
+  enum class LossUse { train, evaluate };
   // The one place the losses are wired (method.md s4), for trainStep and
   // evaluateLoss: L = L_con + lambdaScale (lambda_v L_v + lambda_a L_a).
-  // allTerms: compute L_v and L_a even where the preset leaves them out of L.
-  Terms lossTerms(const Forward& f, double lambdaScale, bool allTerms, const torch::Tensor& qV = {},
-                  const torch::Tensor& qA = {}, const torch::Tensor& keysV = {}, const torch::Tensor& keysA = {},
-                  int64_t offset = 0) const;
+  Terms computeLosses(const Forward& f, double lambdaScale, LossUse use) const;
+  // The steps of trainStep (method.md s4), in order; see each definition.
+  StepResult fetchScalars(const Terms& t, bool meanOverRanks);  // one host sync for every reported scalar
+  void dropWindow();                                            // NaN guard
+  void backwardScaled(const torch::Tensor& total);
+  void applyGradients(double lr, StepResult& r);  // end of an accumulation window
+  void updateQueue(const Forward& f);
+  bool fp16Scaling() const;  // fp16 autocast on CUDA: a dynamic loss scale
   torch::Tensor prepVideo(const torch::Tensor& v) const;
   torch::Tensor prepAudio(const torch::Tensor& a) const;
   void checkBatch(const Batch& b, bool needVideo, bool needAudio, int64_t minBatch) const;
   void recount();  // keeps the process-wide byte count in step with this model
   // Loading in two phases, so that a failed load changes nothing: check*()
   // validates everything and returns what to apply; apply*() cannot fail.
-  using WeightCopies = std::vector<std::pair<torch::Tensor, torch::Tensor>>;  // (destination, source)
   struct PreparedState {
     Optimizer::Prepared optim;
     bool hasMicro = false, hasLossScale = false, hasQueueState = false;
@@ -172,8 +190,7 @@ class CmacModel {
     double lossScale = 0;
     torch::Tensor queueV, queueA;
   };
-  WeightCopies checkStateDict(const NamedTensors& sd, bool strict) const;
-  static void applyStateDict(const WeightCopies& copies);
+  WeightCopies checkStateDict(const NamedTensors& sd, bool strict) const;  // applied by applyCopies()
   PreparedState checkOptimizerState(const NamedTensors& st) const;
   void applyOptimizerState(PreparedState p);
 

@@ -4,7 +4,10 @@
 // the projection BatchNorm's inputs and the retrieval accuracy of a step.
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <regex>
 
 #include "cmac_model.h"
 #include "test.h"
@@ -16,8 +19,6 @@ using cmactest::fixedBatch;
 using cmactest::tinyConfig;
 
 namespace {
-const char* kPresets[] = {"xmodal", "xmodal+within", "cmac-v", "cmac-a", "cmac"};
-
 // Plain SGD (no momentum, no weight decay): a parameter moves iff its gradient is non-zero.
 ModelConfig sgdConfig(const std::string& preset, const std::string& pooling = "attention", uint64_t seed = 4) {
   auto c = tinyConfig(seed);
@@ -53,30 +54,58 @@ Batch mix(int64_t n, uint64_t vs, uint64_t as) {
   return b;
 }
 
+// The rows of the preset table in docs/method.md section 5 ("| `name` ... | yes | no | no |"),
+// read from the source tree (this file's folder, else the working directory's docs/).
+std::vector<LossPresetRow> methodPresetTable(std::vector<std::string>& names) {
+  const auto here = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "docs" / "method.md";
+  std::ifstream in(std::filesystem::exists(here) ? here : std::filesystem::path("docs/method.md"));
+  CHECK_MSG(in.good(), "docs/method.md not found at " << here << " nor in the working directory");
+  std::string line;
+  bool inSection = false;
+  std::vector<LossPresetRow> rows;
+  const std::regex row(R"(^\|\s*`([^`]+)`[^|]*\|\s*(yes|no)\s*\|\s*(yes|no)\s*\|\s*(yes|no)\s*\|)");
+  while (std::getline(in, line)) {
+    if (line.rfind("## ", 0) == 0) inSection = line.rfind("## 5.", 0) == 0;
+    std::smatch m;
+    if (!inSection || !std::regex_search(line, m, row)) continue;
+    names.push_back(m[1]);
+    rows.push_back({nullptr, m[2] == "yes", m[3] == "yes", m[4] == "yes"});
+  }
+  return rows;
+}
+
 double klRows(const torch::Tensor& p, const torch::Tensor& q) {  // mean_i KL(p_i || q_i), B x N
   auto pd = p.to(torch::kDouble).flatten(1), qd = q.to(torch::kDouble).flatten(1);
   return (pd * (pd.log() - qd.log())).sum(1).mean().item<double>();
 }
 }  // namespace
 
-TEST(preset_table_sets_within_negatives_and_consistency_terms_only) {
-  struct Row { const char* name; bool within, lossV, lossA; };
-  const Row table[] = {  // method.md s5
-      {"xmodal", false, false, false}, {"xmodal+within", true, false, false}, {"cmac-v", true, true, false},
-      {"cmac-a", true, false, true},   {"cmac", true, true, true}};
-  for (const auto& r : table) {
+TEST(preset_table_is_method_md_s5_and_sets_within_negatives_and_consistency_terms_only) {
+  // lib/config's table is held to the same rows by test/presets-parity.test.ts.
+  std::vector<std::string> docNames;
+  const auto doc = methodPresetTable(docNames);
+  CHECK_MSG(doc.size() == 5, "docs/method.md s5 has " << doc.size() << " preset rows");
+  CHECK_MSG(lossPresets().size() == doc.size(), lossPresets().size() << " rows in lossPresets()");
+  std::string names;
+  for (size_t i = 0; i < doc.size(); ++i) {
+    const auto& r = lossPresets()[i];
+    CHECK_MSG(r.name == docNames[i] && r.withinModal == doc[i].withinModal && r.lossV == doc[i].lossV &&
+                  r.lossA == doc[i].lossA,
+              "row " << i << ": " << r.name << " differs from method.md's " << docNames[i]);
+    names += (names.empty() ? "" : ", ") + std::string(r.name);
     auto o = lossPreset(r.name);
-    CHECK_MSG(o.withinModal == r.within && o.lossV == r.lossV && o.lossA == r.lossA, r.name);
+    CHECK_MSG(o.withinModal == r.withinModal && o.lossV == r.lossV && o.lossA == r.lossA, r.name);
     LossOptions d;  // the preset changes nothing else
     CHECK_MSG(!o.targetGrad && o.tau == d.tau && o.tauT == d.tauT && o.lambdaV == d.lambdaV && o.lambdaA == d.lambdaA &&
                   o.queueSize == d.queueSize, r.name);
   }
+  CHECK_THROWS(lossPreset("nope"), "loss preset must be one of " + names + "; got 'nope'");
   CHECK(ModelConfig().pooling == "attention");  // the default for every preset
   auto bad = tinyConfig();
   bad.pooling = "max";
   CHECK_THROWS(CmacModel(bad), "pooling must be attention or mean");
   // The flags act in a step: L_v / L_a are reported (and added) only where on.
-  for (const auto& r : table) {
+  for (const auto& r : lossPresets()) {
     CmacModel m(sgdConfig(r.name));
     auto s = m.trainStep(fixedBatch(4, 1), {0.0, 1.0});
     CHECK_MSG((s.lossV > 0) == r.lossV && (s.lossA > 0) == r.lossA, r.name << " lossV " << s.lossV << " lossA " << s.lossA);
@@ -182,7 +211,8 @@ TEST(scorers_get_gradient_iff_attention_pooling_or_their_consistency_term) {
   // through L_con in every preset (lambdaScale 0: L_con alone); with mean
   // pooling they get gradient only from L_v / L_a where those are on.
   auto b = fixedBatch(4, 7);
-  for (const char* preset : kPresets) {
+  for (const auto& row : lossPresets()) {
+    const std::string preset = row.name;
     const auto lo = lossPreset(preset);
     for (const std::string pooling : {"attention", "mean"}) {
       for (double s : {0.0, 1.0}) {
@@ -206,7 +236,8 @@ TEST(projection_batchnorm_sees_the_same_inputs_in_every_preset) {
   // come out the same whatever the losses.
   auto b = fixedBatch(4, 8);
   std::map<std::string, torch::Tensor> ref;
-  for (const char* preset : kPresets) {
+  for (const auto& row : lossPresets()) {
+    const std::string preset = row.name;
     CmacModel m(sgdConfig(preset, "attention", 9));
     m.trainStep(b, {0.0, 1.0});
     m.trainStep(b, {0.0, 1.0});
