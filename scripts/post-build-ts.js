@@ -13,16 +13,9 @@ const body = [
   '',
 ].join('\n');
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
-// The CLI entry must be executable for `npx cmac` and the npm bin link. It
-// starts node with MALLOC_ARENA_MAX=1 unless the caller set a value: steps run
-// on libuv worker threads, whose per-thread glibc heaps are unmapped and
-// refilled every step (tiny step, batch 32: ~150k page faults and 2.2 GiB peak
-// RSS without it, ~38k and 0.9 GiB with it; docs/benchmarks.md). The variable
-// must be set before the process starts, so the library cannot do it itself.
-// Lines 1-2 are a sh/JavaScript polyglot: sh exports and re-executes node on
-// this file; JavaScript sees a shebang, then the string ":" and a comment.
+// The CLI entry must be executable for `npx cmac` and the npm bin link. (It
+// keeps tsc's `#!/usr/bin/env node`: it no longer re-executes node with
+// MALLOC_ARENA_MAX=1, as each model runs on a native thread of its own and
+// memory no longer depends on the variable; docs/benchmarks.md section 6.)
 const cli = path.join(dist, 'cli', 'main.js');
-const src = fs.readFileSync(cli, 'utf8');
-const head = '#!/bin/sh\n":" //; export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}"; exec node "$0" "$@"\n';
-if (src.startsWith('#!/usr/bin/env node\n')) fs.writeFileSync(cli, head + src.slice('#!/usr/bin/env node\n'.length));
 fs.chmodSync(cli, 0o755);

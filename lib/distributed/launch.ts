@@ -42,7 +42,7 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
   try {
     const exits = Array.from({ length: o.nproc }, (_, rank) => {
       const env = {
-        ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(o.nproc),
+        ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(o.nproc),
         LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(o.nproc), GROUP_RANK: '0',
       };
       const child = spawn(process.execPath, o.args, { env, stdio: rank === 0 ? 'inherit' : ['ignore', 'ignore', 'inherit'] });
