@@ -24,6 +24,8 @@ export type { CmacConfig, CmacConfigInput, ConfigInput, ModelConfig, LossPreset 
 export { modelPreset, clipShapes } from './presets';
 export type { SizePreset, ClipShape } from './presets';
 export { OptionsError } from './options';
+// The stable `code` of errors from the native engine (docs/errors.md).
+export type { NativeErrorCode, NativeError } from './native';
 
 // Data: sources, the clip loader, synthetic data.
 export { folderSource, manifestSource, tarSource, synthSource, openSource, createLoader, ClipLoader, probe, DataError, TooFewClipsError, skipReasons, synthesize, renderClip, synthClasses } from './data';
