@@ -13,8 +13,18 @@ import { getNumThreads, memory, setNumThreads } from '../lib/info';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors';
 import { randomBatch, tmpDir } from './helpers';
 
-const micro = { visual: { planes: [4, 4, 4, 4] as [number, number, number, number], blocks: [1, 1, 1, 1] as [number, number, number, number], stemMid: 4 },
-  audio: { planes: [4, 4, 4, 4] as [number, number, number, number], blocks: [1, 1, 1, 1] as [number, number, number, number] }, seed: 1 };
+const micro = {
+  visual: {
+    planes: [4, 4, 4, 4] as [number, number, number, number],
+    blocks: [1, 1, 1, 1] as [number, number, number, number],
+    stemMid: 4,
+  },
+  audio: {
+    planes: [4, 4, 4, 4] as [number, number, number, number],
+    blocks: [1, 1, 1, 1] as [number, number, number, number],
+  },
+  seed: 1,
+};
 
 const tasks = (): number => fs.readdirSync('/proc/self/task').length;
 
@@ -64,7 +74,11 @@ describe('addon: one native thread per model', function () {
     const a = await CmacModel.create(micro);
     const b = await CmacModel.create({ ...micro, seed: 2 });
     const c = await VideoClassifier.create(micro, { numClasses: 2 });
-    await Promise.all([a.trainStep(randomBatch(2, 1), { lr: 1e-3 }), b.trainStep(randomBatch(2, 2), { lr: 1e-3 }), c.predict({ video: randomBatch(2, 3).video! })]);
+    await Promise.all([
+      a.trainStep(randomBatch(2, 1), { lr: 1e-3 }),
+      b.trainStep(randomBatch(2, 2), { lr: 1e-3 }),
+      c.predict({ video: randomBatch(2, 3).video! }),
+    ]);
     expect(await settledTasks(base + 3)).to.equal(base + 3);
     a.dispose();
     b.dispose();
@@ -98,7 +112,12 @@ describe('addon: one native thread per model', function () {
     const base = await settledTasks();
     const m = await CmacModel.create(micro);
     const order: number[] = [];
-    const calls = [1, 2, 3].map((i) => m.trainStep(randomBatch(2, i), { lr: 1e-3 }).then((r) => { order.push(i); return r; }));
+    const calls = [1, 2, 3].map((i) =>
+      m.trainStep(randomBatch(2, i), { lr: 1e-3 }).then((r) => {
+        order.push(i);
+        return r;
+      }),
+    );
     m.dispose();
     expect(m.disposed).to.equal(true);
     expect(memory().pendingOps).to.be.at.least(1);
