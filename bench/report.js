@@ -468,7 +468,7 @@ function analysis(r, d) {
       }
     }
     const al = S.step.allocator;
-    if (r1 && r1.cmac.medianMinorFaults !== undefined && !(al && al.default)) {
+    if (r1 && r1.cmac.medianMinorFaults !== undefined && !(al && al.default) && sf.addonAsyncWorker) {
       L.push(`- A tiny step costs cmac ${f(r1.cmac.medianMinorFaults, 0)} minor page faults against PyTorch's ${f(r1.python.medianMinorFaults, 0)} (fresh zero-filled pages from the kernel, ` +
         'see the allocator diagnostic when it runs: cmac\'s calls hop between libuv pool threads, each with its own malloc arena).');
     }
@@ -487,7 +487,7 @@ function analysis(r, d) {
       const pySlower = x.python.medianMs > one.python.medianMs;
       L.push(`- **${x.preset}, ${x.threads} threads: contended row.** With ${x.threads} threads PyTorch took ${f(x.python.medianMs, 0)} ms (1 thread: ${f(one.python.medianMs, 0)}; CPU ${f(x.python.medianCpuMs, 0)} vs ${f(one.python.medianCpuMs, 0)} ms per step) ` +
         `and cmac ${f(x.cmac.medianWallMs, 0)} ms (1 thread: ${f(one.cmac.medianWallMs, 0)}; CPU ${f(x.cmac.medianCpuMs, 0)} vs ${f(one.cmac.medianCpuMs, 0)} ms). More threads should not be slower: other processes held the cores. ` +
-        (pySlower && x.python.medianCpuMs > 1.5 * one.python.medianCpuMs
+        (pySlower && x.python.medianCpuMs > 1.5 * one.python.medianCpuMs && sf.addonAsyncWorker
           ? 'PyTorch\'s OpenMP threads spin at every barrier while a core is taken (its CPU time balloons). cmac suffers less, most likely because its process holds more OpenMP threads than cores ' +
             '(a team per libuv pool thread that has run a step), which makes libgomp throttle its spin-waiting. '
           : '') +

@@ -102,7 +102,8 @@ function sourceFacts() {
   return {
     logmelViewAsRealSum: /view_as_real\([^)]*\)\.pow\(2\)\.sum\(-1\)/.test(logmel),
     encodersReluOutOfPlace: /torch::relu\(/.test(enc),  // the residual blocks' ReLUs
-    addonAsyncWorker: /Napi::AsyncWorker/.test(bridge),
+    // Model calls on libuv's pool (AsyncWorker) rather than a native thread per model (runner.h, issue 18).
+    addonAsyncWorker: /Napi::AsyncWorker/.test(bridge) && !/class Runner\b/.test(read('native/addon/runner.h')),
   };
 }
 
@@ -357,8 +358,8 @@ class Bench {
   }
 
   /**
-   * cmac runs each call on whichever libuv pool thread is free, and glibc gives
-   * every thread its own malloc arena. This times the same tiny steps (1 thread)
+   * cmac ran each call on whichever libuv pool thread was free (before issue 18's
+   * thread per model), and glibc gives every thread its own malloc arena. This times the same tiny steps (1 thread)
    * in fresh processes with the default allocator and with MALLOC_ARENA_MAX=1,
    * alternating, to show how much of a step is allocator behaviour.
    */
@@ -724,7 +725,7 @@ async function main() {
   results.commands = {
     bench: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
     reference: `${PYTHON} ${path.relative(U.root, SCRIPT)} serve`,
-    env: `OPENBLAS_NUM_THREADS=1 for both sides (cmac forces it); threads via setNumThreads(n) / torch.set_num_threads(n); OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}; MALLOC_ARENA_MAX ${process.env.MALLOC_ARENA_MAX ?? 'unset'} in the driver, which times cmac's steps in its own process (npm run bench sets 1, as the cmac command does) and starts the reference with the same environment`,
+    env: `OPENBLAS_NUM_THREADS=1 for both sides (cmac forces it); threads via setNumThreads(n) / torch.set_num_threads(n); OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'}; MALLOC_ARENA_MAX ${process.env.MALLOC_ARENA_MAX ?? 'unset'} in the driver, which times cmac's steps in its own process (neither npm run bench nor the cmac command sets it) and starts the reference with the same environment`,
     threads: bench.threads,
   };
   const failures = [];
