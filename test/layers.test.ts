@@ -1,4 +1,4 @@
-// The layer rule of lib/ (docs/architecture.md, "Layers"): every module of
+// The layer rule of lib/ (docs/architecture.md, "lib/: groups and their order"): every module of
 // lib/ belongs to a group (lib/<group>/... or lib/<group>.ts), the groups sit
 // in the tiers below, and an import may only go to the same group or to a
 // group in a LOWER tier: never up, never sideways to another group of the
