@@ -23,7 +23,10 @@ export function positiveInt(flag: string): Parse<number> {
 export function intInRange(flag: string, min: number, max = Number.MAX_SAFE_INTEGER): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}, got '${v}'`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(
+        `${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}, got '${v}'`,
+      );
     return n;
   };
 }
@@ -41,7 +44,8 @@ export function positiveNumber(flag: string): Parse<number> {
 export function numberAtLeast(flag: string, min: number): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${flag} must be a number >= ${min}, got '${v}'`);
+    if (!Number.isFinite(n) || n < min)
+      throw new InvalidArgumentError(`${flag} must be a number >= ${min}, got '${v}'`);
     return n;
   };
 }
@@ -50,7 +54,8 @@ export function numberAtLeast(flag: string, min: number): Parse<number> {
 export function numberInRange(flag: string, min: number, max: number): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a number in [${min}, ${max}], got '${v}'`);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${flag} must be a number in [${min}, ${max}], got '${v}'`);
     return n;
   };
 }
@@ -59,7 +64,8 @@ export function numberInRange(flag: string, min: number, max: number): Parse<num
 export function seconds(flag: string): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative number of seconds, got '${v}'`);
+    if (!Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${flag} must be a non-negative number of seconds, got '${v}'`);
     return n;
   };
 }
@@ -68,7 +74,10 @@ export function seconds(flag: string): Parse<number> {
 export function positiveIntList(flag: string): Parse<number[]> {
   return (v) => {
     const out = v.split(',').map(num);
-    if (out.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError(`${flag} must be a comma-separated list of positive integers like 1,2,3, got '${v}'`);
+    if (out.some((n) => !Number.isInteger(n) || n < 1))
+      throw new InvalidArgumentError(
+        `${flag} must be a comma-separated list of positive integers like 1,2,3, got '${v}'`,
+      );
     return out;
   };
 }
