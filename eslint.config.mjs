@@ -7,7 +7,17 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', '.test-build/**', 'build/**', 'build-*/**', 'node_modules/**', 'prebuilds/**', 'runs/**', 'third_party/**', '**/*.mjs'],
+    ignores: [
+      'dist/**',
+      '.test-build/**',
+      'build/**',
+      'build-*/**',
+      'node_modules/**',
+      'prebuilds/**',
+      'runs/**',
+      'third_party/**',
+      '**/*.mjs',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -24,7 +34,10 @@ export default tseslint.config(
       // tsc reports undefined names (TS2304) in .ts and checkJs files alike.
       'no-undef': 'off',
       eqeqeq: ['error', 'always', { null: 'ignore' }],
-      '@typescript-eslint/no-unused-vars': ['error', { args: 'after-used', argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { args: 'after-used', argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
       // A promise nobody awaits loses its rejection (an unhandled rejection ends the process).
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],

@@ -20,7 +20,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.join(__dirname, '..');
-const c = require('../dist/internal');  // building blocks (decoders, seeds, fixtures) are cmac/internal
+const c = require('../dist/internal'); // building blocks (decoders, seeds, fixtures) are cmac/internal
 const { PyRef, pythonProblem } = require('./pyref');
 
 /** The value after flag `name`, else `dflt`. @param {string} name @param {string | number} [dflt] @returns {string} */
@@ -38,12 +38,14 @@ const log = (s) => process.stderr.write(`bench-decode: ${s}\n`);
 async function pool(items, n, fn) {
   let next = 0;
   const out = new Array(items.length);
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i], i);
+      }
+    }),
+  );
   return out;
 }
 
@@ -64,9 +66,18 @@ async function windows(files, preset) {
       const m = plan.shiftMargin;
       const samples = Math.round(g.audioSeconds * g.sampleRate);
       jobs.push({
-        file, info, plan,
+        file,
+        info,
+        plan,
         req: {
-          start: plan.start, frames: g.frames, fps: g.fps, width: g.size, height: g.size, crop: plan.crop, flip: plan.flip, jitter: plan.jitter,
+          start: plan.start,
+          frames: g.frames,
+          fps: g.fps,
+          width: g.size,
+          height: g.size,
+          crop: plan.crop,
+          flip: plan.flip,
+          jitter: plan.jitter,
           audio: { start: plan.audioStart - m / g.sampleRate, samples: samples + 2 * m, sampleRate: g.sampleRate },
         },
       });
@@ -95,7 +106,7 @@ async function runNative1(jobs) {
   const cpu = process.cpuUsage(cpu0);
   const bad = r.flat().filter((x) => x instanceof c.DataError);
   if (bad.length) throw new Error(`native (1 thread): ${bad.length} clips failed: ${bad[0].message}`);
-  return { clips: jobs.length, seconds, clipsPerSecond: jobs.length / seconds, cpuMsPerClip: ((cpu.user + cpu.system) / 1000) / jobs.length };
+  return { clips: jobs.length, seconds, clipsPerSecond: jobs.length / seconds, cpuMsPerClip: (cpu.user + cpu.system) / 1000 / jobs.length };
 }
 
 async function runCli(jobs) {
@@ -107,8 +118,16 @@ async function runCli(jobs) {
 
 async function runPy(py, jobs, g) {
   const pj = jobs.map((j) => ({
-    file: j.file, start: j.req.start, audioStart: j.req.audio.start, frames: g.frames, fps: g.fps, size: g.size,
-    crop: j.req.crop, flip: j.req.flip, samples: j.req.audio.samples, sampleRate: g.sampleRate,
+    file: j.file,
+    start: j.req.start,
+    audioStart: j.req.audio.start,
+    frames: g.frames,
+    fps: g.fps,
+    size: g.size,
+    crop: j.req.crop,
+    flip: j.req.flip,
+    samples: j.req.audio.samples,
+    sampleRate: g.sampleRate,
   }));
   const r = await py.call({ cmd: 'decode', jobs: pj, method: 'pyav', workers: cores, batch: 16 });
   return { clips: r.clips, seconds: r.seconds, clipsPerSecond: r.clipsPerSecond };
@@ -121,29 +140,64 @@ async function main() {
     if (!c.nativeDecoding().available) throw new Error(`native decoding unavailable: ${c.nativeDecoding().reason}`);
     log(`synthetic set: ${nSynth} clips (cmac synth)`);
     const sdir = path.join(work, 'synth');
-    const s = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'synth', '--out', sdir, '--clips', String(nSynth), '--quiet'], { encoding: 'utf8' });
+    const s = spawnSync(
+      process.execPath,
+      [path.join(root, 'dist', 'cli', 'main.js'), 'synth', '--out', sdir, '--clips', String(nSynth), '--quiet'],
+      { encoding: 'utf8' },
+    );
     if (s.status !== 0) throw new Error(`cmac synth failed: ${s.stderr}`);
     const synth = [];
-    const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (p.endsWith('.mp4')) synth.push(p); } };
+    const walk = (d) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (p.endsWith('.mp4')) synth.push(p);
+      }
+    };
     walk(sdir);
     log(`realistic set: ${nReal} files of 10 s, 640x360 H.264 25 fps + AAC 44.1 kHz stereo`);
     const real = [];
     for (let i = 0; i < nReal; i++) {
       const f = path.join(work, `real-${i}.mp4`);
-      await c.runFfmpeg(['-f', 'lavfi', '-i', `testsrc2=s=640x360:r=25:d=10`, '-f', 'lavfi', '-i', `sine=f=${300 + 50 * i}:sample_rate=44100:d=10`, '-ac', '2',
-        '-c:v', 'libx264', '-preset', 'veryfast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', f]);
+      await c.runFfmpeg([
+        '-f',
+        'lavfi',
+        '-i',
+        `testsrc2=s=640x360:r=25:d=10`,
+        '-f',
+        'lavfi',
+        '-i',
+        `sine=f=${300 + 50 * i}:sample_rate=44100:d=10`,
+        '-ac',
+        '2',
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-g',
+        '50',
+        '-pix_fmt',
+        'yuv420p',
+        '-c:a',
+        'aac',
+        '-y',
+        f,
+      ]);
       real.push(f);
     }
     const problem = pythonProblem();
     const py = problem ? null : new PyRef();
     if (problem) log(`PyAV skipped: ${problem}`);
     try {
-      for (const [set, files] of [['synthetic', synth], ['realistic', real]]) {
+      for (const [set, files] of [
+        ['synthetic', synth],
+        ['realistic', real],
+      ]) {
         out.sets[set] = {};
         for (const preset of ['tiny', 'paper']) {
           const { g, jobs } = await windows(files, preset);
           log(`${set} ${preset}: ${jobs.length} clips of ${g.frames}x${g.size}x${g.size}`);
-          await runNative(jobs.slice(0, 4));  // warm the pool and the page cache
+          await runNative(jobs.slice(0, 4)); // warm the pool and the page cache
           const row = { clips: jobs.length };
           row.native = await runNative(jobs);
           row.native1 = await runNative1(jobs);
@@ -151,8 +205,10 @@ async function main() {
           if (py) row.pyav = await runPy(py, jobs, g);
           out.sets[set][preset] = row;
           const f = (x) => (x === undefined ? '-' : x.toFixed(1));
-          log(`  native ${f(row.native.clipsPerSecond)} clips/s, ffmpeg-cli ${f(row.cli.clipsPerSecond)}, PyAV ${f(row.pyav?.clipsPerSecond)}; ` +
-            `native/PyAV ${row.pyav ? (row.native.clipsPerSecond / row.pyav.clipsPerSecond).toFixed(2) : '-'}x, native/cli ${(row.native.clipsPerSecond / row.cli.clipsPerSecond).toFixed(2)}x`);
+          log(
+            `  native ${f(row.native.clipsPerSecond)} clips/s, ffmpeg-cli ${f(row.cli.clipsPerSecond)}, PyAV ${f(row.pyav?.clipsPerSecond)}; ` +
+              `native/PyAV ${row.pyav ? (row.native.clipsPerSecond / row.pyav.clipsPerSecond).toFixed(2) : '-'}x, native/cli ${(row.native.clipsPerSecond / row.cli.clipsPerSecond).toFixed(2)}x`,
+          );
         }
       }
     } finally {
@@ -166,18 +222,30 @@ async function main() {
     for (const [set, rows] of Object.entries(out.sets)) {
       for (const [preset, r] of Object.entries(rows)) {
         const e = 200000 / (16 * r.native1.clipsPerSecond);
-        proj.push(`${set} ${preset}: 1 thread ${r.native1.clipsPerSecond.toFixed(1)} clips/s (${r.native1.cpuMsPerClip.toFixed(1)} ms CPU per clip) -> projected 200k-clip epoch on 16 cores ${(e / 60).toFixed(1)} min`);
+        proj.push(
+          `${set} ${preset}: 1 thread ${r.native1.clipsPerSecond.toFixed(1)} clips/s (${r.native1.cpuMsPerClip.toFixed(1)} ms CPU per clip) -> projected 200k-clip epoch on 16 cores ${(e / 60).toFixed(1)} min`,
+        );
       }
     }
     out.projection = proj;
-    log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    log(
+      `load average at the end: ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
     for (const l of proj) log(l);
-    const lines = ['| set | clips | geometry | native clips/s | ffmpeg-cli clips/s | PyAV DataLoader clips/s | native / PyAV | native / CLI |', '|---|---|---|---|---|---|---|---|'];
+    const lines = [
+      '| set | clips | geometry | native clips/s | ffmpeg-cli clips/s | PyAV DataLoader clips/s | native / PyAV | native / CLI |',
+      '|---|---|---|---|---|---|---|---|',
+    ];
     for (const [set, rows] of Object.entries(out.sets)) {
       for (const [preset, r] of Object.entries(rows)) {
         const g = c.clipShapes[preset];
-        lines.push(`| ${set} | ${r.clips} | ${preset} (${g.frames}x${g.size}x${g.size}) | ${r.native.clipsPerSecond.toFixed(1)} | ${r.cli.clipsPerSecond.toFixed(1)} | ${r.pyav ? r.pyav.clipsPerSecond.toFixed(1) : '-'} | ` +
-          `${r.pyav ? (r.native.clipsPerSecond / r.pyav.clipsPerSecond).toFixed(2) + 'x' : '-'} | ${(r.native.clipsPerSecond / r.cli.clipsPerSecond).toFixed(2)}x |`);
+        lines.push(
+          `| ${set} | ${r.clips} | ${preset} (${g.frames}x${g.size}x${g.size}) | ${r.native.clipsPerSecond.toFixed(1)} | ${r.cli.clipsPerSecond.toFixed(1)} | ${r.pyav ? r.pyav.clipsPerSecond.toFixed(1) : '-'} | ` +
+            `${r.pyav ? (r.native.clipsPerSecond / r.pyav.clipsPerSecond).toFixed(2) + 'x' : '-'} | ${(r.native.clipsPerSecond / r.cli.clipsPerSecond).toFixed(2)}x |`,
+        );
       }
     }
     console.log(lines.join('\n'));
@@ -199,7 +267,16 @@ async function ttfbChild() {
   const src = c.folderSource(folder);
   const refs = await src.list();
   const listMs = ms();
-  const loader = new c.ClipLoader({ source: src, batchSize: 32, clip: 'tiny', mode: 'train', seed: 1, decoder: 'native', decoders: cores, probeIndex: ix });
+  const loader = new c.ClipLoader({
+    source: src,
+    batchSize: 32,
+    clip: 'tiny',
+    mode: 'train',
+    seed: 1,
+    decoder: 'native',
+    decoders: cores,
+    probeIndex: ix,
+  });
   let first = 0;
   for await (const b of loader.epoch()) {
     first = ms();
@@ -212,7 +289,7 @@ async function ttfbChild() {
     const { seconds } = await timeIt(() => pool(files, cores, (f) => c.probe(f, { decoder: 'native', threads: cores, probeIndex: ix })));
     res.probed = files.length;
     res.probeMsPerFile = (seconds * 1000) / files.length;
-    const { seconds: ls } = await timeIt(async () => new c.ProbeIndex(ix).size);  // a fresh read of the file (the module keeps its own copy)
+    const { seconds: ls } = await timeIt(async () => new c.ProbeIndex(ix).size); // a fresh read of the file (the module keeps its own copy)
     res.indexLines = new c.ProbeIndex(ix).size;
     res.indexLoadMs = ls * 1000;
   }
@@ -225,7 +302,9 @@ async function ttfb(n) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-bench-ttfb-'));
   try {
     const vids = [0, 1, 2, 3].map((i) => path.join(work, `src-${i}.mp4`));
-    await c.writeTestVideos(vids.map((out, i) => ({ out, seconds: 3, fps: 16, width: 96, height: 96, colour: () => [60 * i, 120, 200], tone: 400 + 100 * i })));
+    await c.writeTestVideos(
+      vids.map((out, i) => ({ out, seconds: 3, fps: 16, width: 96, height: 96, colour: () => [60 * i, 120, 200], tone: 400 + 100 * i })),
+    );
     const folder = path.join(work, 'folder');
     const t = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
@@ -236,7 +315,10 @@ async function ttfb(n) {
     log(`${n} hard links in ${(Number(process.hrtime.bigint() - t) / 1e9).toFixed(1)} s`);
     const ix = path.join(work, 'probe-index.jsonl');
     const child = (extra) => {
-      const r = spawnSync(process.execPath, [__filename, '--ttfb-child', '--folder', folder, '--index', ix, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const r = spawnSync(process.execPath, [__filename, '--ttfb-child', '--folder', folder, '--index', ix, ...extra], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 24,
+      });
       if (r.status !== 0) throw new Error(`ttfb child failed: ${r.stderr}`);
       return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
     };
@@ -273,12 +355,26 @@ async function feed() {
     times.sort((x, y) => x - y);
     const stepMs = times[Math.floor(times.length / 2)];
     const consumes = 32 / (stepMs / 1000);
-    log(`tiny step, batch 32, 2 threads: median ${stepMs.toFixed(1)} ms (${times.map((x) => x.toFixed(0)).join(' ')}) = ${consumes.toFixed(1)} clips/s; load ${load0.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`);
+    log(
+      `tiny step, batch 32, 2 threads: median ${stepMs.toFixed(1)} ms (${times.map((x) => x.toFixed(0)).join(' ')}) = ${consumes.toFixed(1)} clips/s; load ${load0.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`,
+    );
     const sdir = path.join(work, 'synth');
-    const s = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'synth', '--out', sdir, '--clips', String(n), '--quiet'], { encoding: 'utf8' });
+    const s = spawnSync(
+      process.execPath,
+      [path.join(root, 'dist', 'cli', 'main.js'), 'synth', '--out', sdir, '--clips', String(n), '--quiet'],
+      { encoding: 'utf8' },
+    );
     if (s.status !== 0) throw new Error(`cmac synth failed: ${s.stderr}`);
     const load1 = os.loadavg()[0];
-    const loader = new c.ClipLoader({ source: c.folderSource(sdir), batchSize: 32, clip: 'tiny', mode: 'train', seed: 1, decoder: 'native', decoders: 2 });
+    const loader = new c.ClipLoader({
+      source: c.folderSource(sdir),
+      batchSize: 32,
+      clip: 'tiny',
+      mode: 'train',
+      seed: 1,
+      decoder: 'native',
+      decoders: 2,
+    });
     const rates = [];
     for (let e = 0; e < 2; e++) {
       let clips = 0;
@@ -286,17 +382,41 @@ async function feed() {
       for await (const batch of loader.epoch()) clips += batch.meta.length;
       rates.push(clips / (Number(process.hrtime.bigint() - t) / 1e9));
     }
-    log(`loader, native, tiny, batch 32, 2 decoders, ${n} synthetic clips: epoch 1 ${rates[0].toFixed(1)} / epoch 2 ${rates[1].toFixed(1)} clips/s; load ${load1.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`);
-    console.log(JSON.stringify({ stepMs, steps: times, consumes, loader: rates, ratio: rates.map((r) => r / consumes), load: [load0, load1, os.loadavg()[0]] }));
+    log(
+      `loader, native, tiny, batch 32, 2 decoders, ${n} synthetic clips: epoch 1 ${rates[0].toFixed(1)} / epoch 2 ${rates[1].toFixed(1)} clips/s; load ${load1.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`,
+    );
+    console.log(
+      JSON.stringify({
+        stepMs,
+        steps: times,
+        consumes,
+        loader: rates,
+        ratio: rates.map((r) => r / consumes),
+        load: [load0, load1, os.loadavg()[0]],
+      }),
+    );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-if (process.argv.includes('--feed')) feed().catch((e) => { process.stderr.write(`bench-decode: ${e.stack || e}\n`); process.exit(1); });
-else if (process.argv.includes('--ttfb-child')) ttfbChild().catch((e) => { process.stderr.write(`${e.stack || e}\n`); process.exit(1); });
-else if (process.argv.includes('--ttfb')) ttfb(Number(arg('--ttfb'))).catch((e) => { process.stderr.write(`bench-decode: ${e.stack || e}\n`); process.exit(1); });
-else main().catch((e) => {
-  process.stderr.write(`bench-decode: ${e.stack || e}\n`);
-  process.exit(1);
-});
+if (process.argv.includes('--feed'))
+  feed().catch((e) => {
+    process.stderr.write(`bench-decode: ${e.stack || e}\n`);
+    process.exit(1);
+  });
+else if (process.argv.includes('--ttfb-child'))
+  ttfbChild().catch((e) => {
+    process.stderr.write(`${e.stack || e}\n`);
+    process.exit(1);
+  });
+else if (process.argv.includes('--ttfb'))
+  ttfb(Number(arg('--ttfb'))).catch((e) => {
+    process.stderr.write(`bench-decode: ${e.stack || e}\n`);
+    process.exit(1);
+  });
+else
+  main().catch((e) => {
+    process.stderr.write(`bench-decode: ${e.stack || e}\n`);
+    process.exit(1);
+  });

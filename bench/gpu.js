@@ -23,7 +23,11 @@ const { info } = require('../dist/info');
 
 // Dense bf16 tensor-core peak of the chip (NVIDIA data sheets, SXM parts), for MFU.
 /** @type {[RegExp, number][]} */
-const PEAK_BF16 = [[/H200/, 989e12], [/H100/, 989e12], [/A100/, 312e12]];
+const PEAK_BF16 = [
+  [/H200/, 989e12],
+  [/H100/, 989e12],
+  [/A100/, 312e12],
+];
 const PYTHON = process.env.CMAC_GPU_PYTHON || 'python3';
 
 async function cmacSide(preset, n, amp, tmp, steps, warmup) {
@@ -50,12 +54,39 @@ async function cmacSide(preset, n, amp, tmp, steps, warmup) {
   }
   times.sort((a, b) => a - b);
   model.dispose();
-  return { evalLoss, medianMs: U.median(times), minMs: times[0], firstLoss: losses[0], lastLoss: losses[losses.length - 1], weights, inputs, cfgFile };
+  return {
+    evalLoss,
+    medianMs: U.median(times),
+    minMs: times[0],
+    firstLoss: losses[0],
+    lastLoss: losses[losses.length - 1],
+    weights,
+    inputs,
+    cfgFile,
+  };
 }
 
 function pySide(c, amp, steps, warmup) {
-  const r = spawnSync(PYTHON, [path.join(__dirname, 'reference', 'cmac_ref.py'), 'gpustep', '--config', c.cfgFile, '--weights', c.weights,
-    '--inputs', c.inputs, '--amp', amp, '--steps', String(steps), '--warmup', String(warmup)], { encoding: 'utf8', timeout: 300000 });
+  const r = spawnSync(
+    PYTHON,
+    [
+      path.join(__dirname, 'reference', 'cmac_ref.py'),
+      'gpustep',
+      '--config',
+      c.cfgFile,
+      '--weights',
+      c.weights,
+      '--inputs',
+      c.inputs,
+      '--amp',
+      amp,
+      '--steps',
+      String(steps),
+      '--warmup',
+      String(warmup),
+    ],
+    { encoding: 'utf8', timeout: 300000 },
+  );
   if (r.status !== 0) return { error: `exit ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-6).join(' | ')}` };
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
 }
@@ -66,36 +97,51 @@ async function main() {
   const dev = i.cudaDevices[0] ?? 'cuda';
   const peak = (PEAK_BF16.find(([re]) => re.test(dev)) || [null, null])[1];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-gpu-'));
-  const cases = (process.env.CMAC_GPU_CASES || 'tiny:32:off,paper:32:off,paper:32:bf16,paper:64:bf16')
-    .split(',').map((x) => { const [preset, n, amp] = x.split(':'); return { preset, n: Number(n), amp }; });
+  const cases = (process.env.CMAC_GPU_CASES || 'tiny:32:off,paper:32:off,paper:32:bf16,paper:64:bf16').split(',').map((x) => {
+    const [preset, n, amp] = x.split(':');
+    return { preset, n: Number(n), amp };
+  });
   const steps = Number(process.env.CMAC_GPU_STEPS || 20);
   const warmup = 5;
   const rows = [];
   for (const k of cases) {
     const c = await cmacSide(k.preset, k.n, k.amp, tmp, steps, warmup);
     const p = pySide(c, k.amp, steps, warmup);
-    const flops = p.forwardFlops ? 3 * p.forwardFlops : null;  // forward + backward ~ 3x forward
+    const flops = p.forwardFlops ? 3 * p.forwardFlops : null; // forward + backward ~ 3x forward
     const row = {
-      ...k, cmacMs: c.medianMs, pythonMs: p.medianMs ?? null, ratio: p.medianMs ? c.medianMs / p.medianMs : null,
-      evalLossCmac: c.evalLoss.loss, evalLossPython: p.evalLoss?.loss ?? null,
-      lossCmac: [c.firstLoss, c.lastLoss], lossPython: [p.firstLoss ?? null, p.lastLoss ?? null],
+      ...k,
+      cmacMs: c.medianMs,
+      pythonMs: p.medianMs ?? null,
+      ratio: p.medianMs ? c.medianMs / p.medianMs : null,
+      evalLossCmac: c.evalLoss.loss,
+      evalLossPython: p.evalLoss?.loss ?? null,
+      lossCmac: [c.firstLoss, c.lastLoss],
+      lossPython: [p.firstLoss ?? null, p.lastLoss ?? null],
       stepTflops: flops ? flops / 1e12 : null,
       cmacTflops: flops ? flops / (c.medianMs / 1000) / 1e12 : null,
       mfuPeak: flops && peak ? flops / (c.medianMs / 1000) / peak : null,
       mfuMatmul: flops && p.bf16MatmulTflops ? flops / (c.medianMs / 1000) / (p.bf16MatmulTflops * 1e12) : null,
       pythonMfuPeak: flops && peak && p.medianMs ? flops / (p.medianMs / 1000) / peak : null,
-      bf16MatmulTflops: p.bf16MatmulTflops ?? null, pythonPeakMemMiB: p.peakMemMiB ?? null, pythonError: p.error, torch: p.torch,
+      bf16MatmulTflops: p.bf16MatmulTflops ?? null,
+      pythonPeakMemMiB: p.peakMemMiB ?? null,
+      pythonError: p.error,
+      torch: p.torch,
     };
     rows.push(row);
     const f = (x, d = 1) => (x == null ? '-' : x.toFixed(d));
-    console.log(`   ${k.preset} batch ${k.n} amp=${k.amp}: cmac ${f(row.cmacMs)} ms, PyTorch ${f(row.pythonMs)} ms, ratio ${f(row.ratio, 3)}; ` +
-      `eval loss cmac ${f(row.evalLossCmac, 5)} vs PyTorch ${f(row.evalLossPython, 5)}; train loss cmac ${f(c.firstLoss, 3)}->${f(c.lastLoss, 3)}, ` +
-      `PyTorch ${f(p.firstLoss, 3)}->${f(p.lastLoss, 3)}; ${f(row.stepTflops, 2)} TFLOP/step, cmac ${f(row.cmacTflops)} TFLOP/s = MFU ${f(row.mfuPeak && row.mfuPeak * 100, 2)}% of ${f(peak && peak / 1e12, 0)} (PyTorch ${f(row.pythonMfuPeak && row.pythonMfuPeak * 100, 2)}%), ` +
-      `${f(row.mfuMatmul && row.mfuMatmul * 100, 2)}% of the measured bf16 matmul ${f(row.bf16MatmulTflops, 0)} TFLOP/s${p.error ? `; PyTorch side failed: ${p.error}` : ''}`);
+    console.log(
+      `   ${k.preset} batch ${k.n} amp=${k.amp}: cmac ${f(row.cmacMs)} ms, PyTorch ${f(row.pythonMs)} ms, ratio ${f(row.ratio, 3)}; ` +
+        `eval loss cmac ${f(row.evalLossCmac, 5)} vs PyTorch ${f(row.evalLossPython, 5)}; train loss cmac ${f(c.firstLoss, 3)}->${f(c.lastLoss, 3)}, ` +
+        `PyTorch ${f(p.firstLoss, 3)}->${f(p.lastLoss, 3)}; ${f(row.stepTflops, 2)} TFLOP/step, cmac ${f(row.cmacTflops)} TFLOP/s = MFU ${f(row.mfuPeak && row.mfuPeak * 100, 2)}% of ${f(peak && peak / 1e12, 0)} (PyTorch ${f(row.pythonMfuPeak && row.pythonMfuPeak * 100, 2)}%), ` +
+        `${f(row.mfuMatmul && row.mfuMatmul * 100, 2)}% of the measured bf16 matmul ${f(row.bf16MatmulTflops, 0)} TFLOP/s${p.error ? `; PyTorch side failed: ${p.error}` : ''}`,
+    );
   }
   fs.rmSync(tmp, { recursive: true, force: true });
   const out = { device: dev, torch: rows[0]?.torch, cmacTorch: i.torchVersion, peakBf16Tflops: peak && peak / 1e12, steps, warmup, rows };
   if (process.argv[2]) fs.writeFileSync(process.argv[2], JSON.stringify(out, null, 2));
 }
 
-main().catch((e) => { console.error('   GPU bench FAILED:', e.stack || e.message); process.exit(1); });
+main().catch((e) => {
+  console.error('   GPU bench FAILED:', e.stack || e.message);
+  process.exit(1);
+});

@@ -29,7 +29,10 @@ async function main() {
     const steps = Number(arg('steps', '30'));
     const { tensors } = await cmac.readSafetensors(arg('inputs'));
     const batch = /** @type {import('../dist/model').Batch} */ ({ video: tensors.video, audio: tensors.audio });
-    const model = await cmac.CmacModel.create({ ...cmac.modelPreset(/** @type {import('../dist/presets').SizePreset} */ (arg('preset', 'tiny'))), seed: 1 });
+    const model = await cmac.CmacModel.create({
+      ...cmac.modelPreset(/** @type {import('../dist/presets').SizePreset} */ (arg('preset', 'tiny'))),
+      seed: 1,
+    });
     if (arg('weights')) await model.load(arg('weights'));
     const created = procMem();
     const warmup = Number(arg('warmup', '0'));
@@ -43,14 +46,34 @@ async function main() {
       const t = nowMs();
       const r = await model.trainStep(batch, { lr: 1e-3 });
       const cpu = process.cpuUsage(c0);
-      perStep.push({ wallMs: nowMs() - t, nativeMs: r.timeMs, cpuMs: (cpu.user + cpu.system) / 1000, minorFaults: process.resourceUsage().minorPageFault - f0 });
+      perStep.push({
+        wallMs: nowMs() - t,
+        nativeMs: r.timeMs,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+        minorFaults: process.resourceUsage().minorPageFault - f0,
+      });
       if (r.finite) finite++;
     }
     const seconds = (nowMs() - t0) / 1000;
     gc();
     const end = procMem();
     model.dispose();
-    process.stdout.write(JSON.stringify({ mode, steps, warmup, finite, threads, seconds, rssStart: start.rss, rssAfterCreate: created.rss, rssEnd: end.rss, peak: end.peak, perStep, mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        mode,
+        steps,
+        warmup,
+        finite,
+        threads,
+        seconds,
+        rssStart: start.rss,
+        rssAfterCreate: created.rss,
+        rssEnd: end.rss,
+        peak: end.peak,
+        perStep,
+        mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
+      }) + '\n',
+    );
     return;
   }
   if (mode === 'embed') {
@@ -72,12 +95,33 @@ async function main() {
         gc();
         const m = procMem();
         const nm = cmac.memory();
-        samples.push({ calls: i, rss: m.rss, heapUsed: process.memoryUsage().heapUsed, external: process.memoryUsage().external, models: nm.models, bytes: nm.bytes, pendingOps: nm.pendingOps });
+        samples.push({
+          calls: i,
+          rss: m.rss,
+          heapUsed: process.memoryUsage().heapUsed,
+          external: process.memoryUsage().external,
+          models: nm.models,
+          bytes: nm.bytes,
+          pendingOps: nm.pendingOps,
+        });
       }
     }
     const seconds = (nowMs() - t0) / 1000;
     model.dispose();
-    process.stdout.write(JSON.stringify({ mode, calls, every, batch: n, threads, seconds, usPerCall: (seconds * 1e6) / calls, rssStart: start.rss, samples, peak: procMem().peak }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        mode,
+        calls,
+        every,
+        batch: n,
+        threads,
+        seconds,
+        usPerCall: (seconds * 1e6) / calls,
+        rssStart: start.rss,
+        samples,
+        peak: procMem().peak,
+      }) + '\n',
+    );
     return;
   }
   throw new Error(`unknown mode ${mode}`);

@@ -13,10 +13,15 @@ const SCRIPT = path.join(__dirname, 'reference', 'cmac_ref.py');
 /** null when the reference can run, else why not (with the fix). */
 function pythonProblem() {
   if (!fs.existsSync(PYTHON)) return `${PYTHON} not found. Fix: npm run setup -- --python`;
-  const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision, torchaudio, av; print(torch.__version__)'], { encoding: 'utf8', timeout: 120000 });
+  const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision, torchaudio, av; print(torch.__version__)'], {
+    encoding: 'utf8',
+    timeout: 120000,
+  });
   if (r.status !== 0) {
-    return `${PYTHON} cannot import torch, torchvision, torchaudio and av (${(r.stderr || '').trim().split('\n').pop()}). ` +
-      'Fix: npm run setup -- --python (apt python3-torch python3-torchvision python3-torchaudio python3-av)';
+    return (
+      `${PYTHON} cannot import torch, torchvision, torchaudio and av (${(r.stderr || '').trim().split('\n').pop()}). ` +
+      'Fix: npm run setup -- --python (apt python3-torch python3-torchvision python3-torchaudio python3-av)'
+    );
   }
   return null;
 }
@@ -25,7 +30,7 @@ function pythonProblem() {
 function pyEnv(extra = {}) {
   /** @type {NodeJS.ProcessEnv} */
   const env = { ...process.env, OPENBLAS_NUM_THREADS: '1', GOTO_NUM_THREADS: '1', PYTHONUNBUFFERED: '1', ...extra };
-  delete env.OMP_NUM_THREADS;  // threads are set through torch.set_num_threads, as cmac's setNumThreads
+  delete env.OMP_NUM_THREADS; // threads are set through torch.set_num_threads, as cmac's setNumThreads
   return env;
 }
 
@@ -70,7 +75,9 @@ class PyRef {
     const done = new Promise((r) => this.proc.once('exit', r));
     try {
       await Promise.race([this.call({ cmd: 'quit' }), done]);
-    } catch { /* exiting anyway */ }
+    } catch {
+      /* exiting anyway */
+    }
     const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
     await done;
     clearTimeout(t);
@@ -80,7 +87,8 @@ class PyRef {
 /** Runs the reference script once with arguments and returns its last stdout line as JSON. */
 function runPyJson(args, env = {}, timeoutMs = 600000) {
   const r = spawnSync(PYTHON, [SCRIPT, ...args], { env: pyEnv(env), encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${PYTHON} ${SCRIPT} ${args.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
+  if (r.status !== 0)
+    throw new Error(`${PYTHON} ${SCRIPT} ${args.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
 }

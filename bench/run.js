@@ -35,7 +35,11 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (a === '--quick') o.quick = true;
-    else if (a.startsWith('--only')) o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a.startsWith('--only'))
+      o.only = val()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     else if (a.startsWith('--threads')) o.threads = val().split(',').map(Number);
     else if (a.startsWith('--out')) o.out = val();
     else if (a.startsWith('--md')) o.md = val();
@@ -43,8 +47,11 @@ function parseArgs(argv) {
     else if (a === '-h' || a === '--help') o.help = true;
     else throw new UsageError(`unknown option ${a} (see --help)`);
   }
-  if (o.only) for (const s of o.only) if (!SECTIONS.includes(s)) throw new UsageError(`--only: unknown section '${s}'; sections: ${SECTIONS.join(', ')}`);
-  if (o.threads && o.threads.some((t) => !(Number.isInteger(t) && t >= 1))) throw new UsageError('--threads takes positive integers, e.g. 1,2');
+  if (o.only)
+    for (const s of o.only)
+      if (!SECTIONS.includes(s)) throw new UsageError(`--only: unknown section '${s}'; sections: ${SECTIONS.join(', ')}`);
+  if (o.threads && o.threads.some((t) => !(Number.isInteger(t) && t >= 1)))
+    throw new UsageError('--threads takes positive integers, e.g. 1,2');
   return o;
 }
 
@@ -76,9 +83,10 @@ function loadCmac() {
       }
       return t;
     };
-    if (newest(path.join(U.root, 'lib')) > fs.statSync(dist).mtimeMs) U.log('warning: lib/ is newer than dist/; results are for the built dist/ (npm run build:ts to refresh)');
+    if (newest(path.join(U.root, 'lib')) > fs.statSync(dist).mtimeMs)
+      U.log('warning: lib/ is newer than dist/; results are for the built dist/ (npm run build:ts to refresh)');
   }
-  process.env.OPENBLAS_NUM_THREADS = '1';  // cmac forces it too (lib/native.ts); the reference gets the same
+  process.env.OPENBLAS_NUM_THREADS = '1'; // cmac forces it too (lib/native.ts); the reference gets the same
   return require('../dist/internal');
 }
 
@@ -95,13 +103,16 @@ function sourceFacts() {
     }
   };
   // Code only: comments may name the old formulas (e.g. "faster than view_as_real(..)...").
-  const code = (rel) => read(rel).replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/[^\n]*/g, '');
+  const code = (rel) =>
+    read(rel)
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/\/\/[^\n]*/g, '');
   const logmel = code('native/core/logmel.cpp');
   const enc = code('native/core/r2plus1d.cpp') + code('native/core/audio_resnet.cpp');
   const bridge = read('native/addon/bridge.h') + read('native/addon/bridge.cc');
   return {
     logmelViewAsRealSum: /view_as_real\([^)]*\)\.pow\(2\)\.sum\(-1\)/.test(logmel),
-    encodersReluOutOfPlace: /torch::relu\(/.test(enc),  // the residual blocks' ReLUs
+    encodersReluOutOfPlace: /torch::relu\(/.test(enc), // the residual blocks' ReLUs
     // Model calls on libuv's pool (AsyncWorker) rather than a native thread per model (runner.h, issue 18).
     addonAsyncWorker: /Napi::AsyncWorker/.test(bridge) && !/class Runner\b/.test(read('native/addon/runner.h')),
   };
@@ -110,7 +121,9 @@ function sourceFacts() {
 /** Runs bench/memory-child.js in a fresh Node process; returns its JSON line. */
 function runChild(args, env = {}) {
   const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, 'memory-child.js'), ...args], {
-    encoding: 'utf8', timeout: 900000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1', ...env },
+    encoding: 'utf8',
+    timeout: 900000,
+    env: { ...process.env, OPENBLAS_NUM_THREADS: '1', ...env },
   });
   if (r.status !== 0) throw new Error(`memory-child ${args[0]} failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
@@ -187,9 +200,20 @@ class Bench {
   // ------------------------------------------------------------------ check
   async check() {
     const py = await this.reference();
-    const out = { tolerance: 1e-5, afterStepTolerance: 1e-4, threads: 1, cases: /** @type {any[]} */ ([]), torchvisionLayout: await py.call({ cmd: 'selfcheck' }) };
+    const out = {
+      tolerance: 1e-5,
+      afterStepTolerance: 1e-4,
+      threads: 1,
+      cases: /** @type {any[]} */ ([]),
+      torchvisionLayout: await py.call({ cmd: 'selfcheck' }),
+    };
     await this.setThreads(1);
-    const cases = this.quick ? [['tiny', 8]] : [['tiny', 8], ['paper', 2]];
+    const cases = this.quick
+      ? [['tiny', 8]]
+      : [
+          ['tiny', 8],
+          ['paper', 2],
+        ];
     for (const [preset, n] of cases) {
       U.log(`check ${preset} batch ${n}`);
       const p = await this.pair(preset, n, `check-${preset}`);
@@ -227,9 +251,13 @@ class Bench {
       // first step is lr * g / |g| per element, so gradient rounding differences (~1e-6) on
       // near-zero elements become whole-lr differences there: those rows get a looser bound.
       const adam = state.maxAbsDiff.adamRule;
-      const adamPass = adam ? adam.maxUlps <= 8 : true;  // a few roundings in the update and in recovering g from exp_avg
+      const adamPass = adam ? adam.maxUlps <= 8 : true; // a few roundings in the update and in recovering g from exp_avg
       out.cases.push({
-        preset, batch: n, lr, rows, stateAfterStep: state.maxAbsDiff,
+        preset,
+        batch: n,
+        lr,
+        rows,
+        stateAfterStep: state.maxAbsDiff,
         pass: pre.every((r) => r.pass) && adamPass,
         adamRulePass: adamPass,
         afterStepPass: post.every((r) => r.err <= out.afterStepTolerance),
@@ -237,8 +265,10 @@ class Bench {
         maxErrAfterStep: Math.max(...post.map((r) => r.err)),
       });
       const c = out.cases[out.cases.length - 1];
-      U.log(`check ${preset}: ${c.pass ? 'PASS' : 'FAIL'} (loss error ${c.maxErr.toExponential(2)} before the step; Adam rule ${adam ? `${adam.value.toExponential(2)} = ${adam.maxUlps.toFixed(1)} ulp` : 'n/a'}; ` +
-        `losses after one Adam step ${c.maxErrAfterStep.toExponential(2)}, ${c.afterStepPass ? 'within' : 'OUTSIDE'} ${out.afterStepTolerance})`);
+      U.log(
+        `check ${preset}: ${c.pass ? 'PASS' : 'FAIL'} (loss error ${c.maxErr.toExponential(2)} before the step; Adam rule ${adam ? `${adam.value.toExponential(2)} = ${adam.maxUlps.toFixed(1)} ulp` : 'n/a'}; ` +
+          `losses after one Adam step ${c.maxErrAfterStep.toExponential(2)}, ${c.afterStepPass ? 'within' : 'OUTSIDE'} ${out.afterStepTolerance})`,
+      );
     }
     out.pass = out.cases.every((c) => c.pass);
     return out;
@@ -249,8 +279,14 @@ class Bench {
     // budgetS: stop adding timed repetitions (beyond minReps) once a row has run this long,
     // so a machine shared with other jobs cannot stretch the run past its time budget.
     return this.quick
-      ? [{ preset: 'tiny', batch: 32, warmup: 1, reps: 3, minReps: 2, budgetS: 40 }, { preset: 'paper', batch: 2, warmup: 1, reps: 1, minReps: 1, budgetS: 60 }]
-      : [{ preset: 'tiny', batch: 32, warmup: 2, reps: 7, minReps: 3, budgetS: 90 }, { preset: 'paper', batch: 8, warmup: 1, reps: 3, minReps: 1, budgetS: 100 }];
+      ? [
+          { preset: 'tiny', batch: 32, warmup: 1, reps: 3, minReps: 2, budgetS: 40 },
+          { preset: 'paper', batch: 2, warmup: 1, reps: 1, minReps: 1, budgetS: 60 },
+        ]
+      : [
+          { preset: 'tiny', batch: 32, warmup: 2, reps: 7, minReps: 3, budgetS: 90 },
+          { preset: 'paper', batch: 8, warmup: 1, reps: 3, minReps: 1, budgetS: 100 },
+        ];
   }
 
   async step() {
@@ -267,7 +303,9 @@ class Bench {
       this.drop(p);
       for (const threads of spec.threads ?? this.threads) {
         await this.setThreads(threads);
-        U.log(`step ${spec.preset} batch ${spec.batch} threads ${threads}: ${spec.warmup} warm-up + ${spec.reps} timed steps each side, alternating`);
+        U.log(
+          `step ${spec.preset} batch ${spec.batch} threads ${threads}: ${spec.warmup} warm-up + ${spec.reps} timed steps each side, alternating`,
+        );
         /** @type {{ wallMs: number[], nativeMs: number[], cpuMs: number[], minorFaults: number[], loss: number[], finite: boolean[] }} */
         const cm = { wallMs: [], nativeMs: [], cpuMs: [], minorFaults: [], loss: [], finite: [] };
         /** @type {{ ms: number[], cpuMs: number[], minorFaults: number[], loss: number[] }} */
@@ -317,9 +355,28 @@ class Bench {
           }
         }
         const row = {
-          preset: spec.preset, batch: spec.batch, threads, warmup: spec.warmup, reps: cm.wallMs.length, repsPlanned: spec.reps,
-          cmac: { ...cm, medianWallMs: U.median(cm.wallMs), medianNativeMs: U.median(cm.nativeMs), medianCpuMs: U.median(cm.cpuMs), medianMinorFaults: U.median(cm.minorFaults), spread: U.relSpread(cm.wallMs), allFinite: cm.finite.every(Boolean) },
-          python: { ...pm, medianMs: U.median(pm.ms), medianCpuMs: U.median(pm.cpuMs), medianMinorFaults: U.median(pm.minorFaults), spread: U.relSpread(pm.ms) },
+          preset: spec.preset,
+          batch: spec.batch,
+          threads,
+          warmup: spec.warmup,
+          reps: cm.wallMs.length,
+          repsPlanned: spec.reps,
+          cmac: {
+            ...cm,
+            medianWallMs: U.median(cm.wallMs),
+            medianNativeMs: U.median(cm.nativeMs),
+            medianCpuMs: U.median(cm.cpuMs),
+            medianMinorFaults: U.median(cm.minorFaults),
+            spread: U.relSpread(cm.wallMs),
+            allFinite: cm.finite.every(Boolean),
+          },
+          python: {
+            ...pm,
+            medianMs: U.median(pm.ms),
+            medianCpuMs: U.median(pm.cpuMs),
+            medianMinorFaults: U.median(pm.minorFaults),
+            spread: U.relSpread(pm.ms),
+          },
           loadavg: os.loadavg(),
         };
         row.ratio = row.cmac.medianWallMs / row.python.medianMs;
@@ -328,14 +385,16 @@ class Bench {
         row.overheadMs = U.median(cm.wallMs.map((w, i) => w - cm.nativeMs[i]));
         row.overheadMinMs = Math.min(...cm.wallMs.map((w, i) => w - cm.nativeMs[i]));
         rows.push(row);
-        U.log(`  cmac ${row.cmac.medianWallMs.toFixed(1)} ms (native ${row.cmac.medianNativeMs.toFixed(1)}, cpu ${row.cmac.medianCpuMs.toFixed(0)}), ` +
-          `python ${row.python.medianMs.toFixed(1)} ms (cpu ${row.python.medianCpuMs.toFixed(0)}), ratio ${row.ratio.toFixed(3)}`);
+        U.log(
+          `  cmac ${row.cmac.medianWallMs.toFixed(1)} ms (native ${row.cmac.medianNativeMs.toFixed(1)}, cpu ${row.cmac.medianCpuMs.toFixed(0)}), ` +
+            `python ${row.python.medianMs.toFixed(1)} ms (cpu ${row.python.medianCpuMs.toFixed(0)}), ratio ${row.ratio.toFixed(3)}`,
+        );
       }
       // Where the reference spends a step, for the analysis (one extra step each).
       const target = report.TARGETS.step[spec.preset];
       const worst = Math.max(...rows.filter((r) => r.preset === spec.preset).map((r) => r.ratio));
       if ((!this.quick || spec.preset === 'tiny') && !this.late()) {
-        const threads = 1;  // the kernel mix; multi-thread profiles on a shared machine mostly show waiting
+        const threads = 1; // the kernel mix; multi-thread profiles on a shared machine mostly show waiting
         await this.setThreads(threads);
         const split = await py.call({ cmd: 'step_split', name: 'step' });
         const prof = worst > target || spec.preset === 'tiny' ? await py.call({ cmd: 'profile', name: 'step', top: 12 }) : null;
@@ -345,7 +404,9 @@ class Bench {
         // Op-sequence choices of cmac's engine, each timed both ways in the reference (1 thread).
         await this.setThreads(1);
         U.log('step: op-sequence variants in the reference (log-mel power formula, ReLU in place or not)');
-        variants = await py.call({ cmd: 'variants', config: p.cfg, reps: this.quick ? 3 : 5 }).catch((e) => ({ error: String(e.message || e).slice(0, 1000) }));
+        variants = await py
+          .call({ cmd: 'variants', config: p.cfg, reps: this.quick ? 3 : 5 })
+          .catch((e) => ({ error: String(e.message || e).slice(0, 1000) }));
         delete variants.ok;
       }
       await py.call({ cmd: 'drop', name: 'step' });
@@ -372,7 +433,10 @@ class Bench {
     await this.cmac.writeSafetensors(inputs, { video: b.video, audio: b.audio });
     const out = { steps, warmup: 1, rounds, threads: 1, runs: { default: [], arena1: [] } };
     for (let r = 0; r < rounds; r++) {
-      const order = [['default', { MALLOC_ARENA_MAX: undefined }], ['arena1', { MALLOC_ARENA_MAX: '1' }]];  // undefined: unset (npm run bench sets it)
+      const order = [
+        ['default', { MALLOC_ARENA_MAX: undefined }],
+        ['arena1', { MALLOC_ARENA_MAX: '1' }],
+      ]; // undefined: unset (npm run bench sets it)
       if (r % 2) order.reverse();
       for (const [name, env] of order) {
         U.log(`step: allocator diagnostic, ${name}, ${steps} tiny steps in a fresh process`);
@@ -382,8 +446,10 @@ class Bench {
     for (const name of Object.keys(out.runs)) {
       const all = out.runs[name].flatMap((x) => x.perStep);
       out[name] = {
-        medianWallMs: U.median(all.map((x) => x.wallMs)), medianCpuMs: U.median(all.map((x) => x.cpuMs)),
-        medianMinorFaults: U.median(all.map((x) => x.minorFaults)), peakMiB: Math.max(...out.runs[name].map((x) => x.peak)) / 2 ** 20,
+        medianWallMs: U.median(all.map((x) => x.wallMs)),
+        medianCpuMs: U.median(all.map((x) => x.cpuMs)),
+        medianMinorFaults: U.median(all.map((x) => x.minorFaults)),
+        peakMiB: Math.max(...out.runs[name].map((x) => x.peak)) / 2 ** 20,
       };
     }
     return out;
@@ -422,10 +488,14 @@ class Bench {
     const bytes = b.video.data.byteLength + b.audio.data.byteLength;
     const dst = this.file('batch.safetensors');
     await asyncCall('writeSafetensorsTinyBatch', () => c.writeSafetensors(dst, { video: b.video, audio: b.audio }), this.quick ? 20 : 100);
-    await asyncCall('nodeWriteFileTinyBatch', async () => {
-      await fs.promises.writeFile(dst + '.node', b.video.data);
-      await fs.promises.appendFile(dst + '.node', new Uint8Array(b.audio.data.buffer));
-    }, this.quick ? 20 : 100);
+    await asyncCall(
+      'nodeWriteFileTinyBatch',
+      async () => {
+        await fs.promises.writeFile(dst + '.node', b.video.data);
+        await fs.promises.appendFile(dst + '.node', new Uint8Array(b.audio.data.buffer));
+      },
+      this.quick ? 20 : 100,
+    );
     out.tinyBatchBytes = bytes;
     // The whole trainStep path without the compute: a step the engine rejects at once
     // (lr -1 is checked first, on the worker thread) still copies the batch in on the JS
@@ -437,7 +507,9 @@ class Bench {
         const t = U.nowMs();
         try {
           await model.trainStep(batch, { lr: -1 });
-        } catch { /* expected: RangeError */ }
+        } catch {
+          /* expected: RangeError */
+        }
         if (i >= 10) ts.push((U.nowMs() - t) * 1000);
       }
       return { calls: n, usPerCall: U.median(ts), usMin: Math.min(...ts) };
@@ -453,8 +525,14 @@ class Bench {
   async inference() {
     const py = await this.reference();
     const specs = this.quick
-      ? [{ preset: 'tiny', batch: 32, reps: 3, budgetS: 30 }, { preset: 'paper', batch: 2, reps: 1, budgetS: 40 }]
-      : [{ preset: 'tiny', batch: 32, reps: 5, budgetS: 40 }, { preset: 'paper', batch: 8, reps: 3, budgetS: 90 }];
+      ? [
+          { preset: 'tiny', batch: 32, reps: 3, budgetS: 30 },
+          { preset: 'paper', batch: 2, reps: 1, budgetS: 40 },
+        ]
+      : [
+          { preset: 'tiny', batch: 32, reps: 5, budgetS: 40 },
+          { preset: 'paper', batch: 8, reps: 3, budgetS: 90 },
+        ];
     // The fewest threads (steady on a shared machine) and the most.
     const threadRows = [...new Set([Math.min(...this.threads), Math.max(...this.threads)])];
     const rows = [];
@@ -464,7 +542,7 @@ class Bench {
       await py.call({ cmd: 'load_inputs', path: p.inputs });
       this.drop(p);
       for (const threads of threadRows) {
-        if (threads > 1 && spec.preset === 'paper' && this.late()) continue;  // run time budget
+        if (threads > 1 && spec.preset === 'paper' && this.late()) continue; // run time budget
         await this.setThreads(threads);
         for (const enc of ['video', 'audio']) rows.push(await this.inferenceRow(py, p, spec, enc, threads));
       }
@@ -477,7 +555,12 @@ class Bench {
   async inferenceRow(py, p, spec, enc, threads) {
     U.log(`inference ${spec.preset} ${enc} batch ${spec.batch} threads ${threads}`);
     const sub = enc === 'video' ? { video: p.batch.video } : { audio: p.batch.audio };
-    const cms = [], pms = [], ccpu = [], pcpu = [], cflt = [], pflt = [];
+    const cms = [],
+      pms = [],
+      ccpu = [],
+      pcpu = [],
+      cflt = [],
+      pflt = [];
     const one = async (keep, order) => {
       for (const side of order) {
         if (side === 'c') {
@@ -505,12 +588,23 @@ class Bench {
     await one(false, 'cp');
     const t0 = U.nowMs();
     for (let i = 0; i < spec.reps; i++) {
-      if (i >= 1 && ((U.nowMs() - t0) / 1000 > spec.budgetS || this.late())) break;  // time budget (see stepSpecs)
+      if (i >= 1 && ((U.nowMs() - t0) / 1000 > spec.budgetS || this.late())) break; // time budget (see stepSpecs)
       await one(true, i % 2 ? 'pc' : 'cp');
     }
     const row = {
-      preset: spec.preset, encoder: enc, batch: spec.batch, threads, reps: cms.length, cmacMs: cms, pythonMs: pms, cmacMedianMs: U.median(cms), pythonMedianMs: U.median(pms),
-      cmacCpuMs: U.median(ccpu), pythonCpuMs: U.median(pcpu), cmacMinorFaults: U.median(cflt), pythonMinorFaults: U.median(pflt),
+      preset: spec.preset,
+      encoder: enc,
+      batch: spec.batch,
+      threads,
+      reps: cms.length,
+      cmacMs: cms,
+      pythonMs: pms,
+      cmacMedianMs: U.median(cms),
+      pythonMedianMs: U.median(pms),
+      cmacCpuMs: U.median(ccpu),
+      pythonCpuMs: U.median(pcpu),
+      cmacMinorFaults: U.median(cflt),
+      pythonMinorFaults: U.median(pflt),
     };
     row.cmacClipsPerSecond = spec.batch / (row.cmacMedianMs / 1000);
     row.pythonClipsPerSecond = spec.batch / (row.pythonMedianMs / 1000);
@@ -522,9 +616,16 @@ class Bench {
   // ------------------------------------------------------------------ flops
   async flops() {
     const py = await this.reference();
-    const out = { method: 'forward hooks on every Conv2d/Conv3d/Linear of the reference (2 x multiply-adds), x3 for forward + backward', presets: {}, matmul: {} };
+    const out = {
+      method: 'forward hooks on every Conv2d/Conv3d/Linear of the reference (2 x multiply-adds), x3 for forward + backward',
+      presets: {},
+      matmul: {},
+    };
     await this.setThreads(1);
-    for (const [preset, n] of /** @type {[string, number][]} */ ([['tiny', 32], ['paper', this.quick ? 2 : 8]])) {
+    for (const [preset, n] of /** @type {[string, number][]} */ ([
+      ['tiny', 32],
+      ['paper', this.quick ? 2 : 8],
+    ])) {
       const p = await this.pair(preset, n, `flops-${preset}`);
       await py.call({ cmd: 'create', name: 'flops', config: p.cfg, weights: p.weights });
       await py.call({ cmd: 'load_inputs', path: p.inputs });
@@ -536,9 +637,19 @@ class Bench {
       p.model.dispose();
     }
     // Which kernels the two libraries pick on this CPU (each prints it when asked to be verbose).
-    const v = spawnSync(PYTHON, ['-c', 'import torch, torch.nn.functional as F\ntorch.mm(torch.randn(64, 64), torch.randn(64, 64))\n' +
-      'with torch.inference_mode():\n    F.conv2d(torch.randn(4, 64, 16, 16), torch.randn(64, 64, 3, 3), padding=1)\n'],
-    { encoding: 'utf8', timeout: 60000, env: { ...process.env, OPENBLAS_VERBOSE: '2', ONEDNN_VERBOSE: '1', DNNL_VERBOSE: '1', OPENBLAS_NUM_THREADS: '1' } });
+    const v = spawnSync(
+      PYTHON,
+      [
+        '-c',
+        'import torch, torch.nn.functional as F\ntorch.mm(torch.randn(64, 64), torch.randn(64, 64))\n' +
+          'with torch.inference_mode():\n    F.conv2d(torch.randn(4, 64, 16, 16), torch.randn(64, 64, 3, 3), padding=1)\n',
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 60000,
+        env: { ...process.env, OPENBLAS_VERBOSE: '2', ONEDNN_VERBOSE: '1', DNNL_VERBOSE: '1', OPENBLAS_NUM_THREADS: '1' },
+      },
+    );
     const txt = `${v.stdout || ''}\n${v.stderr || ''}`;
     out.isa = {
       openblas: /Core:\s*(\S+)/.exec(txt)?.[1] ?? null,
@@ -547,7 +658,10 @@ class Bench {
     };
     for (const t of this.threads) {
       U.log(`torch.mm 2048^2 with ${t} thread(s)`);
-      const r = runPyJson(['matmul', '--threads', String(t), '--n', '2048', '--reps', this.quick ? '3' : '7'], { OPENBLAS_NUM_THREADS: String(t), GOTO_NUM_THREADS: String(t) });
+      const r = runPyJson(['matmul', '--threads', String(t), '--n', '2048', '--reps', this.quick ? '3' : '7'], {
+        OPENBLAS_NUM_THREADS: String(t),
+        GOTO_NUM_THREADS: String(t),
+      });
       out.matmul[t] = r;
     }
     return out;
@@ -570,14 +684,29 @@ class Bench {
     try {
       const o = JSON.parse(fs.readFileSync(path.join(dir, 'synth.json'), 'utf8'));
       out.synth = { size: o.size, fps: o.fps, seconds: o.seconds, sampleRate: o.sampleRate };
-    } catch { /* described without it */ }
+    } catch {
+      /* described without it */
+    }
     // What one ffmpeg process costs before it decodes anything (the loader starts one per clip
     // group), from this process, which by now holds models and their memory like a trainer does;
     // the loader itself is measured in a fresh process (bench/loader-child.js), which reports its own.
     const spawnMs = [];
     for (let i = 0; i < 7; i++) {
       const t = U.nowMs();
-      spawnSync(c.ffmpegBin(), ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'nullsrc=s=16x16:d=0.04', '-frames:v', '1', '-f', 'null', '-']);
+      spawnSync(c.ffmpegBin(), [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-f',
+        'lavfi',
+        '-i',
+        'nullsrc=s=16x16:d=0.04',
+        '-frames:v',
+        '1',
+        '-f',
+        'null',
+        '-',
+      ]);
       spawnMs.push(U.nowMs() - t);
     }
     out.ffmpegStartInBenchProcess = { ms: U.median(spawnMs), rss: U.procMem().rss };
@@ -594,7 +723,7 @@ class Bench {
     const cpp = /clipsPerProcess\s*\?\?\s*(\d+)/.exec(loaderJs);
     const decoder = typeof c.decoderFor === 'function' ? c.decoderFor() : 'ffmpeg-cli';
     out.loaderFacts = {
-      decoder,  // 'native' (libav pool in process) or 'ffmpeg-cli'
+      decoder, // 'native' (libav pool in process) or 'ffmpeg-cli'
       clipsPerProcess: cpp ? Number(cpp[1]) : null,
       processPerGroup: decoder !== 'native' && /\bdecodeClips\b/.test(loaderJs),
       separateAudioInput: decoder !== 'native' && /inputs\.push\([^)]*'-ss'/.test(ffmpegJs),
@@ -604,7 +733,11 @@ class Bench {
     const refs = await c.synthSource(dir).list();
     const fileOf = new Map(refs.map((r) => [r.index, r.path]));
     const child = (o) => {
-      const r = spawnSync(process.execPath, [path.join(__dirname, 'loader-child.js'), JSON.stringify(o)], { encoding: 'utf8', timeout: 900000, maxBuffer: 64 << 20 });
+      const r = spawnSync(process.execPath, [path.join(__dirname, 'loader-child.js'), JSON.stringify(o)], {
+        encoding: 'utf8',
+        timeout: 900000,
+        maxBuffer: 64 << 20,
+      });
       if (r.status !== 0) throw new Error(`loader-child failed (${r.status ?? r.signal}): ${(r.stderr || '').slice(-2000)}`);
       return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
     };
@@ -614,12 +747,27 @@ class Bench {
       const lr = child({ dir, preset, epochs: 2, keepEpoch: 1 });
       const ep = lr.epochs;
       /** @type {Record<string, any>} */
-      const row = { ...g, loaderEpochs: ep, loaderClipsPerSecond: ep[ep.length - 1].clipsPerSecond, decodes: lr.decodes, ffmpegStartMs: lr.ffmpegStartMs, loaderProcessRss: lr.rss };
+      const row = {
+        ...g,
+        loaderEpochs: ep,
+        loaderClipsPerSecond: ep[ep.length - 1].clipsPerSecond,
+        decodes: lr.decodes,
+        ffmpegStartMs: lr.ffmpegStartMs,
+        loaderProcessRss: lr.rss,
+      };
       out.ffmpegStartMs ??= lr.ffmpegStartMs;
       if (py) {
         const jobs = lr.metas.map((m) => ({
-          file: fileOf.get(m.index), start: m.start, audioStart: m.audioStart, frames: g.frames, fps: g.fps, size: g.size,
-          crop: m.crop, flip: m.flip, samples: g.samples, sampleRate: g.sampleRate,
+          file: fileOf.get(m.index),
+          start: m.start,
+          audioStart: m.audioStart,
+          frames: g.frames,
+          fps: g.fps,
+          size: g.size,
+          crop: m.crop,
+          flip: m.flip,
+          samples: g.samples,
+          sampleRate: g.sampleRate,
         }));
         row.python = {};
         for (const method of ['pyav', 'read_video']) {
@@ -639,7 +787,12 @@ class Bench {
         U.log(`data: loader ${preset} with trainCache (3 epochs: the first fills the cache) in a fresh process`);
         const cr = child({ dir, preset, epochs: 3, trainCache: cacheDir });
         const eps = cr.epochs;
-        row.trainCache = { epochs: eps, clips: cr.clips, clipsPerSecond: U.median(eps.slice(1).map((e) => e.clipsPerSecond)), fillClipsPerSecond: eps[0].clipsPerSecond };
+        row.trainCache = {
+          epochs: eps,
+          clips: cr.clips,
+          clipsPerSecond: U.median(eps.slice(1).map((e) => e.clipsPerSecond)),
+          fillClipsPerSecond: eps[0].clipsPerSecond,
+        };
         fs.rmSync(cacheDir, { recursive: true, force: true });
       }
       out.presets[preset] = row;
@@ -658,9 +811,15 @@ class Bench {
     const steps = this.quick ? 8 : reduced ? 12 : 30;
     if (reduced) U.log('memory: behind the run time budget, using 12 training steps');
     U.log(`memory: ${steps} tiny training steps (batch 32) in a fresh process`);
-    const train = runChild(['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)], { MALLOC_ARENA_MAX: undefined });
+    const train = runChild(
+      ['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)],
+      { MALLOC_ARENA_MAX: undefined },
+    );
     U.log(`memory: the same with MALLOC_ARENA_MAX=1 (diagnostic: one malloc arena for all threads)`);
-    const trainArena1 = runChild(['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)], { MALLOC_ARENA_MAX: '1' });
+    const trainArena1 = runChild(
+      ['train', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads)],
+      { MALLOC_ARENA_MAX: '1' },
+    );
     const calls = this.quick ? 3000 : 10000;
     const every = this.quick ? 500 : 1000;
     U.log(`memory: ${calls} embed calls (batch 1, 16x16 frame, 1024 samples) in a fresh process`);
@@ -670,7 +829,22 @@ class Bench {
       U.log(`memory: the same ${steps} steps in the PyTorch reference`);
       const env = {};
       const cfgJson = JSON.stringify(this.cmac.modelPreset('tiny'));
-      python = runPyJson(['memtrain', '--inputs', p.inputs, '--weights', p.weights, '--steps', String(steps), '--threads', String(threads), '--config', cfgJson], env);
+      python = runPyJson(
+        [
+          'memtrain',
+          '--inputs',
+          p.inputs,
+          '--weights',
+          p.weights,
+          '--steps',
+          String(steps),
+          '--threads',
+          String(threads),
+          '--config',
+          cfgJson,
+        ],
+        env,
+      );
     }
     return { threads, reduced, train, trainArena1, embed, python };
   }
@@ -683,7 +857,9 @@ async function main() {
     return;
   }
   const outFile = path.resolve(opts.out ?? path.join(__dirname, opts.quick ? 'results.quick.json' : 'results.json'));
-  const mdFile = path.resolve(opts.md ?? (opts.quick ? path.join(__dirname, 'results.quick.md') : path.join(U.root, 'docs', 'benchmarks.md')));
+  const mdFile = path.resolve(
+    opts.md ?? (opts.quick ? path.join(__dirname, 'results.quick.md') : path.join(U.root, 'docs', 'benchmarks.md')),
+  );
   const sections = opts.only ?? SECTIONS;
   let results = { sections: {} };
   if (opts.only && fs.existsSync(outFile)) {
@@ -695,11 +871,13 @@ async function main() {
     }
   }
   const t0 = U.nowMs();
-  if (opts.ompPassive) process.env.OMP_WAIT_POLICY = 'PASSIVE';  // before the addon (libgomp) loads; the reference inherits it
+  if (opts.ompPassive) process.env.OMP_WAIT_POLICY = 'PASSIVE'; // before the addon (libgomp) loads; the reference inherits it
   const load = os.loadavg()[0];
   if (load > 0.5 * os.cpus().length && !process.env.OMP_WAIT_POLICY) {
-    U.log(`warning: load average ${load.toFixed(1)} on ${os.cpus().length} cores: other jobs are running. Multi-thread rows will mostly measure ` +
-      'OpenMP spin-waiting; consider --omp-passive (or a quiet machine).');
+    U.log(
+      `warning: load average ${load.toFixed(1)} on ${os.cpus().length} cores: other jobs are running. Multi-thread rows will mostly measure ` +
+        'OpenMP spin-waiting; consider --omp-passive (or a quiet machine).',
+    );
   }
   const bench = new Bench(opts);
   let interrupted = false;
@@ -707,7 +885,7 @@ async function main() {
     if (interrupted) process.exit(130);
     interrupted = true;
     U.log('interrupted: cleaning up');
-    void bench.close().finally(() => process.exit(130));  // exit even when cleaning up fails
+    void bench.close().finally(() => process.exit(130)); // exit even when cleaning up fails
   };
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);
@@ -719,8 +897,12 @@ async function main() {
   results.machine = U.machine();
   results.git = U.gitState();
   results.versions = {
-    node: process.version, cmacAddon: info.addonVersion, libtorch: info.torchVersion, libtorchSource: info.torchSource,
-    parallel: info.parallelInfo, debian: U.debPackages(),
+    node: process.version,
+    cmacAddon: info.addonVersion,
+    libtorch: info.torchVersion,
+    libtorchSource: info.torchSource,
+    parallel: info.parallelInfo,
+    debian: U.debPackages(),
   };
   results.commands = {
     bench: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
@@ -745,7 +927,14 @@ async function main() {
       const load0 = os.loadavg();
       try {
         const r = await bench[name]();
-        results.sections[name] = { ...r, ranAt: new Date().toISOString(), seconds: (U.nowMs() - s0) / 1000, loadavgBefore: load0, loadavgAfter: os.loadavg(), mode: results.mode };
+        results.sections[name] = {
+          ...r,
+          ranAt: new Date().toISOString(),
+          seconds: (U.nowMs() - s0) / 1000,
+          loadavgBefore: load0,
+          loadavgAfter: os.loadavg(),
+          mode: results.mode,
+        };
       } catch (err) {
         const e = /** @type {Error} */ (err);
         U.log(`${name} FAILED: ${e.stack || e}`);
@@ -767,8 +956,13 @@ async function main() {
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, JSON.stringify(results, null, 1) + '\n');
   fs.mkdirSync(path.dirname(mdFile), { recursive: true });
-  fs.writeFileSync(mdFile, report.markdown(results, { resultsPath: path.relative(path.dirname(mdFile), outFile), resultsLabel: path.relative(U.root, outFile) }));
-  U.log(`wrote ${path.relative(process.cwd(), outFile)} and ${path.relative(process.cwd(), mdFile)} in ${results.wallSeconds.toFixed(0)} s`);
+  fs.writeFileSync(
+    mdFile,
+    report.markdown(results, { resultsPath: path.relative(path.dirname(mdFile), outFile), resultsLabel: path.relative(U.root, outFile) }),
+  );
+  U.log(
+    `wrote ${path.relative(process.cwd(), outFile)} and ${path.relative(process.cwd(), mdFile)} in ${results.wallSeconds.toFixed(0)} s`,
+  );
   process.stdout.write(report.summary(results) + '\n');
   if (failures.length) {
     U.log(`sections that failed: ${failures.join(', ')}`);

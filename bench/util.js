@@ -50,17 +50,23 @@ function machine() {
     if (m) cpuModel = m[1].trim();
     const f = /^flags\s*:\s*(.*)$/m.exec(ci);
     if (f) flags = f[1].split(/\s+/).filter((x) => /^(avx|avx2|avx512f|avx512_vnni|fma|amx_tile)$/.test(x));
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   let osName = `${os.type()} ${os.release()}`;
   try {
     const r = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(fs.readFileSync('/etc/os-release', 'utf8'));
     if (r) osName = `${r[1]} (kernel ${os.release()})`;
-  } catch { /* keep */ }
+  } catch {
+    /* keep */
+  }
   let cgroupCpus = null;
   try {
     const [q, p] = fs.readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
     if (q !== 'max') cgroupCpus = Number(q) / Number(p);
-  } catch { /* no cgroup v2 limit */ }
+  } catch {
+    /* no cgroup v2 limit */
+  }
   const nproc = sh('nproc', []);
   return {
     cpuModel,
@@ -78,7 +84,19 @@ function machine() {
 /** Versions of the Debian packages that make up the stack (dpkg), when present. */
 function debPackages() {
   const out = {};
-  for (const p of ['libtorch-dev', 'libtorch1.13', 'python3-torch', 'python3-torchvision', 'python3-torchaudio', 'python3-av', 'ffmpeg', 'libopenblas0-pthread', 'libopenblas0', 'libdnnl2', 'libdnnl-dev']) {
+  for (const p of [
+    'libtorch-dev',
+    'libtorch1.13',
+    'python3-torch',
+    'python3-torchvision',
+    'python3-torchaudio',
+    'python3-av',
+    'ffmpeg',
+    'libopenblas0-pthread',
+    'libopenblas0',
+    'libdnnl2',
+    'libdnnl-dev',
+  ]) {
     const v = sh('dpkg-query', ['-W', '-f=${Version}', p]);
     if (v) out[p] = v;
   }
@@ -94,7 +112,7 @@ function gitState() {
 /** A small deterministic generator (xorshift32) for inputs. */
 class Rng {
   constructor(seed) {
-    this.s = (seed >>> 0) || 0x9e3779b9;
+    this.s = seed >>> 0 || 0x9e3779b9;
   }
   u32() {
     let x = this.s;
@@ -123,7 +141,9 @@ function makeBatch(n, frames, size, samples, seed) {
   const video = new Uint8Array(n * frames * size * size * 3);
   let k = 0;
   for (let i = 0; i < n; i++) {
-    const cx = rng.float() * size, cy = rng.float() * size, r = (0.15 + 0.2 * rng.float()) * size;
+    const cx = rng.float() * size,
+      cy = rng.float() * size,
+      r = (0.15 + 0.2 * rng.float()) * size;
     const col = [rng.u32() & 255, rng.u32() & 255, rng.u32() & 255];
     for (let t = 0; t < frames; t++) {
       const dx = t * 2;
@@ -142,7 +162,8 @@ function makeBatch(n, frames, size, samples, seed) {
   for (let i = 0; i < n; i++) {
     const f = 200 + 3000 * rng.float();
     for (let s = 0; s < samples; s++) {
-      audio[i * samples + s] = 0.3 * Math.sin((2 * Math.PI * f * s) / 16000) * (0.6 + 0.4 * Math.sin(s / 3000)) + 0.02 * (rng.float() * 2 - 1);
+      audio[i * samples + s] =
+        0.3 * Math.sin((2 * Math.PI * f * s) / 16000) * (0.6 + 0.4 * Math.sin(s / 3000)) + 0.02 * (rng.float() * 2 - 1);
     }
   }
   return {

@@ -39,7 +39,11 @@ const name = (step: number) => `step-${String(step).padStart(8, '0')}`;
 /** Writes a checkpoint and keeps the newest `keepLast`. */
 export async function saveCheckpoint(dir: string, model: CmacModel, state: CheckpointState, keepLast: number): Promise<CheckpointRef> {
   fs.mkdirSync(dir, { recursive: true });
-  const ref = { step: state.step, weights: path.join(dir, `${name(state.step)}.safetensors`), state: path.join(dir, `${name(state.step)}.json`) };
+  const ref = {
+    step: state.step,
+    weights: path.join(dir, `${name(state.step)}.safetensors`),
+    state: path.join(dir, `${name(state.step)}.json`),
+  };
   // Exiting mid-write (a second Ctrl-C / SIGTERM) must not leave ~33 MB of
   // uncommitted weights: the hook removes them (and the writer's temp file)
   // unless the JSON commit marker was written; an overwritten committed
@@ -50,19 +54,26 @@ export async function saveCheckpoint(dir: string, model: CmacModel, state: Check
     if (fresh && !fs.existsSync(ref.state)) fs.rmSync(ref.weights, { force: true });
   });
   try {
-    await model.save(ref.weights, { format: state.format, step: String(state.step), preset: state.config.preset, lossPreset: state.config.loss.preset });
+    await model.save(ref.weights, {
+      format: state.format,
+      step: String(state.step),
+      preset: state.config.preset,
+      lossPreset: state.config.loss.preset,
+    });
     try {
       writeFileAtomic(ref.state, JSON.stringify(state, null, 2) + '\n');
     } catch (e) {
-      fs.rmSync(ref.weights, { force: true });  // uncommitted without its JSON: free the space
-      throw new Error(`cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
-        `Fix: free disk space (or inodes) in ${dir} or choose another run folder (train.runDir; CLI: --run-dir); the previous checkpoint is intact.`);
+      fs.rmSync(ref.weights, { force: true }); // uncommitted without its JSON: free the space
+      throw new Error(
+        `cannot write checkpoint ${ref.state}: ${(e as Error).message}. ` +
+          `Fix: free disk space (or inodes) in ${dir} or choose another run folder (train.runDir; CLI: --run-dir); the previous checkpoint is intact.`,
+      );
     }
   } finally {
     cancel();
   }
   for (const old of listCheckpoints(dir).slice(0, -keepLast)) {
-    fs.rmSync(old.state, { force: true });  // uncommit first, then drop the weights
+    fs.rmSync(old.state, { force: true }); // uncommit first, then drop the weights
     fs.rmSync(old.weights, { force: true });
   }
   return ref;
@@ -89,7 +100,11 @@ export function listCheckpoints(dir: string): CheckpointRef[] {
  */
 export function removeUncommittedCheckpoints(dir: string): number {
   let names: string[];
-  try { names = fs.readdirSync(dir); } catch { return 0; }
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return 0;
+  }
   let removed = 0;
   for (const f of names) {
     if (!/^step-\d{8}\.safetensors$/.test(f) || names.includes(f.replace(/\.safetensors$/, '.json'))) continue;
@@ -108,7 +123,9 @@ export function readCheckpointState(ref: CheckpointRef): CheckpointState {
     throw new Error(`checkpoint ${ref.state} is unreadable: ${(e as Error).message}. Fix: delete it to resume from the previous one.`);
   }
   if (s.format !== 'cmac-checkpoint/1' || typeof s.step !== 'number' || !s.cursor || !s.config) {
-    throw new Error(`checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: use a checkpoint of a run folder written by train() (CLI: cmac train).`);
+    throw new Error(
+      `checkpoint ${ref.state} is not a cmac checkpoint (format ${JSON.stringify(s.format)}). Fix: use a checkpoint of a run folder written by train() (CLI: cmac train).`,
+    );
   }
   return { ...s, config: upgradeConfig(s.config) };
 }
@@ -165,16 +182,24 @@ export interface LoadedModel {
 
 /** Finds the checkpoint a path names: a step-N.json / .safetensors file, a checkpoints/ folder or a run folder (its newest checkpoint). */
 export function resolveCheckpoint(spec: string): CheckpointRef {
-  if (!fs.existsSync(spec)) throw new Error(`checkpoint ${spec} does not exist. Fix: pass a run folder (runs/x), its checkpoints/ folder or a step-N.safetensors file.`);
+  if (!fs.existsSync(spec))
+    throw new Error(
+      `checkpoint ${spec} does not exist. Fix: pass a run folder (runs/x), its checkpoints/ folder or a step-N.safetensors file.`,
+    );
   if (fs.statSync(spec).isDirectory()) {
     const ref = latestCheckpoint(path.join(spec, 'checkpoints')) ?? latestCheckpoint(spec);
-    if (!ref) throw new Error(`no checkpoint in ${spec}. Fix: train into it first (train() with train.runDir ${JSON.stringify(spec)}; CLI: cmac train --run-dir ${spec}) or pass a step-N.safetensors file.`);
+    if (!ref)
+      throw new Error(
+        `no checkpoint in ${spec}. Fix: train into it first (train() with train.runDir ${JSON.stringify(spec)}; CLI: cmac train --run-dir ${spec}) or pass a step-N.safetensors file.`,
+      );
     return ref;
   }
   const base = spec.replace(/\.(safetensors|json)$/, '');
   const ref = { step: Number((/step-(\d+)$/.exec(base) ?? [])[1] ?? NaN), weights: `${base}.safetensors`, state: `${base}.json` };
   if (!fs.existsSync(ref.weights) || !fs.existsSync(ref.state)) {
-    throw new Error(`checkpoint ${spec} is incomplete: it needs both ${path.basename(ref.weights)} and ${path.basename(ref.state)}. Fix: use a checkpoint written by train() (CLI: cmac train).`);
+    throw new Error(
+      `checkpoint ${spec} is incomplete: it needs both ${path.basename(ref.weights)} and ${path.basename(ref.state)}. Fix: use a checkpoint written by train() (CLI: cmac train).`,
+    );
   }
   return ref;
 }

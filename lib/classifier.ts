@@ -81,10 +81,18 @@ export class VideoClassifier {
     return this.n.save(path);
   }
 
-  get numClasses(): number { return this.n.numClasses; }
-  get device(): string { return this.n.device; }
-  get numParameters(): number { return this.n.numParameters; }
-  get disposed(): boolean { return this.n.disposed; }
+  get numClasses(): number {
+    return this.n.numClasses;
+  }
+  get device(): string {
+    return this.n.device;
+  }
+  get numParameters(): number {
+    return this.n.numParameters;
+  }
+  get disposed(): boolean {
+    return this.n.disposed;
+  }
 
   /** Frees the native memory now (a finaliser does it later otherwise). Safe to call twice. */
   dispose(): void {

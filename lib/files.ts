@@ -19,7 +19,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     }
     fs.renameSync(tmp, file);
   } catch (e) {
-    fs.rmSync(tmp, { force: true });  // never leave a torn temp file behind
+    fs.rmSync(tmp, { force: true }); // never leave a torn temp file behind
     throw e;
   }
   fsyncDir(path.dirname(file));
@@ -29,8 +29,14 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
 export function fsyncDir(dir: string): void {
   try {
     const fd = fs.openSync(dir, 'r');
-    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-  } catch { /* not every filesystem allows it */ }
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    /* not every filesystem allows it */
+  }
 }
 
 /** Whether process `pid` exists on this machine (EPERM: it exists, owned by someone else). */
@@ -55,7 +61,11 @@ function ownerGone(pid: number): boolean {
  */
 export function removeStaleTempFiles(dir: string): number {
   let names: string[];
-  try { names = fs.readdirSync(dir); } catch { return 0; }
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return 0;
+  }
   let removed = 0;
   for (const f of names) {
     const m = /\.tmp-(\d+)$/.exec(f);
@@ -64,7 +74,9 @@ export function removeStaleTempFiles(dir: string): number {
     try {
       fs.rmSync(path.join(dir, f), { force: true });
       removed++;
-    } catch { /* another cleaner got there first, or not ours to remove: leave it */ }
+    } catch {
+      /* another cleaner got there first, or not ours to remove: leave it */
+    }
   }
   return removed;
 }
@@ -89,7 +101,11 @@ export function onProcessExit(fn: () => void): () => void {
 
 function runExitHooks(): void {
   for (const fn of [...exitHooks]) {
-    try { fn(); } catch { /* exiting: a failed cleanup must not stop the others */ }
+    try {
+      fn();
+    } catch {
+      /* exiting: a failed cleanup must not stop the others */
+    }
   }
   exitHooks.clear();
 }
@@ -104,7 +120,13 @@ export function makeOwnedTempDir(prefix: string): { dir: string; remove: () => v
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}${process.pid}-`));
   const rm = () => fs.rmSync(dir, { recursive: true, force: true });
   const cancel = onProcessExit(rm);
-  return { dir, remove: () => { cancel(); rm(); } };
+  return {
+    dir,
+    remove: () => {
+      cancel();
+      rm();
+    },
+  };
 }
 
 /**
@@ -114,7 +136,11 @@ export function makeOwnedTempDir(prefix: string): { dir: string; remove: () => v
  */
 export function removeStaleTempDirs(prefixes: string[], parent = os.tmpdir()): number {
   let names: string[];
-  try { names = fs.readdirSync(parent); } catch { return 0; }
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return 0;
+  }
   let removed = 0;
   for (const f of names) {
     const pre = prefixes.find((p) => f.startsWith(p));
@@ -124,7 +150,9 @@ export function removeStaleTempDirs(prefixes: string[], parent = os.tmpdir()): n
     try {
       fs.rmSync(path.join(parent, f), { recursive: true, force: true });
       removed++;
-    } catch { /* not ours to remove, or gone already */ }
+    } catch {
+      /* not ours to remove, or gone already */
+    }
   }
   return removed;
 }

@@ -19,7 +19,21 @@ export { numel, zeros } from './tensor';
 export type { Tensor, AnyTensor, DType, DTypeArrays } from './tensor';
 
 // Configuration: one zod schema, presets, files and overrides.
-export { resolveConfig, loadConfigFile, parseOverride, toModelConfig, clipOf, learningRate, lambdaScale, RampStart, lossSwitches, configSchema, modelConfigSchema, lossPresetNames, ConfigError } from './config';
+export {
+  resolveConfig,
+  loadConfigFile,
+  parseOverride,
+  toModelConfig,
+  clipOf,
+  learningRate,
+  lambdaScale,
+  RampStart,
+  lossSwitches,
+  configSchema,
+  modelConfigSchema,
+  lossPresetNames,
+  ConfigError,
+} from './config';
 export type { CmacConfig, CmacConfigInput, ConfigInput, ModelConfig, LossPreset } from './config';
 export { modelPreset, clipShapes } from './presets';
 export type { SizePreset, ClipShape } from './presets';
@@ -28,11 +42,43 @@ export { OptionsError } from './options';
 export type { NativeErrorCode, NativeError } from './native';
 
 // Data: sources, the clip loader, synthetic data.
-export { folderSource, manifestSource, tarSource, synthSource, openSource, createLoader, ClipLoader, probe, DataError, TooFewClipsError, skipReasons, synthesize, renderClip, synthClasses } from './data';
+export {
+  folderSource,
+  manifestSource,
+  tarSource,
+  synthSource,
+  openSource,
+  createLoader,
+  ClipLoader,
+  probe,
+  DataError,
+  TooFewClipsError,
+  skipReasons,
+  synthesize,
+  renderClip,
+  synthClasses,
+} from './data';
 export type {
-  Source, SampleRef, FolderSourceOptions, ManifestSourceOptions, ManifestEntry, TarSourceOptions, SynthSourceOptions,
-  LoaderOptions, LoaderBatch, LoaderCursor, LoaderStats, ClipMeta, EpochSummary, SkipReason, ProbeInfo, DecoderKind,
-  SynthesizeOptions, SynthResult, RenderedClip, SynthClass,
+  Source,
+  SampleRef,
+  FolderSourceOptions,
+  ManifestSourceOptions,
+  ManifestEntry,
+  TarSourceOptions,
+  SynthSourceOptions,
+  LoaderOptions,
+  LoaderBatch,
+  LoaderCursor,
+  LoaderStats,
+  ClipMeta,
+  EpochSummary,
+  SkipReason,
+  ProbeInfo,
+  DecoderKind,
+  SynthesizeOptions,
+  SynthResult,
+  RenderedClip,
+  SynthClass,
 } from './data';
 
 // Training and its run folders.
@@ -44,15 +90,55 @@ export type { CheckpointRef, CheckpointState, LoadedModel } from './checkpoint';
 // Evaluation (docs/evaluation.md): one call for retrieval, localisation and
 // frequency grounding, the linear probe, finetuning, and their datasets.
 export {
-  evaluateModel, evaluateLocalization, evaluateRetrieval, evaluateFrequency, evalLoader, collectOutputs, linearProbe, finetune, openProbeDataset,
-  groundTruthFor, synthGroundTruthOf, manifestBoxesOf, flickrGroundTruthOf, vggssGroundTruthOf,
+  evaluateModel,
+  evaluateLocalization,
+  evaluateRetrieval,
+  evaluateFrequency,
+  evalLoader,
+  collectOutputs,
+  linearProbe,
+  finetune,
+  openProbeDataset,
+  groundTruthFor,
+  synthGroundTruthOf,
+  manifestBoxesOf,
+  flickrGroundTruthOf,
+  vggssGroundTruthOf,
 } from './eval';
 export type {
-  EvaluationResults, EvaluateModelOptions, ClipTask, ModelOutputs, CollectOptions, GroundTruthOf, LocalizationOptions, LocalizationResult,
-  LocalizationSummary, RetrievalSummary, FrequencyResult, FrequencySummary, LinearProbeOptions, LinearProbeResult, FinetuneOptions, FinetuneResult,
-  ProbeDataset, ProbeDatasetOptions,
+  EvaluationResults,
+  EvaluateModelOptions,
+  ClipTask,
+  ModelOutputs,
+  CollectOptions,
+  GroundTruthOf,
+  LocalizationOptions,
+  LocalizationResult,
+  LocalizationSummary,
+  RetrievalSummary,
+  FrequencyResult,
+  FrequencySummary,
+  LinearProbeOptions,
+  LinearProbeResult,
+  FinetuneOptions,
+  FinetuneResult,
+  ProbeDataset,
+  ProbeDatasetOptions,
 } from './eval';
 
 // Pictures of what a model attends to.
-export { encodePng, decodePng, heatmap, overlay, frameImage, colourBar, localizationPanel, spectrogramImage, frequencyPicture, frequencyTimeline, scatterSvg, evaluationSections } from './viz';
+export {
+  encodePng,
+  decodePng,
+  heatmap,
+  overlay,
+  frameImage,
+  colourBar,
+  localizationPanel,
+  spectrogramImage,
+  frequencyPicture,
+  frequencyTimeline,
+  scatterSvg,
+  evaluationSections,
+} from './viz';
 export type { RgbImage, ColormapName, OverlayOptions, FrequencyPictureOptions, FrequencyTimelineOptions, EvaluationVisuals } from './viz';

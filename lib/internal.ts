@@ -16,7 +16,15 @@ export { deepMerge, saveConfig, maxConfigDepth } from './config';
 export { sizePresets } from './config/presets';
 export { clipShape } from './presets';
 export { checkOptionKeys, keysOf } from './options';
-export { writeFileAtomic, fsyncDir, onProcessExit, makeOwnedTempDir, removeStaleTempDirs, removeStaleTempFiles, processAlive } from './files';
+export {
+  writeFileAtomic,
+  fsyncDir,
+  onProcessExit,
+  makeOwnedTempDir,
+  removeStaleTempDirs,
+  removeStaleTempFiles,
+  processAlive,
+} from './files';
 export { writeTrainingReport, trainingSections } from './train/report';
 export { launchLocal, freePort } from './distributed/launch';
 export type { LaunchOptions } from './distributed/launch';

@@ -183,13 +183,25 @@ export class CmacModel {
     return this;
   }
 
-  get training(): boolean { return this.nativeModel.training; }
-  get device(): string { return this.nativeModel.device; }
-  get numParameters(): number { return this.nativeModel.numParameters; }
-  get disposed(): boolean { return this.nativeModel.disposed; }
+  get training(): boolean {
+    return this.nativeModel.training;
+  }
+  get device(): string {
+    return this.nativeModel.device;
+  }
+  get numParameters(): number {
+    return this.nativeModel.numParameters;
+  }
+  get disposed(): boolean {
+    return this.nativeModel.disposed;
+  }
   /** This process's rank and the number of ranks (0 and 1 without dist). */
-  get rank(): number { return this.nativeModel.rank; }
-  get worldSize(): number { return this.nativeModel.worldSize; }
+  get rank(): number {
+    return this.nativeModel.rank;
+  }
+  get worldSize(): number {
+    return this.nativeModel.worldSize;
+  }
 
   /** True on every rank when any rank passes true (a collective: every rank must call it). */
   async anyRank(flag: boolean): Promise<boolean> {

@@ -22,8 +22,16 @@ export function packageRoot(): string {
  * it; docs/errors.md says what each means).
  */
 export type NativeErrorCode =
-  | 'CMAC_BAD_ARGUMENT' | 'CMAC_OUT_OF_RANGE' | 'CMAC_SHAPE_MISMATCH' | 'CMAC_INVALID_VALUE' | 'CMAC_IO'
-  | 'CMAC_CHECKPOINT_INVALID' | 'CMAC_DISPOSED' | 'CMAC_UNAVAILABLE' | 'CMAC_TORCH_ERROR' | 'CMAC_NATIVE_ERROR';
+  | 'CMAC_BAD_ARGUMENT'
+  | 'CMAC_OUT_OF_RANGE'
+  | 'CMAC_SHAPE_MISMATCH'
+  | 'CMAC_INVALID_VALUE'
+  | 'CMAC_IO'
+  | 'CMAC_CHECKPOINT_INVALID'
+  | 'CMAC_DISPOSED'
+  | 'CMAC_UNAVAILABLE'
+  | 'CMAC_TORCH_ERROR'
+  | 'CMAC_NATIVE_ERROR';
 
 /** An error from the native engine: a TypeError, RangeError or Error whose `code` is a {@link NativeErrorCode}. */
 export interface NativeError extends Error {
@@ -32,10 +40,17 @@ export interface NativeError extends Error {
 
 /** The addon's raw surface (native/addon). lib/ wraps it in typed classes. */
 export interface NativeStepResult {
-  loss: number; lossCon: number; lossV: number; lossA: number;
+  loss: number;
+  lossCon: number;
+  lossV: number;
+  lossA: number;
   /** In-batch retrieval accuracy read off the L_con logits (both directions; chance 1/B). */
   retrievalAcc: number;
-  gradNorm: number; timeMs: number; lossScale: number; stepped: boolean; finite: boolean;
+  gradNorm: number;
+  timeMs: number;
+  lossScale: number;
+  stepped: boolean;
+  finite: boolean;
 }
 export interface NativeModel {
   trainStep(batch: object, options?: object): Promise<NativeStepResult>;
@@ -63,7 +78,12 @@ export interface NativeModel {
   readonly disposed: boolean;
 }
 export interface NativeClassifierStep {
-  loss: number; accuracy: number; gradNorm: number; timeMs: number; finite: boolean; step: number;
+  loss: number;
+  accuracy: number;
+  gradNorm: number;
+  timeMs: number;
+  finite: boolean;
+  step: number;
 }
 export interface NativeClassifier {
   trainStep(batch: object, options: object): Promise<NativeClassifierStep>;
@@ -89,8 +109,13 @@ export interface NativeAddon {
   writeSafetensors(path: string, tensors: Record<string, AnyTensor>, metadata?: Record<string, string>): Promise<void>;
   createModel(config: object): Promise<NativeModel>;
   createClassifier(config: object, options: object): Promise<NativeClassifier>;
-  fitLogisticRegression(features: AnyTensor, labels: AnyTensor, numClasses: number, l2: number, maxIter?: number):
-    Promise<{ weight: AnyTensor; bias: AnyTensor; loss: number; iterations: number }>;
+  fitLogisticRegression(
+    features: AnyTensor,
+    labels: AnyTensor,
+    numClasses: number,
+    l2: number,
+    maxIter?: number,
+  ): Promise<{ weight: AnyTensor; bias: AnyTensor; loss: number; iterations: number }>;
 }
 
 let cached: NativeAddon | undefined;
@@ -119,22 +144,29 @@ export function native(): NativeAddon {
 
 function loadFailure(root: string, err: Error): string {
   const plat = `${process.platform}-${process.arch}`;
-  const tried = [path.join(root, 'prebuilds', plat), path.join(root, 'build', 'Release'), path.join(root, 'build', 'Debug')]
-    .map((p) => `  ${p} ${fs.existsSync(p) ? '(exists)' : '(missing)'}`);
+  const tried = [path.join(root, 'prebuilds', plat), path.join(root, 'build', 'Release'), path.join(root, 'build', 'Debug')].map(
+    (p) => `  ${p} ${fs.existsSync(p) ? '(exists)' : '(missing)'}`,
+  );
   let prebuild = '';
   try {
     const m = JSON.parse(fs.readFileSync(path.join(root, 'prebuilds', plat, 'cmac.json'), 'utf8'));
     prebuild = `The prebuild was made for libtorch ${m.torchVersion} (${m.torchSource}, ${m.cuda ? 'CUDA' : 'CPU'}), ${m.libav ? 'with' : 'without'} libav; it needs ${(m.needed ?? []).join(' ')}.`;
-  } catch { /* no prebuild manifest */ }
+  } catch {
+    /* no prebuild manifest */
+  }
   let torch = 'libtorch: not checked';
   let howTo = '';
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- plain JS, loaded only for the error message
     const ft = require(path.join(root, 'scripts', 'find-torch.js'));
     const t = ft.findTorch();
-    torch = t.source ? `libtorch: found (${t.source}, ${ft.torchVersion(t) ?? 'version unknown'}) at ${t.cmakeDir}` : `libtorch: NOT found; tried ${t.tried.join('; ')}`;
+    torch = t.source
+      ? `libtorch: found (${t.source}, ${ft.torchVersion(t) ?? 'version unknown'}) at ${t.cmakeDir}`
+      : `libtorch: NOT found; tried ${t.tried.join('; ')}`;
     howTo = ft.HOW_TO_GET_LIBTORCH;
-  } catch { /* scripts/ may be absent in a trimmed install */ }
+  } catch {
+    /* scripts/ may be absent in a trimmed install */
+  }
   const missingLib = /lib(torch|c10|av[a-z]+|sw[a-z]+)[^ ]*\.so[.0-9]*/.exec(err.message);
   const checkout = fs.existsSync(path.join(root, 'tsconfig.json'));
   return [
@@ -148,5 +180,7 @@ function loadFailure(root: string, err: Error): string {
       ? 'Fix: in this cmac checkout run `npm run setup` (installs libtorch-dev, ffmpeg, and builds; Debian/Ubuntu), or `npm run build:native`.'
       : 'Fix: `npm rebuild cmac --foreground-scripts` re-runs the install: it takes the prebuild when it was made for the libtorch found, else builds from source (`--build-from-source` forces that).',
     howTo,
-  ].filter(Boolean).join('\n');
+  ]
+    .filter(Boolean)
+    .join('\n');
 }

@@ -19,6 +19,10 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
  * Writes tensors atomically (temp file, fsync, rename).
  * @example await writeSafetensors('emb.safetensors', { zV: { data, shape: [n, 128] } });
  */
-export async function writeSafetensors(path: string, tensors: Record<string, AnyTensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, AnyTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   return native().writeSafetensors(path, tensors, metadata);
 }

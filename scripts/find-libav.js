@@ -23,14 +23,26 @@ function pc(args) {
 const have = pc(['--exists']) !== null && process.env.CMAC_WITH_LIBAV !== '0';
 const mode = process.argv[2];
 if (!have) {
-  if (mode === '--gyp-sources') process.stderr.write('cmac: libav not found with pkg-config; native decoding is left out (apt install libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config)\n');
+  if (mode === '--gyp-sources')
+    process.stderr.write(
+      'cmac: libav not found with pkg-config; native decoding is left out (apt install libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config)\n',
+    );
   process.exit(0);
 }
 const root = path.join(__dirname, '..');
 if (mode === '--gyp-sources') {
-  console.log(fs.readdirSync(path.join(root, 'native/core/media')).filter((f) => f.endsWith('.cpp')).map((f) => `native/core/media/${f}`).join(' '));
+  console.log(
+    fs
+      .readdirSync(path.join(root, 'native/core/media'))
+      .filter((f) => f.endsWith('.cpp'))
+      .map((f) => `native/core/media/${f}`)
+      .join(' '),
+  );
 } else if (mode === '--gyp-include') {
-  const inc = (pc(['--cflags-only-I']) || '').split(/\s+/).filter(Boolean).map((s) => s.replace(/^-I/, ''));
+  const inc = (pc(['--cflags-only-I']) || '')
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((s) => s.replace(/^-I/, ''));
   console.log(['native/core/media', ...inc].join(' '));
 } else if (mode === '--gyp-defines') {
   console.log('CMAC_HAVE_LIBAV=1');

@@ -17,7 +17,14 @@ function hasConfig(dir) {
 
 /** cmake dir (the folder holding TorchConfig.cmake) under a prefix, if any. @param {string} prefix */
 function configUnder(prefix) {
-  for (const rel of ['share/cmake/Torch', 'lib/cmake/Torch', 'lib/x86_64-linux-gnu/cmake/Torch', 'lib/aarch64-linux-gnu/cmake/Torch', 'Torch', '.']) {
+  for (const rel of [
+    'share/cmake/Torch',
+    'lib/cmake/Torch',
+    'lib/x86_64-linux-gnu/cmake/Torch',
+    'lib/aarch64-linux-gnu/cmake/Torch',
+    'Torch',
+    '.',
+  ]) {
     const d = path.join(prefix, rel);
     if (hasConfig(d)) return d;
   }
@@ -29,8 +36,11 @@ function pythonPrefix() {
   for (const py of [process.env.PYTHON ?? '', 'python3', '/usr/bin/python3'].filter(Boolean)) {
     try {
       const out = execFileSync(py, ['-c', 'import torch;print(torch.utils.cmake_prefix_path)'], {
-        stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000,
-      }).toString().trim();
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 60000,
+      })
+        .toString()
+        .trim();
       tried.push(`${py}: ${out}`);
       const dir = configUnder(out);
       if (dir) return { dir, tried };
@@ -153,7 +163,10 @@ function main() {
   const t = findTorch();
   const arg = process.argv[2] || '--json';
   if (!t.source) {
-    if (arg === '--json') { console.log(JSON.stringify(t, null, 2)); return; }
+    if (arg === '--json') {
+      console.log(JSON.stringify(t, null, 2));
+      return;
+    }
     console.error('cmac: libtorch not found. Tried:\n  ' + t.tried.join('\n  ') + '\n' + HOW_TO_GET_LIBTORCH);
     process.exit(1);
   }
@@ -173,11 +186,18 @@ function main() {
       // c10d back-ends only where their headers are (as CMakeLists.txt decides): PyTorch's
       // wheels ship no gloo/*.h; nccl.h comes with CUDA installs or libnccl-dev.
       const inc = [path.join(t.root, 'include'), '/usr/include', '/usr/local/include'];
-      const gloo = headerIn(inc, 'gloo/config.h') && fs.existsSync(path.join(t.root, 'include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'));
+      const gloo =
+        headerIn(inc, 'gloo/config.h') && fs.existsSync(path.join(t.root, 'include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'));
       const nccl = cuda && headerIn([...inc, '/usr/local/cuda/include'], 'nccl.h');
-      console.log([`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`, `CMAC_TORCH_SOURCE_ID=${t.source}`,
-        ...(gloo ? ['USE_DISTRIBUTED', 'USE_C10D_GLOO', 'CMAC_HAVE_GLOO'] : []),
-        ...(cuda ? ['CMAC_WITH_CUDA=1'] : []), ...(nccl ? ['USE_DISTRIBUTED', 'USE_C10D_NCCL', 'CMAC_HAVE_NCCL'] : [])].join(' '));
+      console.log(
+        [
+          `_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t)}`,
+          `CMAC_TORCH_SOURCE_ID=${t.source}`,
+          ...(gloo ? ['USE_DISTRIBUTED', 'USE_C10D_GLOO', 'CMAC_HAVE_GLOO'] : []),
+          ...(cuda ? ['CMAC_WITH_CUDA=1'] : []),
+          ...(nccl ? ['USE_DISTRIBUTED', 'USE_C10D_NCCL', 'CMAC_HAVE_NCCL'] : []),
+        ].join(' '),
+      );
       break;
     }
     case '--gyp-std': {
@@ -195,7 +215,10 @@ function main() {
     }
     case '--gyp-ldflags': {
       // Relative rpath only: from build/Release (and prebuilds/<platform>) to the torch lib dir.
-      if (isSystemDir(lib)) { console.log(''); break; }
+      if (isSystemDir(lib)) {
+        console.log('');
+        break;
+      }
       const pkg = path.resolve(__dirname, '..');
       const rel = path.relative(path.join(pkg, 'build', 'Release'), lib);
       console.log(`-Wl,-rpath,'$$ORIGIN/${rel}'`);

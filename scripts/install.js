@@ -27,12 +27,19 @@ const say = (/** @type {string} */ m) => process.stderr.write(`cmac: ${m}\n`);
 /** @param {string} file @returns {{ info?: any, error?: string }} */
 function tryLoad(file) {
   const r = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(file)}).info()))`], {
-    encoding: 'utf8', timeout: 120000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1', GOTO_NUM_THREADS: '1' },
+    encoding: 'utf8',
+    timeout: 120000,
+    env: { ...process.env, OPENBLAS_NUM_THREADS: '1', GOTO_NUM_THREADS: '1' },
   });
   if (r.status === 0) {
-    try { return { info: JSON.parse(r.stdout) }; } catch { /* fall through */ }
+    try {
+      return { info: JSON.parse(r.stdout) };
+    } catch {
+      /* fall through */
+    }
   }
-  const why = (r.stderr || '').split('\n').find((l) => /Error|error|cannot|No such/.test(l)) || (r.error ? r.error.message : `exit ${r.status}`);
+  const why =
+    (r.stderr || '').split('\n').find((l) => /Error|error|cannot|No such/.test(l)) || (r.error ? r.error.message : `exit ${r.status}`);
   return { error: why.trim() };
 }
 
@@ -42,7 +49,11 @@ function prebuild() {
   const file = path.join(dir, 'cmac.node');
   if (!fs.existsSync(file)) return null;
   let manifest = null;
-  try { manifest = JSON.parse(fs.readFileSync(path.join(dir, 'cmac.json'), 'utf8')); } catch { /* checked below */ }
+  try {
+    manifest = JSON.parse(fs.readFileSync(path.join(dir, 'cmac.json'), 'utf8'));
+  } catch {
+    /* checked below */
+  }
   return { file, manifest };
 }
 
@@ -52,7 +63,7 @@ function prebuild() {
  */
 function mismatch(pb, t) {
   if (!pb.manifest) return `prebuilds/${platform}/cmac.json (the manifest) is missing`;
-  if (!t.source) return null;  // nothing to compare with: loading decides
+  if (!t.source) return null; // nothing to compare with: loading decides
   const want = torchVersion(t);
   if (want && pb.manifest.torchVersion !== want) {
     return `the prebuild was made for libtorch ${pb.manifest.torchVersion}, the libtorch found here (${t.source}, ${t.cmakeDir}) is ${want}`;
@@ -81,22 +92,31 @@ function buildFromSource(t, reason) {
   if (!has('cmake', ['--version'])) missing.push('cmake');
   if (!has(process.env.CXX || 'c++', ['--version'])) missing.push('a C++ compiler (g++)');
   if (missing.length) {
-    fail([`building from source (${reason}) needs ${missing.join(' and ')}.`,
-      'Fix: sudo apt install cmake g++ nlohmann-json3-dev pkg-config (Debian/Ubuntu; other systems: the same from their package manager), then `npm rebuild cmac`.']);
+    fail([
+      `building from source (${reason}) needs ${missing.join(' and ')}.`,
+      'Fix: sudo apt install cmake g++ nlohmann-json3-dev pkg-config (Debian/Ubuntu; other systems: the same from their package manager), then `npm rebuild cmac`.',
+    ]);
   }
   const jobs = Number(process.env.CMAC_BUILD_JOBS) || os.cpus().length;
   say(`building the addon from source: ${reason}.`);
-  say(`libtorch ${torchVersion(t) || '(version unknown)'} from ${t.source} (${t.cmakeDir}), ${hasCuda(t) ? 'CUDA' : 'CPU'}; cmake-js, ${jobs} jobs. ` +
-    'This takes about 10 minutes on 2 cores (see it with `npm install --foreground-scripts`).');
+  say(
+    `libtorch ${torchVersion(t) || '(version unknown)'} from ${t.source} (${t.cmakeDir}), ${hasCuda(t) ? 'CUDA' : 'CPU'}; cmake-js, ${jobs} jobs. ` +
+      'This takes about 10 minutes on 2 cores (see it with `npm install --foreground-scripts`).',
+  );
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build', '--parallel', String(jobs), '--target', 'cmac',
-    '--CDCMAC_BUILD_TESTS=OFF'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  const r = spawnSync(
+    process.execPath,
+    [cmakeJs, 'compile', '--out', 'build', '--parallel', String(jobs), '--target', 'cmac', '--CDCMAC_BUILD_TESTS=OFF'],
+    { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   const secs = ((Date.now() - t0) / 1000).toFixed(0);
   if (r.status !== 0) {
-    fail([`the source build failed after ${secs} s (the compiler's output is above).`,
+    fail([
+      `the source build failed after ${secs} s (the compiler's output is above).`,
       'Fix: install what it names (Debian/Ubuntu: sudo apt install cmake g++ nlohmann-json3-dev pkg-config), then `npm rebuild cmac --foreground-scripts`.',
-      HOW_TO_GET_LIBTORCH]);
+      HOW_TO_GET_LIBTORCH,
+    ]);
   }
   const built = path.join(root, 'build', 'Release', 'cmac.node');
   const l = tryLoad(built);
@@ -123,7 +143,9 @@ function main() {
         return;
       }
       // The loader tries build/Release before prebuilds/: a stale build must not shadow what is chosen below.
-      say(`build/Release/cmac.node ${l.info ? `was built for libtorch ${l.info.torchVersion}, the libtorch found here is ${want}` : `does not load: ${l.error}`}; set aside.`);
+      say(
+        `build/Release/cmac.node ${l.info ? `was built for libtorch ${l.info.torchVersion}, the libtorch found here is ${want}` : `does not load: ${l.error}`}; set aside.`,
+      );
       fs.renameSync(built, `${built}.old`);
     }
     const pb = prebuild();
@@ -135,7 +157,9 @@ function main() {
         const l = tryLoad(pb.file);
         if (l.info) {
           const m = pb.manifest || {};
-          say(`using the prebuild prebuilds/${platform}/cmac.node (libtorch ${l.info.torchVersion}, ${m.libav ? 'with' : 'without'} libav).`);
+          say(
+            `using the prebuild prebuilds/${platform}/cmac.node (libtorch ${l.info.torchVersion}, ${m.libav ? 'with' : 'without'} libav).`,
+          );
           return;
         }
         reason = `the prebuild does not load here: ${l.error}`;

@@ -6,12 +6,7 @@ const fs = require('fs');
 const path = require('path');
 const dist = path.join(__dirname, '..', 'dist');
 const names = Object.keys(require(path.join(dist, 'index.js'))).filter((n) => n !== 'default' && n !== '__esModule');
-const body = [
-  "import cjs from './index.js';",
-  `export const { ${names.join(', ')} } = cjs;`,
-  'export default cjs;',
-  '',
-].join('\n');
+const body = ["import cjs from './index.js';", `export const { ${names.join(', ')} } = cjs;`, 'export default cjs;', ''].join('\n');
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
 // The CLI entry must be executable for `npx cmac` and the npm bin link. (It
 // keeps tsc's `#!/usr/bin/env node`: it no longer re-executes node with

@@ -35,14 +35,22 @@ function viaPrebuildify(extra) {
   // Build against this Node's own headers (no download): N-API makes the result
   // load in every Node version with N-API 8, and in Electron.
   const nodedir = process.env.npm_config_nodedir || path.resolve(process.execPath, '..', '..');
-  const env = { ...process.env, JOBS: process.env.JOBS || 'max', npm_config_nodedir: nodedir,
-    PREBUILD_NODE_GYP: path.join(root, 'node_modules', '.bin', 'node-gyp') };
+  const env = {
+    ...process.env,
+    JOBS: process.env.JOBS || 'max',
+    npm_config_nodedir: nodedir,
+    PREBUILD_NODE_GYP: path.join(root, 'node_modules', '.bin', 'node-gyp'),
+  };
   const args = ['--napi', '--strip', '--target', process.versions.node, ...extra];
   const r = spawnSync(bin, args, { cwd: stage, stdio: 'inherit', env });
-  if (r.status !== 0) die('prebuildify failed. Fix: run `npm run setup` (libtorch-dev, g++), then `npm run build:gyp` to see the compiler output.', r.status || 1);
+  if (r.status !== 0)
+    die(
+      'prebuildify failed. Fix: run `npm run setup` (libtorch-dev, g++), then `npm run build:gyp` to see the compiler output.',
+      r.status || 1,
+    );
   fs.mkdirSync(out, { recursive: true });
   const made = path.join(stage, 'prebuilds', platform);
-  const file = fs.readdirSync(made).find((f) => f.endsWith('.node'));  // prebuildify names it after package.json
+  const file = fs.readdirSync(made).find((f) => f.endsWith('.node')); // prebuildify names it after package.json
   if (!file) die(`prebuildify wrote no .node file into ${made}`);
   fs.copyFileSync(path.join(made, file), path.join(out, 'cmac.node'));
   return 'node-gyp (prebuildify)';
@@ -79,7 +87,10 @@ function main() {
   const manifest = {
     name: 'cmac',
     version: require(path.join(root, 'package.json')).version,
-    platform, napiVersion: 8, builtWith: via, node: process.version,
+    platform,
+    napiVersion: 8,
+    builtWith: via,
+    node: process.version,
     glibc: /** @type {any} */ (process.report.getReport()).header.glibcVersionRuntime || null,
     torchVersion: l.info.torchVersion,
     torchSource: l.info.torchSource,
@@ -89,8 +100,10 @@ function main() {
     needed: libs,
   };
   fs.writeFileSync(path.join(out, 'cmac.json'), JSON.stringify(manifest, null, 2) + '\n');
-  console.error(`prebuild: wrote ${path.relative(root, out)}/cmac.node and cmac.json (${via}; libtorch ${manifest.torchVersion} ${manifest.torchSource}, ` +
-    `${manifest.cuda ? 'CUDA' : 'CPU'}, ${manifest.libav ? 'with' : 'without'} libav)`);
+  console.error(
+    `prebuild: wrote ${path.relative(root, out)}/cmac.node and cmac.json (${via}; libtorch ${manifest.torchVersion} ${manifest.torchSource}, ` +
+      `${manifest.cuda ? 'CUDA' : 'CPU'}, ${manifest.libav ? 'with' : 'without'} libav)`,
+  );
 }
 
 main();

@@ -64,9 +64,9 @@ describe('addon errors: stable codes', function () {
 
   it('a tensor whose data does not fill its shape: RangeError CMAC_SHAPE_MISMATCH', async () => {
     const bad = { audio: { data: new Float32Array(3), shape: [2, 4000] } };
-    expect(
-      await codeOf(model.embed(bad), RangeError, /batch\.audio\.data has 3 elements but shape \[2,4000\] needs 8000/),
-    ).to.equal('CMAC_SHAPE_MISMATCH');
+    expect(await codeOf(model.embed(bad), RangeError, /batch\.audio\.data has 3 elements but shape \[2,4000\] needs 8000/)).to.equal(
+      'CMAC_SHAPE_MISMATCH',
+    );
     expect(
       await codeOf(
         () => writeSafetensors(path.join(dir, 'x.safetensors'), { w: { data: new Float32Array(2), shape: [-1] } }),
@@ -83,39 +83,29 @@ describe('addon errors: stable codes', function () {
     expect(await codeOf(m.trainStep(randomBatch(2, 1), { lr: 1e-3 }), Error, /disposed/)).to.equal('CMAC_DISPOSED');
     const c = await VideoClassifier.create(micro, { numClasses: 2 });
     c.dispose();
-    expect(
-      await codeOf(c.predict({ video: randomBatch(2, 1).video! }), Error, /VideoClassifier was disposed/),
-    ).to.equal('CMAC_DISPOSED');
+    expect(await codeOf(c.predict({ video: randomBatch(2, 1).video! }), Error, /VideoClassifier was disposed/)).to.equal('CMAC_DISPOSED');
   });
 
   it('a malformed checkpoint: CMAC_CHECKPOINT_INVALID, and the model is unchanged', async () => {
     const f = path.join(dir, 'garbage.safetensors');
     fs.writeFileSync(f, Buffer.concat([Buffer.from([16, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"a": [1, 2, 3]}')]));
     const before = (await model.stateDict())['heads.projV.fc2.bias'].data;
-    expect(await codeOf(model.load(f), Error, /malformed safetensors .*garbage\.safetensors.*Fix:/)).to.equal(
+    expect(await codeOf(model.load(f), Error, /malformed safetensors .*garbage\.safetensors.*Fix:/)).to.equal('CMAC_CHECKPOINT_INVALID');
+    expect(await codeOf(readSafetensors(f), Error, /malformed safetensors/)).to.equal('CMAC_CHECKPOINT_INVALID');
+    expect(await codeOf(VideoClassifier.create(micro, { numClasses: 2, encoder: f }), Error, /malformed safetensors/)).to.equal(
       'CMAC_CHECKPOINT_INVALID',
     );
-    expect(await codeOf(readSafetensors(f), Error, /malformed safetensors/)).to.equal('CMAC_CHECKPOINT_INVALID');
-    expect(
-      await codeOf(VideoClassifier.create(micro, { numClasses: 2, encoder: f }), Error, /malformed safetensors/),
-    ).to.equal('CMAC_CHECKPOINT_INVALID');
     expect((await model.stateDict())['heads.projV.fc2.bias'].data).to.deep.equal(before);
   });
 
   it('wrong types, unknown names, missing files and foreign receivers have their codes', async () => {
     const a = native();
-    expect(await codeOf(() => a.createModel(5 as never), TypeError, /config must be an object/)).to.equal(
-      'CMAC_BAD_ARGUMENT',
+    expect(await codeOf(() => a.createModel(5 as never), TypeError, /config must be an object/)).to.equal('CMAC_BAD_ARGUMENT');
+    expect(await codeOf(() => a.createModel({ loss: { preset: 'nope' } }), Error, /loss preset must be one of/)).to.equal(
+      'CMAC_INVALID_VALUE',
     );
-    expect(
-      await codeOf(() => a.createModel({ loss: { preset: 'nope' } }), Error, /loss preset must be one of/),
-    ).to.equal('CMAC_INVALID_VALUE');
-    expect(await codeOf(() => a.createModel({ seed: -1 }), RangeError, /config\.seed must be an integer/)).to.equal(
-      'CMAC_OUT_OF_RANGE',
-    );
-    expect(await codeOf(model.load(path.join(dir, 'missing.safetensors')), Error, /cannot open .*missing/)).to.equal(
-      'CMAC_IO',
-    );
+    expect(await codeOf(() => a.createModel({ seed: -1 }), RangeError, /config\.seed must be an integer/)).to.equal('CMAC_OUT_OF_RANGE');
+    expect(await codeOf(model.load(path.join(dir, 'missing.safetensors')), Error, /cannot open .*missing/)).to.equal('CMAC_IO');
     // A getter called on another class's object (V8 itself rejects methods called so, with "Illegal invocation").
     const clf = await a.createClassifier(micro, { numClasses: 2 });
     try {
@@ -123,18 +113,12 @@ describe('addon errors: stable codes', function () {
         (a as unknown as { CmacModel: { prototype: object } }).CmacModel.prototype,
         'device',
       )!.get!;
-      expect(await codeOf(() => getter.call(clf), TypeError, /receiver is not a CmacModel/)).to.equal(
-        'CMAC_BAD_ARGUMENT',
-      );
+      expect(await codeOf(() => getter.call(clf), TypeError, /receiver is not a CmacModel/)).to.equal('CMAC_BAD_ARGUMENT');
     } finally {
       clf.dispose();
     }
     expect(
-      await codeOf(
-        () => new (a as unknown as { CmacModel: new () => unknown }).CmacModel(),
-        TypeError,
-        /cannot be constructed directly/,
-      ),
+      await codeOf(() => new (a as unknown as { CmacModel: new () => unknown }).CmacModel(), TypeError, /cannot be constructed directly/),
     ).to.equal('CMAC_BAD_ARGUMENT');
   });
 });

@@ -85,15 +85,50 @@ describe('addon: bad arguments to every exported function', () => {
     ['setNumThreads(1.5)', () => a.setNumThreads(1.5), RangeError, /integer/],
     ['readSafetensors(42)', () => a.readSafetensors(42 as never), TypeError, /path must be a string/],
     ['writeSafetensors(no tensors)', () => a.writeSafetensors('/tmp/x', undefined as never), TypeError, /tensors must be an object/],
-    ['writeSafetensors(data not typed)', () => a.writeSafetensors('/tmp/x', { w: { data: [1, 2], shape: [2] } } as never), TypeError, /tensors\['w'\]\.data must be a typed array/],
-    ['writeSafetensors(shape mismatch)', () => a.writeSafetensors('/tmp/x', { w: { data: new Float32Array(3), shape: [2] } }), RangeError, /has 3 elements but shape \[2\] needs 2/],
-    ['writeSafetensors(negative dim)', () => a.writeSafetensors('/tmp/x', { w: { data: new Float32Array(2), shape: [-2] } }), RangeError, /shape\[0\] must be a non-negative integer/],
-    ['writeSafetensors(bad dtype)', () => a.writeSafetensors('/tmp/x', { w: { ...t, dtype: 'int8' } } as never), TypeError, /dtype 'int8' is not supported/],
-    ['writeSafetensors(dtype vs array)', () => a.writeSafetensors('/tmp/x', { w: { ...t, dtype: 'uint8' } } as never), TypeError, /needs a Uint8Array/],
-    ['writeSafetensors(metadata value)', () => a.writeSafetensors('/tmp/x', { w: t }, { k: 1 } as never), TypeError, /metadata\['k'\] must be a string/],
+    [
+      'writeSafetensors(data not typed)',
+      () => a.writeSafetensors('/tmp/x', { w: { data: [1, 2], shape: [2] } } as never),
+      TypeError,
+      /tensors\['w'\]\.data must be a typed array/,
+    ],
+    [
+      'writeSafetensors(shape mismatch)',
+      () => a.writeSafetensors('/tmp/x', { w: { data: new Float32Array(3), shape: [2] } }),
+      RangeError,
+      /has 3 elements but shape \[2\] needs 2/,
+    ],
+    [
+      'writeSafetensors(negative dim)',
+      () => a.writeSafetensors('/tmp/x', { w: { data: new Float32Array(2), shape: [-2] } }),
+      RangeError,
+      /shape\[0\] must be a non-negative integer/,
+    ],
+    [
+      'writeSafetensors(bad dtype)',
+      () => a.writeSafetensors('/tmp/x', { w: { ...t, dtype: 'int8' } } as never),
+      TypeError,
+      /dtype 'int8' is not supported/,
+    ],
+    [
+      'writeSafetensors(dtype vs array)',
+      () => a.writeSafetensors('/tmp/x', { w: { ...t, dtype: 'uint8' } } as never),
+      TypeError,
+      /needs a Uint8Array/,
+    ],
+    [
+      'writeSafetensors(metadata value)',
+      () => a.writeSafetensors('/tmp/x', { w: t }, { k: 1 } as never),
+      TypeError,
+      /metadata\['k'\] must be a string/,
+    ],
     ['writeSafetensors(unwritable)', () => a.writeSafetensors('/nonexistent-dir/x.safetensors', { w: t }), Error, /cannot create .*Fix:/],
     ['createModel(5)', () => a.createModel(5 as never), TypeError, /config must be an object/],
-    ['createModel(bad planes)', () => a.createModel({ visual: { planes: [1, 2] } }), TypeError, /config\.visual\.planes must be an array of 4 integers/],
+    [
+      'createModel(bad planes)',
+      () => a.createModel({ visual: { planes: [1, 2] } }),
+      TypeError,
+      /config\.visual\.planes must be an array of 4 integers/,
+    ],
     ['createModel(bad preset)', () => a.createModel({ loss: { preset: 'nope' } }), Error, /loss preset must be one of/],
     ['createModel(bad device)', () => a.createModel({ device: 'tpu' }), RangeError, /device 'tpu' is not valid/],
     ['createModel(cuda on CPU build)', () => a.createModel({ device: 'cuda:0' }), RangeError, /CUDA is not available|does not exist/],
@@ -101,7 +136,12 @@ describe('addon: bad arguments to every exported function', () => {
     ['createModel(tau string)', () => a.createModel({ loss: { tau: '0.1' } }), TypeError, /config\.loss\.tau must be a number/],
     ['createModel(seed -1)', () => a.createModel({ seed: -1 }), RangeError, /config\.seed must be an integer/],
     ['createModel(amp)', () => a.createModel({ amp: 'fp8' } as never), RangeError, /amp must be off, bf16 or fp16/],
-    ['new CmacModel()', () => new (a as unknown as { CmacModel: new () => unknown }).CmacModel(), TypeError, /cannot be constructed directly/],
+    [
+      'new CmacModel()',
+      () => new (a as unknown as { CmacModel: new () => unknown }).CmacModel(),
+      TypeError,
+      /cannot be constructed directly/,
+    ],
   ];
   for (const [name, fn, cls, re] of cases) {
     it(name, async () => {
@@ -118,10 +158,20 @@ describe('addon: bad arguments to every exported function', () => {
 
   it("a CmacModel's and a VideoClassifier's methods called on each other's objects throw, and both still work", async () => {
     const x = a as unknown as Record<string, any>;
-    const model = await x.createModel({ visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 }, audio: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1] }, seed: 1 });
-    const clf = await x.createClassifier({ visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 }, seed: 1 }, { numClasses: 2 });
+    const model = await x.createModel({
+      visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 },
+      audio: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1] },
+      seed: 1,
+    });
+    const clf = await x.createClassifier(
+      { visual: { planes: [4, 4, 4, 4], blocks: [1, 1, 1, 1], stemMid: 4 }, seed: 1 },
+      { numClasses: 2 },
+    );
     const getter = (ctor: any, name: string) => Object.getOwnPropertyDescriptor(ctor.prototype, name)!.get!;
-    for (const [ctor, other, names] of [[x.CmacModel, clf, ['device', 'numParameters', 'disposed', 'rank', 'worldSize']], [x.VideoClassifier, model, ['device', 'numParameters', 'disposed', 'numClasses']]] as const) {
+    for (const [ctor, other, names] of [
+      [x.CmacModel, clf, ['device', 'numParameters', 'disposed', 'rank', 'worldSize']],
+      [x.VideoClassifier, model, ['device', 'numParameters', 'disposed', 'numClasses']],
+    ] as const) {
       expect(() => ctor.prototype.dispose.call(other)).to.throw(TypeError, /receiver is not a|Illegal invocation/);
       for (const n of names) expect(() => getter(ctor, n).call(other), n).to.throw(TypeError, /receiver is not a|Illegal invocation/);
     }

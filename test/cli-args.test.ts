@@ -59,10 +59,7 @@ describe('cli option parsers (lib/cli/args.ts)', () => {
 
   it('oneOf lists the choices; collect appends; fromCheck turns a library error into a usage error', () => {
     expect(oneOf('--maps', ['alpha', 'beta', 'both'])('beta')).to.equal('beta');
-    throwsArg(
-      () => oneOf('--maps', ['alpha', 'beta', 'both'])('gamma'),
-      /^--maps must be alpha, beta or both, got 'gamma'$/,
-    );
+    throwsArg(() => oneOf('--maps', ['alpha', 'beta', 'both'])('gamma'), /^--maps must be alpha, beta or both, got 'gamma'$/);
     expect(collect('b', collect('a', []))).to.deep.equal(['a', 'b']);
     throwsArg(
       () =>
@@ -77,31 +74,16 @@ describe('cli option parsers (lib/cli/args.ts)', () => {
     const cases: [string[], RegExp][] = [
       [['train', '--steps', '0'], /--steps must be a positive integer/],
       [['demo', '--batch', '2.5'], /--batch must be a positive integer/],
-      [
-        ['embed', '--checkpoint', 'c', '--data', 'd', '--out', 'o.json', '--batch', '0'],
-        /--batch must be a positive integer/,
-      ],
-      [
-        ['localize', '--checkpoint', 'c', '--video', 'v', '--out', 'o', '--maps', 'gamma'],
-        /--maps must be alpha, beta or both/,
-      ],
-      [
-        ['localize', '--checkpoint', 'c', '--video', 'v', '--out', 'o', '--from', '-1'],
-        /--from must be a non-negative number of seconds/,
-      ],
+      [['embed', '--checkpoint', 'c', '--data', 'd', '--out', 'o.json', '--batch', '0'], /--batch must be a positive integer/],
+      [['localize', '--checkpoint', 'c', '--video', 'v', '--out', 'o', '--maps', 'gamma'], /--maps must be alpha, beta or both/],
+      [['localize', '--checkpoint', 'c', '--video', 'v', '--out', 'o', '--from', '-1'], /--from must be a non-negative number of seconds/],
       [['synth', '--out', 'o', '--pulse', 'loud'], /--pulse must be size, brightness or both/],
       [
         ['eval', 'linear-probe', '--checkpoint', 'c', '--data', 'd', '--folds', 'one'],
         /--folds must be a comma-separated list of positive integers/,
       ],
-      [
-        ['eval', 'finetune', '--checkpoint', 'c', '--data', 'd', '--val-share', 'abc'],
-        /--val-share must be a number in \[0, 0\.9\]/,
-      ],
-      [
-        ['eval', 'finetune', '--checkpoint', 'c', '--data', 'd', '--momentum', '-1'],
-        /--momentum must be a number >= 0/,
-      ],
+      [['eval', 'finetune', '--checkpoint', 'c', '--data', 'd', '--val-share', 'abc'], /--val-share must be a number in \[0, 0\.9\]/],
+      [['eval', 'finetune', '--checkpoint', 'c', '--data', 'd', '--momentum', '-1'], /--momentum must be a number >= 0/],
     ];
     for (const [argv, re] of cases) {
       const program = buildCli();

@@ -19,7 +19,8 @@ describe('cmac CLI', function () {
     const r = run('--help');
     expect(r.status).to.equal(0);
     for (const c of ['info', 'synth', 'train', 'demo', 'embed', 'eval', 'localize', 'bench']) expect(r.stdout).to.include(c);
-    for (const c of ['info', 'synth', 'train', 'demo', 'embed', 'localize', 'bench']) expect(run(c, '--help').stdout, c).to.match(/Examples:/);
+    for (const c of ['info', 'synth', 'train', 'demo', 'embed', 'localize', 'bench'])
+      expect(run(c, '--help').stdout, c).to.match(/Examples:/);
   });
 
   it('exit code 2 for usage errors, 1 for failures, with a one-line message and a fix', () => {

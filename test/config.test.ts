@@ -3,7 +3,20 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError, learningRate, lambdaScale, loadConfigFile, lossPresetNames, lossSwitches, modelConfigSchema, parseOverride, RampStart, resolveConfig, toModelConfig, type ConfigInput } from '../lib/config';
+import {
+  ConfigError,
+  learningRate,
+  lambdaScale,
+  loadConfigFile,
+  lossPresetNames,
+  lossSwitches,
+  modelConfigSchema,
+  parseOverride,
+  RampStart,
+  resolveConfig,
+  toModelConfig,
+  type ConfigInput,
+} from '../lib/config';
 import { rejects, tmpDir } from './helpers';
 
 describe('config', () => {
@@ -31,7 +44,7 @@ describe('config', () => {
     expect(toModelConfig(resolveConfig({ loss: { preset: 'xmodal' } })).loss).to.include({ withinModal: false, lossV: false });
   });
 
-  it('logmel.fMax defaults to sampleRate / 2 (the native front end\'s rule); an explicit value stays', () => {
+  it("logmel.fMax defaults to sampleRate / 2 (the native front end's rule); an explicit value stays", () => {
     expect(resolveConfig().logmel.fMax).to.equal(8000);
     expect(resolveConfig({ logmel: { sampleRate: 22050 } }).logmel.fMax).to.equal(11025);
     expect(resolveConfig({ logmel: { sampleRate: 22050, fMax: 7600 } }).logmel.fMax).to.equal(7600);
@@ -48,7 +61,7 @@ describe('config', () => {
     // The sections are shared: a range the run config rejects, the engine schema rejects too.
     expect(modelConfigSchema.safeParse({ loss: { tau: 0 } }).success).to.equal(false);
     expect(modelConfigSchema.safeParse({ visual: { planes: [1e9, 8, 8, 8] } }).success).to.equal(false);
-    expect(modelConfigSchema.safeParse({ loss: { rampFraction: 0.1 } }).success).to.equal(false);  // a trainer setting, not the engine's
+    expect(modelConfigSchema.safeParse({ loss: { rampFraction: 0.1 } }).success).to.equal(false); // a trainer setting, not the engine's
   });
 
   it('overrides: --set a.b=c with JSON values', () => {
@@ -77,7 +90,11 @@ describe('config', () => {
     ['negative lr', { optim: { lr: -1 } }, /config\.optim\.lr: got -1; must be > 0/],
     ['unknown key', { optim: { lrr: 1 } }, /config\.optim: unknown key\(s\) 'lrr'/],
     ['unknown top-level key', { foo: 1 }, /config: unknown key\(s\) 'foo'/],
-    ['bad enum', { loss: { preset: 'cmac2' } }, /config\.loss\.preset: got "cmac2"; allowed: "xmodal", "xmodal\+within", "cmac-v", "cmac-a", "cmac"/],
+    [
+      'bad enum',
+      { loss: { preset: 'cmac2' } },
+      /config\.loss\.preset: got "cmac2"; allowed: "xmodal", "xmodal\+within", "cmac-v", "cmac-a", "cmac"/,
+    ],
     ['wrong type', { train: { steps: 'many' } }, /config\.train\.steps: got "many"; expected number/],
     ['non-integer', { data: { batchSize: 3.5 } }, /config\.data\.batchSize: got 3\.5; expected integer/],
     ['batch of 1', { data: { batchSize: 1 } }, /config\.data\.batchSize: got 1; must be >= 2/],
@@ -110,7 +127,7 @@ describe('config', () => {
     expect(lambdaScale(c, 5, 100)).to.equal(0.5);
     expect(lambdaScale(c, 10, 100)).to.equal(1);
     expect(lambdaScale(c, 90, 100)).to.equal(1);
-    const later = resolveConfig({ loss: { rampStart: 20, rampFraction: 0.5 } });  // a fixed later start: 0 until step 20, then 50 steps
+    const later = resolveConfig({ loss: { rampStart: 20, rampFraction: 0.5 } }); // a fixed later start: 0 until step 20, then 50 steps
     expect([19, 20, 45, 70, 99].map((s) => lambdaScale(later, s, 100))).to.deep.equal([0, 0, 0.5, 1, 1]);
   });
 
@@ -121,29 +138,38 @@ describe('config', () => {
       expect(toModelConfig(c).pooling, preset).to.equal('attention');
       expect(toModelConfig(resolveConfig({ loss: { preset } }, ['model.pooling=mean'])).pooling).to.equal('mean');
     }
-    expect(() => resolveConfig({ loss: { attentionPooling: false } } as ConfigInput)).to.throw(ConfigError, /config\.loss\.attentionPooling: replaced by model\.pooling/);
-    expect(() => resolveConfig({}, ['model.pooling=max'])).to.throw(ConfigError, /config\.model\.pooling: got "max"; allowed: "attention", "mean"/);
+    expect(() => resolveConfig({ loss: { attentionPooling: false } } as ConfigInput)).to.throw(
+      ConfigError,
+      /config\.loss\.attentionPooling: replaced by model\.pooling/,
+    );
+    expect(() => resolveConfig({}, ['model.pooling=max'])).to.throw(
+      ConfigError,
+      /config\.model\.pooling: got "max"; allowed: "attention", "mean"/,
+    );
   });
 
   it('loss.rampStart auto: lambda stays 0 until the retrieval accuracy reaches the threshold, then rises; a resumed RampStart keeps its step', () => {
     const c = resolveConfig({ loss: { rampStart: 'auto', rampThreshold: 0.3, rampFraction: 0.1 } });
     expect(() => resolveConfig({ loss: { rampStart: 'soon' } } as ConfigInput)).to.throw(ConfigError, /config\.loss\.rampStart/);
-    expect(() => resolveConfig({ loss: { rampThreshold: 1.5 } })).to.throw(ConfigError, /config\.loss\.rampThreshold: got 1\.5; must be <= 1/);
+    expect(() => resolveConfig({ loss: { rampThreshold: 1.5 } })).to.throw(
+      ConfigError,
+      /config\.loss\.rampThreshold: got 1\.5; must be <= 1/,
+    );
     const acc = [0.05, 0.1, 0.29, 0.3, 0.1, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9];
     const ramp = new RampStart(c);
     const lam: number[] = [];
     const started: number[] = [];
     acc.forEach((a, step) => {
-      lam.push(lambdaScale(c, step, 100, ramp.step));  // what the step trains with
+      lam.push(lambdaScale(c, step, 100, ramp.step)); // what the step trains with
       if (ramp.observe(step, a)) started.push(step);
     });
-    expect(started).to.deep.equal([3]);  // 0.3 >= 0.3 at step 3; a later dip does not restart it
+    expect(started).to.deep.equal([3]); // 0.3 >= 0.3 at step 3; a later dip does not restart it
     expect(ramp.step).to.equal(4);
     expect(lam.slice(0, 5)).to.deep.equal([0, 0, 0, 0, 0]);
     expect(lam.slice(5, 15).map((x) => +x.toFixed(12))).to.deep.equal([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
-    expect(new RampStart(c, 4).observe(20, 0.99)).to.equal(false);  // resumed with its step: not found again
+    expect(new RampStart(c, 4).observe(20, 0.99)).to.equal(false); // resumed with its step: not found again
     expect(new RampStart(c, 4).step).to.equal(4);
-    expect(new RampStart(resolveConfig()).step).to.equal(0);  // fixed ramps start where the config says
+    expect(new RampStart(resolveConfig()).step).to.equal(0); // fixed ramps start where the config says
     expect(new RampStart(c).observe(0, NaN)).to.equal(false);
   });
 });

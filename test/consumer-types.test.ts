@@ -20,10 +20,23 @@ const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 function compile(source: string): { status: number | null; out: string } {
   const dir = tmpDir('cmac-consumer-');
   fs.writeFileSync(path.join(dir, 'consumer.ts'), source.replace(/CMAC/g, JSON.stringify(root)));
-  fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'commonjs', moduleResolution: 'node', esModuleInterop: true, skipLibCheck: false, types: ['node'], typeRoots: [path.join(root, 'node_modules', '@types')] },
-    files: ['consumer.ts'],
-  }));
+  fs.writeFileSync(
+    path.join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        target: 'ES2022',
+        module: 'commonjs',
+        moduleResolution: 'node',
+        esModuleInterop: true,
+        skipLibCheck: false,
+        types: ['node'],
+        typeRoots: [path.join(root, 'node_modules', '@types')],
+      },
+      files: ['consumer.ts'],
+    }),
+  );
   const r = spawnSync(process.execPath, [tsc, '-p', dir], { encoding: 'utf8', cwd: dir });
   return { status: r.status, out: (r.stdout + r.stderr).replace(/\r/g, '') };
 }
@@ -60,21 +73,29 @@ export const t = () => train({ preset: 'tiny', trian: { steps: 2 } });
 `);
     expect(r.status).to.not.equal(0);
     // The type tsc prints after "in type" is the whole schema section; the rest is the exact message.
-    const errors = r.out.trim().split('\n').filter((l) => /error TS/.test(l)).map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
+    const errors = r.out
+      .trim()
+      .split('\n')
+      .filter((l) => /error TS/.test(l))
+      .map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
     expect(errors).to.deep.equal([
       "(3,26): error TS2353: Object literal may only specify known properties, and 'lrr' does not exist in type ...",
       "(4,48): error TS2561: Object literal may only specify known properties, but 'trian' does not exist in type ... Did you mean to write 'train'?",
     ]);
   });
 
-  it('ModelConfig is the engine schema\'s input type; helpers under the API are in cmac/internal, not in cmac', () => {
+  it("ModelConfig is the engine schema's input type; helpers under the API are in cmac/internal, not in cmac", () => {
     const bad = compile(`
 import { hashString, type ModelConfig } from CMAC;
 export const m: ModelConfig = { visual: { planes: [8, 16, 32, 64] }, loss: { preset: 'cmac-v', tua: 0.1 } };
 export const h = hashString('x');
 `);
     expect(bad.status).to.not.equal(0);
-    const errors = bad.out.trim().split('\n').filter((l) => /error TS/.test(l)).map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
+    const errors = bad.out
+      .trim()
+      .split('\n')
+      .filter((l) => /error TS/.test(l))
+      .map((l) => l.replace(/^consumer\.ts/, '').replace(/ in type '.*'\./, ' in type ...'));
     expect(errors).to.deep.equal([
       `(2,10): error TS2305: Module '${JSON.stringify(root)}' has no exported member 'hashString'.`,
       "(3,96): error TS2353: Object literal may only specify known properties, and 'tua' does not exist in type ...",
@@ -90,7 +111,14 @@ export const h: number = hashString('x');
   });
 
   it('errors carry a stable code', () => {
-    const codeOf = (f: () => unknown) => { try { f(); } catch (e) { return (e as { code?: unknown }).code; } return 'no error'; };
+    const codeOf = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as { code?: unknown }).code;
+      }
+      return 'no error';
+    };
     expect(codeOf(() => resolveConfig({ optim: { lrr: 1 } } as never))).to.equal('CMAC_CONFIG');
     expect(codeOf(() => parseCsv('"open,1\n2,3'))).to.equal('CMAC_CSV');
     expect(new ConfigError(['x']).code).to.equal('CMAC_CONFIG');
@@ -102,21 +130,35 @@ export const h: number = hashString('x');
 
   it('an options object with a key the function does not know is an error naming it, before any work (plain JS)', async () => {
     const dir = tmpDir('cmac-opts-');
-    const opts = { progres: false } as Record<string, unknown>;  // what a JavaScript caller can pass
+    const opts = { progres: false } as Record<string, unknown>; // what a JavaScript caller can pass
     let err: (Error & { code?: string; key?: string }) | undefined;
-    try { await train({ preset: 'tiny', train: { runDir: path.join(dir, 'run') } }, opts); } catch (e) { err = e as Error; }
+    try {
+      await train({ preset: 'tiny', train: { runDir: path.join(dir, 'run') } }, opts);
+    } catch (e) {
+      err = e as Error;
+    }
     expect(err?.message).to.equal("cmac: train() options: unknown key 'progres'. Known keys: onStep, signal, resume, log, progress");
     expect(err?.code).to.equal('CMAC_OPTIONS');
     expect(err?.key).to.equal('progres');
-    expect(fs.existsSync(path.join(dir, 'run'))).to.equal(false);  // nothing started
+    expect(fs.existsSync(path.join(dir, 'run'))).to.equal(false); // nothing started
     err = undefined;
-    try { await localizeVideo(undefined as never, undefined as never, path.join(dir, 'none.mp4'), dir, { max_clips: 2 } as never); } catch (e) { err = e as Error; }
-    expect(err?.message).to.match(/^cmac: localizeVideo\(\) options: unknown key 'max_clips'\. Known keys: maps, size, maxClips, from, batchSize, noVideo, log$/);
+    try {
+      await localizeVideo(undefined as never, undefined as never, path.join(dir, 'none.mp4'), dir, { max_clips: 2 } as never);
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).to.match(
+      /^cmac: localizeVideo\(\) options: unknown key 'max_clips'\. Known keys: maps, size, maxClips, from, batchSize, noVideo, log$/,
+    );
   });
 
   it('CmacModel.create (top level and each group), trainStep and createLoader reject unknown keys too', async () => {
     const bad = async (f: () => unknown): Promise<Error & { code?: string; key?: string }> => {
-      try { await f(); } catch (e) { return e as Error & { code?: string; key?: string }; }
+      try {
+        await f();
+      } catch (e) {
+        return e as Error & { code?: string; key?: string };
+      }
       throw new Error('expected an OptionsError, nothing was thrown');
     };
     let e = await bad(() => CmacModel.create({ ...tinyConfig(), lrr: 1 } as never));
@@ -134,7 +176,14 @@ export const h: number = hashString('x');
     } finally {
       model.dispose();
     }
-    e = await bad(() => createLoader({ source: folderSource(tmpDir('cmac-opts-')), batchSize: 2, clip: { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 }, batchsize: 3 } as never));
+    e = await bad(() =>
+      createLoader({
+        source: folderSource(tmpDir('cmac-opts-')),
+        batchSize: 2,
+        clip: { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 },
+        batchsize: 3,
+      } as never),
+    );
     expect(e.message).to.match(/^cmac: createLoader\(\) options: unknown key 'batchsize'\. Known keys: source, batchSize, /);
   });
 });

@@ -23,7 +23,9 @@ export function runCoreTest(ctx: Mocha.Context, name: string, extra: string[] = 
 describe('native/core (C++ tests)', function () {
   this.timeout(300000);
   for (const name of listCoreTests().filter((n) => !n.startsWith('parity_'))) {
-    it(name, function () { runCoreTest(this, name); });
+    it(name, function () {
+      runCoreTest(this, name);
+    });
   }
 });
 

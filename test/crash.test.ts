@@ -29,18 +29,49 @@ const STEPS = 12;
 const KILLS = Number(process.env.CMAC_CRASH_KILLS ?? (process.env.CMAC_LONG === '1' ? 100 : 20));
 const SEED = Number(process.env.CMAC_CRASH_SEED ?? 12345);
 
-interface Attempt { killed: boolean; code: number | null; ms: number; out: string }
+interface Attempt {
+  killed: boolean;
+  code: number | null;
+  ms: number;
+  out: string;
+}
 /** When to kill: `ms` after spawn, or `ms` after metrics.jsonl has `lines` lines. */
-interface KillAt { ms: number; lines?: number }
+interface KillAt {
+  ms: number;
+  lines?: number;
+}
 
 function metricLines(runDir: string): number {
-  try { return fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.endsWith('}')).length; } catch { return 0; }
+  try {
+    return fs
+      .readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.endsWith('}')).length;
+  } catch {
+    return 0;
+  }
 }
 
 /** Starts `cmac train`; kills it with SIGKILL at `at` unless it exits first. */
 function attempt(data: string, runDir: string, resume: boolean, at: KillAt | undefined): Promise<Attempt> {
-  const args = [path.join(root, 'dist', 'cli', 'main.js'), 'train', '--preset', 'tiny', '--data', data, '--steps', String(STEPS),
-    '--run-dir', runDir, '--set', 'data.batchSize=4', '--set', 'train.checkpointEvery=2', '--quiet', ...(resume ? ['--resume'] : [])];
+  const args = [
+    path.join(root, 'dist', 'cli', 'main.js'),
+    'train',
+    '--preset',
+    'tiny',
+    '--data',
+    data,
+    '--steps',
+    String(STEPS),
+    '--run-dir',
+    runDir,
+    '--set',
+    'data.batchSize=4',
+    '--set',
+    'train.checkpointEvery=2',
+    '--quiet',
+    ...(resume ? ['--resume'] : []),
+  ];
   const t0 = Date.now();
   // Own process group, so the ffmpeg decoders it started can be killed with it.
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -54,7 +85,11 @@ function attempt(data: string, runDir: string, resume: boolean, at: KillAt | und
     const kill = () => {
       if (exited) return;
       killed = true;
-      try { process.kill(child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     };
     if (at && at.lines === undefined) timer = setTimeout(kill, at.ms);
     if (at && at.lines !== undefined) {
@@ -65,12 +100,23 @@ function attempt(data: string, runDir: string, resume: boolean, at: KillAt | und
       };
       poll();
     }
-    const guard = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } reject(new Error(`cmac train hung for 180 s: ${out}`)); }, 180000);
+    const guard = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      reject(new Error(`cmac train hung for 180 s: ${out}`));
+    }, 180000);
     child.on('exit', (code) => {
       exited = true;
       clearTimeout(timer);
       clearTimeout(guard);
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* no stragglers */ }
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* no stragglers */
+      }
       resolve({ killed, code, ms: Date.now() - t0, out });
     });
   });
@@ -105,7 +151,16 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
   after(() => probe?.dispose());
 
   let lastRunDir = '';
-  const stats = { kills: 0, runs: 0, attempts: 0, beforeFirstCheckpoint: 0, tempFileAfterKill: 0, orphanWeightsAfterKill: 0, staleTempFilesAtEnd: 0, metricsGaps: [] as string[] };
+  const stats = {
+    kills: 0,
+    runs: 0,
+    attempts: 0,
+    beforeFirstCheckpoint: 0,
+    tempFileAfterKill: 0,
+    orphanWeightsAfterKill: 0,
+    staleTempFilesAtEnd: 0,
+    metricsGaps: [] as string[],
+  };
 
   it(`${KILLS} kills: the newest checkpoint always loads, --resume finishes, final tensors equal an uninterrupted run's`, async () => {
     const r = rng(SEED);
@@ -119,9 +174,14 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
         const resume = latestCheckpoint(ck) !== undefined;
         const lastKill = stats.kills >= KILLS;
         const early = r() < 0.25;
-        const at: KillAt | undefined = lastKill ? undefined
-          : early ? { ms: 100 + Math.floor(r() * 2400) }
-          : { ms: Math.floor(r() * 1200), lines: (resume ? readCheckpointState(latestCheckpoint(ck)!).step : 0) + 1 + Math.floor(r() * 3) };
+        const at: KillAt | undefined = lastKill
+          ? undefined
+          : early
+            ? { ms: 100 + Math.floor(r() * 2400) }
+            : {
+                ms: Math.floor(r() * 1200),
+                lines: (resume ? readCheckpointState(latestCheckpoint(ck)!).step : 0) + 1 + Math.floor(r() * 3),
+              };
         const a = await attempt(data, runDir, resume, at);
         stats.attempts++;
         if (!a.killed) {
@@ -133,8 +193,12 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
         const files = fs.existsSync(ck) ? fs.readdirSync(ck) : [];
         if (files.some((f) => f.includes('.tmp-'))) stats.tempFileAfterKill++;
         const latest = latestCheckpoint(ck);
-        if (!latest) { stats.beforeFirstCheckpoint++; continue; }
-        if (files.some((f) => f.endsWith('.safetensors') && !files.includes(f.replace(/\.safetensors$/, '.json')))) stats.orphanWeightsAfterKill++;
+        if (!latest) {
+          stats.beforeFirstCheckpoint++;
+          continue;
+        }
+        if (files.some((f) => f.endsWith('.safetensors') && !files.includes(f.replace(/\.safetensors$/, '.json'))))
+          stats.orphanWeightsAfterKill++;
         const state = readCheckpointState(latest);
         expect(state.step, `kill ${stats.kills}`).to.equal(latest.step);
         await probe.load(latest.weights);
@@ -144,14 +208,18 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
       expect(final.step).to.equal(STEPS);
       const got = await tensorsOf(final.weights);
       expect([...got.keys()].sort()).to.deep.equal([...reference.keys()].sort());
-      for (const [k, v] of reference) expect(got.get(k)!.equals(v), `tensor ${k} of run ${stats.runs} differs from the uninterrupted run`).to.equal(true);
+      for (const [k, v] of reference)
+        expect(got.get(k)!.equals(v), `tensor ${k} of run ${stats.runs} differs from the uninterrupted run`).to.equal(true);
       const steps = readMetrics(path.join(runDir, 'metrics.jsonl')).map((m) => m.step);
-      if (JSON.stringify(steps) !== JSON.stringify([...Array(STEPS).keys()])) stats.metricsGaps.push(`run ${stats.runs}: ${JSON.stringify(steps)}`);
+      if (JSON.stringify(steps) !== JSON.stringify([...Array(STEPS).keys()]))
+        stats.metricsGaps.push(`run ${stats.runs}: ${JSON.stringify(steps)}`);
       stats.staleTempFilesAtEnd += fs.readdirSync(ck).filter((f) => f.includes('.tmp-')).length;
     }
-    console.log(`      reference run ${(refMs / 1000).toFixed(1)} s; ${stats.kills} kills over ${stats.runs} runs (${stats.attempts} attempts) in ${((Date.now() - t0) / 1000).toFixed(0)} s; ` +
-      `kills before the first checkpoint ${stats.beforeFirstCheckpoint}, kills that left a temp file ${stats.tempFileAfterKill}, ` +
-      `kills that left weights without their JSON ${stats.orphanWeightsAfterKill}, temp files still there at the end ${stats.staleTempFilesAtEnd}`);
+    console.log(
+      `      reference run ${(refMs / 1000).toFixed(1)} s; ${stats.kills} kills over ${stats.runs} runs (${stats.attempts} attempts) in ${((Date.now() - t0) / 1000).toFixed(0)} s; ` +
+        `kills before the first checkpoint ${stats.beforeFirstCheckpoint}, kills that left a temp file ${stats.tempFileAfterKill}, ` +
+        `kills that left weights without their JSON ${stats.orphanWeightsAfterKill}, temp files still there at the end ${stats.staleTempFilesAtEnd}`,
+    );
     expect(stats.kills).to.be.at.least(KILLS);
   });
 
@@ -165,7 +233,7 @@ describe('crash safety: SIGKILL at random moments of `cmac train`', function () 
   // checkpoints/. Fixed: train() removes *.tmp-* files of dead PIDs at start.
   it('a resumed run leaves no temp files of killed processes behind (BUG-10, fixed)', async () => {
     const ck = path.join(lastRunDir, 'checkpoints');
-    const stale = path.join(ck, 'step-00000012.safetensors.tmp-999999');  // as a kill during the write leaves it
+    const stale = path.join(ck, 'step-00000012.safetensors.tmp-999999'); // as a kill during the write leaves it
     fs.writeFileSync(stale, Buffer.alloc(1000));
     const a = await attempt(data, lastRunDir, true, undefined);
     expect(a.code, a.out).to.equal(0);

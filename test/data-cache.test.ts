@@ -6,8 +6,19 @@ import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  ClipLoader, applyEq, augmentFrames, decodeClip, folderSource, manifestSource, probe, writeTestVideos,
-  type LoaderBatch, type LoaderOptions, type Source, type TestVideo, type VideoEntry,
+  ClipLoader,
+  applyEq,
+  augmentFrames,
+  decodeClip,
+  folderSource,
+  manifestSource,
+  probe,
+  writeTestVideos,
+  type LoaderBatch,
+  type LoaderOptions,
+  type Source,
+  type TestVideo,
+  type VideoEntry,
 } from '../lib/data';
 import { rng, tmpDir } from './helpers';
 
@@ -25,7 +36,9 @@ function sameBatches(a: LoaderBatch[], b: LoaderBatch[]): void {
   expect(b.length).to.equal(a.length);
   a.forEach((x, i) => {
     const y = b[i];
-    expect(y.meta.map((m) => [m.id, m.epoch, m.start, m.audioStart])).to.deep.equal(x.meta.map((m) => [m.id, m.epoch, m.start, m.audioStart]));
+    expect(y.meta.map((m) => [m.id, m.epoch, m.start, m.audioStart])).to.deep.equal(
+      x.meta.map((m) => [m.id, m.epoch, m.start, m.audioStart]),
+    );
     expect(Buffer.from(y.video.data.buffer).equals(Buffer.from(x.video.data.buffer)), `video of batch ${i}`).to.equal(true);
     expect(Buffer.from(y.audio.data.buffer).equals(Buffer.from(x.audio.data.buffer)), `audio of batch ${i}`).to.equal(true);
   });
@@ -42,8 +55,16 @@ function counting(dir: string): { source: Source; opens: () => number } {
 }
 
 function readIndex(dir: string): VideoEntry[] {
-  return fs.readdirSync(dir).filter((f) => /^videos-.*\.jsonl$/.test(f))
-    .flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as VideoEntry));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^videos-.*\.jsonl$/.test(f))
+    .flatMap((f) =>
+      fs
+        .readFileSync(path.join(dir, f), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as VideoEntry),
+    );
 }
 
 function meanAbsDiff(a: Uint8Array, b: Uint8Array): number {
@@ -60,7 +81,16 @@ describe('data: train cache of decoded videos', function () {
   const sync = path.join(root, 'sync', 'sync.mp4');
   const halves = path.join(root, 'halves.mp4');
   const palette = path.join(root, 'palette.mp4');
-  const colours: [number, number, number][] = [[230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20], [20, 230, 230], [235, 235, 235], [40, 40, 40], [128, 90, 60]];
+  const colours: [number, number, number][] = [
+    [230, 20, 20],
+    [20, 230, 20],
+    [20, 20, 230],
+    [230, 230, 20],
+    [20, 230, 230],
+    [235, 235, 235],
+    [40, 40, 40],
+    [128, 90, 60],
+  ];
 
   before(async () => {
     fs.mkdirSync(good);
@@ -70,19 +100,51 @@ describe('data: train cache of decoded videos', function () {
       const c = [30 + Math.floor(r() * 190), 30 + Math.floor(r() * 190), 30 + Math.floor(r() * 190)];
       // A horizontal ramp (crop and flip show) whose level follows time (frame timing shows).
       return {
-        out: path.join(good, `v${i}.mp4`), seconds: 3, fps: 12, width: 40, height: 32, tone: 300 + 70 * i,
-        pixel: (x: number, _y: number, t: number) => [c[0], Math.min(255, 40 + x * 4), Math.min(255, c[2] + Math.round(t * 12))] as [number, number, number],
+        out: path.join(good, `v${i}.mp4`),
+        seconds: 3,
+        fps: 12,
+        width: 40,
+        height: 32,
+        tone: 300 + 70 * i,
+        pixel: (x: number, _y: number, t: number) =>
+          [c[0], Math.min(255, 40 + x * 4), Math.min(255, c[2] + Math.round(t * 12))] as [number, number, number],
       };
     });
     vids.push(
-      { out: sync, seconds: 4, fps: 25, width: 48, height: 48, colour: () => [60, 60, 60], flash: 2.0, click: 2.0, tone: 440, amplitude: 0.05 },
+      {
+        out: sync,
+        seconds: 4,
+        fps: 25,
+        width: 48,
+        height: 48,
+        colour: () => [60, 60, 60],
+        flash: 2.0,
+        click: 2.0,
+        tone: 440,
+        amplitude: 0.05,
+      },
       { out: halves, seconds: 1, fps: 10, width: 64, height: 48, pixel: (x) => (x < 32 ? [220, 30, 30] : [30, 30, 220]), tone: null },
-      { out: palette, seconds: 1, fps: 8, width: 64, height: 64, pixel: (x, y) => colours[(Math.floor(x / 16) + 4 * Math.floor(y / 32)) % 8], tone: null },
+      {
+        out: palette,
+        seconds: 1,
+        fps: 8,
+        width: 64,
+        height: 64,
+        pixel: (x, y) => colours[(Math.floor(x / 16) + 4 * Math.floor(y / 32)) % 8],
+        tone: null,
+      },
     );
     await writeTestVideos(vids);
   });
 
-  const base = (extra: Partial<LoaderOptions> = {}): LoaderOptions => ({ source: folderSource(good), batchSize: 4, clip: geom, seed: 5, mode: 'train', ...extra });
+  const base = (extra: Partial<LoaderOptions> = {}): LoaderOptions => ({
+    source: folderSource(good),
+    batchSize: 4,
+    clip: geom,
+    seed: 5,
+    mode: 'train',
+    ...extra,
+  });
   let reference: LoaderBatch[] = [];
   const cacheA = path.join(root, 'cache-a');
 
@@ -114,7 +176,9 @@ describe('data: train cache of decoded videos', function () {
     expect(c.opens()).to.equal(0);
     // Another seed: other clips.
     const other = await collect(base({ trainCache: cacheA, seed: 6 }));
-    expect(other.batches.flatMap((x) => x.meta.map((m) => m.start))).to.not.deep.equal(reference.slice(0, 2).flatMap((x) => x.meta.map((m) => m.start)));
+    expect(other.batches.flatMap((x) => x.meta.map((m) => m.start))).to.not.deep.equal(
+      reference.slice(0, 2).flatMap((x) => x.meta.map((m) => m.start)),
+    );
     expect(other.loader.stats.decodes).to.equal(0);
   });
 
@@ -151,7 +215,8 @@ describe('data: train cache of decoded videos', function () {
     }
     fs.closeSync(fd);
     // 2. The last entry of another shard torn (the shard cut in the middle of it).
-    const torn = entries.filter((e) => e.s !== e0.s).sort((x, y) => y.o - x.o)[0] ?? entries.filter((e) => e !== e0).sort((x, y) => y.o - x.o)[0];
+    const torn =
+      entries.filter((e) => e.s !== e0.s).sort((x, y) => y.o - x.o)[0] ?? entries.filter((e) => e !== e0).sort((x, y) => y.o - x.o)[0];
     fs.truncateSync(path.join(dir, torn.s), torn.o + Math.floor(torn.b / 2));
     // 3. A torn index line.
     const idx = fs.readdirSync(dir).find((f) => f.endsWith('.jsonl'))!;
@@ -174,7 +239,14 @@ describe('data: train cache of decoded videos', function () {
     const manifest = path.join(root, 'sync.jsonl');
     fs.writeFileSync(manifest, JSON.stringify({ path: sync, start: 1.6, end: 2.4 }) + '\n');
     const g = { frames: 8, fps: 16, size: 32, audioSeconds: 2, sampleRate: 16000 };
-    const { loader, batches } = await collect({ source: manifestSource(manifest), batchSize: 1, clip: g, seed: 3, epochs: 6, trainCache: path.join(root, 'cache-sync') });
+    const { loader, batches } = await collect({
+      source: manifestSource(manifest),
+      batchSize: 1,
+      clip: g,
+      seed: 3,
+      epochs: 6,
+      trainCache: path.join(root, 'cache-sync'),
+    });
     expect(loader.stats.cacheFills).to.equal(1);
     expect(batches).to.have.length(6);
     const starts = new Set<number>();
@@ -189,7 +261,11 @@ describe('data: train cache of decoded videos', function () {
       expect(bright.filter((x) => x > bright[k] - 40)).to.have.length(1);
       const a = b.audio.data;
       let onset = -1;
-      for (let i = 0; i < a.length; i++) if (Math.abs(a[i]) > 0.5) { onset = i; break; }
+      for (let i = 0; i < a.length; i++)
+        if (Math.abs(a[i]) > 0.5) {
+          onset = i;
+          break;
+        }
       expect(onset).to.be.greaterThan(0);
       const shift = m.augment!.shiftSamples;
       const videoTime = m.start + k / 16;
@@ -250,7 +326,17 @@ describe('data: train cache of decoded videos', function () {
     const r = rng(9);
     fs.writeFileSync(path.join(bad, 'garbage.mp4'), Buffer.from(Array.from({ length: 3000 }, () => Math.floor(r() * 256))));
     const manifest = path.join(root, 'mixed.jsonl');
-    const rows = [...fs.readdirSync(good).slice(0, 2).map((f) => path.join(good, f)), ...fs.readdirSync(bad).sort().map((f) => path.join(bad, f)), path.join(bad, 'missing.mp4')];
+    const rows = [
+      ...fs
+        .readdirSync(good)
+        .slice(0, 2)
+        .map((f) => path.join(good, f)),
+      ...fs
+        .readdirSync(bad)
+        .sort()
+        .map((f) => path.join(bad, f)),
+      path.join(bad, 'missing.mp4'),
+    ];
     fs.writeFileSync(manifest, rows.map((p) => JSON.stringify({ path: p })).join('\n') + '\n');
     const opts = { source: manifestSource(manifest), batchSize: 2, clip: geom, seed: 1, epochs: 2 };
     const cached = await collect({ ...opts, trainCache: path.join(root, 'cache-bad') });
@@ -271,9 +357,11 @@ describe('data: train cache of decoded videos', function () {
     const full = { x: 0, y: 0, w: W, h: H };
     const a = augmentFrames(ramp, 0, 0, 1, W, H, { crop: full, size: S });
     const f = augmentFrames(ramp, 0, 0, 1, W, H, { crop: full, size: S, flip: true });
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) for (let c = 0; c < 3; c++) {
-      expect(f[(y * S + x) * 3 + c]).to.equal(a[(y * S + (S - 1 - x)) * 3 + c]);
-    }
+    for (let y = 0; y < S; y++)
+      for (let x = 0; x < S; x++)
+        for (let c = 0; c < 3; c++) {
+          expect(f[(y * S + x) * 3 + c]).to.equal(a[(y * S + (S - 1 - x)) * 3 + c]);
+        }
     // Downscaling 2x averages pixel pairs: output x = mean of source 2x, 2x + 1.
     for (let x = 1; x < S - 1; x++) expect(a[x * 3]).to.be.closeTo((2 * x + 0.5) * 4, 1);
     expect(a[3]).to.be.lessThan(a[(S - 2) * 3]);
@@ -285,7 +373,10 @@ describe('data: train cache of decoded videos', function () {
     // Against ffmpeg's crop + scale + hflip on a real file (two colour halves).
     const info = await probe(halves);
     const src = await decodeClip(halves, info, { start: 0.2, frames: 1, fps: 10, width: 64, height: 48, crop: full });
-    for (const [crop, flip] of [[{ x: 8, y: 4, w: 40, h: 36 }, false], [{ x: 20, y: 0, w: 30, h: 48 }, true]] as const) {
+    for (const [crop, flip] of [
+      [{ x: 8, y: 4, w: 40, h: 36 }, false],
+      [{ x: 20, y: 0, w: 30, h: 48 }, true],
+    ] as const) {
       const ff = await decodeClip(halves, info, { start: 0.2, frames: 1, fps: 10, width: 16, height: 16, crop, flip });
       const js = augmentFrames(src.video, 0, 0, 1, 64, 48, { crop, size: 16, flip });
       const d = meanAbsDiff(js, ff.video);

@@ -9,7 +9,10 @@ import { tmpDir } from './helpers';
 describe('parseCsv', () => {
   it('quoted fields, "" escapes, CRLF, a BOM, blank lines, ragged rows', () => {
     expect(parseCsv('\ufeffa,b\r\n"x,1","say ""hi"""\r\n\r\n"multi\nline",3,extra\nlast')).to.deep.equal([
-      ['a', 'b'], ['x,1', 'say "hi"'], ['multi\nline', '3', 'extra'], ['last'],
+      ['a', 'b'],
+      ['x,1', 'say "hi"'],
+      ['multi\nline', '3', 'extra'],
+      ['last'],
     ]);
     expect(parseCsv('')).to.deep.equal([]);
   });
@@ -28,7 +31,11 @@ describe('parseCsv', () => {
     const mf = path.join(dir, 'list.csv');
     fs.writeFileSync(mf, 'path,label\na.mp4,0\n"b.mp4,1\nc.mp4,2\n');
     let err: Error | undefined;
-    try { await manifestSource(mf).list(); } catch (e) { err = e as Error; }
+    try {
+      await manifestSource(mf).list();
+    } catch (e) {
+      err = e as Error;
+    }
     expect(err?.message).to.match(new RegExp(`${mf.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: line 3\\b`));
   });
 });

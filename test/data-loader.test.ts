@@ -4,7 +4,16 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ClipLoader, folderSource, manifestSource, runFfmpeg, writeTestVideos, type LoaderBatch, type LoaderOptions, type TestVideo } from '../lib/data';
+import {
+  ClipLoader,
+  folderSource,
+  manifestSource,
+  runFfmpeg,
+  writeTestVideos,
+  type LoaderBatch,
+  type LoaderOptions,
+  type TestVideo,
+} from '../lib/data';
 import { tmpDir, rng } from './helpers';
 
 const geom = { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 };
@@ -12,7 +21,16 @@ const geom = { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 }
 function goodVideo(dir: string, i: number, extra: Partial<TestVideo> = {}): TestVideo {
   const r = rng(100 + i);
   const c: [number, number, number] = [Math.floor(r() * 200) + 30, Math.floor(r() * 200) + 30, Math.floor(r() * 200) + 30];
-  return { out: path.join(dir, `v${String(i).padStart(2, '0')}.mp4`), seconds: 3, fps: 12, width: 40, height: 32, colour: (t) => [c[0], c[1], Math.min(255, c[2] + Math.round(t * 10))], tone: 300 + 50 * i, ...extra };
+  return {
+    out: path.join(dir, `v${String(i).padStart(2, '0')}.mp4`),
+    seconds: 3,
+    fps: 12,
+    width: 40,
+    height: 32,
+    colour: (t) => [c[0], c[1], Math.min(255, c[2] + Math.round(t * 10))],
+    tone: 300 + 50 * i,
+    ...extra,
+  };
 }
 
 async function collect(opts: LoaderOptions): Promise<{ loader: ClipLoader; batches: LoaderBatch[] }> {
@@ -52,7 +70,9 @@ describe('data: loader', function () {
       { out: path.join(bad, 'forcut.mkv'), seconds: 2, fps: 12, width: 32, height: 32, tone: 440 },
     );
     await writeTestVideos(vids);
-    await writeTestVideos([{ out: path.join(bad, 'forcut-moovlast.mp4'), seconds: 3, fps: 12, width: 32, height: 32, tone: 440 }], { faststart: false });
+    await writeTestVideos([{ out: path.join(bad, 'forcut-moovlast.mp4'), seconds: 3, fps: 12, width: 32, height: 32, tone: 440 }], {
+      faststart: false,
+    });
     // Zero-length, garbage, truncated (moov first: decodes short; moov last: container cut), unknown codec, no video.
     fs.writeFileSync(path.join(bad, 'empty.mp4'), '');
     const r = rng(5);
@@ -70,7 +90,15 @@ describe('data: loader', function () {
     mkv.write('V_ZZZZZ/ISO/QQQ', at);
     fs.writeFileSync(path.join(bad, 'unsupported.mkv'), mkv);
     fs.rmSync(path.join(bad, 'forcut.mkv'));
-    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=2:sample_rate=16000', '-c:a', 'aac', path.join(bad, 'audioonly.mp4')]);
+    await runFfmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=2:sample_rate=16000',
+      '-c:a',
+      'aac',
+      path.join(bad, 'audioonly.mp4'),
+    ]);
   });
 
   const base = (): LoaderOptions => ({ source: folderSource(good), batchSize: 4, clip: geom, seed: 11 });
@@ -187,18 +215,38 @@ describe('data: loader', function () {
     const lines: string[] = [];
     const manifest = path.join(root, 'mixed.jsonl');
     const rows = [
-      ...fs.readdirSync(good).slice(0, 3).map((f) => ({ path: `good/${f}`, label: 1 })),
-      ...fs.readdirSync(bad).sort().map((f) => ({ path: `bad/${f}`, label: 0 })),
+      ...fs
+        .readdirSync(good)
+        .slice(0, 3)
+        .map((f) => ({ path: `good/${f}`, label: 1 })),
+      ...fs
+        .readdirSync(bad)
+        .sort()
+        .map((f) => ({ path: `bad/${f}`, label: 0 })),
       { path: 'bad/does-not-exist.mp4', label: 0 },
     ];
     fs.writeFileSync(manifest, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const { loader, batches } = await collect({ source: manifestSource(manifest), batchSize: 2, clip: geom, mode: 'eval', log: (l) => lines.push(l), epochs: 2 });
+    const { loader, batches } = await collect({
+      source: manifestSource(manifest),
+      batchSize: 2,
+      clip: geom,
+      mode: 'eval',
+      log: (l) => lines.push(l),
+      epochs: 2,
+    });
     const ids = batches.flatMap((b) => b.meta.map((m) => path.basename(m.id)));
     expect(ids.filter((x) => x.startsWith('v')).length).to.equal(6);
     expect(ids.some((x) => !x.startsWith('v'))).to.equal(false);
     expect(batches[0].labels!.data).to.be.instanceOf(Int32Array);
     const once = {
-      missing_file: 1, empty_file: 1, probe_failed: 1, truncated: 2, unsupported_codec: 1, no_video: 1, no_audio: 1, too_short: 1,
+      missing_file: 1,
+      empty_file: 1,
+      probe_failed: 1,
+      truncated: 2,
+      unsupported_codec: 1,
+      no_video: 1,
+      no_audio: 1,
+      too_short: 1,
     };
     expect(loader.stats.skipped).to.deep.equal(Object.fromEntries(Object.entries(once).map(([k, v]) => [k, 2 * v])));
     expect(loader.stats.epochs[0].skipped).to.deep.equal(once);
@@ -217,7 +265,13 @@ describe('data: loader', function () {
   it("uses silence for a missing audio track with missingAudio: 'silence'", async () => {
     const manifest = path.join(root, 'silence.csv');
     fs.writeFileSync(manifest, 'path,label\nbad/noaudio.mp4,0\ngood/v00.mp4,1\n');
-    const { batches } = await collect({ source: manifestSource(manifest), batchSize: 2, clip: geom, mode: 'eval', missingAudio: 'silence' });
+    const { batches } = await collect({
+      source: manifestSource(manifest),
+      batchSize: 2,
+      clip: geom,
+      mode: 'eval',
+      missingAudio: 'silence',
+    });
     expect(batches).to.have.length(1);
     const m = batches[0].meta;
     expect(m[0].silent).to.equal(true);
@@ -284,12 +338,21 @@ describe('data: loader', function () {
 
   it('labels from sub-folders, and logs a per-epoch summary', async () => {
     const lab = path.join(root, 'labelled');
-    for (const [cls, files] of [['cat', ['v00.mp4', 'v01.mp4']], ['dog', ['v02.mp4']]] as const) {
+    for (const [cls, files] of [
+      ['cat', ['v00.mp4', 'v01.mp4']],
+      ['dog', ['v02.mp4']],
+    ] as const) {
       fs.mkdirSync(path.join(lab, cls, 'deep'), { recursive: true });
       for (const f of files) fs.copyFileSync(path.join(good, f), path.join(lab, cls, 'deep', f));
     }
     const lines: string[] = [];
-    const { loader, batches } = await collect({ source: folderSource(lab, { labels: 'subdir' }), batchSize: 8, clip: geom, mode: 'eval', log: (l) => lines.push(l) });
+    const { loader, batches } = await collect({
+      source: folderSource(lab, { labels: 'subdir' }),
+      batchSize: 8,
+      clip: geom,
+      mode: 'eval',
+      log: (l) => lines.push(l),
+    });
     expect(loader.classes).to.deep.equal(['cat', 'dog']);
     expect(Array.from(batches[0].labels!.data)).to.deep.equal([0, 0, 1]);
     expect(lines).to.have.length(1);

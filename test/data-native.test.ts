@@ -13,18 +13,50 @@ import { pipeline } from 'stream/promises';
 import * as tar from 'tar-stream';
 import { crc32 } from 'zlib';
 import * as cli from '../lib/data/ffmpeg';
-import { decodeClips, decoderFor, decodeVideos, nativeDecoding, probe, ProbeIndex, type DecoderKind, type MediaDecoder } from '../lib/data/decode';
+import {
+  decodeClips,
+  decoderFor,
+  decodeVideos,
+  nativeDecoding,
+  probe,
+  ProbeIndex,
+  type DecoderKind,
+  type MediaDecoder,
+} from '../lib/data/decode';
 import { native } from '../lib/native';
-import { ClipLoader, DataError, folderSource, runFfmpeg, tarSource, writeTestVideos, type ClipJob, type LoaderBatch, type DecodedClip, type DecodeRequest, type ProbeInfo } from '../lib/data';
+import {
+  ClipLoader,
+  DataError,
+  folderSource,
+  runFfmpeg,
+  tarSource,
+  writeTestVideos,
+  type ClipJob,
+  type LoaderBatch,
+  type DecodedClip,
+  type DecodeRequest,
+  type ProbeInfo,
+} from '../lib/data';
 import { root, tmpDir } from './helpers';
 
 const mediaTests = path.join(root, 'build', 'Release', 'cmac_media_tests');
 const palette: [number, number, number][] = [
-  [230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20],
-  [20, 230, 230], [230, 20, 230], [235, 235, 235], [20, 20, 20],
+  [230, 20, 20],
+  [20, 230, 20],
+  [20, 20, 230],
+  [230, 230, 20],
+  [20, 230, 230],
+  [230, 20, 230],
+  [235, 235, 235],
+  [20, 20, 20],
 ];
 
-interface Diff { meanAbs: number; maxFrameMean: number; maxAbs: number; audioMax: number }
+interface Diff {
+  meanAbs: number;
+  maxFrameMean: number;
+  maxAbs: number;
+  audioMax: number;
+}
 
 function diff(a: DecodedClip, b: DecodedClip, frameBytes: number): Diff {
   let sum = 0;
@@ -90,31 +122,109 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
       this.skip();
     }
     await writeTestVideos([
-      { out: colours, seconds: 3, fps: 24, width: 64, height: 48, colour: (_t, f) => palette[Math.floor(f / 3) % palette.length], tone: 1000, sampleRate: 44100, amplitude: 0.4 },
-      { out: sync, seconds: 4, fps: 25, width: 48, height: 48, colour: () => [60, 60, 60], flash: 2.0, click: 2.0, tone: 440, amplitude: 0.05 },
+      {
+        out: colours,
+        seconds: 3,
+        fps: 24,
+        width: 64,
+        height: 48,
+        colour: (_t, f) => palette[Math.floor(f / 3) % palette.length],
+        tone: 1000,
+        sampleRate: 44100,
+        amplitude: 0.4,
+      },
+      {
+        out: sync,
+        seconds: 4,
+        fps: 25,
+        width: 48,
+        height: 48,
+        colour: () => [60, 60, 60],
+        flash: 2.0,
+        click: 2.0,
+        tone: 440,
+        amplitude: 0.05,
+      },
       { out: halves, seconds: 1, fps: 10, width: 64, height: 48, pixel: (x) => (x < 32 ? [220, 30, 30] : [30, 30, 220]), tone: null },
-      { out: wide, seconds: 2, fps: 15, width: 96, height: 40, pixel: (x, y, t) => [(x * 2 + t * 40) & 255, (y * 5) & 255, (x * y) & 255], tone: 300, sampleRate: 22050 },
+      {
+        out: wide,
+        seconds: 2,
+        fps: 15,
+        width: 96,
+        height: 40,
+        pixel: (x, y, t) => [(x * 2 + t * 40) & 255, (y * 5) & 255, (x * y) & 255],
+        tone: 300,
+        sampleRate: 22050,
+      },
     ]);
     const lavfi = (spec: string) => ['-f', 'lavfi', '-i', spec];
     // 640x360 H.264 25 fps (keyframe every 2 s) + AAC 44.1 kHz stereo: a realistic file for mid-GOP seeks.
-    await runFfmpeg([...lavfi('testsrc2=s=640x360:r=25:d=6'), ...lavfi('sine=f=523:sample_rate=44100:d=6'), '-ac', '2',
-      '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', real]);
+    await runFfmpeg([
+      ...lavfi('testsrc2=s=640x360:r=25:d=6'),
+      ...lavfi('sine=f=523:sample_rate=44100:d=6'),
+      '-ac',
+      '2',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-g',
+      '50',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-y',
+      real,
+    ]);
     // Rotation metadata: the tkhd display matrix of a 90-degree turn, written into the file
     // (ffmpeg 5.1 has no option that writes one; 6.0 has -display_rotation).
-    await runFfmpeg([...lavfi('testsrc2=s=64x32:r=10:d=2'), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-y', rotated]);
+    await runFfmpeg([
+      ...lavfi('testsrc2=s=64x32:r=10:d=2'),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      '-y',
+      rotated,
+    ]);
     const rb = fs.readFileSync(rotated);
     const tkhd = rb.indexOf('tkhd');
     expect(tkhd).to.be.greaterThan(0);
     [0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000].forEach((v, i) => rb.writeInt32BE(v, tkhd - 4 + 48 + 4 * i));
     fs.writeFileSync(rotated, rb);
     // Two audio streams; the second is the default one.
-    await runFfmpeg([...lavfi('color=c=gray:s=32x32:r=10:d=2'), ...lavfi('sine=f=440:sample_rate=16000:d=2'), ...lavfi('sine=f=1500:sample_rate=16000:d=2'),
-      '-map', '0:v', '-map', '1:a', '-map', '2:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac',
-      '-disposition:a:0', '0', '-disposition:a:1', 'default', '-y', two]);
+    await runFfmpeg([
+      ...lavfi('color=c=gray:s=32x32:r=10:d=2'),
+      ...lavfi('sine=f=440:sample_rate=16000:d=2'),
+      ...lavfi('sine=f=1500:sample_rate=16000:d=2'),
+      '-map',
+      '0:v',
+      '-map',
+      '1:a',
+      '-map',
+      '2:a',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-c:a',
+      'aac',
+      '-disposition:a:0',
+      '0',
+      '-disposition:a:1',
+      'default',
+      '-y',
+      two,
+    ]);
   });
 
   after(() => {
-    console.log(`      worst native vs CLI: pixel mean |d| ${worst.meanAbs.toFixed(3)}, worst frame mean ${worst.maxFrameMean.toFixed(3)}, max |d| ${worst.maxAbs}, audio max |d| ${worst.audioMax.toExponential(2)}`);
+    console.log(
+      `      worst native vs CLI: pixel mean |d| ${worst.meanAbs.toFixed(3)}, worst frame mean ${worst.maxFrameMean.toFixed(3)}, max |d| ${worst.maxAbs}, audio max |d| ${worst.audioMax.toExponential(2)}`,
+    );
   });
 
   it('runs the C++ tests of native/core/media', function () {
@@ -139,13 +249,23 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
 
   it('picks the same frames with the same colours (seeks, fps changes, centre crop)', async () => {
     const info = await cli.probe(colours);
-    for (const [start, fps] of [[0, 8], [0.9, 8], [1.03, 16], [0.5, 24], [1.5, 10], [0.04, 30]] as const) {
+    for (const [start, fps] of [
+      [0, 8],
+      [0.9, 8],
+      [1.03, 16],
+      [0.5, 24],
+      [1.5, 10],
+      [0.04, 30],
+    ] as const) {
       const req = { start, frames: 8, fps, width: 32, height: 32, audio: { start: start - 0.25, samples: 16000, sampleRate: 16000 } };
       const n = await parity(colours, info, req, `colours start ${start} fps ${fps}`);
       for (let k = 0; k < 8; k++) {
         const want = palette[Math.floor(Math.floor((start + k / fps) * 24 + 1e-9) / 3) % palette.length];
         const got = meanColour(n.video, k, 32);
-        expect(got.every((v, i) => Math.abs(v - want[i]) < 24), `start ${start} fps ${fps} frame ${k}: ${got.map(Math.round)} vs ${want}`).to.equal(true);
+        expect(
+          got.every((v, i) => Math.abs(v - want[i]) < 24),
+          `start ${start} fps ${fps} frame ${k}: ${got.map(Math.round)} vs ${want}`,
+        ).to.equal(true);
       }
     }
   });
@@ -153,7 +273,12 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
   it('matches on a realistic file: mid-GOP seeks, resampled stereo AAC', async () => {
     const info = await cli.probe(real);
     for (const start of [0, 1.37, 2.96, 4.5]) {
-      await parity(real, info, { start, frames: 8, fps: 8, width: 112, height: 112, audio: { start: start - 0.1, samples: 32000, sampleRate: 16000 } }, `real start ${start}`);
+      await parity(
+        real,
+        info,
+        { start, frames: 8, fps: 8, width: 112, height: 112, audio: { start: start - 0.1, samples: 32000, sampleRate: 16000 } },
+        `real start ${start}`,
+      );
     }
   });
 
@@ -166,7 +291,12 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
       {},
     ];
     for (const [i, c] of cases.entries()) {
-      await parity(wide, info, { start: 0.3 + i * 0.2, frames: 6, fps: 10, width: 24, height: 24, ...c, audio: { start: 0.1, samples: 8000, sampleRate: 16000 } }, `wide case ${i}`);
+      await parity(
+        wide,
+        info,
+        { start: 0.3 + i * 0.2, frames: 6, fps: 10, width: 24, height: 24, ...c, audio: { start: 0.1, samples: 8000, sampleRate: 16000 } },
+        `wide case ${i}`,
+      );
     }
   });
 
@@ -179,20 +309,45 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
 
   it('keeps the flash and the click aligned, and pads audio past the end the same way', async () => {
     const info = await cli.probe(sync);
-    await parity(sync, info, { start: 1.75, frames: 8, fps: 16, width: 32, height: 32, audio: { start: 1.0, samples: 32000, sampleRate: 16000 } }, 'sync');
+    await parity(
+      sync,
+      info,
+      { start: 1.75, frames: 8, fps: 16, width: 32, height: 32, audio: { start: 1.0, samples: 32000, sampleRate: 16000 } },
+      'sync',
+    );
     const ci = await cli.probe(colours);
-    const end = await parity(colours, ci, { start: 2, frames: 4, fps: 8, width: 16, height: 16, audio: { start: 2, samples: 32000, sampleRate: 16000 } }, 'past the end');
+    const end = await parity(
+      colours,
+      ci,
+      { start: 2, frames: 4, fps: 8, width: 16, height: 16, audio: { start: 2, samples: 32000, sampleRate: 16000 } },
+      'past the end',
+    );
     expect(end.audioPad.back).to.be.within(15000, 16100);
-    const front = await parity(colours, ci, { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: -0.5, samples: 32000, sampleRate: 16000 } }, 'before the start');
+    const front = await parity(
+      colours,
+      ci,
+      { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: -0.5, samples: 32000, sampleRate: 16000 } },
+      'before the start',
+    );
     expect(front.audioPad.front).to.equal(8000);
-    const beyond = await parity(colours, ci, { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: 5, samples: 1600, sampleRate: 16000 } }, 'window after the file');
+    const beyond = await parity(
+      colours,
+      ci,
+      { start: 0, frames: 2, fps: 8, width: 16, height: 16, audio: { start: 5, samples: 1600, sampleRate: 16000 } },
+      'window after the file',
+    );
     expect(beyond.audioPad.back).to.equal(1600);
   });
 
   it('a file without audio gives null audio on both paths', async () => {
     const info = await cli.probe(halves);
     expect(info.audio).to.equal(undefined);
-    const n = await parity(halves, info, { start: 0.2, frames: 3, fps: 10, width: 16, height: 16, audio: { start: 0, samples: 1600, sampleRate: 16000 } }, 'no audio');
+    const n = await parity(
+      halves,
+      info,
+      { start: 0.2, frames: 3, fps: 10, width: 16, height: 16, audio: { start: 0, samples: 1600, sampleRate: 16000 } },
+      'no audio',
+    );
     expect(n.audio).to.equal(null);
   });
 
@@ -200,10 +355,19 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
     it(`two audio streams: the default-disposition one, or data.audioStream (${decoder})`, async () => {
       const hz = async (audioStream?: number): Promise<number> => {
         const info = await probe(two, { decoder, audioStream });
-        const [d] = await decodeClips([{ file: two, info, req: { start: 0, frames: 1, fps: 10, width: 16, height: 16, audio: { start: 0.5, samples: 8000, sampleRate: 16000 } } }], { decoder });
+        const [d] = await decodeClips(
+          [
+            {
+              file: two,
+              info,
+              req: { start: 0, frames: 1, fps: 10, width: 16, height: 16, audio: { start: 0.5, samples: 8000, sampleRate: 16000 } },
+            },
+          ],
+          { decoder },
+        );
         if (d instanceof DataError) throw d;
         let c = 0;
-        for (let i = 1; i < d.audio!.length; i++) if ((d.audio![i - 1] < 0) !== (d.audio![i] < 0)) c++;
+        for (let i = 1; i < d.audio!.length; i++) if (d.audio![i - 1] < 0 !== d.audio![i] < 0) c++;
         return c / 2 / 0.5;
       };
       expect(await hz()).to.be.closeTo(1500, 20);
@@ -220,7 +384,12 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
     fs.writeFileSync(junk, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 255)));
     const empty = path.join(dir, 'empty.mp4');
     fs.writeFileSync(empty, '');
-    for (const [f, reason] of [[cut, 'truncated'], [junk, 'probe_failed'], [empty, 'empty_file'], [path.join(dir, 'missing.mp4'), 'missing_file']] as const) {
+    for (const [f, reason] of [
+      [cut, 'truncated'],
+      [junk, 'probe_failed'],
+      [empty, 'empty_file'],
+      [path.join(dir, 'missing.mp4'), 'missing_file'],
+    ] as const) {
       const e1 = await cli.probe(f).catch((e) => e);
       const e2 = await probe(f, { decoder: 'native' }).catch((e) => e);
       expect(e2, f).to.be.instanceOf(DataError);
@@ -231,11 +400,14 @@ describe('data: native decoding (libav) vs the ffmpeg CLI', function () {
     const info = await cli.probe(real);
     const cutLate = path.join(dir, 'cut-late.mp4');
     fs.writeFileSync(cutLate, bytes.subarray(0, Math.floor(bytes.length * 0.999)));
-    const res = await decodeClips([
-      { file: missingCodec(dir, halves), info: await cli.probe(halves), req: { start: 0.2, frames: 2, fps: 10, width: 16, height: 16 } },
-      { file: real, info, req: { start: 5.5, frames: 8, fps: 8, width: 16, height: 16 } },
-      { file: real, info, req: { start: 1, frames: 2, fps: 8, width: 16, height: 16 } },
-    ], { decoder: 'native' });
+    const res = await decodeClips(
+      [
+        { file: missingCodec(dir, halves), info: await cli.probe(halves), req: { start: 0.2, frames: 2, fps: 10, width: 16, height: 16 } },
+        { file: real, info, req: { start: 5.5, frames: 8, fps: 8, width: 16, height: 16 } },
+        { file: real, info, req: { start: 1, frames: 2, fps: 8, width: 16, height: 16 } },
+      ],
+      { decoder: 'native' },
+    );
     expect((res[0] as DataError).reason).to.equal('unsupported_codec');
     expect((res[1] as DataError).reason).to.equal('truncated');
     expect(res[2]).to.not.be.instanceOf(DataError);
@@ -248,16 +420,48 @@ describe('data: windows at the end of a file, native vs the ffmpeg CLI', functio
   const lavfi = (spec: string) => ['-f', 'lavfi', '-i', spec];
   // Source rates 8, 25, 30000/1001 and a variable-rate one (frames dropped, timestamps kept), H.264 + AAC; one in Matroska.
   const sources: { name: string; args: string[] }[] = [
-    { name: 'r8.mp4', args: [...lavfi('testsrc=size=48x48:rate=8'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '3', '-shortest'] },
-    { name: 'r25.mp4', args: [...lavfi('testsrc=size=48x48:rate=25'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.6', '-shortest'] },
-    { name: 'ntsc.mp4', args: [...lavfi('testsrc=size=48x48:rate=30000/1001'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.3', '-shortest'] },
-    { name: 'vfr.mp4', args: [...lavfi('testsrc=size=48x48:rate=25'), '-t', '2.5', '-vf', "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))'", '-vsync', 'vfr'] },
+    {
+      name: 'r8.mp4',
+      args: [...lavfi('testsrc=size=48x48:rate=8'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '3', '-shortest'],
+    },
+    {
+      name: 'r25.mp4',
+      args: [...lavfi('testsrc=size=48x48:rate=25'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.6', '-shortest'],
+    },
+    {
+      name: 'ntsc.mp4',
+      args: [...lavfi('testsrc=size=48x48:rate=30000/1001'), ...lavfi('sine=frequency=440:sample_rate=16000'), '-t', '2.3', '-shortest'],
+    },
+    {
+      name: 'vfr.mp4',
+      args: [
+        ...lavfi('testsrc=size=48x48:rate=25'),
+        '-t',
+        '2.5',
+        '-vf',
+        "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))'",
+        '-vsync',
+        'vfr',
+      ],
+    },
     { name: 'r25.mkv', args: [...lavfi('testsrc=size=48x48:rate=25'), '-t', '2.2'] },
   ];
 
   before(async function () {
     if (!nativeDecoding().available) this.skip();
-    for (const s of sources) await runFfmpeg([...s.args, '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', ...(s.args.includes('sine=frequency=440:sample_rate=16000') ? ['-c:a', 'aac'] : []), '-y', path.join(dir, s.name)]);
+    for (const s of sources)
+      await runFfmpeg([
+        ...s.args,
+        '-c:v',
+        'libx264',
+        '-preset',
+        'ultrafast',
+        '-pix_fmt',
+        'yuv420p',
+        ...(s.args.includes('sine=frequency=440:sample_rate=16000') ? ['-c:a', 'aac'] : []),
+        '-y',
+        path.join(dir, s.name),
+      ]);
   });
 
   it('the last frames of a file: the same frames and the same result kind on both paths (source rates 8, 25, 30000/1001, VFR; several fps)', async () => {
@@ -270,7 +474,13 @@ describe('data: windows at the end of a file, native vs the ffmpeg CLI', functio
       const dur = info.video?.duration && info.video.duration > 0 ? info.video.duration : info.duration;
       for (const fps of [8, 10, 16, 25]) {
         const frames = 4;
-        for (const start of [dur - frames / fps, dur - (frames - 0.5) / fps, dur - (frames - 1) / fps, dur - frames / fps - 0.3 / fps, dur - (frames - 2.5) / fps]) {
+        for (const start of [
+          dur - frames / fps,
+          dur - (frames - 0.5) / fps,
+          dur - (frames - 1) / fps,
+          dur - frames / fps - 0.3 / fps,
+          dur - (frames - 2.5) / fps,
+        ]) {
           const st = Math.max(0, Math.round(start * 1e6) / 1e6);
           const req: DecodeRequest = { start: st, frames, fps, width: 24, height: 24 };
           const jobs: ClipJob[] = [{ file, info, req }];
@@ -280,13 +490,16 @@ describe('data: windows at the end of a file, native vs the ffmpeg CLI', functio
           const what = `${s.name} start ${st} fps ${fps}`;
           const kind = (x: DecodedClip | DataError) => (x instanceof DataError ? `error ${x.reason}` : 'ok');
           if (kind(c) !== kind(n)) {
-            mismatches.push(`${what}: cli ${c instanceof DataError ? c.message : 'ok'} | native ${n instanceof DataError ? n.message : 'ok'}`);
+            mismatches.push(
+              `${what}: cli ${c instanceof DataError ? c.message : 'ok'} | native ${n instanceof DataError ? n.message : 'ok'}`,
+            );
             continue;
           }
           if (c instanceof DataError || n instanceof DataError) continue;
           okBoth++;
           const d = diff(n, c, req.width * req.height * 3);
-          if (n.video.length !== c.video.length || d.maxFrameMean > 1) mismatches.push(`${what}: frames differ (worst frame mean |d| ${d.maxFrameMean.toFixed(2)})`);
+          if (n.video.length !== c.video.length || d.maxFrameMean > 1)
+            mismatches.push(`${what}: frames differ (worst frame mean |d| ${d.maxFrameMean.toFixed(2)})`);
         }
       }
     }
@@ -303,9 +516,15 @@ describe('data: WebDataset tar members decoded from memory (native), temp files 
 
   before(async function () {
     if (!nativeDecoding().available) this.skip();
-    const colours: [number, number, number][] = [[220, 40, 40], [40, 220, 40], [40, 40, 220]];
+    const colours: [number, number, number][] = [
+      [220, 40, 40],
+      [40, 220, 40],
+      [40, 40, 220],
+    ];
     const files = colours.map((_, i) => path.join(dir, `v${i}.mp4`));
-    await writeTestVideos(files.map((out, i) => ({ out, seconds: 2, fps: 10, width: 32, height: 32, colour: () => colours[i], tone: 400 + 300 * i })));
+    await writeTestVideos(
+      files.map((out, i) => ({ out, seconds: 2, fps: 10, width: 32, height: 32, colour: () => colours[i], tone: 400 + 300 * i })),
+    );
     const pack = tar.pack();
     const done = pipeline(pack, fs.createWriteStream(shard));
     for (let i = 0; i < files.length; i++) {
@@ -325,7 +544,14 @@ describe('data: WebDataset tar members decoded from memory (native), temp files 
     });
     const mine = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`cmac-tar-${process.pid}-`));
     const load = async (decoder: DecoderKind) => {
-      const loader = new ClipLoader({ source: tarSource(shard), batchSize: 3, clip: { frames: 4, fps: 8, size: 24, audioSeconds: 1, sampleRate: 16000 }, mode: 'train', seed: 7, decoder });
+      const loader = new ClipLoader({
+        source: tarSource(shard),
+        batchSize: 3,
+        clip: { frames: 4, fps: 8, size: 24, audioSeconds: 1, sampleRate: 16000 },
+        mode: 'train',
+        seed: 7,
+        decoder,
+      });
       const batches: LoaderBatch[] = [];
       for await (const b of loader) batches.push(b);
       return { batches, stats: loader.stats };
@@ -333,7 +559,7 @@ describe('data: WebDataset tar members decoded from memory (native), temp files 
     try {
       const before = mine();
       const n = await load('native');
-      await new Promise((r) => setTimeout(r, 200));  // let fs.watch report
+      await new Promise((r) => setTimeout(r, 200)); // let fs.watch report
       expect(created, 'temporary files of the native run').to.deep.equal([]);
       expect(mine(), 'temporary folders after the native run').to.deep.equal(before);
       const c = await load('ffmpeg-cli');
@@ -384,12 +610,30 @@ describe('data: the train cache warns when its projected size exceeds the free d
 
   before(async () => {
     fs.mkdirSync(media);
-    await writeTestVideos([0, 1, 2, 3].map((i) => ({ out: path.join(media, `v${i}.mp4`), seconds: 2, fps: 10, width: 32, height: 32, colour: () => [40 * i, 90, 200] as [number, number, number], tone: 500 })));
+    await writeTestVideos(
+      [0, 1, 2, 3].map((i) => ({
+        out: path.join(media, `v${i}.mp4`),
+        seconds: 2,
+        fps: 10,
+        width: 32,
+        height: 32,
+        colour: () => [40 * i, 90, 200] as [number, number, number],
+        tone: 500,
+      })),
+    );
   });
 
   const epoch = async (cacheDir: string) => {
     const lines: string[] = [];
-    const loader = new ClipLoader({ source: folderSource(media), batchSize: 2, clip: 'tiny', mode: 'train', seed: 3, trainCache: cacheDir, log: (l) => lines.push(l) });
+    const loader = new ClipLoader({
+      source: folderSource(media),
+      batchSize: 2,
+      clip: 'tiny',
+      mode: 'train',
+      seed: 3,
+      trainCache: cacheDir,
+      log: (l) => lines.push(l),
+    });
     for await (const b of loader.epoch()) expect(b.meta).to.have.length(2);
     await loader.close();
     return lines.filter((l) => l.startsWith('train cache: projected'));
@@ -397,7 +641,7 @@ describe('data: the train cache warns when its projected size exceeds the free d
 
   it('one line naming the projection, the free space and the fix; none when the disk has room', async () => {
     expect(await epoch(path.join(dir, 'roomy')), 'the real disk has room for 4 tiny videos').to.deep.equal([]);
-    const nodeFs = require('fs') as typeof fs;  // the module object itself (the import is a read-only view of it)
+    const nodeFs = require('fs') as typeof fs; // the module object itself (the import is a read-only view of it)
     const real = nodeFs.statfsSync;
     // The free space the file system reports, made small (4 blocks of 4 KiB): the cache, the decoding and the projection are real.
     (nodeFs as { statfsSync: unknown }).statfsSync = (p: fs.PathLike) => ({ ...real(p), bavail: 4, bsize: 4096 });
@@ -408,7 +652,9 @@ describe('data: the train cache warns when its projected size exceeds the free d
       (nodeFs as { statfsSync: unknown }).statfsSync = real;
     }
     expect(warned, 'logged once').to.have.length(1);
-    expect(warned[0]).to.match(/^train cache: projected size [\d.]+ [kMGT]?B \(4 videos x ~[\d.]+ [kMGT]?B\) exceeds the free disk at .*full \(16\.4 kB free/);
+    expect(warned[0]).to.match(
+      /^train cache: projected size [\d.]+ [kMGT]?B \(4 videos x ~[\d.]+ [kMGT]?B\) exceeds the free disk at .*full \(16\.4 kB free/,
+    );
     expect(warned[0]).to.match(/Fix: trainCache\.maxBytes/);
   });
 });
@@ -424,9 +670,34 @@ describe('data: the train cache fills on the native pool (decodeVideos)', functi
   const dir = tmpDir('cmac-data-vcache-native-');
   const media = path.join(dir, 'media');
   const vids = [
-    { out: path.join(media, 'a.mp4'), seconds: 2, fps: 10, width: 48, height: 32, pixel: (x: number, _y: number, t: number) => [Math.min(255, 4 * x), 90, Math.min(255, 40 + Math.round(t * 80))] as [number, number, number], tone: 440 },
-    { out: path.join(media, 'b.mp4'), seconds: 3, fps: 25, width: 40, height: 40, colour: (t: number) => [200, Math.min(255, Math.round(t * 70)), 30] as [number, number, number], tone: 700 },
-    { out: path.join(media, 'c.mp4'), seconds: 1.5, fps: 12, width: 32, height: 48, colour: () => [20, 160, 220] as [number, number, number], tone: null },
+    {
+      out: path.join(media, 'a.mp4'),
+      seconds: 2,
+      fps: 10,
+      width: 48,
+      height: 32,
+      pixel: (x: number, _y: number, t: number) =>
+        [Math.min(255, 4 * x), 90, Math.min(255, 40 + Math.round(t * 80))] as [number, number, number],
+      tone: 440,
+    },
+    {
+      out: path.join(media, 'b.mp4'),
+      seconds: 3,
+      fps: 25,
+      width: 40,
+      height: 40,
+      colour: (t: number) => [200, Math.min(255, Math.round(t * 70)), 30] as [number, number, number],
+      tone: 700,
+    },
+    {
+      out: path.join(media, 'c.mp4'),
+      seconds: 1.5,
+      fps: 12,
+      width: 32,
+      height: 48,
+      colour: () => [20, 160, 220] as [number, number, number],
+      tone: null,
+    },
   ];
 
   before(async function () {
@@ -436,11 +707,29 @@ describe('data: the train cache fills on the native pool (decodeVideos)', functi
   });
 
   /** Whole-video decode into memory: frames and audio as the cache would store them. */
-  async function whole(file: string, decoder: DecoderKind | 'cli-direct', maxSeconds?: number): Promise<{ video: Buffer; audio: Float32Array }> {
+  async function whole(
+    file: string,
+    decoder: DecoderKind | 'cli-direct',
+    maxSeconds?: number,
+  ): Promise<{ video: Buffer; audio: Float32Array }> {
     const info = await probe(file, { decoder: 'native' });
     const v: Buffer[] = [];
     const a: Buffer[] = [];
-    const job = { file, info, fps: 8, width: 24, height: 20, maxSeconds, sampleRate: 16000, onVideo: (c: Buffer) => v.push(Buffer.from(c)), onAudio: (c: Buffer) => a.push(Buffer.from(c)), onReset: () => { v.length = 0; a.length = 0; } };
+    const job = {
+      file,
+      info,
+      fps: 8,
+      width: 24,
+      height: 20,
+      maxSeconds,
+      sampleRate: 16000,
+      onVideo: (c: Buffer) => v.push(Buffer.from(c)),
+      onAudio: (c: Buffer) => a.push(Buffer.from(c)),
+      onReset: () => {
+        v.length = 0;
+        a.length = 0;
+      },
+    };
     const [r] = decoder === 'cli-direct' ? await cli.decodeVideos([job]) : await decodeVideos([job], { decoder });
     if (r) throw r;
     const ab = Buffer.concat(a);
@@ -460,7 +749,9 @@ describe('data: the train cache fills on the native pool (decodeVideos)', functi
       // ~576 samples: the AAC priming): cached clips get the samples a per-clip decode gets.
       const info = await probe(f.out, { decoder: 'native' });
       const req = { start: 0, frames: 1, fps: 8, width: 24, height: 20, audio: { start: 0, samples: n.audio.length, sampleRate: 16000 } };
-      const [clip] = await cli.decodeClips([{ file: f.out, info, req: { ...req, crop: { x: 0, y: 0, w: info.video!.width, h: info.video!.height } } }]);
+      const [clip] = await cli.decodeClips([
+        { file: f.out, info, req: { ...req, crop: { x: 0, y: 0, w: info.video!.width, h: info.video!.height } } },
+      ]);
       if (clip instanceof DataError) throw clip;
       let amax = 0;
       for (let i = 0; i < n.audio.length; i++) amax = Math.max(amax, Math.abs(clip.audio![i] - n.audio[i]));
@@ -472,16 +763,27 @@ describe('data: the train cache fills on the native pool (decodeVideos)', functi
     const cappedCli = await whole(vids[1].out, 'cli-direct', 1.5);
     expect(capped.video.length / (24 * 20 * 3)).to.equal(12);
     expect(cappedCli.video.length / (24 * 20 * 3)).to.be.within(12, 13);
-    expect(capped.video.equals(cappedCli.video.subarray(0, capped.video.length)) || meanAbs(capped.video, cappedCli.video) <= 1).to.equal(true);
+    expect(capped.video.equals(cappedCli.video.subarray(0, capped.video.length)) || meanAbs(capped.video, cappedCli.video) <= 1).to.equal(
+      true,
+    );
     expect(capped.audio.length).to.equal(24000);
     expect(Math.abs(cappedCli.audio.length - 24000)).to.be.at.most(1024);
   });
 
   it('a train cache fill runs no ffmpeg process: every clip is cut from videos the native pool decoded', async () => {
     const saved = process.env.CMAC_FFMPEG;
-    process.env.CMAC_FFMPEG = path.join(dir, 'no-such-ffmpeg');  // a CLI fill would fail: its clips would go per clip
+    process.env.CMAC_FFMPEG = path.join(dir, 'no-such-ffmpeg'); // a CLI fill would fail: its clips would go per clip
     try {
-      const loader = new ClipLoader({ source: folderSource(media), batchSize: 3, clip: { frames: 4, fps: 8, size: 16, audioSeconds: 1, sampleRate: 16000 }, seed: 2, epochs: 2, missingAudio: 'silence', trainCache: path.join(dir, 'cache'), decoder: 'native' });
+      const loader = new ClipLoader({
+        source: folderSource(media),
+        batchSize: 3,
+        clip: { frames: 4, fps: 8, size: 16, audioSeconds: 1, sampleRate: 16000 },
+        seed: 2,
+        epochs: 2,
+        missingAudio: 'silence',
+        trainCache: path.join(dir, 'cache'),
+        decoder: 'native',
+      });
       const metas = [];
       for await (const b of loader) metas.push(...b.meta);
       await loader.close();
@@ -521,7 +823,7 @@ describe('data: the native decoder object (addon createDecoder)', function () {
       expect(() => d.decodeBatch([{ ...job, width: 9000 }])).to.throw(RangeError, /jobs\[0\].width/);
       expect(() => d.decodeBatch([{ ...job, audio: { start: 0 } }])).to.throw(TypeError, /audio.samples/);
       expect(() => d.probe(3 as unknown as string)).to.throw(TypeError, /probe\(file\)/);
-      expect(() => (d.probe as unknown as (this: unknown, f: string) => unknown).call({}, f)).to.throw(TypeError);  // V8: Illegal invocation
+      expect(() => (d.probe as unknown as (this: unknown, f: string) => unknown).call({}, f)).to.throw(TypeError); // V8: Illegal invocation
     } finally {
       d.dispose();
     }
@@ -537,7 +839,11 @@ describe('data: the native decoder object (addon createDecoder)', function () {
       const pm = await d.probe(new Uint8Array(bytes));
       expect(pm).to.deep.equal(pf);
       const job = { start: 0.5, frames: 3, fps: 10, width: 16, height: 16, audio: { start: 0.4, samples: 1600, sampleRate: 16000 } };
-      const b = await d.decodeBatch([{ ...job, file: f }, { ...job, file: bytes }, { ...job, file: path.join(dir, 'missing.mp4') }]);
+      const b = await d.decodeBatch([
+        { ...job, file: f },
+        { ...job, file: bytes },
+        { ...job, file: path.join(dir, 'missing.mp4') },
+      ]);
       expect(b.video.length).to.equal(3 * 3 * 16 * 16 * 3);
       expect(b.audio.length).to.equal(3 * 1600);
       expect(b.clips.map((c) => c.ok)).to.deep.equal([true, true, false]);
@@ -603,7 +909,13 @@ describe('data: the on-disk probe index', function () {
   it('reads lines lazily and never returns a damaged, torn or colliding one', () => {
     const dir = tmpDir('cmac-probe-index-');
     const ix = path.join(dir, 'probes.idx');
-    const info = (d: number): ProbeInfo => ({ file: 'x', size: 10, format: 'mp4', duration: d, video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 } });
+    const info = (d: number): ProbeInfo => ({
+      file: 'x',
+      size: 10,
+      format: 'mp4',
+      duration: d,
+      video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 },
+    });
     const w = new ProbeIndex(ix);
     for (let i = 0; i < 1000; i++) w.put(`k${i}`, info(i));
     const lines = fs.readFileSync(ix, 'utf8').split('\n').filter(Boolean);
@@ -637,11 +949,17 @@ describe('data: the probe index sidecar (sorted hashes + line offsets)', () => {
   it('is written by an opener that finds many new lines, used by the next, and ignored when it is damaged or stale', () => {
     const dir = tmpDir('cmac-probe-lookup-');
     const ix = path.join(dir, 'probes.idx');
-    const info = (d: number): ProbeInfo => ({ file: 'x', size: 10, format: 'mp4', duration: d, video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 } });
+    const info = (d: number): ProbeInfo => ({
+      file: 'x',
+      size: 10,
+      format: 'mp4',
+      duration: d,
+      video: { codec: 'h264', width: 8, height: 8, fps: 10, rotation: 0 },
+    });
     const w = new ProbeIndex(ix);
     for (let i = 0; i < 1500; i++) w.put(`k${i}`, info(i));
     expect(fs.existsSync(`${ix}.lookup`)).to.equal(false);
-    const first = new ProbeIndex(ix);  // 1500 lines past no sidecar: writes one
+    const first = new ProbeIndex(ix); // 1500 lines past no sidecar: writes one
     expect(fs.existsSync(`${ix}.lookup`)).to.equal(true);
     expect(first.get('k1499')?.duration).to.equal(1499);
     // The next opener reads the sidecar plus the lines appended since.
@@ -680,17 +998,31 @@ describe('data: decoder choice and the fallback to the ffmpeg CLI', () => {
     const lines: string[] = [];
     try {
       delete require.cache[decodePath];
-      require.cache[nativePath] = { ...saved.native!, exports: { native: () => ({ mediaInfo: () => ({ libav: false, reason: 'built without libav (test)' }), createDecoder: () => { throw new Error('no'); } }) } } as NodeModule;
+      require.cache[nativePath] = {
+        ...saved.native!,
+        exports: {
+          native: () => ({
+            mediaInfo: () => ({ libav: false, reason: 'built without libav (test)' }),
+            createDecoder: () => {
+              throw new Error('no');
+            },
+          }),
+        },
+      } as NodeModule;
       const d = require(decodePath) as typeof import('../lib/data/decode');
       expect(d.nativeDecoding()).to.deep.equal({ available: false, reason: 'built without libav (test)' });
       const dir = tmpDir('cmac-fallback-');
       const f = path.join(dir, 'a.mp4');
       await writeTestVideos([{ out: f, seconds: 1, fps: 10, tone: 440 }]);
       const info = await d.probe(f, { log: (l) => lines.push(l) });
-      const [clip] = await d.decodeClips([{ file: f, info, req: { start: 0, frames: 2, fps: 10, width: 16, height: 16 } }], { log: (l) => lines.push(l) });
+      const [clip] = await d.decodeClips([{ file: f, info, req: { start: 0, frames: 2, fps: 10, width: 16, height: 16 } }], {
+        log: (l) => lines.push(l),
+      });
       expect(clip).to.not.be.instanceOf(DataError);
       expect(d.decoderFor({ log: (l) => lines.push(l) })).to.equal('ffmpeg-cli');
-      expect(lines).to.deep.equal(['cmac: native decoding is unavailable: built without libav (test); decoding with the ffmpeg CLI instead']);
+      expect(lines).to.deep.equal([
+        'cmac: native decoding is unavailable: built without libav (test); decoding with the ffmpeg CLI instead',
+      ]);
     } finally {
       require.cache[decodePath] = saved.decode;
       require.cache[nativePath] = saved.native;

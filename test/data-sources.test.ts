@@ -5,8 +5,18 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tar from 'tar-stream';
 import {
-  ClipLoader, expandBraces, folderSource, manifestSource, parseCsv, runFfmpeg, synthesize, synthSource, tarSource, writeTestVideos,
-  type LoaderBatch, type LoaderOptions,
+  ClipLoader,
+  expandBraces,
+  folderSource,
+  manifestSource,
+  parseCsv,
+  runFfmpeg,
+  synthesize,
+  synthSource,
+  tarSource,
+  writeTestVideos,
+  type LoaderBatch,
+  type LoaderOptions,
 } from '../lib/data';
 import { tmpDir } from './helpers';
 
@@ -48,7 +58,17 @@ describe('data: sources', function () {
       { out: path.join(media, 'sub', 'deeper', 'c.MOV'), seconds: 3, fps: 12, width: 32, height: 32, colour: () => colourOf.c, tone: 900 },
       { out: path.join(media, 'd.mp4'), seconds: 3, fps: 12, width: 32, height: 32, colour: () => colourOf.d, tone: 1100 },
     ]);
-    await runFfmpeg(['-i', path.join(media, 'a.mp4'), '-c:v', 'libvpx', '-b:v', '200k', '-c:a', 'libopus', path.join(media, 'sub', 'e.webm')]);
+    await runFfmpeg([
+      '-i',
+      path.join(media, 'a.mp4'),
+      '-c:v',
+      'libvpx',
+      '-b:v',
+      '200k',
+      '-c:a',
+      'libopus',
+      path.join(media, 'sub', 'e.webm'),
+    ]);
     await runFfmpeg(['-i', path.join(media, 'd.mp4'), '-c:v', 'mpeg4', '-c:a', 'pcm_s16le', path.join(media, 'f.avi')]);
     fs.writeFileSync(path.join(media, 'readme.txt'), 'not a video');
   });
@@ -56,7 +76,14 @@ describe('data: sources', function () {
   it('folder: finds every video container recursively, in sorted order', async () => {
     const src = folderSource(media);
     const refs = await src.list();
-    expect(refs.map((r) => path.relative(media, r.path!))).to.deep.equal(['a.mp4', 'd.mp4', 'f.avi', path.join('sub', 'b.mkv'), path.join('sub', 'deeper', 'c.MOV'), path.join('sub', 'e.webm')]);
+    expect(refs.map((r) => path.relative(media, r.path!))).to.deep.equal([
+      'a.mp4',
+      'd.mp4',
+      'f.avi',
+      path.join('sub', 'b.mkv'),
+      path.join('sub', 'deeper', 'c.MOV'),
+      path.join('sub', 'e.webm'),
+    ]);
     expect(refs.map((r) => r.index)).to.deep.equal([0, 1, 2, 3, 4, 5]);
     const { batches, loader } = await run({ source: src, batchSize: 6, clip: geom, mode: 'eval' });
     expect(loader.stats.skipped).to.deep.equal({});
@@ -67,7 +94,10 @@ describe('data: sources', function () {
     want.forEach((c, i) => {
       const k = i * frame + (12 * 24 + 12) * 3;
       const px = Array.from(batches[0].video.data.subarray(k, k + 3));
-      expect(px.every((v, j) => Math.abs(v - c[j]) < 30), `${batches[0].meta[i].id}: ${px} vs ${c}`).to.equal(true);
+      expect(
+        px.every((v, j) => Math.abs(v - c[j]) < 30),
+        `${batches[0].meta[i].id}: ${px} vs ${c}`,
+      ).to.equal(true);
     });
     await expectRejects(folderSource(path.join(root, 'nope')).list(), /folder .*nope does not exist/);
   });
@@ -98,7 +128,10 @@ describe('data: sources', function () {
     // Window [1.0, 1.8] is shorter than the audio window: the video clip is centred in it.
     expect(m[2].start).to.be.closeTo(1.4 - 0.25, 1e-9);
     expect(Array.from(batches[0].labels!.data)).to.deep.equal([0, 1, 0]);
-    expect(parseCsv('a,b\n"x,1",2\n\n')).to.deep.equal([['a', 'b'], ['x,1', '2']]);
+    expect(parseCsv('a,b\n"x,1",2\n\n')).to.deep.equal([
+      ['a', 'b'],
+      ['x,1', '2'],
+    ]);
     fs.writeFileSync(path.join(root, 'bad.csv'), 'file_name,label\nx.mp4,1\n');
     await expectRejects(manifestSource(path.join(root, 'bad.csv')).list(), /must name a 'path' column/);
   });
@@ -111,7 +144,9 @@ describe('data: sources', function () {
         { path: 'media/a.mp4', label: 3, split: 'train', speaker: 'x' },
         { path: 'media/d.mp4', label: 5, split: 'val' },
         { path: 'media/sub/b.mkv', label: 4, split: 'train', start: 1, boxes: { t: 0, box: [0, 0, 1, 1] } },
-      ].map((r) => JSON.stringify(r)).join('\n') + '\n\n',
+      ]
+        .map((r) => JSON.stringify(r))
+        .join('\n') + '\n\n',
     );
     const train = manifestSource(jl, { split: 'train' });
     const refs = await train.list();
@@ -142,7 +177,10 @@ describe('data: sources', function () {
       { name: '000003.json', data: JSON.stringify({ label: 3 }) },
       { name: '000004.txt', data: 'ignored' },
     ]);
-    expect(expandBraces(path.join(shards, 'train-{000..001}.tar'))).to.deep.equal([path.join(shards, 'train-000.tar'), path.join(shards, 'train-001.tar')]);
+    expect(expandBraces(path.join(shards, 'train-{000..001}.tar'))).to.deep.equal([
+      path.join(shards, 'train-000.tar'),
+      path.join(shards, 'train-001.tar'),
+    ]);
     const tmp = path.join(root, 'tar-tmp');
     const src = tarSource(path.join(shards, 'train-{000..001}.tar'), { tmpDir: tmp });
     const refs = await src.list();
@@ -158,7 +196,10 @@ describe('data: sources', function () {
     const px = Array.from(batches[0].video.data.subarray((12 * 24 + 12) * 3, (12 * 24 + 12) * 3 + 3));
     expect(px[0]).to.be.greaterThan(180);
     expect(px[1]).to.be.lessThan(80);
-    expect(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], 'no member left behind (the native decoder reads them from memory: no folder at all)').to.deep.equal([]);
+    expect(
+      fs.existsSync(tmp) ? fs.readdirSync(tmp) : [],
+      'no member left behind (the native decoder reads them from memory: no folder at all)',
+    ).to.deep.equal([]);
     // A folder of shards works too; a cut-off shard keeps its complete samples and warns.
     const whole = fs.readFileSync(path.join(shards, 'train-001.tar'));
     fs.writeFileSync(path.join(shards, 'train-002.tar'), whole.subarray(0, whole.indexOf(Buffer.from('000002.json')) + 100));

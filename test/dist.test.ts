@@ -34,10 +34,19 @@ function rows(t, lo, hi) { const per = t.shape.slice(1).reduce((a, b) => a * b, 
 
 async function runRanks(world: number, out: string, gather: boolean): Promise<void> {
   const port = await freePort();
-  const procs = Array.from({ length: world }, (_, rank) => spawn(process.execPath, ['-e', rankScript(out, gather)], {
-    env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank) },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  }));
+  const procs = Array.from({ length: world }, (_, rank) =>
+    spawn(process.execPath, ['-e', rankScript(out, gather)], {
+      env: {
+        ...process.env,
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+        RANK: String(rank),
+        WORLD_SIZE: String(world),
+        LOCAL_RANK: String(rank),
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    }),
+  );
   const codes = await Promise.all(procs.map((p) => new Promise((r) => p.on('exit', r))));
   expect(codes).to.deep.equal(procs.map(() => 0));
 }
@@ -60,7 +69,8 @@ describe('distributed data parallel (c10d, Gloo on loopback)', function () {
     const two = JSON.parse(fs.readFileSync(path.join(dir, 'two.0.json'), 'utf8'));
     expect(two.world).to.equal(2);
     console.log(`      losses (1 rank): ${JSON.stringify(one.losses.map((l: number[]) => l.map((x) => +x.toFixed(5))))}`);
-    for (let s = 0; s < 3; s++) for (let k = 0; k < 4; k++) expect(two.losses[s][k]).to.be.closeTo(one.losses[s][k], 1e-5 * Math.max(1, Math.abs(one.losses[s][k])));
+    for (let s = 0; s < 3; s++)
+      for (let k = 0; k < 4; k++) expect(two.losses[s][k]).to.be.closeTo(one.losses[s][k], 1e-5 * Math.max(1, Math.abs(one.losses[s][k])));
     const w1 = await weights(path.join(dir, 'one.0.safetensors'));
     const w2 = await weights(path.join(dir, 'two.0.safetensors'));
     const w2b = await weights(path.join(dir, 'two.1.safetensors'));
@@ -82,13 +92,36 @@ describe('distributed data parallel (c10d, Gloo on loopback)', function () {
 
   describe('cmac train --nproc 2', () => {
     const data = path.join(dir, 'data');
-    before(async () => { await synthesize({ out: data, clips: 16, seed: 4, size: 64, fps: 8, seconds: 2 }); });
+    before(async () => {
+      await synthesize({ out: data, clips: 16, seed: 4, size: 64, fps: 8, seconds: 2 });
+    });
     const cli = path.join(root, 'dist', 'cli', 'main.js');
 
     it('trains with 2 ranks; rank 0 alone writes metrics and checkpoints', () => {
       const runDir = path.join(dir, 'run2');
-      const r = spawnSync(process.execPath, [cli, 'train', '--nproc', '2', '--preset', 'tiny', '--data', data, '--steps', '3', '--run-dir', runDir,
-        '--set', 'data.batchSize=4', '--set', 'dist.gatherNegatives=true', '--quiet'], { encoding: 'utf8', timeout: 300000 });
+      const r = spawnSync(
+        process.execPath,
+        [
+          cli,
+          'train',
+          '--nproc',
+          '2',
+          '--preset',
+          'tiny',
+          '--data',
+          data,
+          '--steps',
+          '3',
+          '--run-dir',
+          runDir,
+          '--set',
+          'data.batchSize=4',
+          '--set',
+          'dist.gatherNegatives=true',
+          '--quiet',
+        ],
+        { encoding: 'utf8', timeout: 300000 },
+      );
       expect(r.status, r.stdout + r.stderr).to.equal(0);
       expect(r.stderr).to.match(/launch: rank 1 pid \d+/);
       expect(readMetrics(path.join(runDir, 'metrics.jsonl')).map((m) => m.step)).to.deep.equal([0, 1, 2]);
@@ -98,17 +131,41 @@ describe('distributed data parallel (c10d, Gloo on loopback)', function () {
     it('runs under a torchrun-style agent store (TORCHELASTIC_USE_AGENT_STORE, PyTorch TCPStore as the agent)', async () => {
       // The agent: PyTorch's own TCPStore server, as torchrun's elastic agent hosts it.
       const port = await freePort();
-      const agent = spawn('/usr/bin/python3', ['-c', [
-        'import datetime, sys, time, torch.distributed as d',
-        `s = d.TCPStore("127.0.0.1", ${port}, 3, True, datetime.timedelta(seconds=120), wait_for_workers=False)`,
-        'print("up", flush=True)', 'time.sleep(300)'].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const agent = spawn(
+        '/usr/bin/python3',
+        [
+          '-c',
+          [
+            'import datetime, sys, time, torch.distributed as d',
+            `s = d.TCPStore("127.0.0.1", ${port}, 3, True, datetime.timedelta(seconds=120), wait_for_workers=False)`,
+            'print("up", flush=True)',
+            'time.sleep(300)',
+          ].join('\n'),
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       await new Promise((r) => agent.stdout!.once('data', r));
       const runDir = path.join(dir, 'run-agent');
       try {
-        const ranks = [0, 1].map((rank) => spawn(process.execPath, [cli, 'train', '--preset', 'tiny', '--data', data, '--steps', '2', '--run-dir', runDir,
-          '--set', 'data.batchSize=4', '--quiet'], {
-          env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank),
-            TORCHELASTIC_USE_AGENT_STORE: 'True', TORCHELASTIC_RESTART_COUNT: '0' }, stdio: 'ignore' }));
+        const ranks = [0, 1].map((rank) =>
+          spawn(
+            process.execPath,
+            [cli, 'train', '--preset', 'tiny', '--data', data, '--steps', '2', '--run-dir', runDir, '--set', 'data.batchSize=4', '--quiet'],
+            {
+              env: {
+                ...process.env,
+                MASTER_ADDR: '127.0.0.1',
+                MASTER_PORT: String(port),
+                RANK: String(rank),
+                WORLD_SIZE: '2',
+                LOCAL_RANK: String(rank),
+                TORCHELASTIC_USE_AGENT_STORE: 'True',
+                TORCHELASTIC_RESTART_COUNT: '0',
+              },
+              stdio: 'ignore',
+            },
+          ),
+        );
         const codes = await Promise.all(ranks.map((p) => new Promise((r) => p.on('exit', r))));
         expect(codes).to.deep.equal([0, 0]);
         expect(listCheckpoints(path.join(runDir, 'checkpoints')).map((c) => c.step)).to.deep.equal([2]);
@@ -120,8 +177,27 @@ describe('distributed data parallel (c10d, Gloo on loopback)', function () {
     it('a killed rank ends the job with a non-zero exit naming the rank, within the timeout', async () => {
       const runDir = path.join(dir, 'run-kill');
       const t0 = Date.now();
-      const job = spawn(process.execPath, [cli, 'train', '--nproc', '2', '--preset', 'tiny', '--data', data, '--steps', '500', '--run-dir', runDir,
-        '--set', 'data.batchSize=4', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const job = spawn(
+        process.execPath,
+        [
+          cli,
+          'train',
+          '--nproc',
+          '2',
+          '--preset',
+          'tiny',
+          '--data',
+          data,
+          '--steps',
+          '500',
+          '--run-dir',
+          runDir,
+          '--set',
+          'data.batchSize=4',
+          '--quiet',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let err = '';
       job.stderr.on('data', (d) => (err += d));
       const exit = new Promise<number | null>((r) => job.on('exit', (c) => r(c)));

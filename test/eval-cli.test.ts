@@ -16,7 +16,11 @@ import { blank, decodePng } from '../lib/viz';
 import { overlayFrame } from '../lib/viz/localize';
 import { runCommand, tmpDir } from './helpers';
 
-const cli = (args: string[]): Promise<string> => runCommand((p) => { registerEval(p); registerLocalize(p); }, args);
+const cli = (args: string[]): Promise<string> =>
+  runCommand((p) => {
+    registerEval(p);
+    registerLocalize(p);
+  }, args);
 
 describe('eval: cmac eval and cmac localize end to end', function () {
   this.timeout(600000);
@@ -26,7 +30,10 @@ describe('eval: cmac eval and cmac localize end to end', function () {
 
   before(async () => {
     await synthesize({ out: data, clips: 24, seed: 5, size: 64, fps: 8, seconds: 2.5, splits: [0.5, 0.25, 0.25] });
-    await train({ preset: 'tiny', seed: 1, data: { source: data, batchSize: 4 }, train: { steps: 3, checkpointEvery: 3, runDir: run } }, { progress: false });
+    await train(
+      { preset: 'tiny', seed: 1, data: { source: data, batchSize: 4 }, train: { steps: 3, checkpointEvery: 3, runDir: run } },
+      { progress: false },
+    );
   });
 
   it('finds a checkpoint from a run folder, its checkpoints/ folder or a file', () => {
@@ -38,9 +45,13 @@ describe('eval: cmac eval and cmac localize end to end', function () {
   });
 
   it('eval all: retrieval, localisation and frequency as JSON and a self-contained report', async () => {
-    const json = path.join(dir, 'all.json'), report = path.join(dir, 'all.html');
+    const json = path.join(dir, 'all.json'),
+      report = path.join(dir, 'all.html');
     const text = await cli(['eval', 'all', '--checkpoint', run, '--data', data, '--json', json, '--report', report, '--batch-size', '4']);
-    expect(text).to.include('localisation (EZ-VSL protocol) on 6 clips').and.include('frequency grounding').and.include('retrieval on 6 clips');
+    expect(text)
+      .to.include('localisation (EZ-VSL protocol) on 6 clips')
+      .and.include('frequency grounding')
+      .and.include('retrieval on 6 clips');
     const r = JSON.parse(fs.readFileSync(json, 'utf8'));
     expect(r.step).to.equal(3);
     expect(r.retrieval.audioToVideo.n).to.equal(6);
@@ -56,15 +67,25 @@ describe('eval: cmac eval and cmac localize end to end', function () {
 
   it('eval localization / retrieval / frequency run alone', async () => {
     expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val'])).to.include('beta_v (audio-guided)');
-    expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val', '--protocol', 'lvs'])).to.include('localisation (LVS protocol)');
+    expect(await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--split', 'val', '--protocol', 'lvs'])).to.include(
+      'localisation (LVS protocol)',
+    );
     let bad: unknown;
-    try { await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--protocol', 'vgg']); } catch (e) { bad = e; }
+    try {
+      await cli(['eval', 'localization', '--checkpoint', run, '--data', data, '--protocol', 'vgg']);
+    } catch (e) {
+      bad = e;
+    }
     expect(bad).to.be.instanceOf(CommanderError);
     expect((bad as Error).message).to.match(/--protocol must be 'ezvsl' .* or 'lvs' .*got 'vgg'/);
     expect(await cli(['eval', 'retrieval', '--checkpoint', run, '--data', data])).to.include('audio -> video');
     expect(await cli(['eval', 'frequency', '--checkpoint', run, '--data', data])).to.include('alpha_a (no video)');
     let usage: unknown;
-    try { await cli(['eval', 'localization', '--data', data]); } catch (e) { usage = e; }
+    try {
+      await cli(['eval', 'localization', '--data', data]);
+    } catch (e) {
+      usage = e;
+    }
     expect(usage).to.be.instanceOf(CommanderError);
   });
 
@@ -88,7 +109,14 @@ describe('eval: cmac eval and cmac localize end to end', function () {
     for (let f = 1; f <= 5; f++) {
       for (let t = 0; t < 2; t++) {
         const name = `${f}-${t}-A-${t}.wav`;
-        await runFfmpeg(['-y', '-f', 'lavfi', '-i', `sine=frequency=${t ? 3000 : 300}:duration=2.5:sample_rate=44100`, path.join(esc, 'audio', name)]);
+        await runFfmpeg([
+          '-y',
+          '-f',
+          'lavfi',
+          '-i',
+          `sine=frequency=${t ? 3000 : 300}:duration=2.5:sample_rate=44100`,
+          path.join(esc, 'audio', name),
+        ]);
         rows.push(`${name},${f},${t},${t ? 'high' : 'low'},False,1,A`);
       }
     }
@@ -100,11 +128,15 @@ describe('eval: cmac eval and cmac localize end to end', function () {
     expect(r.folds.map((f: { name: string }) => f.name)).to.deep.equal(['fold 1', 'fold 2']);
     expect(r.folds[0].audio.nTrain).to.equal(6);
     expect(r.folds[0].audio.nTest).to.equal(2);
-    expect(r.audio.mean).to.equal(1);  // a 300 Hz tone against a 3 kHz tone
+    expect(r.audio.mean).to.equal(1); // a 300 Hz tone against a 3 kHz tone
   });
 
   it('localize: overlay PNG per clip frame, an MP4 with the audio, the frequency map and the maps as safetensors', async () => {
-    const video = path.join(data, 'test', fs.readdirSync(path.join(data, 'test')).find((f) => f.endsWith('.mp4'))!);
+    const video = path.join(
+      data,
+      'test',
+      fs.readdirSync(path.join(data, 'test')).find((f) => f.endsWith('.mp4'))!,
+    );
     const out = path.join(dir, 'loc');
     const text = await cli(['localize', '--checkpoint', run, '--video', video, '--out', out, '--max-clips', '3', '--size', '96']);
     expect(text).to.include('3 clips of 0.5 s: 12 overlay frames');

@@ -5,7 +5,15 @@
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
-import { carveValidation, detectLayout, openProbeDataset, parseEsc50Csv, parseHmdbSplit, parseUcfClassInd, parseUcfList } from '../lib/eval';
+import {
+  carveValidation,
+  detectLayout,
+  openProbeDataset,
+  parseEsc50Csv,
+  parseHmdbSplit,
+  parseUcfClassInd,
+  parseUcfList,
+} from '../lib/eval';
 import { tmpDir } from './helpers';
 
 function touch(file: string, text = ''): void {
@@ -30,19 +38,29 @@ describe('eval: dataset layouts', () => {
   });
 
   it('parses HMDB51 split files (1 train, 2 test, 0 unused) and ESC-50 meta', () => {
-    expect(parseHmdbSplit('a.avi 1 \nb.avi 2\nc.avi 0\n')).to.deep.equal([{ name: 'a.avi', set: 1 }, { name: 'b.avi', set: 2 }, { name: 'c.avi', set: 0 }]);
+    expect(parseHmdbSplit('a.avi 1 \nb.avi 2\nc.avi 0\n')).to.deep.equal([
+      { name: 'a.avi', set: 1 },
+      { name: 'b.avi', set: 2 },
+      { name: 'c.avi', set: 0 },
+    ]);
     expect(() => parseHmdbSplit('a.avi 3\n')).to.throw(/expected/);
-    const rows = parseEsc50Csv('filename,fold,target,category,esc10,src_file,take\n1-100032-A-0.wav,1,0,dog,True,100032,A\n2-1-A-1.wav,2,1,rooster,False,1,A\n');
-    expect(rows).to.deep.equal([{ filename: '1-100032-A-0.wav', fold: 1, target: 0, category: 'dog' }, { filename: '2-1-A-1.wav', fold: 2, target: 1, category: 'rooster' }]);
+    const rows = parseEsc50Csv(
+      'filename,fold,target,category,esc10,src_file,take\n1-100032-A-0.wav,1,0,dog,True,100032,A\n2-1-A-1.wav,2,1,rooster,False,1,A\n',
+    );
+    expect(rows).to.deep.equal([
+      { filename: '1-100032-A-0.wav', fold: 1, target: 0, category: 'dog' },
+      { filename: '2-1-A-1.wav', fold: 2, target: 1, category: 'rooster' },
+    ]);
   });
 
   it('carves a stratified validation split by whole groups, repeatably', () => {
     const items = [];
-    for (let c = 0; c < 3; c++) for (let g = 0; g < 5; g++) for (let k = 0; k < 2; k++) items.push({ path: `c${c}g${g}k${k}`, label: c, group: `c${c}-g${g}` });
+    for (let c = 0; c < 3; c++)
+      for (let g = 0; g < 5; g++) for (let k = 0; k < 2; k++) items.push({ path: `c${c}g${g}k${k}`, label: c, group: `c${c}-g${g}` });
     const a = carveValidation(items, 0.2, 1);
     const b = carveValidation(items, 0.2, 1);
     expect(a.val.map((i) => i.path)).to.deep.equal(b.val.map((i) => i.path));
-    expect(a.val.length).to.equal(6);  // one group of 2 per class
+    expect(a.val.length).to.equal(6); // one group of 2 per class
     const trainGroups = new Set(a.train.map((i) => i.group));
     for (const v of a.val) expect(trainGroups.has(v.group)).to.equal(false);
     for (let c = 0; c < 3; c++) expect(a.val.filter((i) => i.label === c).length).to.equal(2);
@@ -53,14 +71,20 @@ describe('eval: dataset layouts', () => {
     // UCF101
     const ucf = path.join(d, 'ucf');
     touch(path.join(ucf, 'ucfTrainTestlist', 'classInd.txt'), '1 A\n2 B\n');
-    touch(path.join(ucf, 'ucfTrainTestlist', 'trainlist01.txt'), 'A/v_A_g08_c01.avi 1\nA/v_A_g09_c01.avi 1\nA/v_A_g10_c01.avi 1\nB/v_B_g08_c01.avi 2\nB/v_B_g09_c01.avi 2\nB/v_B_g10_c01.avi 2\n');
+    touch(
+      path.join(ucf, 'ucfTrainTestlist', 'trainlist01.txt'),
+      'A/v_A_g08_c01.avi 1\nA/v_A_g09_c01.avi 1\nA/v_A_g10_c01.avi 1\nB/v_B_g08_c01.avi 2\nB/v_B_g09_c01.avi 2\nB/v_B_g10_c01.avi 2\n',
+    );
     touch(path.join(ucf, 'ucfTrainTestlist', 'testlist01.txt'), 'A/v_A_g01_c01.avi\nB/v_B_g01_c01.avi\n');
     fs.mkdirSync(path.join(ucf, 'UCF-101'));
     expect(detectLayout(ucf)).to.equal('ucf101');
     const u = openProbeDataset(ucf);
     expect(u.layout).to.equal('ucf101');
     expect(u.folds.map((f) => f.name)).to.deep.equal(['split 1']);
-    expect(u.folds[0].test.map((i) => path.relative(ucf, i.path))).to.deep.equal(['UCF-101/A/v_A_g01_c01.avi', 'UCF-101/B/v_B_g01_c01.avi']);
+    expect(u.folds[0].test.map((i) => path.relative(ucf, i.path))).to.deep.equal([
+      'UCF-101/A/v_A_g01_c01.avi',
+      'UCF-101/B/v_B_g01_c01.avi',
+    ]);
     expect(u.folds[0].train.length + u.folds[0].val.length).to.equal(6);
     expect(u.folds[0].val.length).to.be.greaterThan(0);
     // HMDB51
@@ -70,7 +94,12 @@ describe('eval: dataset layouts', () => {
     const h = openProbeDataset(hm, { valShare: 0 });
     expect(h.layout).to.equal('hmdb51');
     expect(h.classes).to.deep.equal(['jump', 'run']);
-    expect(h.folds[0].train.map((i) => [path.basename(i.path), i.label])).to.deep.equal([['j2.avi', 0], ['j3.avi', 0], ['r1.avi', 1], ['r4.avi', 1]]);
+    expect(h.folds[0].train.map((i) => [path.basename(i.path), i.label])).to.deep.equal([
+      ['j2.avi', 0],
+      ['j3.avi', 0],
+      ['r1.avi', 1],
+      ['r4.avi', 1],
+    ]);
     expect(h.folds[0].test.map((i) => path.basename(i.path))).to.deep.equal(['j1.avi', 'r2.avi']);
     expect(path.relative(hm, h.folds[0].test[0].path)).to.equal(path.join('jump', 'j1.avi'));
     // ESC-50
@@ -104,7 +133,11 @@ describe('eval: dataset layouts', () => {
     // Synthetic manifest.
     const sy = path.join(d, 'synth');
     touch(path.join(sy, 'classes.json'), JSON.stringify({ classes: [{ name: 'red-circle' }, { name: 'orange-square' }] }));
-    touch(path.join(sy, 'manifest.jsonl'), ['train', 'train', 'val', 'test'].map((s, i) => JSON.stringify({ path: `${s}/clip-${i}.mp4`, label: i % 2, split: s })).join('\n') + '\n');
+    touch(
+      path.join(sy, 'manifest.jsonl'),
+      ['train', 'train', 'val', 'test'].map((s, i) => JSON.stringify({ path: `${s}/clip-${i}.mp4`, label: i % 2, split: s })).join('\n') +
+        '\n',
+    );
     const s = openProbeDataset(sy);
     expect(s.layout).to.equal('synth');
     expect(s.classes).to.deep.equal(['red-circle', 'orange-square']);

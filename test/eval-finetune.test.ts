@@ -15,7 +15,10 @@ import { rejects, rng, runCommand, tinyConfig, tmpDir } from './helpers';
 const cli = (args: string[]): Promise<string> => runCommand(registerEval, args);
 
 /** n tiny clips [n, 4, 64, 64, 3]: label 0 reddish, label 1 bluish. */
-function colourClips(n: number, seed: number): { video: { data: Uint8Array; shape: number[] }; labels: { data: Int32Array; shape: number[] } } {
+function colourClips(
+  n: number,
+  seed: number,
+): { video: { data: Uint8Array; shape: number[] }; labels: { data: Int32Array; shape: number[] } } {
   const r = rng(seed);
   const per = 4 * 64 * 64 * 3;
   const data = new Uint8Array(n * per);
@@ -36,15 +39,48 @@ describe('eval finetune: cmac eval finetune and VideoClassifier', function () {
 
   before(async () => {
     // One object per clip, so each clip's class is visible (4 classes).
-    await synthesize({ out: data, clips: 32, seed: 5, size: 64, fps: 8, seconds: 2.5, classes: 4, objects: [1, 1], sounding: [1, 1], splits: [0.5, 0.25, 0.25] });
-    await train({ preset: 'tiny', seed: 1, data: { source: data, batchSize: 4 }, train: { steps: 2, checkpointEvery: 2, runDir: run } }, { progress: false });
+    await synthesize({
+      out: data,
+      clips: 32,
+      seed: 5,
+      size: 64,
+      fps: 8,
+      seconds: 2.5,
+      classes: 4,
+      objects: [1, 1],
+      sounding: [1, 1],
+      splits: [0.5, 0.25, 0.25],
+    });
+    await train(
+      { preset: 'tiny', seed: 1, data: { source: data, batchSize: 4 }, train: { steps: 2, checkpointEvery: 2, runDir: run } },
+      { progress: false },
+    );
   });
 
   it('cmac eval finetune: per-epoch losses, the kept epoch, test accuracy, JSON and saved weights', async () => {
     const json = path.join(dir, 'finetune.json');
     const saved = path.join(dir, 'weights');
-    const text = await cli(['eval', 'finetune', '--checkpoint', run, '--data', data, '--epochs', '6', '--batch', '4', '--no-augment',
-      '--json', json, '--save-dir', saved, '--cache-dir', path.join(dir, 'cache'), '--threads', '2']);
+    const text = await cli([
+      'eval',
+      'finetune',
+      '--checkpoint',
+      run,
+      '--data',
+      data,
+      '--epochs',
+      '6',
+      '--batch',
+      '4',
+      '--no-augment',
+      '--json',
+      json,
+      '--save-dir',
+      saved,
+      '--cache-dir',
+      path.join(dir, 'cache'),
+      '--threads',
+      '2',
+    ]);
     expect(text).to.include('finetune on synthetic').and.include('video (finetuned)');
     const r = JSON.parse(fs.readFileSync(json, 'utf8'));
     expect(r.checkpoint).to.equal(resolveCheckpoint(run).weights);
@@ -63,7 +99,7 @@ describe('eval finetune: cmac eval finetune and VideoClassifier', function () {
       expect(e.trainLoss).to.be.a('number').and.be.above(0);
     }
     expect(f.epochs[5].trainLoss, f.epochs.map((e: { trainLoss: number }) => e.trainLoss).join(' ')).to.be.below(f.epochs[0].trainLoss);
-    expect(f.epochs[5].lr).to.be.below(f.epochs[0].lr);  // cosine decay
+    expect(f.epochs[5].lr).to.be.below(f.epochs[0].lr); // cosine decay
     expect(f.bestEpoch).to.be.within(1, 6);
     expect(f.valAccuracy).to.equal(f.epochs[f.bestEpoch - 1].valAccuracy);
     expect(f.testAccuracy).to.be.within(0, 1);
@@ -76,10 +112,18 @@ describe('eval finetune: cmac eval finetune and VideoClassifier', function () {
 
   it('refuses bad options with clear errors', async () => {
     let err: Error | undefined;
-    try { await cli(['eval', 'finetune', '--checkpoint', run, '--data', data, '--epochs', '0']); } catch (e) { err = e as Error; }
+    try {
+      await cli(['eval', 'finetune', '--checkpoint', run, '--data', data, '--epochs', '0']);
+    } catch (e) {
+      err = e as Error;
+    }
     expect(err?.message).to.match(/--epochs must be a positive integer/);
     err = undefined;
-    try { await cli(['eval', 'finetune', '--checkpoint', run, '--data', data, '--optimizer', 'lbfgs']); } catch (e) { err = e as Error; }
+    try {
+      await cli(['eval', 'finetune', '--checkpoint', run, '--data', data, '--optimizer', 'lbfgs']);
+    } catch (e) {
+      err = e as Error;
+    }
     expect(err?.message).to.match(/--optimizer must be sgd, adam or adamw/);
   });
 
@@ -87,17 +131,36 @@ describe('eval finetune: cmac eval finetune and VideoClassifier', function () {
     const weights = resolveCheckpoint(run).weights;
     await rejects(VideoClassifier.create(tinyConfig(), {} as never), TypeError, /options.numClasses is required/);
     await rejects(VideoClassifier.create(tinyConfig(), { numClasses: 1 }), RangeError, /numClasses must be an integer in \[2, 100000\]/);
-    await rejects(VideoClassifier.create(tinyConfig(), { numClasses: 2, encoder: path.join(dir, 'nope.safetensors') }), Error, /nope\.safetensors/);
-    const clf = await VideoClassifier.create({ ...tinyConfig(), seed: 3, optim: { name: 'sgd', momentum: 0.9, weightDecay: 1e-4 } }, { numClasses: 2, encoder: weights });
+    await rejects(
+      VideoClassifier.create(tinyConfig(), { numClasses: 2, encoder: path.join(dir, 'nope.safetensors') }),
+      Error,
+      /nope\.safetensors/,
+    );
+    const clf = await VideoClassifier.create(
+      { ...tinyConfig(), seed: 3, optim: { name: 'sgd', momentum: 0.9, weightDecay: 1e-4 } },
+      { numClasses: 2, encoder: weights },
+    );
     expect(clf.numClasses).to.equal(2);
     expect(clf.device).to.equal('cpu');
     expect(clf.numParameters).to.be.above(0);
     const b = colourClips(6, 1);
     await rejects(clf.trainStep({ video: b.video } as never, { lr: 0.01 }), TypeError, /batch.labels is required/);
     await rejects(clf.trainStep(b, {} as never), TypeError, /options.lr is required/);
-    await rejects(clf.trainStep({ ...b, labels: { data: Int32Array.from([0, 1, 2, 0, 1, 0]), shape: [6] } }, { lr: 0.01 }), RangeError, /labels\[2\] = 2 is outside \[0, 2\)/);
-    await rejects(clf.trainStep({ ...b, labels: { data: new Int32Array(5), shape: [5] } }, { lr: 0.01 }), RangeError, /labels has 5 entries but video has 6 clips/);
-    await rejects(clf.trainStep({ ...b, labels: { data: new Float32Array(6), shape: [6] } as never }, { lr: 0.01 }), TypeError, /labels must be int32 or int64/);
+    await rejects(
+      clf.trainStep({ ...b, labels: { data: Int32Array.from([0, 1, 2, 0, 1, 0]), shape: [6] } }, { lr: 0.01 }),
+      RangeError,
+      /labels\[2\] = 2 is outside \[0, 2\)/,
+    );
+    await rejects(
+      clf.trainStep({ ...b, labels: { data: new Int32Array(5), shape: [5] } }, { lr: 0.01 }),
+      RangeError,
+      /labels has 5 entries but video has 6 clips/,
+    );
+    await rejects(
+      clf.trainStep({ ...b, labels: { data: new Float32Array(6), shape: [6] } as never }, { lr: 0.01 }),
+      TypeError,
+      /labels must be int32 or int64/,
+    );
     await rejects(clf.predict({ video: { data: new Uint8Array(10), shape: [1, 4, 64, 64, 3] } }), RangeError, /has 10 elements/);
     await rejects(clf.restoreSnapshot(), Error, /no snapshot/);
     const losses: number[] = [];

@@ -4,8 +4,25 @@
 // recall@k. Pure TypeScript: no addon, no ffmpeg.
 import { expect } from 'chai';
 import {
-  aucThresholds, ciou, clipGtMap, gtMap, massInside, medianThreshold, melBinsToBands, minMaxNormalise, parseFlickrXml, parseVggssJson,
-  pointingHit, recallAtK, scoreBands, scoreMap, summariseLocalization, upsampleBilinear, crossModalRetrieval, synthGroundTruth, clipFrameIndices,
+  aucThresholds,
+  ciou,
+  clipGtMap,
+  gtMap,
+  massInside,
+  medianThreshold,
+  melBinsToBands,
+  minMaxNormalise,
+  parseFlickrXml,
+  parseVggssJson,
+  pointingHit,
+  recallAtK,
+  scoreBands,
+  scoreMap,
+  summariseLocalization,
+  upsampleBilinear,
+  crossModalRetrieval,
+  synthGroundTruth,
+  clipFrameIndices,
 } from '../lib/eval';
 import type { Box, LocalizationScore } from '../lib/eval';
 import type { SynthClipTruth } from '../lib/data';
@@ -19,7 +36,7 @@ function boxMap(b: Box, inside: number, outside: number): Float64Array {
 }
 
 describe('eval: localisation protocol', () => {
-  it('pointing / mass / display upsampling: bilinear, align_corners=False semantics in double precision (cIoU uses the protocols\' own, test/eval-protocols)', () => {
+  it("pointing / mass / display upsampling: bilinear, align_corners=False semantics in double precision (cIoU uses the protocols' own, test/eval-protocols)", () => {
     const up = upsampleBilinear([1, 2, 3, 4], 2, 2, 4, 4);
     expect(Array.from(up)).to.deep.equal([1, 1.25, 1.75, 2, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3, 3.25, 3.75, 4]);
     // 1 x 3 -> 1 x 2: sources at 0.25 and 1.75 (scale 1.5): 1 + 0.25 and 2 + 0.75.
@@ -37,7 +54,7 @@ describe('eval: localisation protocol', () => {
   });
 
   it('a map equal to a GT box larger than half the frame scores cIoU 1, pointing 1, mass 1', () => {
-    const box: Box = [0, 0, 224, 128];  // 57% of the frame
+    const box: Box = [0, 0, 224, 128]; // 57% of the frame
     const gt = gtMap([box], false);
     const s = scoreMap(boxMap(box, 1, 0), 224, 224, gt);
     expect(s.ciou).to.equal(1);
@@ -50,7 +67,7 @@ describe('eval: localisation protocol', () => {
     const box: Box = [0, 0, 224, 64];
     const s = scoreMap(boxMap(box, 1, 0), 224, 224, gtMap([box], false));
     expect(s.ciou).to.be.closeTo(64 / 224, 1e-12);
-    expect(s.pointing).to.equal(1);  // pointing and mass still see it
+    expect(s.pointing).to.equal(1); // pointing and mass still see it
     expect(s.mass).to.equal(1);
   });
 
@@ -62,11 +79,15 @@ describe('eval: localisation protocol', () => {
     expect(s.mass).to.equal(0);
   });
 
-  it('a uniform map scores the GT area share on pointing (ties shared) and mass: the chance level; on cIoU when it stays constant through the protocol\'s resize', () => {
+  it("a uniform map scores the GT area share on pointing (ties shared) and mass: the chance level; on cIoU when it stays constant through the protocol's resize", () => {
     const box: Box = [10, 20, 110, 120];
     const gt = gtMap([box], false);
     const area = (100 * 100) / N;
-    for (const s of [scoreMap(new Float64Array(49).fill(1 / 49), 7, 7, gt), scoreMap([1], 1, 1, gt), scoreMap([1], 1, 1, gt, { protocol: 'lvs' })]) {
+    for (const s of [
+      scoreMap(new Float64Array(49).fill(1 / 49), 7, 7, gt),
+      scoreMap([1], 1, 1, gt),
+      scoreMap([1], 1, 1, gt, { protocol: 'lvs' }),
+    ]) {
       expect(s.pointing).to.be.closeTo(area, 1e-12);
       expect(s.mass).to.be.closeTo(area, 1e-12);
       expect(s.area).to.be.closeTo(area, 1e-12);
@@ -85,7 +106,10 @@ describe('eval: localisation protocol', () => {
       <object><bbox><conf>1</conf><xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>256</ymax></bbox></object>
       <object><bbox><conf>1</conf><xmin>64</xmin><ymin>0</ymin><xmax>192</xmax><ymax>256</ymax></bbox></object></annotation>`;
     const gt = parseFlickrXml(xml);
-    expect(gt.boxes).to.deep.equal([[0, 0, 112, 224], [56, 0, 168, 224]]);
+    expect(gt.boxes).to.deep.equal([
+      [0, 0, 112, 224],
+      [56, 0, 168, 224],
+    ]);
     expect(gt.consensus).to.equal(true);
     const g = clipGtMap(gt);
     expect([g[0], g[60], g[120], g[200]]).to.deep.equal([0.5, 1, 0.5, 0]);
@@ -95,23 +119,39 @@ describe('eval: localisation protocol', () => {
     expect(s.ciou).to.be.closeTo(0.75, 1e-12);
     expect(ciou(boxMap([0, 0, 112, 224], 1, 0), g)).to.be.closeTo(0.75, 1e-12);
     // LVS positional layout (first child skipped) and VOC <bndbox> by name read the same, with int(224 * v / 256) truncation.
-    const voc = parseFlickrXml('<annotation><object><name>dog</name><bndbox><ymin>10</ymin><xmin>3</xmin><xmax>255</xmax><ymax>100</ymax></bndbox></object></annotation>');
+    const voc = parseFlickrXml(
+      '<annotation><object><name>dog</name><bndbox><ymin>10</ymin><xmin>3</xmin><xmax>255</xmax><ymax>100</ymax></bndbox></object></annotation>',
+    );
     expect(voc.boxes).to.deep.equal([[2, 8, 223, 87]]);
   });
 
   it('VGG-SS JSON: normalised boxes -> int(clip(b, 0, 1) * 224), binary union', () => {
-    const m = parseVggssJson(JSON.stringify([{ file: 'abc_000010', class: 'dog', bbox: [[0.1, 0.2, 0.5, 1.3], [0.4, 0.2, 0.6, 0.5]] }]));
+    const m = parseVggssJson(
+      JSON.stringify([
+        {
+          file: 'abc_000010',
+          class: 'dog',
+          bbox: [
+            [0.1, 0.2, 0.5, 1.3],
+            [0.4, 0.2, 0.6, 0.5],
+          ],
+        },
+      ]),
+    );
     const e = m.get('abc_000010')!;
-    expect(e.gt.boxes).to.deep.equal([[22, 44, 112, 224], [89, 44, 134, 112]]);
+    expect(e.gt.boxes).to.deep.equal([
+      [22, 44, 112, 224],
+      [89, 44, 134, 112],
+    ]);
     const g = clipGtMap(e.gt);
     expect(Math.max(...g)).to.equal(1);
-    expect(g[100 * 224 + 100]).to.equal(1);  // the overlap is 1, not 2
+    expect(g[100 * 224 + 100]).to.equal(1); // the overlap is 1, not 2
   });
 
   it('aggregates cIoU@0.5, AUC (trapezoid over x = 0.05 i) and mean cIoU as the EZ-VSL evaluator', () => {
     expect(aucThresholds.length).to.equal(21);
     expect(aucThresholds[20]).to.equal(1);
-    const sc = [1, 0, 0.5, 0.75].map((c) => ({ ciou: c, pointing: 1, mass: 0.5, area: 0.25 } as LocalizationScore));
+    const sc = [1, 0, 0.5, 0.75].map((c) => ({ ciou: c, pointing: 1, mass: 0.5, area: 0.25 }) as LocalizationScore);
     const s = summariseLocalization(sc);
     expect(s.ciou50).to.equal(0.75);
     expect(s.meanCiou).to.equal(0.5625);
@@ -125,19 +165,22 @@ describe('eval: localisation protocol', () => {
     const m = new Float64Array(N);
     m[5] = 1;
     expect(pointingHit(m, gt)).to.equal(1);
-    m[5] = 0; m[200] = 1;
+    m[5] = 0;
+    m[200] = 1;
     expect(pointingHit(m, gt)).to.equal(0);
     m[5] = 1;
     expect(pointingHit(m, gt)).to.equal(0.5);
-    const two = boxMap([0, 0, 112, 224], 3, 1);  // 3 inside half the frame, 1 outside
+    const two = boxMap([0, 0, 112, 224], 3, 1); // 3 inside half the frame, 1 outside
     expect(massInside(two, gt)).to.be.closeTo(0.75, 1e-12);
-    expect(massInside(new Float64Array(N), gt)).to.equal(0.5);  // a zero map: the area share
+    expect(massInside(new Float64Array(N), gt)).to.equal(0.5); // a zero map: the area share
   });
 });
 
 describe('eval: synthetic ground truth', () => {
   const truth = {
-    fps: 8, frames: 16, size: 64,
+    fps: 8,
+    frames: 16,
+    size: 64,
     objects: [
       { sounding: false, dominant: false, band: { lo: 150, hi: 250 }, boxes: Array(16).fill([0, 0, 10, 10]) },
       { sounding: true, dominant: true, band: { lo: 1000, hi: 1500 }, boxes: Array.from({ length: 16 }, (_, f) => [f, 8, f + 16, 40]) },
@@ -156,14 +199,25 @@ describe('eval: synthetic ground truth', () => {
     expect(g.consensus).to.equal(false);
     expect(g.melBins!.length).to.equal(1);
     const mid = synthGroundTruth(truth, { start: 0.5, frames: 4, fps: 8 }, { frames: 'middle' });
-    expect(mid.boxes).to.deep.equal([[21, 28, 77, 140]]);  // frame 6
+    expect(mid.boxes).to.deep.equal([[21, 28, 77, 140]]); // frame 6
   });
 });
 
 describe('eval: frequency grounding and retrieval', () => {
   it('maps mel bins to encoder bands as floor(bin * M / nMels)', () => {
     expect([...melBinsToBands([[10, 20]], 64, 8)].sort()).to.deep.equal([1, 2]);
-    expect([...melBinsToBands([[0, 7], [120, 127]], 128, 16)].sort((a, b) => a - b)).to.deep.equal([0, 15]);
+    expect(
+      [
+        ...melBinsToBands(
+          [
+            [0, 7],
+            [120, 127],
+          ],
+          128,
+          16,
+        ),
+      ].sort((a, b) => a - b),
+    ).to.deep.equal([0, 15]);
   });
 
   it('mass, pointing and chance of a band map', () => {

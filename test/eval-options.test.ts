@@ -27,18 +27,11 @@ import type { SynthClipTruth } from '../lib/data';
 import { rejects, tinyConfig, tmpDir } from './helpers';
 
 /** Asserts an OptionsError for `key` whose message names `where`, the key and one of the known keys. */
-async function unknownKey(
-  p: Promise<unknown> | (() => unknown),
-  where: string,
-  key: string,
-  known: string,
-): Promise<void> {
+async function unknownKey(p: Promise<unknown> | (() => unknown), where: string, key: string, known: string): Promise<void> {
   const e = await rejects(
     p,
     OptionsError,
-    new RegExp(
-      `^cmac: ${where.replace(/[()]/g, '\\$&')} options: unknown key '${key}'\\. Known keys: .*\\b${known}\\b`,
-    ),
+    new RegExp(`^cmac: ${where.replace(/[()]/g, '\\$&')} options: unknown key '${key}'\\. Known keys: .*\\b${known}\\b`),
   );
   expect((e as OptionsError).key).to.equal(key);
   expect((e as OptionsError).code).to.equal('CMAC_OPTIONS');
@@ -66,10 +59,7 @@ describe('eval and classifier options: unknown keys are errors', function () {
       'nmae',
       'name',
     );
-    const clf = await VideoClassifier.create(
-      { ...tinyConfig(), optim: { name: 'sgd', momentum: 0.9 } },
-      { numClasses: 2 },
-    );
+    const clf = await VideoClassifier.create({ ...tinyConfig(), optim: { name: 'sgd', momentum: 0.9 } }, { numClasses: 2 });
     try {
       const video = { data: new Uint8Array(2 * 4 * 64 * 64 * 3), shape: [2, 4, 64, 64, 3], dtype: 'uint8' as const };
       const labels = { data: new Int32Array([0, 1]), shape: [2], dtype: 'int32' as const };
@@ -88,12 +78,7 @@ describe('eval and classifier options: unknown keys are errors', function () {
 
   it('finetune() and linearProbe()', async () => {
     await unknownKey(finetune(noData, { config, epoch: 3 } as never), 'finetune()', 'epoch', 'epochs');
-    await unknownKey(
-      linearProbe(noModel, noData, { clip: config.clip, batchsize: 8 } as never),
-      'linearProbe()',
-      'batchsize',
-      'batchSize',
-    );
+    await unknownKey(linearProbe(noModel, noData, { clip: config.clip, batchsize: 8 } as never), 'linearProbe()', 'batchsize', 'batchSize');
     // The right keys pass the check and reach the dataset's own error.
     await rejects(
       finetune({ ...noData, modality: 'audio' }, { config, epochs: 3 }),
@@ -109,11 +94,7 @@ describe('eval and classifier options: unknown keys are errors', function () {
       'keepframes',
       'keepFrames',
     );
-    await rejects(
-      evaluateModel(noModel, { config, clips: [], tasks: ['retrieval'], keepFrames: true }),
-      Error,
-      /no clips to evaluate/,
-    );
+    await rejects(evaluateModel(noModel, { config, clips: [], tasks: ['retrieval'], keepFrames: true }), Error, /no clips to evaluate/);
     await unknownKey(collectOutputs(noModel, [], { map: true } as never), 'collectOutputs()', 'map', 'maps');
     expect(await collectOutputs(noModel, [], { maps: true, keepAudio: 4 })).to.deep.include({ clips: [] });
     await unknownKey(
@@ -131,12 +112,7 @@ describe('eval and classifier options: unknown keys are errors', function () {
 
   it('openProbeDataset(), ground truth readers, frameGeometries(), audioFileFeatures()', async () => {
     const dir = tmpDir('cmac-eval-options-');
-    await unknownKey(
-      () => openProbeDataset(dir, { layuot: 'folder' } as never),
-      'openProbeDataset()',
-      'layuot',
-      'layout',
-    );
+    await unknownKey(() => openProbeDataset(dir, { layuot: 'folder' } as never), 'openProbeDataset()', 'layuot', 'layout');
     await rejects(() => openProbeDataset(path.join(dir, 'nope'), { layout: 'folder' }), Error, /does not exist/);
     await unknownKey(
       () => synthGroundTruthOf(dir, { frames: 4, fps: 8 }, { object: 'dominant' } as never),
@@ -152,12 +128,7 @@ describe('eval and classifier options: unknown keys are errors', function () {
       'frames',
     );
     const source = folderSource(dir);
-    await unknownKey(
-      frameGeometries(source, [], { concurency: 2 } as never),
-      'frameGeometries()',
-      'concurency',
-      'concurrency',
-    );
+    await unknownKey(frameGeometries(source, [], { concurency: 2 } as never), 'frameGeometries()', 'concurency', 'concurrency');
     expect((await frameGeometries(source, [], { concurrency: 2 })).size).to.equal(0);
     await unknownKey(
       audioFileFeatures(noModel, [], { sampleRate: 16000, samples: 32000, window: 3 } as never),
@@ -174,10 +145,6 @@ describe('eval and classifier options: unknown keys are errors', function () {
       Error,
       /no classInd\.txt in .*\. Fix: pass the splits option \(CLI: --splits\)/,
     );
-    await rejects(
-      () => openProbeDataset(dir, { layout: 'hmdb51' }),
-      Error,
-      /Fix: pass the splits option \(CLI: --splits\)/,
-    );
+    await rejects(() => openProbeDataset(dir, { layout: 'hmdb51' }), Error, /Fix: pass the splits option \(CLI: --splits\)/);
   });
 });

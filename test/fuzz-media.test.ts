@@ -22,7 +22,10 @@ describe('fuzz: native media decoding under AddressSanitizer', function () {
     }
     const long = process.env.CMAC_LONG === '1';
     const r = spawnSync('bash', [path.join(root, 'scripts', 'fuzz-media.sh'), ...(long ? ['--long'] : [])], {
-      cwd: root, encoding: 'utf8', timeout: long ? 3000000 : 900000, maxBuffer: 64 * 1024 * 1024,
+      cwd: root,
+      encoding: 'utf8',
+      timeout: long ? 3000000 : 900000,
+      maxBuffer: 64 * 1024 * 1024,
     });
     if (r.status === 4) {
       console.log(`      (skipped: ${r.stderr.trim()})`);
@@ -35,7 +38,9 @@ describe('fuzz: native media decoding under AddressSanitizer', function () {
     let m: RegExpExecArray | null;
     let lastStats: RegExpExecArray | null = null;
     while ((m = stats.exec(r.stderr))) lastStats = m;
-    console.log(`      ${mode}: ${cases} cases in ${secs} s, ${lastStats ? `${lastStats[1]} decoded, ${lastStats[2]} rejected with a reason, ` : ''}crashes ${crashes}, leaks ${leaks}`);
+    console.log(
+      `      ${mode}: ${cases} cases in ${secs} s, ${lastStats ? `${lastStats[1]} decoded, ${lastStats[2]} rejected with a reason, ` : ''}crashes ${crashes}, leaks ${leaks}`,
+    );
     expect(Number(crashes), r.stderr.slice(-4000)).to.equal(0);
     expect(Number(leaks), r.stderr.slice(-4000)).to.equal(0);
     expect(r.status, r.stderr.slice(-4000)).to.equal(0);

@@ -23,16 +23,24 @@ describe('fuzz: safetensors parser under AddressSanitizer', function () {
       console.log('      (skipped: no clang++ or g++. Fix: apt install clang libclang-rt-14-dev)');
       this.skip();
     }
-    if (!has('clang++')) console.log('      (clang++ missing: using the seeded-mutation fallback built with g++; install clang libclang-rt-14-dev for libFuzzer)');
+    if (!has('clang++'))
+      console.log(
+        '      (clang++ missing: using the seeded-mutation fallback built with g++; install clang libclang-rt-14-dev for libFuzzer)',
+      );
     const long = process.env.CMAC_LONG === '1';
     const r = spawnSync('bash', [path.join(root, 'scripts', 'fuzz-safetensors.sh'), ...(long ? ['--long'] : [])], {
-      cwd: root, encoding: 'utf8', timeout: long ? 1700000 : 600000, maxBuffer: 64 * 1024 * 1024,
+      cwd: root,
+      encoding: 'utf8',
+      timeout: long ? 1700000 : 600000,
+      maxBuffer: 64 * 1024 * 1024,
     });
     const last = /fuzz-safetensors: mode (\S+), cases (\d+), crashes (\d+), leaks (\d+), seconds (\d+)/.exec(r.stdout);
     expect(last, `no summary line:\n${r.stdout}\n${r.stderr.slice(-4000)}`).to.not.equal(null);
     const [, mode, cases, crashes, leaks, secs] = last!;
     const stats = /cmac-fuzz: cases \d+, accepted (\d+), rejected[^\d]*(\d+)/.exec(r.stderr + r.stdout);
-    console.log(`      ${mode}: ${cases} cases in ${secs} s, ${stats ? `${stats[1]} accepted, ${stats[2]} rejected with a cmac::Error, ` : ''}crashes ${crashes}, leaks ${leaks}`);
+    console.log(
+      `      ${mode}: ${cases} cases in ${secs} s, ${stats ? `${stats[1]} accepted, ${stats[2]} rejected with a cmac::Error, ` : ''}crashes ${crashes}, leaks ${leaks}`,
+    );
     expect(Number(crashes), r.stderr.slice(-4000)).to.equal(0);
     expect(Number(leaks), r.stderr.slice(-4000)).to.equal(0);
     expect(r.status, r.stderr.slice(-4000)).to.equal(0);

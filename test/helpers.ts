@@ -10,7 +10,9 @@ import type { Batch, ModelConfig } from '../lib/model';
 export const root = packageRoot();
 
 const tmpDirs: string[] = [];
-process.once('exit', () => { for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
+process.once('exit', () => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 /** A fresh temporary folder, removed at process exit. */
 export function tmpDir(prefix = 'cmac-test-'): string {
@@ -68,7 +70,10 @@ export async function runCommand(register: (program: Command) => void, args: str
   let out = '';
   const write = process.stdout.write.bind(process.stdout);
   const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
+  process.stdout.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stdout.write;
   process.stderr.write = (() => true) as typeof process.stderr.write;
   try {
     await p.parseAsync(['node', 'cmac', ...args]);

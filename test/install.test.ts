@@ -23,7 +23,13 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = cleanEnv(), timeout = 1500000): SpawnSyncReturns<string> & { seconds: number } {
+function run(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = cleanEnv(),
+  timeout = 1500000,
+): SpawnSyncReturns<string> & { seconds: number } {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout, maxBuffer: 256 * 1024 * 1024 });
   return Object.assign(r, { seconds: (Date.now() - t0) / 1000 });
@@ -32,7 +38,10 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 const tail = (r: SpawnSyncReturns<string>) => `${(r.stdout ?? '').slice(-4000)}\n${(r.stderr ?? '').slice(-4000)}`;
 
 /** A consumer project with cmac installed from the tarball; returns the install's output and time. */
-function consumer(tarball: string, env: NodeJS.ProcessEnv = cleanEnv()): { dir: string; install: SpawnSyncReturns<string> & { seconds: number } } {
+function consumer(
+  tarball: string,
+  env: NodeJS.ProcessEnv = cleanEnv(),
+): { dir: string; install: SpawnSyncReturns<string> & { seconds: number } } {
   const dir = tmpDir('cmac-consumer-');
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
   const install = run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'], dir, env);
@@ -50,14 +59,23 @@ function withoutPrebuild(tarball: string, unpacked: string): string {
 }
 
 function checkWorks(dir: string): void {
-  const which = run(process.execPath, ['-e', 'const i = require("cmac").info(); console.log(JSON.stringify(i)); console.log(Object.keys(require.cache).filter((f) => f.endsWith(".node")).join(","))'], dir);
+  const which = run(
+    process.execPath,
+    [
+      '-e',
+      'const i = require("cmac").info(); console.log(JSON.stringify(i)); console.log(Object.keys(require.cache).filter((f) => f.endsWith(".node")).join(","))',
+    ],
+    dir,
+  );
   expect(which.status, tail(which)).to.equal(0);
   const [infoLine, loaded] = which.stdout.trim().split('\n');
   expect(JSON.parse(infoLine).torchVersion).to.match(/^\d+\.\d+\.\d+/);
   const demoDir = path.join(dir, 'demo');
   const demo = run('npx', ['--no-install', 'cmac', 'demo', '--quick', '--out', demoDir, '--threads', '2'], dir);
   expect(demo.status, tail(demo)).to.equal(0);
-  expect(demo.stdout).to.match(/demo finished in \d+ s/).and.match(/retrieval R@1/);
+  expect(demo.stdout)
+    .to.match(/demo finished in \d+ s/)
+    .and.match(/retrieval R@1/);
   expect(fs.existsSync(path.join(demoDir, 'run', 'report.html')), 'report.html').to.equal(true);
   console.log(`      demo --quick: ${demo.seconds.toFixed(0)} s; addon loaded from ${path.relative(dir, loaded)}`);
 }
@@ -66,7 +84,7 @@ describe('two commands on a clone: npm run demo and npm test run the set-up firs
   this.timeout(2400000);
 
   it('with everything present the set-up is quiet and takes seconds; both commands call it', () => {
-    const first = run('bash', ['scripts/setup.sh', '--quiet'], root);  // builds what is older than its sources, if anything
+    const first = run('bash', ['scripts/setup.sh', '--quiet'], root); // builds what is older than its sources, if anything
     expect(first.status, tail(first)).to.equal(0);
     const r = run('bash', ['scripts/setup.sh', '--quiet'], root);
     expect(r.status, tail(r)).to.equal(0);
@@ -111,17 +129,33 @@ describe('install: npm pack -> npm install <tarball> in a fresh consumer', funct
     const info = JSON.parse(r.stdout) as Array<{ filename: string; files: Array<{ path: string }>; size: number }>;
     tarball = path.join(dest, info[0].filename);
     files = info[0].files.map((f) => f.path);
-    console.log(`      npm pack (prepack: build:ts + prebuild --cmake): ${r.seconds.toFixed(0)} s, ${files.length} files, ${(info[0].size / 1e6).toFixed(1)} MB`);
+    console.log(
+      `      npm pack (prepack: build:ts + prebuild --cmake): ${r.seconds.toFixed(0)} s, ${files.length} files, ${(info[0].size / 1e6).toFixed(1)} MB`,
+    );
     unpacked = tmpDir('cmac-unpacked-');
     execFileSync('tar', ['xzf', tarball, '-C', unpacked]);
   });
 
   it('the tarball holds dist/, the prebuild with its manifest, the install script and the sources the source maps name', () => {
-    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/cli/main.js', `prebuilds/${platform}/cmac.node`, `prebuilds/${platform}/cmac.json`,
-      'scripts/install.js', 'scripts/find-torch.js', 'scripts/find-libav.js', 'CMakeLists.txt', 'binding.gyp', 'native/addon/addon.cc']) {
+    for (const f of [
+      'dist/index.js',
+      'dist/index.mjs',
+      'dist/cli/main.js',
+      `prebuilds/${platform}/cmac.node`,
+      `prebuilds/${platform}/cmac.json`,
+      'scripts/install.js',
+      'scripts/find-torch.js',
+      'scripts/find-libav.js',
+      'CMakeLists.txt',
+      'binding.gyp',
+      'native/addon/addon.cc',
+    ]) {
       expect(files, f).to.include(f);
     }
-    expect(files.filter((f) => /\/tests\//.test(f)), 'native tests').to.deep.equal([]);
+    expect(
+      files.filter((f) => /\/tests\//.test(f)),
+      'native tests',
+    ).to.deep.equal([]);
     const manifest = JSON.parse(fs.readFileSync(path.join(unpacked, 'package', 'prebuilds', platform, 'cmac.json'), 'utf8'));
     const here = JSON.parse(execFileSync(process.execPath, [path.join(root, 'scripts', 'find-torch.js'), '--json'], { encoding: 'utf8' }));
     expect(manifest.torchVersion).to.equal(here.version);
@@ -146,14 +180,19 @@ describe('install: npm pack -> npm install <tarball> in a fresh consumer', funct
     const { dir, install } = consumer(tarball);
     expect(install.status, tail(install)).to.equal(0);
     console.log(`      npm install <tarball> (prebuild): ${install.seconds.toFixed(1)} s`);
-    expect(install.stdout + install.stderr).to.match(new RegExp(`cmac: using the prebuild prebuilds/${platform}/cmac.node \\(libtorch \\d`));
+    expect(install.stdout + install.stderr).to.match(
+      new RegExp(`cmac: using the prebuild prebuilds/${platform}/cmac.node \\(libtorch \\d`),
+    );
     expect(fs.existsSync(path.join(dir, 'node_modules', 'cmac', 'build')), 'no source build').to.equal(false);
     checkWorks(dir);
   });
 
   it('without a prebuild and without a libtorch to build against, the install fails with the three ways to get one', () => {
     const tgz = withoutPrebuild(tarball, unpacked);
-    const { install } = consumer(tgz, cleanEnv({ CMAC_SKIP_SYSTEM_TORCH: '1', CMAC_SKIP_PYTHON_TORCH: '1', LIBTORCH: '', Torch_DIR: '', CMAKE_PREFIX_PATH: '' }));
+    const { install } = consumer(
+      tgz,
+      cleanEnv({ CMAC_SKIP_SYSTEM_TORCH: '1', CMAC_SKIP_PYTHON_TORCH: '1', LIBTORCH: '', Torch_DIR: '', CMAKE_PREFIX_PATH: '' }),
+    );
     expect(install.status).to.not.equal(0);
     const text = install.stdout + install.stderr;
     expect(text).to.match(/there is no prebuild for linux-x64|there is no prebuild for/);
@@ -169,13 +208,27 @@ describe('install: npm pack -> npm install <tarball> in a fresh consumer', funct
     const mf = path.join(pkg, 'prebuilds', platform, 'cmac.json');
     fs.writeFileSync(mf, JSON.stringify({ ...JSON.parse(fs.readFileSync(mf, 'utf8')), torchVersion: '9.9.9' }));
     const bin = tmpDir('cmac-emptybin-');
-    const r = run(process.execPath, [path.join(pkg, 'scripts', 'install.js')], pkg, cleanEnv({ PATH: bin, CMAC_SKIP_PYTHON_TORCH: '1' }), 120000);
+    const r = run(
+      process.execPath,
+      [path.join(pkg, 'scripts', 'install.js')],
+      pkg,
+      cleanEnv({ PATH: bin, CMAC_SKIP_PYTHON_TORCH: '1' }),
+      120000,
+    );
     expect(r.status).to.equal(1);
-    expect(r.stderr).to.match(/building from source \(the prebuild was made for libtorch 9\.9\.9, the libtorch found here \(system, [^)]+\) is \d+\.\d+\.\d+\) needs cmake and a C\+\+ compiler/);
+    expect(r.stderr).to.match(
+      /building from source \(the prebuild was made for libtorch 9\.9\.9, the libtorch found here \(system, [^)]+\) is \d+\.\d+\.\d+\) needs cmake and a C\+\+ compiler/,
+    );
     expect(r.stderr).to.include('sudo apt install cmake g++');
     // The same copy with the true manifest takes the prebuild.
     fs.copyFileSync(path.join(unpacked, 'package', 'prebuilds', platform, 'cmac.json'), mf);
-    const ok = run(process.execPath, [path.join(pkg, 'scripts', 'install.js')], pkg, cleanEnv({ PATH: bin, CMAC_SKIP_PYTHON_TORCH: '1' }), 120000);
+    const ok = run(
+      process.execPath,
+      [path.join(pkg, 'scripts', 'install.js')],
+      pkg,
+      cleanEnv({ PATH: bin, CMAC_SKIP_PYTHON_TORCH: '1' }),
+      120000,
+    );
     expect(ok.status, tail(ok)).to.equal(0);
     expect(ok.stderr).to.match(/using the prebuild/);
   });
@@ -187,7 +240,9 @@ describe('install: npm pack -> npm install <tarball> in a fresh consumer', funct
     fs.writeFileSync(path.join(pkg, 'build', 'Release', 'cmac.node'), 'not an ELF file');
     const r = run(process.execPath, [path.join(pkg, 'scripts', 'install.js')], pkg, cleanEnv({ CMAC_SKIP_PYTHON_TORCH: '1' }), 120000);
     expect(r.status, tail(r)).to.equal(0);
-    expect(r.stderr).to.match(/build\/Release\/cmac\.node does not load: .*; set aside\./).and.match(/using the prebuild/);
+    expect(r.stderr)
+      .to.match(/build\/Release\/cmac\.node does not load: .*; set aside\./)
+      .and.match(/using the prebuild/);
     expect(fs.existsSync(path.join(pkg, 'build', 'Release', 'cmac.node'))).to.equal(false);
     expect(fs.existsSync(path.join(pkg, 'build', 'Release', 'cmac.node.old'))).to.equal(true);
   });

@@ -41,8 +41,7 @@ export const allowedImports: Readonly<Record<string, string>> = {};
 export const allowedOutsideLib: Readonly<Record<string, string>> = {
   'native.ts':
     "the load-failure message reports the libtorch search of scripts/find-torch.js (the installer's own, shipped in the package's files); a trimmed install without it still loads",
-  'cli/bench.ts':
-    '`cmac bench` runs the benchmark suite scripts/bench.js from a source checkout, naming the fix when it is absent',
+  'cli/bench.ts': '`cmac bench` runs the benchmark suite scripts/bench.js from a source checkout, naming the fix when it is absent',
 };
 
 /** Files of lib/ that may start child processes, and why. */
@@ -87,13 +86,10 @@ export function layerViolation(imp: LibImport, tiers: readonly (readonly string[
   if (from === to) return undefined;
   const a = tierOf(from),
     b = tierOf(to);
-  if (a < 0)
-    return `${imp.from}: group '${from}' is in no tier: add it to layerTiers (test/layers.test.ts) and docs/architecture.md`;
-  if (b < 0)
-    return `${imp.to}: group '${to}' is in no tier: add it to layerTiers (test/layers.test.ts) and docs/architecture.md`;
+  if (a < 0) return `${imp.from}: group '${from}' is in no tier: add it to layerTiers (test/layers.test.ts) and docs/architecture.md`;
+  if (b < 0) return `${imp.to}: group '${to}' is in no tier: add it to layerTiers (test/layers.test.ts) and docs/architecture.md`;
   if (b > a) return `${imp.from}:${imp.line} imports ${imp.to}: upward (${from}, tier ${a} -> ${to}, tier ${b})`;
-  if (b === a)
-    return `${imp.from}:${imp.line} imports ${imp.to}: sideways (${from} and ${to} share tier ${a}; move one to its own tier)`;
+  if (b === a) return `${imp.from}:${imp.line} imports ${imp.to}: sideways (${from} and ${to} share tier ${a}; move one to its own tier)`;
   return undefined;
 }
 
@@ -104,8 +100,7 @@ function libFiles(): string[] {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.ts$/.test(e.name) && !/\.d\.ts$/.test(e.name))
-        out.push(path.relative(lib, p).split(path.sep).join('/'));
+      else if (/\.ts$/.test(e.name) && !/\.d\.ts$/.test(e.name)) out.push(path.relative(lib, p).split(path.sep).join('/'));
     }
   })(lib);
   return out.sort();
@@ -129,9 +124,7 @@ describe('layers: lib/ imports only go down (docs/architecture.md)', () => {
         if (why && !allowedImports[`${imp.from} -> ${imp.to}`]) bad.push(why);
       }
     }
-    expect(bad, `layer rule broken (order in test/layers.test.ts layerTiers):\n  ${bad.join('\n  ')}\n`).to.deep.equal(
-      [],
-    );
+    expect(bad, `layer rule broken (order in test/layers.test.ts layerTiers):\n  ${bad.join('\n  ')}\n`).to.deep.equal([]);
   });
 
   it('every group of lib/ has a tier, and every allowed exception is still needed', () => {
@@ -159,13 +152,9 @@ describe('layers: lib/ imports only go down (docs/architecture.md)', () => {
     expect(layerViolation(importsOf('train/trainer.ts', "const e = require('../eval');")[0])).to.match(/upward/);
     expect(layerViolation(importsOf('eval/probe.ts', "export * from '../viz/report';")[0])).to.match(/upward/);
     expect(layerViolation(importsOf('data/x.ts', "const m = await import('../train');")[0])).to.match(/upward/);
-    expect(layerViolation(importsOf('info.ts', "import { readSafetensors } from './safetensors';")[0])).to.match(
-      /sideways/,
-    );
+    expect(layerViolation(importsOf('info.ts', "import { readSafetensors } from './safetensors';")[0])).to.match(/sideways/);
     expect(layerViolation(importsOf('native.ts', "import '../scripts/find-torch';")[0])).to.match(/outside lib/);
-    expect(layerViolation(importsOf('cli/x.ts', "import { y } from '../newthing/y';")[0])).to.match(
-      /'newthing' is in no tier/,
-    );
+    expect(layerViolation(importsOf('cli/x.ts', "import { y } from '../newthing/y';")[0])).to.match(/'newthing' is in no tier/);
     expect(layerViolation(importsOf('viz/x.ts', "import { y } from '../eval/collect';")[0])).to.equal(undefined);
     expect(layerViolation(importsOf('data/loader/x.ts', "import { y } from '../sources';")[0])).to.equal(undefined);
   });
@@ -185,15 +174,9 @@ describe('layers: lib/ imports only go down (docs/architecture.md)', () => {
 
   it('one place each: ffmpeg in data/ffmpeg.ts, the addon in native.ts, child processes where listed, the mel scale in audio/mel.ts', () => {
     const where = (re: RegExp) => files.filter((rel) => re.test(code(rel)));
-    expect(where(/\b(runFfmpeg|ffmpegBin|ffprobeBin)\s*\(/), 'ffmpeg run outside lib/data/ffmpeg.ts').to.deep.equal([
-      'data/ffmpeg.ts',
-    ]);
-    expect(where(/['"]node-gyp-build['"]|\.node['"]\s*\)/), 'the addon loaded outside lib/native.ts').to.deep.equal([
-      'native.ts',
-    ]);
-    expect(where(/['"](node:)?child_process['"]/), 'child processes').to.deep.equal(
-      Object.keys(allowedChildProcess).sort(),
-    );
+    expect(where(/\b(runFfmpeg|ffmpegBin|ffprobeBin)\s*\(/), 'ffmpeg run outside lib/data/ffmpeg.ts').to.deep.equal(['data/ffmpeg.ts']);
+    expect(where(/['"]node-gyp-build['"]|\.node['"]\s*\)/), 'the addon loaded outside lib/native.ts').to.deep.equal(['native.ts']);
+    expect(where(/['"](node:)?child_process['"]/), 'child processes').to.deep.equal(Object.keys(allowedChildProcess).sort());
     expect(where(/\b2595\b/), 'the HTK mel constant outside lib/audio/mel.ts').to.deep.equal(['audio/mel.ts']);
   });
 });

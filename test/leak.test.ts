@@ -38,7 +38,15 @@ const gc = (): void => {
   if (g) for (let i = 0; i < 3; i++) g();
 };
 
-interface Sample { calls: number; rss: number; heap: number; arrayBuffers: number; models: number; bytes: number; pendingOps: number }
+interface Sample {
+  calls: number;
+  rss: number;
+  heap: number;
+  arrayBuffers: number;
+  models: number;
+  bytes: number;
+  pendingOps: number;
+}
 
 function sample(calls: number): Sample {
   gc();
@@ -49,21 +57,33 @@ function sample(calls: number): Sample {
 
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
-  const n = xs.length, mx = xs.reduce((a, b) => a + b, 0) / n, my = ys.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0;
-  for (let i = 0; i < n; i++) { sxy += (xs[i] - mx) * (ys[i] - my); sxx += (xs[i] - mx) ** 2; }
+  const n = xs.length,
+    mx = xs.reduce((a, b) => a + b, 0) / n,
+    my = ys.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0,
+    sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i] - mx) * (ys[i] - my);
+    sxx += (xs[i] - mx) ** 2;
+  }
   return sxx ? sxy / sxx : 0;
 }
 
 function summarise(what: string, s: Sample[], delayP99: number): { drift: number; lateDrift: number; perCall: number } {
-  const first = s[0], last = s[s.length - 1];
+  const first = s[0],
+    last = s[s.length - 1];
   const late = s.slice(Math.floor(s.length / 2));
   const drift = last.rss - first.rss;
   const lateDrift = last.rss - late[0].rss;
-  const perCall = slope(late.map((x) => x.calls), late.map((x) => x.rss));
-  console.log(`      ${what}: RSS ${(first.rss / MB).toFixed(1)} -> ${(late[0].rss / MB).toFixed(1)} -> ${(last.rss / MB).toFixed(1)} MB (drift ${(drift / MB).toFixed(2)} MB; second half ${(lateDrift / MB).toFixed(2)} MB, slope ${perCall.toFixed(0)} B/call), ` +
-    `heap ${(first.heap / MB).toFixed(1)} -> ${(last.heap / MB).toFixed(1)} MB, arrayBuffers ${(first.arrayBuffers / MB).toFixed(2)} -> ${(last.arrayBuffers / MB).toFixed(2)} MB, ` +
-    `native bytes ${first.bytes} -> ${last.bytes}, event-loop delay p99 ${delayP99.toFixed(1)} ms`);
+  const perCall = slope(
+    late.map((x) => x.calls),
+    late.map((x) => x.rss),
+  );
+  console.log(
+    `      ${what}: RSS ${(first.rss / MB).toFixed(1)} -> ${(late[0].rss / MB).toFixed(1)} -> ${(last.rss / MB).toFixed(1)} MB (drift ${(drift / MB).toFixed(2)} MB; second half ${(lateDrift / MB).toFixed(2)} MB, slope ${perCall.toFixed(0)} B/call), ` +
+      `heap ${(first.heap / MB).toFixed(1)} -> ${(last.heap / MB).toFixed(1)} MB, arrayBuffers ${(first.arrayBuffers / MB).toFixed(2)} -> ${(last.arrayBuffers / MB).toFixed(2)} MB, ` +
+      `native bytes ${first.bytes} -> ${last.bytes}, event-loop delay p99 ${delayP99.toFixed(1)} ms`,
+  );
   return { drift, lateDrift, perCall };
 }
 
@@ -88,7 +108,7 @@ describe('no leaks: memory() flat and RSS within noise', function () {
       const b = inputs[i % inputs.length];
       return i % 3 === 0 ? b : i % 3 === 1 ? { video: b.video } : { audio: b.audio };
     };
-    for (let i = 0; i < 200; i++) await model.embed(kinds(i));  // warm-up: allocator pools, thread pools
+    for (let i = 0; i < 200; i++) await model.embed(kinds(i)); // warm-up: allocator pools, thread pools
     const samples: Sample[] = [sample(0)];
     const h = monitorEventLoopDelay({ resolution: 10 });
     h.enable();
@@ -115,7 +135,7 @@ describe('no leaks: memory() flat and RSS within noise', function () {
 
   it(`${STEPS} training steps (batch 2)`, async () => {
     const b = [batch(2, 2, 32, 4000, 4), batch(2, 2, 32, 4000, 5)];
-    for (let i = 0; i < 20; i++) await model.trainStep(b[i % 2], { lr: 1e-4 });  // warm-up: Adam state exists after the first step
+    for (let i = 0; i < 20; i++) await model.trainStep(b[i % 2], { lr: 1e-4 }); // warm-up: Adam state exists after the first step
     const samples: Sample[] = [sample(0)];
     const h = monitorEventLoopDelay({ resolution: 10 });
     h.enable();
@@ -146,7 +166,9 @@ describe('no leaks: memory() flat and RSS within noise', function () {
       m.dispose();
     }
     const after = sample(30);
-    console.log(`      30 create/dispose: RSS ${(before.rss / MB).toFixed(1)} -> ${(after.rss / MB).toFixed(1)} MB, native bytes ${before.bytes} -> ${after.bytes}`);
+    console.log(
+      `      30 create/dispose: RSS ${(before.rss / MB).toFixed(1)} -> ${(after.rss / MB).toFixed(1)} MB, native bytes ${before.bytes} -> ${after.bytes}`,
+    );
     expect(after.models).to.equal(before.models);
     expect(after.bytes).to.equal(before.bytes);
     expect(after.rss - before.rss).to.be.lessThan(64 * MB);

@@ -17,7 +17,8 @@ describe('CmacModel (tiny preset)', function () {
 
   it('trains: one call returns every loss term, the grad norm and the time', async () => {
     const r = await model.trainStep(randomBatch(4, 1), { lr: 1e-3 });
-    for (const k of ['loss', 'lossCon', 'lossV', 'lossA', 'gradNorm', 'timeMs'] as const) expect(r[k], k).to.be.a('number').and.be.greaterThan(0);
+    for (const k of ['loss', 'lossCon', 'lossV', 'lossA', 'gradNorm', 'timeMs'] as const)
+      expect(r[k], k).to.be.a('number').and.be.greaterThan(0);
     expect(r.stepped).to.equal(true);
     expect(r.finite).to.equal(true);
     expect(r.loss).to.be.closeTo(r.lossCon + r.lossV + r.lossA, 1e-4);
@@ -39,7 +40,7 @@ describe('CmacModel (tiny preset)', function () {
     expect(Math.hypot(...Array.from(z.subarray(0, 128)))).to.be.closeTo(1, 1e-4);
     const v = await model.embed({ video: b.video });
     expect(v.zA).to.equal(undefined);
-    expect(Array.from(v.zV!.data)).to.deep.equal(Array.from(e.zV!.data));  // eval mode, deterministic
+    expect(Array.from(v.zV!.data)).to.deep.equal(Array.from(e.zV!.data)); // eval mode, deterministic
     const m = await model.maps(b);
     expect(m.alphaV!.shape).to.deep.equal([3, 8, 8]);
     expect(m.betaV!.shape).to.deep.equal([3, 8, 8]);
@@ -68,7 +69,9 @@ describe('CmacModel (tiny preset)', function () {
     const [r1, r2] = [await model.trainStep(b, { lr: 1e-3 }), await other.trainStep(b, { lr: 1e-3 })];
     expect(r2.loss).to.equal(r1.loss);
     const [s1, s2] = [await model.stateDict(), await other.stateDict()];
-    expect(Array.from(s2['heads.projV.fc2.weight'].data as Float32Array)).to.deep.equal(Array.from(s1['heads.projV.fc2.weight'].data as Float32Array));
+    expect(Array.from(s2['heads.projV.fc2.weight'].data as Float32Array)).to.deep.equal(
+      Array.from(s1['heads.projV.fc2.weight'].data as Float32Array),
+    );
     other.dispose();
   });
 
@@ -81,7 +84,9 @@ describe('CmacModel (tiny preset)', function () {
     const before = await model.stateDict();
     await rejects(model.load(f), Error, /has shape .* in the checkpoint but .* in this model\. Fix: create the model with the preset/);
     const after = await model.stateDict();
-    expect(Array.from(after['heads.projA.fc2.bias'].data as Float32Array)).to.deep.equal(Array.from(before['heads.projA.fc2.bias'].data as Float32Array));
+    expect(Array.from(after['heads.projA.fc2.bias'].data as Float32Array)).to.deep.equal(
+      Array.from(before['heads.projA.fc2.bias'].data as Float32Array),
+    );
   });
 
   it('loadStateDict(strict) names missing weights', async () => {
@@ -108,14 +113,62 @@ describe('CmacModel (tiny preset)', function () {
       ['no batch', () => model.trainStep(undefined as never, { lr: 1e-3 }), TypeError, /batch must be an object/],
       ['batch of 1', () => model.trainStep(randomBatch(1, 1), { lr: 1e-3 }), RangeError, /at least 2 .*negatives/],
       ['empty batch', () => model.embed({ video: { data: new Uint8Array(0), shape: [0, 4, 64, 64, 3] } }), RangeError, /empty/],
-      ['video float', () => model.trainStep({ ...good, video: { data: new Float32Array(good.video!.data.length), shape: good.video!.shape } as never }, { lr: 1e-3 }), TypeError, /batch\.video must be uint8/],
-      ['video rank', () => model.embed({ video: { data: new Uint8Array(12), shape: [1, 4, 3] } }), RangeError, /batch\.video must have shape \[N, T, H, W, 3\]/],
-      ['video tiny frame', () => model.embed({ video: { data: new Uint8Array(2 * 4 * 8 * 8 * 3), shape: [2, 4, 8, 8, 3] } }), RangeError, /H, W in 16\.\.4096/],
-      ['audio int', () => model.embed({ audio: { data: new Int32Array(32000), shape: [2, 16000] } as never }), TypeError, /batch\.audio must be float32/],
-      ['audio NaN', () => { const a = new Float32Array(2 * 16000); a[7] = NaN; return model.trainStep({ ...good, audio: { data: a, shape: [2, 16000] } }, { lr: 1e-3 }); }, RangeError, /batch\.audio contains NaN/],
-      ['audio too short', () => model.embed({ audio: { data: new Float32Array(200), shape: [2, 100] } }), RangeError, /batch\.audio needs between/],
-      ['mismatched N', () => model.trainStep({ video: good.video, audio: randomBatch(3, 1).audio }, { lr: 1e-3 }), RangeError, /batch\.video has 2 clips but batch\.audio has 3/],
-      ['shape/data mismatch', () => model.embed({ audio: { data: new Float32Array(10), shape: [2, 16000] } }), RangeError, /batch\.audio\.data has 10 elements/],
+      [
+        'video float',
+        () =>
+          model.trainStep(
+            { ...good, video: { data: new Float32Array(good.video!.data.length), shape: good.video!.shape } as never },
+            { lr: 1e-3 },
+          ),
+        TypeError,
+        /batch\.video must be uint8/,
+      ],
+      [
+        'video rank',
+        () => model.embed({ video: { data: new Uint8Array(12), shape: [1, 4, 3] } }),
+        RangeError,
+        /batch\.video must have shape \[N, T, H, W, 3\]/,
+      ],
+      [
+        'video tiny frame',
+        () => model.embed({ video: { data: new Uint8Array(2 * 4 * 8 * 8 * 3), shape: [2, 4, 8, 8, 3] } }),
+        RangeError,
+        /H, W in 16\.\.4096/,
+      ],
+      [
+        'audio int',
+        () => model.embed({ audio: { data: new Int32Array(32000), shape: [2, 16000] } as never }),
+        TypeError,
+        /batch\.audio must be float32/,
+      ],
+      [
+        'audio NaN',
+        () => {
+          const a = new Float32Array(2 * 16000);
+          a[7] = NaN;
+          return model.trainStep({ ...good, audio: { data: a, shape: [2, 16000] } }, { lr: 1e-3 });
+        },
+        RangeError,
+        /batch\.audio contains NaN/,
+      ],
+      [
+        'audio too short',
+        () => model.embed({ audio: { data: new Float32Array(200), shape: [2, 100] } }),
+        RangeError,
+        /batch\.audio needs between/,
+      ],
+      [
+        'mismatched N',
+        () => model.trainStep({ video: good.video, audio: randomBatch(3, 1).audio }, { lr: 1e-3 }),
+        RangeError,
+        /batch\.video has 2 clips but batch\.audio has 3/,
+      ],
+      [
+        'shape/data mismatch',
+        () => model.embed({ audio: { data: new Float32Array(10), shape: [2, 16000] } }),
+        RangeError,
+        /batch\.audio\.data has 10 elements/,
+      ],
       ['lr NaN', () => model.trainStep(good, { lr: NaN }), RangeError, /options\.lr must be finite/],
       ['lr string', () => model.trainStep(good, { lr: 'x' as never }), TypeError, /options\.lr must be a number/],
       ['lambdaScale 2', () => model.trainStep(good, { lr: 1e-3, lambdaScale: 2 }), RangeError, /lambdaScale must be in \[0, 1\]/],
@@ -124,7 +177,10 @@ describe('CmacModel (tiny preset)', function () {
       ['load missing file', () => model.load('/nonexistent/x.safetensors'), Error, /cannot open/],
       ['to(number)', () => model.to(1 as never), TypeError, /device must be a string/],
     ];
-    for (const [name, fn, cls, re] of cases) it(name, async () => { await rejects(fn, cls, re); });
+    for (const [name, fn, cls, re] of cases)
+      it(name, async () => {
+        await rejects(fn, cls, re);
+      });
   });
 });
 
@@ -184,7 +240,9 @@ describe('CmacModel lifetime', function () {
   it('an unreferenced model is collected by the finaliser', async function () {
     if (!(global as { gc?: () => void }).gc) this.skip();
     const before = memory().models;
-    await (async () => { await CmacModel.create(tinyConfig()); })();
+    await (async () => {
+      await CmacModel.create(tinyConfig());
+    })();
     for (let i = 0; i < 10 && memory().models > before; i++) {
       (global as unknown as { gc: () => void }).gc();
       await new Promise((res) => setTimeout(res, 20));

@@ -11,7 +11,10 @@ import { root, tmpDir } from './helpers';
 function installCopy(dir: string, items: string[]): string {
   const pkg = path.join(dir, 'node_modules', 'cmac');
   for (const item of ['package.json', 'dist', ...items]) fs.cpSync(path.join(root, item), path.join(pkg, item), { recursive: true });
-  const deps = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' }).trim().split('\n').slice(1);
+  const deps = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .slice(1);
   for (const d of deps) {
     const rel = path.relative(path.join(root, 'node_modules'), d);
     if (!rel.startsWith('..')) fs.cpSync(d, path.join(dir, 'node_modules', rel), { recursive: true });
@@ -28,10 +31,18 @@ describe('package', function () {
 
   it('require("cmac") and import "cmac" expose the same API', () => {
     const cjs = node(['-e', `const c = require(${JSON.stringify(root)}); console.log(Object.keys(c).sort().join(','))`]);
-    const esm = node(['--input-type=module', '-e', `import * as c from ${JSON.stringify(path.join(root, 'dist', 'index.mjs'))}; console.log(Object.keys(c).filter(k => k !== 'default').sort().join(','))`]);
+    const esm = node([
+      '--input-type=module',
+      '-e',
+      `import * as c from ${JSON.stringify(path.join(root, 'dist', 'index.mjs'))}; console.log(Object.keys(c).filter(k => k !== 'default').sort().join(','))`,
+    ]);
     expect(esm).to.equal(cjs);
     expect(cjs).to.include('CmacModel').and.include('info');
-    const v = node(['--input-type=module', '-e', `import { info } from ${JSON.stringify(path.join(root, 'dist', 'index.mjs'))}; console.log(info().torchVersion)`]);
+    const v = node([
+      '--input-type=module',
+      '-e',
+      `import { info } from ${JSON.stringify(path.join(root, 'dist', 'index.mjs'))}; console.log(info().torchVersion)`,
+    ]);
     expect(v.trim()).to.match(/^\d+\.\d+/);
   });
 
@@ -40,17 +51,57 @@ describe('package', function () {
     const dir = tmpDir('cmac-subpath-');
     fs.mkdirSync(path.join(dir, 'node_modules'));
     fs.symlinkSync(root, path.join(dir, 'node_modules', 'cmac'), 'dir');
-    const keys = (spec: string) => node(['-e', `console.log(Object.keys(require(${JSON.stringify(spec)})).sort().join(','))`], dir).trim().split(',');
-    const pub = keys('cmac'), internal = keys('cmac/internal');
+    const keys = (spec: string) =>
+      node(['-e', `console.log(Object.keys(require(${JSON.stringify(spec)})).sort().join(','))`], dir)
+        .trim()
+        .split(',');
+    const pub = keys('cmac'),
+      internal = keys('cmac/internal');
     // The user-facing API (issue 16) ...
-    expect(pub).to.include.members(['train', 'CmacModel', 'VideoClassifier', 'resolveConfig', 'configSchema', 'folderSource', 'createLoader',
-      'evaluateModel', 'linearProbe', 'loadCheckpoint', 'encodePng', 'overlay', 'localizationPanel', 'info', 'ConfigError', 'DataError', 'RunFolderBusyError']);
+    expect(pub).to.include.members([
+      'train',
+      'CmacModel',
+      'VideoClassifier',
+      'resolveConfig',
+      'configSchema',
+      'folderSource',
+      'createLoader',
+      'evaluateModel',
+      'linearProbe',
+      'loadCheckpoint',
+      'encodePng',
+      'overlay',
+      'localizationPanel',
+      'info',
+      'ConfigError',
+      'DataError',
+      'RunFolderBusyError',
+    ]);
     // ... and not the helpers under it, which stay one import away.
-    const helpers = ['hashString', 'axisTaps', 'videoFilter', 'tfRecord', 'RowsBuilder', 'vstack', 'runFfmpeg', 'mixSeed', 'scoreMap', 'writeFileAtomic', 'deepMerge'];
+    const helpers = [
+      'hashString',
+      'axisTaps',
+      'videoFilter',
+      'tfRecord',
+      'RowsBuilder',
+      'vstack',
+      'runFfmpeg',
+      'mixSeed',
+      'scoreMap',
+      'writeFileAtomic',
+      'deepMerge',
+    ];
     expect(pub.filter((k) => helpers.includes(k))).to.deep.equal([]);
     expect(internal).to.include.members([...helpers, ...pub]);
     expect(pub.length).to.be.below(100);
-    const esm = node(['--input-type=module', '-e', "import { hashString, CmacModel } from 'cmac/internal'; console.log(typeof hashString, typeof CmacModel)"], dir);
+    const esm = node(
+      [
+        '--input-type=module',
+        '-e',
+        "import { hashString, CmacModel } from 'cmac/internal'; console.log(typeof hashString, typeof CmacModel)",
+      ],
+      dir,
+    );
     expect(esm.trim()).to.equal('function function');
     const deep = spawnSync(process.execPath, ['-e', 'require("cmac/dist/data/prng.js")'], { cwd: dir, encoding: 'utf8' });
     expect(deep.stderr).to.match(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
@@ -64,27 +115,48 @@ describe('package', function () {
     expect(bad.stderr).to.match(/unknown option/);
   });
 
-  it('the public .d.ts and cmac/internal\'s type-check under TypeScript 5.0.4 (tslab)', () => {
+  it("the public .d.ts and cmac/internal's type-check under TypeScript 5.0.4 (tslab)", () => {
     const dir = tmpDir();
     const file = path.join(dir, 'consumer.ts');
-    fs.writeFileSync(file, [
-      `import { CmacModel, info, modelPreset, Batch, StepResult, Tensor } from ${JSON.stringify(path.join(root, 'dist', 'index'))};`,
-      `import { hashString, vstack, blank, type ModelConfig } from ${JSON.stringify(path.join(root, 'dist', 'internal'))};`,
-      'const mc: ModelConfig = { ...modelPreset("tiny"), loss: { preset: "cmac-v", tau: 0.1 } };',
-      'void [hashString("x"), vstack([blank(2, 2)], 0), mc];',
-      'async function main(): Promise<StepResult> {',
-      '  const m = await CmacModel.create({ ...modelPreset("tiny"), seed: 1 });',
-      '  const t: Tensor<"uint8"> = { data: new Uint8Array(3), shape: [3] };',
-      '  const b: Batch = { video: t };',
-      '  console.log(info().torchVersion, b);',
-      '  return m.trainStep(b, { lr: 1e-3 });',
-      '}',
-      'void main;',
-    ].join('\n'));
+    fs.writeFileSync(
+      file,
+      [
+        `import { CmacModel, info, modelPreset, Batch, StepResult, Tensor } from ${JSON.stringify(path.join(root, 'dist', 'index'))};`,
+        `import { hashString, vstack, blank, type ModelConfig } from ${JSON.stringify(path.join(root, 'dist', 'internal'))};`,
+        'const mc: ModelConfig = { ...modelPreset("tiny"), loss: { preset: "cmac-v", tau: 0.1 } };',
+        'void [hashString("x"), vstack([blank(2, 2)], 0), mc];',
+        'async function main(): Promise<StepResult> {',
+        '  const m = await CmacModel.create({ ...modelPreset("tiny"), seed: 1 });',
+        '  const t: Tensor<"uint8"> = { data: new Uint8Array(3), shape: [3] };',
+        '  const b: Batch = { video: t };',
+        '  console.log(info().torchVersion, b);',
+        '  return m.trainStep(b, { lr: 1e-3 });',
+        '}',
+        'void main;',
+      ].join('\n'),
+    );
     const tsc = path.join(root, 'node_modules', 'typescript-tslab', 'bin', 'tsc');
     expect(node([tsc, '-v']).trim()).to.equal('Version 5.0.4');
-    const r = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--target', 'es2020', '--module', 'commonjs',
-      '--moduleResolution', 'node', '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), file], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--target',
+        'es2020',
+        '--module',
+        'commonjs',
+        '--moduleResolution',
+        'node',
+        '--types',
+        'node',
+        '--typeRoots',
+        path.join(root, 'node_modules', '@types'),
+        file,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(r.status, r.stdout + r.stderr).to.equal(0);
   });
 
@@ -98,12 +170,18 @@ describe('package', function () {
     const dir = tmpDir('cmac-copy-');
     const pkg = installCopy(dir, ['prebuilds']);
     expect(fs.existsSync(path.join(pkg, 'build'))).to.equal(false);
-    const out = node(['-e', 'const c = require("cmac"); const i = c.info(); console.log(JSON.stringify(i)); console.log(require.resolve("cmac"))'], dir);
+    const out = node(
+      ['-e', 'const c = require("cmac"); const i = c.info(); console.log(JSON.stringify(i)); console.log(require.resolve("cmac"))'],
+      dir,
+    );
     const i = JSON.parse(out.split('\n')[0]);
     expect(i.torchVersion).to.match(/^\d+\.\d+\.\d+/);
     expect(i.torchSource).to.not.equal('unknown');
     // And it really was the prebuild that loaded:
-    const which = node(['-e', 'require("cmac").info(); console.log(Object.keys(require.cache).filter(f => f.endsWith(".node")).join("\\n"))'], dir);
+    const which = node(
+      ['-e', 'require("cmac").info(); console.log(Object.keys(require.cache).filter(f => f.endsWith(".node")).join("\\n"))'],
+      dir,
+    );
     expect(which).to.include(path.join('prebuilds', `${process.platform}-${process.arch}`));
   });
 

@@ -15,12 +15,16 @@ describe('parity with torchvision / torchaudio', function () {
   before(function () {
     const r = spawnSync('/usr/bin/python3', [path.join(root, 'scripts', 'make-parity-fixtures.py'), dir], { encoding: 'utf8' });
     if (r.status !== 0) {
-      throw new Error(`fixture generation failed (needs apt python3-torch, python3-torchvision, python3-torchaudio: ` +
-        `run \`npm run setup -- --python\`):\n${r.stdout}${r.stderr}`);
+      throw new Error(
+        `fixture generation failed (needs apt python3-torch, python3-torchvision, python3-torchaudio: ` +
+          `run \`npm run setup -- --python\`):\n${r.stdout}${r.stderr}`,
+      );
     }
   });
   for (const name of listCoreTests().filter((n) => n.startsWith('parity_'))) {
-    it(name, function () { runCoreTest(this, name, ['--fixtures', dir]); });
+    it(name, function () {
+      runCoreTest(this, name, ['--fixtures', dir]);
+    });
   }
 });
 

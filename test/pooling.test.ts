@@ -27,9 +27,16 @@ describe('CmacModel pooling and retrieval accuracy', function () {
   });
 
   it('a bad pooling and the old loss.attentionPooling are errors that name the setting and the fix', async () => {
-    await rejects(CmacModel.create({ ...tinyConfig(), pooling: 'max' as never }), ConfigError, /config\.pooling: got "max"; allowed: "attention", "mean"/);
-    await rejects(CmacModel.create({ ...tinyConfig(), loss: { attentionPooling: false } as never }), TypeError,
-      /config\.loss\.attentionPooling was replaced by config\.pooling .*Fix: pass pooling: 'mean'/);
+    await rejects(
+      CmacModel.create({ ...tinyConfig(), pooling: 'max' as never }),
+      ConfigError,
+      /config\.pooling: got "max"; allowed: "attention", "mean"/,
+    );
+    await rejects(
+      CmacModel.create({ ...tinyConfig(), loss: { attentionPooling: false } as never }),
+      TypeError,
+      /config\.loss\.attentionPooling was replaced by config\.pooling .*Fix: pass pooling: 'mean'/,
+    );
   });
 
   it('a checkpoint written before model.pooling opens with the pooling it was trained with (baselines: mean)', async () => {
@@ -46,24 +53,41 @@ describe('CmacModel pooling and retrieval accuracy', function () {
       delete old.model.pooling;
       delete old.loss.rampStart;
       delete old.loss.rampThreshold;
-      const state = { format: 'cmac-checkpoint/1', step: 1, epoch: 0, cursor: { epoch: 0, position: 4 }, config: old, rng: { seed: 0, loaderSeed: 0 }, nonFiniteInARow: 0, skippedSteps: 0, time: '' };
+      const state = {
+        format: 'cmac-checkpoint/1',
+        step: 1,
+        epoch: 0,
+        cursor: { epoch: 0, position: 4 },
+        config: old,
+        rng: { seed: 0, loaderSeed: 0 },
+        nonFiniteInARow: 0,
+        skippedSteps: 0,
+        time: '',
+      };
       fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify(state));
       const opened = await loadCheckpoint(weights);
       try {
         expect(opened.config.model.pooling).to.equal('mean');
         expect(opened.config.loss).to.include({ rampStart: 0, rampThreshold: 0.2 });
         model.eval();
-        const want = (await model.embed(b)).zV!.data, got = (await opened.model.embed(b)).zV!.data;
+        const want = (await model.embed(b)).zV!.data,
+          got = (await opened.model.embed(b)).zV!.data;
         expect(Array.from(got)).to.deep.equal(Array.from(want));
       } finally {
         opened.model.dispose();
       }
       // A cmac checkpoint of then pooled by attention, and loss.attentionPooling (then a setting) is honoured.
-      fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac' } } }));
+      fs.writeFileSync(
+        path.join(dir, 'step-00000001.json'),
+        JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac' } } }),
+      );
       const cm = await loadCheckpoint(weights);
       expect(cm.config.model.pooling).to.equal('attention');
       cm.model.dispose();
-      fs.writeFileSync(path.join(dir, 'step-00000001.json'), JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac', attentionPooling: false } } }));
+      fs.writeFileSync(
+        path.join(dir, 'step-00000001.json'),
+        JSON.stringify({ ...state, config: { ...old, loss: { ...old.loss, preset: 'cmac', attentionPooling: false } } }),
+      );
       const ap = await loadCheckpoint(weights);
       expect(ap.config.model.pooling).to.equal('mean');
       expect(ap.config.loss).to.not.have.property('attentionPooling');

@@ -56,6 +56,6 @@ describe('loss presets: one table, held to method.md on both sides of the addon'
       expect({ name, lossV: engine.lossV > 0, lossA: engine.lossA > 0 }).to.deep.equal({ name, lossV, lossA });
       seen.add(`${engine.lossCon} ${lossV} ${lossA}`);
     }
-    expect(seen.size).to.equal(lossPresetNames.length);  // every row differs in a step (the comparison can tell rows apart)
+    expect(seen.size).to.equal(lossPresetNames.length); // every row differs in a step (the comparison can tell rows apart)
   });
 });

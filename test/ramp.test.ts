@@ -14,21 +14,23 @@ describe('lambda ramp start auto', function () {
   this.timeout(600000);
   const dir = tmpDir('cmac-ramp-');
   const data = path.join(dir, 'data');
-  const threshold = 0.5;  // batch 4: chance is 0.25
-  const cfg = (runDir: string) => ({
-    preset: 'tiny', seed: 7,
-    // The case below was chosen for the accuracies of this seed without dataset log-mel statistics
-    // (they change every step's numbers); the ramp logic does not involve them.
-    logmel: { statsClips: 0 },
-    data: { source: data, batchSize: 4, decoders: 2 },
-    loss: { rampStart: 'auto', rampThreshold: threshold, rampFraction: 0.5 },
-    train: { steps: 6, checkpointEvery: 3, keepLast: 5, runDir },
-  }) as CmacConfigInput;
+  const threshold = 0.5; // batch 4: chance is 0.25
+  const cfg = (runDir: string) =>
+    ({
+      preset: 'tiny',
+      seed: 7,
+      // The case below was chosen for the accuracies of this seed without dataset log-mel statistics
+      // (they change every step's numbers); the ramp logic does not involve them.
+      logmel: { statsClips: 0 },
+      data: { source: data, batchSize: 4, decoders: 2 },
+      loss: { rampStart: 'auto', rampThreshold: threshold, rampFraction: 0.5 },
+      train: { steps: 6, checkpointEvery: 3, keepLast: 5, runDir },
+    }) as CmacConfigInput;
   before(async () => {
     await synthesize({ out: data, clips: 20, seed: 3, size: 64, fps: 8, seconds: 2 });
   });
 
-  it('lambda is 0 until a step\'s retrieval accuracy reaches the threshold, then rises; the start step is logged and survives a resume', async () => {
+  it("lambda is 0 until a step's retrieval accuracy reaches the threshold, then rises; the start step is logged and survives a resume", async () => {
     const full = path.join(dir, 'full');
     const lines: string[] = [];
     await train(cfg(full), { progress: false, log: (l) => lines.push(l) });
@@ -53,7 +55,13 @@ describe('lambda ramp start auto', function () {
     // Interrupted after step 3, resumed: the start step comes from the checkpoint, not found again.
     const runDir = path.join(dir, 'resumed');
     const ac = new AbortController();
-    await train(cfg(runDir), { signal: ac.signal, onStep: (x) => { if (x.step === 3) ac.abort(); }, progress: false });
+    await train(cfg(runDir), {
+      signal: ac.signal,
+      onStep: (x) => {
+        if (x.step === 3) ac.abort();
+      },
+      progress: false,
+    });
     const ckpt = latestCheckpoint(path.join(runDir, 'checkpoints'))!;
     expect(ckpt.step).to.equal(4);
     expect(readCheckpointState(ckpt).rampStart).to.equal(start);

@@ -21,7 +21,15 @@ const run = (...args: string[]) => {
   return r.stdout;
 };
 
-interface ChartState { title: string; series: number; points: number; ticksX: number; ticksY: number; log: boolean; inked: number }
+interface ChartState {
+  title: string;
+  series: number;
+  points: number;
+  ticksX: number;
+  ticksY: number;
+  log: boolean;
+  inked: number;
+}
 
 describe('report.html in headless Chromium', function () {
   this.timeout(600000);
@@ -30,49 +38,111 @@ describe('report.html in headless Chromium', function () {
 
   before(async function () {
     if (!fs.existsSync(chromiumPath)) {
-      console.log(`    skipped: ${chromiumPath} is missing (install it with: bash scripts/setup.sh --browser, or apt-get install -y chromium; CMAC_CHROMIUM names another)`);
+      console.log(
+        `    skipped: ${chromiumPath} is missing (install it with: bash scripts/setup.sh --browser, or apt-get install -y chromium; CMAC_CHROMIUM names another)`,
+      );
       this.skip();
     }
     run('synth', '--out', path.join(dir, 'd'), '--clips', '24', '--size', '32', '--fps', '8', '--seconds', '2', '--quiet');
-    run('train', '--preset', 'tiny', '--data', path.join(dir, 'd'), '--steps', '12', '--set', 'data.batchSize=4', '--set', 'train.logEvery=4', '--run-dir', path.join(dir, 'r'), '--quiet');
-    run('eval', 'localization', '--checkpoint', path.join(dir, 'r'), '--data', path.join(dir, 'd'), '--report', path.join(dir, 'eval.html'), '--quiet');
+    run(
+      'train',
+      '--preset',
+      'tiny',
+      '--data',
+      path.join(dir, 'd'),
+      '--steps',
+      '12',
+      '--set',
+      'data.batchSize=4',
+      '--set',
+      'train.logEvery=4',
+      '--run-dir',
+      path.join(dir, 'r'),
+      '--quiet',
+    );
+    run(
+      'eval',
+      'localization',
+      '--checkpoint',
+      path.join(dir, 'r'),
+      '--data',
+      path.join(dir, 'd'),
+      '--report',
+      path.join(dir, 'eval.html'),
+      '--quiet',
+    );
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
       executablePath: chromiumPath,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
 
-  after(async () => { await browser?.close(); });
+  after(async () => {
+    await browser?.close();
+  });
 
   /** Opens a report, recording console errors, page errors and any request that is not the file itself. */
   async function open(file: string): Promise<{ page: Page; errors: string[]; requests: string[] }> {
     const page = await browser!.newPage({ viewport: { width: 1150, height: 900 } });
-    const errors: string[] = [], requests: string[] = [];
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.type()}: ${m.text()}`); });
+    const errors: string[] = [],
+      requests: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`${m.type()}: ${m.text()}`);
+    });
     page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    page.on('request', (r) => { if (!r.url().startsWith('data:') && r.url() !== `file://${file}`) requests.push(r.url()); });
+    page.on('request', (r) => {
+      if (!r.url().startsWith('data:') && r.url() !== `file://${file}`) requests.push(r.url());
+    });
     await page.goto(`file://${file}`, { waitUntil: 'load' });
     return { page, errors, requests };
   }
 
-  const charts = (page: Page) => page.evaluate(() => Array.from(document.querySelectorAll<HTMLElement & { uplot?: any; ticks?: { x?: number; y?: number } }>('.cmac-chart')).map((el): ChartState => {
-    const u = el.uplot;
-    const canvas = el.querySelector('canvas');
-    let inked = 0;
-    if (canvas) {
-      const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
-      for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 0 && (px[i] < 200 || px[i + 2] < 200)) inked++;
-    }
-    return { title: el.querySelector('.u-title')?.textContent ?? '', series: u ? u.series.length - 1 : 0, points: u ? u.data[0].length : 0, ticksX: el.ticks?.x ?? 0, ticksY: el.ticks?.y ?? 0, log: !!u && u.scales.y.distr === 3, inked };
-  }));
+  const charts = (page: Page) =>
+    page.evaluate(() =>
+      Array.from(document.querySelectorAll<HTMLElement & { uplot?: any; ticks?: { x?: number; y?: number } }>('.cmac-chart')).map(
+        (el): ChartState => {
+          const u = el.uplot;
+          const canvas = el.querySelector('canvas');
+          let inked = 0;
+          if (canvas) {
+            const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+            for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 0 && (px[i] < 200 || px[i + 2] < 200)) inked++;
+          }
+          return {
+            title: el.querySelector('.u-title')?.textContent ?? '',
+            series: u ? u.series.length - 1 : 0,
+            points: u ? u.data[0].length : 0,
+            ticksX: el.ticks?.x ?? 0,
+            ticksY: el.ticks?.y ?? 0,
+            log: !!u && u.scales.y.distr === 3,
+            inked,
+          };
+        },
+      ),
+    );
 
   it('training report: 7 charts, one series each, real ticks, no console error or network request', async () => {
     const file = path.join(dir, 'r', 'report.html');
     const { page, errors, requests } = await open(file);
     const state = await charts(page);
     expect(state.map((c) => c.title)).to.deep.equal([
-      'total loss', 'L_con (cross-modal contrastive)', 'L_v (visual attention consistency)', 'L_a (audio attention consistency)', 'gradient norm', 'learning rate', 'clips per second (data + step)',
+      'total loss',
+      'L_con (cross-modal contrastive)',
+      'L_v (visual attention consistency)',
+      'L_a (audio attention consistency)',
+      'gradient norm',
+      'learning rate',
+      'clips per second (data + step)',
     ]);
     for (const c of state) {
       expect(c.series, c.title).to.equal(1);
@@ -102,10 +172,23 @@ describe('report.html in headless Chromium', function () {
     await page.close();
   });
 
-  it('every y axis has at least 3 ticks, whatever the value range (ranges that gave uPlot\'s default spacing 2)', async () => {
+  it("every y axis has at least 3 ticks, whatever the value range (ranges that gave uPlot's default spacing 2)", async () => {
     const { lineChart, writeReport } = await import('../lib/report');
-    const ranges: Array<[number, number]> = [[14.7, 33.2], [0.9, 2.1], [101, 187], [3.3, 3.9], [0, 41], [7.2, 19.9]];
-    const html = ranges.map(([lo, hi], k) => lineChart([{ name: 'v', points: Array.from({ length: 12 }, (_, i) => [i + 1, lo + ((hi - lo) * i) / 11] as [number, number]) }], { title: `range ${k}` })).join('');
+    const ranges: Array<[number, number]> = [
+      [14.7, 33.2],
+      [0.9, 2.1],
+      [101, 187],
+      [3.3, 3.9],
+      [0, 41],
+      [7.2, 19.9],
+    ];
+    const html = ranges
+      .map(([lo, hi], k) =>
+        lineChart([{ name: 'v', points: Array.from({ length: 12 }, (_, i) => [i + 1, lo + ((hi - lo) * i) / 11] as [number, number]) }], {
+          title: `range ${k}`,
+        }),
+      )
+      .join('');
     const file = path.join(dir, 'ticks.html');
     writeReport(file, 'ticks', [{ title: 'ranges', html }]);
     const { page, errors } = await open(file);
@@ -119,16 +202,34 @@ describe('report.html in headless Chromium', function () {
   it('evaluation report: titled localisation panels, frequency maps, PCA scatter; no console error', async () => {
     const file = path.join(dir, 'eval.html');
     const { page, errors, requests } = await open(file);
-    const imgs = await page.evaluate(() => Array.from(document.querySelectorAll('img')).map((i) => ({ w: i.naturalWidth, h: i.naturalHeight, ok: i.complete && i.naturalWidth > 0 })));
-    expect(imgs.length).to.be.at.least(6);  // best and worst localisation panels, frequency maps
+    const imgs = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('img')).map((i) => ({
+        w: i.naturalWidth,
+        h: i.naturalHeight,
+        ok: i.complete && i.naturalWidth > 0,
+      })),
+    );
+    expect(imgs.length).to.be.at.least(6); // best and worst localisation panels, frequency maps
     for (const i of imgs) expect(i.ok).to.equal(true);
-    const svgs = await page.evaluate(() => Array.from(document.querySelectorAll('svg')).map((s) => {
-      const r = s.getBoundingClientRect(), frame = s.querySelector('rect.plot')!.getBoundingClientRect();
-      const dots = Array.from(s.querySelectorAll('circle.dot')).map((c) => c.getBoundingClientRect());
-      return { w: r.width, dots: dots.length, inside: dots.every((d) => d.left >= frame.left - 0.5 && d.right <= frame.right + 0.5 && d.top >= frame.top - 0.5 && d.bottom <= frame.bottom + 0.5) };
-    }));
+    const svgs = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('svg')).map((s) => {
+        const r = s.getBoundingClientRect(),
+          frame = s.querySelector('rect.plot')!.getBoundingClientRect();
+        const dots = Array.from(s.querySelectorAll('circle.dot')).map((c) => c.getBoundingClientRect());
+        return {
+          w: r.width,
+          dots: dots.length,
+          inside: dots.every(
+            (d) => d.left >= frame.left - 0.5 && d.right <= frame.right + 0.5 && d.top >= frame.top - 0.5 && d.bottom <= frame.bottom + 0.5,
+          ),
+        };
+      }),
+    );
     expect(svgs).to.have.length(2);
-    for (const s of svgs) { expect(s.dots).to.be.greaterThan(2); expect(s.inside).to.equal(true); }
+    for (const s of svgs) {
+      expect(s.dots).to.be.greaterThan(2);
+      expect(s.inside).to.equal(true);
+    }
     expect(errors).to.deep.equal([]);
     expect(requests).to.deep.equal([]);
     const examples = await page.locator('section', { hasText: 'Localisation examples' }).boundingBox();

@@ -12,8 +12,13 @@ import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  ClipLoader, folderSource, writeTestVideos,
-  type LoaderBatch, type LoaderOptions, type TestVideo, type VideoEntry,
+  ClipLoader,
+  folderSource,
+  writeTestVideos,
+  type LoaderBatch,
+  type LoaderOptions,
+  type TestVideo,
+  type VideoEntry,
 } from '../lib/data';
 import { tmpDir } from './helpers';
 
@@ -42,7 +47,10 @@ async function clipsOf(opts: LoaderOptions): Promise<{ loader: ClipLoader; clips
       clips.set(`${m.id}#${m.clip}`, {
         video: Buffer.from(b.video.data.subarray(i * vb, (i + 1) * vb)),
         audio: Buffer.from(b.audio.data.buffer, b.audio.data.byteOffset + i * ab * 4, ab * 4),
-        start: m.start, audioStart: m.audioStart, audioPad: m.audioPad, cached: !!m.cached,
+        start: m.start,
+        audioStart: m.audioStart,
+        audioPad: m.audioPad,
+        cached: !!m.cached,
       });
     });
   }
@@ -53,17 +61,36 @@ async function clipsOf(opts: LoaderOptions): Promise<{ loader: ClipLoader; clips
 /** Every clip of `got` is byte for byte the clip of the same key in `want`; returns the keys that differ. */
 function wrongClips(want: Map<string, Clip>, got: Map<string, Clip>): string[] {
   expect([...got.keys()].sort()).to.deep.equal([...want.keys()].sort());
-  return [...want].filter(([k, w]) => {
-    const g = got.get(k)!;
-    return !(g.video.equals(w.video) && g.audio.equals(w.audio) && g.start === w.start && g.audioStart === w.audioStart &&
-      g.audioPad.front === w.audioPad.front && g.audioPad.back === w.audioPad.back);
-  }).map(([k]) => k);
+  return [...want]
+    .filter(([k, w]) => {
+      const g = got.get(k)!;
+      return !(
+        g.video.equals(w.video) &&
+        g.audio.equals(w.audio) &&
+        g.start === w.start &&
+        g.audioStart === w.audioStart &&
+        g.audioPad.front === w.audioPad.front &&
+        g.audioPad.back === w.audioPad.back
+      );
+    })
+    .map(([k]) => k);
 }
 
 /** Index lines of the clip cache (every *.jsonl but the train cache's), with their file. */
-function clipIndex(dir: string): { file: string; e: { k: string; s: string; o: number; v: number; a: number } & Record<string, unknown> }[] {
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.jsonl') && !f.startsWith('videos-')).sort()
-    .flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => ({ file: f, e: JSON.parse(l) })));
+function clipIndex(
+  dir: string,
+): { file: string; e: { k: string; s: string; o: number; v: number; a: number } & Record<string, unknown> }[] {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl') && !f.startsWith('videos-'))
+    .sort()
+    .flatMap((f) =>
+      fs
+        .readFileSync(path.join(dir, f), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => ({ file: f, e: JSON.parse(l) })),
+    );
 }
 
 function flipByte(file: string, at: number): void {
@@ -88,15 +115,27 @@ describe('robustness: decode caches (issue 17 items 1, 11)', function () {
     fs.mkdirSync(data);
     // Every video its own colour and tone, so a clip handed out under another key shows.
     const vids: TestVideo[] = Array.from({ length: N }, (_, i) => ({
-      out: path.join(data, `v${String(i).padStart(2, '0')}.mp4`), seconds: 2, fps: 8, width: 32, height: 32,
-      colour: (t: number) => [(40 + 17 * i) % 256, (200 - 13 * i) % 256, Math.min(255, 20 + 9 * i + Math.round(40 * t))] as [number, number, number],
+      out: path.join(data, `v${String(i).padStart(2, '0')}.mp4`),
+      seconds: 2,
+      fps: 8,
+      width: 32,
+      height: 32,
+      colour: (t: number) =>
+        [(40 + 17 * i) % 256, (200 - 13 * i) % 256, Math.min(255, 20 + 9 * i + Math.round(40 * t))] as [number, number, number],
       tone: 220 + 60 * i,
     }));
     await writeTestVideos(vids);
   });
 
   const evalOpts = (extra: Partial<LoaderOptions> = {}): LoaderOptions => ({
-    source: folderSource(data), batchSize: 4, clip: geom, mode: 'eval', clipsPerVideo: 2, decoders: 2, clipsPerProcess: 2, ...extra,
+    source: folderSource(data),
+    batchSize: 4,
+    clip: geom,
+    mode: 'eval',
+    clipsPerVideo: 2,
+    decoders: 2,
+    clipsPerProcess: 2,
+    ...extra,
   });
   let fresh: Map<string, Clip>;
 
@@ -178,7 +217,10 @@ describe('robustness: decode caches (issue 17 items 1, 11)', function () {
     expect(warm.loader.stats.cacheDamaged, 'damaged entries counted').to.equal(4);
     expect(warm.loader.stats.cacheHits).to.equal(2 * N - 4);
     expect(warm.loader.stats.decodes, 'the damaged clips decoded again').to.be.greaterThan(0);
-    expect(log.filter((l) => /^clip cache: .*fails its checksum; decoding the clip again$/.test(l)), log.join('\n')).to.have.length(4);
+    expect(
+      log.filter((l) => /^clip cache: .*fails its checksum; decoding the clip again$/.test(l)),
+      log.join('\n'),
+    ).to.have.length(4);
     // The new entries win from then on.
     const third = await clipsOf(evalOpts({ cacheDir: cache }));
     expect(third.loader.stats.cacheDamaged).to.equal(0);
@@ -189,19 +231,32 @@ describe('robustness: decode caches (issue 17 items 1, 11)', function () {
   it('train cache: an edited index field (probe duration, probe width) is detected and the video decoded again; the clips do not change', async () => {
     const dir = path.join(root, 'train-cache');
     const train = (extra: Partial<LoaderOptions> = {}): LoaderOptions => ({
-      source: folderSource(data), batchSize: 4, clip: geom, seed: 3, mode: 'train', trainCache: { dir }, ...extra,
+      source: folderSource(data),
+      batchSize: 4,
+      clip: geom,
+      seed: 3,
+      mode: 'train',
+      trainCache: { dir },
+      ...extra,
     });
     const first = await clipsOf(train());
     expect(first.loader.stats.cacheFills).to.equal(N);
-    const file = path.join(dir, fs.readdirSync(dir).find((f) => /^videos-.*\.jsonl$/.test(f))!);
+    const file = path.join(
+      dir,
+      fs.readdirSync(dir).find((f) => /^videos-.*\.jsonl$/.test(f))!,
+    );
     const lines = fs.readFileSync(file, 'utf8').split('\n');
     const edit = (i: number, f: (e: VideoEntry) => void): void => {
       const e = JSON.parse(lines[i]) as VideoEntry;
       f(e);
       lines[i] = JSON.stringify(e);
     };
-    edit(0, (e) => { e.info!.duration = e.info!.duration / 2; });
-    edit(1, (e) => { e.info!.video!.width *= 2; });
+    edit(0, (e) => {
+      e.info!.duration = e.info!.duration / 2;
+    });
+    edit(1, (e) => {
+      e.info!.video!.width *= 2;
+    });
     fs.writeFileSync(file, lines.join('\n'));
 
     const log: string[] = [];
@@ -209,7 +264,10 @@ describe('robustness: decode caches (issue 17 items 1, 11)', function () {
     expect(wrongClips(first.clips, again.clips), 'clips changed by the edited index').to.deep.equal([]);
     expect(again.loader.stats.cacheDamaged, 'edited index lines counted').to.equal(2);
     expect(again.loader.stats.cacheFills, 'the two videos decoded again').to.equal(2);
-    expect(log.filter((l) => /^train cache: .*index line .*fails its checksum/.test(l)), log.join('\n')).to.have.length(2);
+    expect(
+      log.filter((l) => /^train cache: .*index line .*fails its checksum/.test(l)),
+      log.join('\n'),
+    ).to.have.length(2);
     const third = await clipsOf(train());
     expect(third.loader.stats.cacheDamaged).to.equal(0);
     expect(third.loader.stats.decodes).to.equal(0);

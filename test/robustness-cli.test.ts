@@ -30,17 +30,21 @@ async function readEmbeddings(file: string, format: 'json' | 'safetensors') {
     const rows = JSON.parse(fs.readFileSync(file, 'utf8')) as Array<Record<string, unknown>>;
     return {
       clips: rows.map(({ zV: _v, zA: _a, featV: _fv, featA: _fa, ...c }) => c),
-      tensors: Object.fromEntries(['zV', 'zA', 'featV', 'featA'].filter((k) => k in rows[0]).map((k) => [k, rows.map((r) => r[k] as number[])])),
+      tensors: Object.fromEntries(
+        ['zV', 'zA', 'featV', 'featA'].filter((k) => k in rows[0]).map((k) => [k, rows.map((r) => r[k] as number[])]),
+      ),
     };
   }
   const f = await readSafetensors(file);
   return {
     clips: JSON.parse(f.metadata.clips) as Array<Record<string, unknown>>,
-    tensors: Object.fromEntries(Object.entries(f.tensors).map(([k, t]) => {
-      const d = t.shape[1];
-      const data = t.data as Float32Array;
-      return [k, Array.from({ length: t.shape[0] }, (_, i) => Array.from(data.subarray(i * d, (i + 1) * d)))];
-    })),
+    tensors: Object.fromEntries(
+      Object.entries(f.tensors).map(([k, t]) => {
+        const d = t.shape[1];
+        const data = t.data as Float32Array;
+        return [k, Array.from({ length: t.shape[0] }, (_, i) => Array.from(data.subarray(i * d, (i + 1) * d)))];
+      }),
+    ),
   };
 }
 
@@ -70,7 +74,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
     expect(b.clips).to.deep.equal(a.clips);
     expect(Object.keys(b.tensors).sort()).to.deep.equal(Object.keys(a.tensors).sort());
     for (const k of Object.keys(a.tensors)) expect(b.tensors[k], k).to.deep.equal(a.tensors[k]);
-    expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), 'no temp file left').to.deep.equal([]);
+    expect(
+      fs.readdirSync(dir).filter((f) => f.includes('.tmp-')),
+      'no temp file left',
+    ).to.deep.equal([]);
     const bad = run(['embed', '--checkpoint', runDir, '--data', data, '--out', path.join(dir, 'emb.txt')]);
     expect(bad.status).to.equal(1);
     expect(bad.stderr).to.match(/--out .*emb\.txt must end in \.safetensors or \.json \(or have no extension/);
@@ -100,7 +107,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
         else console.log(JSON.stringify(await s.finish()));
       })().catch((err) => { console.error(err.stack || err); process.exit(1); });`;
     const node = (sink: string, out: string, heapMb?: number) =>
-      spawnSync(process.execPath, [...(heapMb ? [`--max-old-space-size=${heapMb}`] : []), '-e', script(sink, out)], { encoding: 'utf8', timeout: 240000 });
+      spawnSync(process.execPath, [...(heapMb ? [`--max-old-space-size=${heapMb}`] : []), '-e', script(sink, out)], {
+        encoding: 'utf8',
+        timeout: 240000,
+      });
     const heap = 32;
     // The control: a writer holding all rows and one string runs out of memory under this heap.
     const naive = node('naive', path.join(dir, 'naive.json'), heap);
@@ -119,7 +129,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
     expect(a.clips).to.have.length(1600);
     expect(a.clips).to.deep.equal(b.clips);
     for (const k of ['zV', 'zA', 'featV', 'featA']) expect(a.tensors[k], k).to.deep.equal(b.tensors[k]);
-    expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), 'no temp file left').to.deep.equal([]);
+    expect(
+      fs.readdirSync(dir).filter((f) => f.includes('.tmp-')),
+      'no temp file left',
+    ).to.deep.equal([]);
   });
 
   // ---- item 9: brace patterns -----------------------------------------------
@@ -137,7 +150,14 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
   });
 
   it('expandBraces: several ranges in order, a limit checked before expanding, reversed ranges named; tarSource checks on creation', () => {
-    expect(expandBraces('s-{0..1}-{08..10}.tar')).to.deep.equal(['s-0-08.tar', 's-0-09.tar', 's-0-10.tar', 's-1-08.tar', 's-1-09.tar', 's-1-10.tar']);
+    expect(expandBraces('s-{0..1}-{08..10}.tar')).to.deep.equal([
+      's-0-08.tar',
+      's-0-09.tar',
+      's-0-10.tar',
+      's-1-08.tar',
+      's-1-09.tar',
+      's-1-10.tar',
+    ]);
     expect(expandBraces('plain.tar')).to.deep.equal(['plain.tar']);
     expect(expandBraces('a{0..4}', 5)).to.have.length(5);
     expect(() => expandBraces('a{0..5}', 5)).to.throw(/a\{0\.\.5\} stands for 6 names, more than the limit of 5/);
@@ -158,12 +178,23 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
     expect(b.status, b.stdout).to.equal(1);
     expect(b.stderr).to.match(/config\.data: unknown key\(s\) '__proto__'/);
     expect(() => resolveConfig({ preset: 'tiny' }, ['__proto__.polluted=1'])).to.throw(ConfigError, /unknown key\(s\) '__proto__'/);
-    expect(() => resolveConfig({ preset: 'tiny' }, ['data.__proto__.polluted=1'])).to.throw(ConfigError, /config\.data: unknown key\(s\) '__proto__'/);
+    expect(() => resolveConfig({ preset: 'tiny' }, ['data.__proto__.polluted=1'])).to.throw(
+      ConfigError,
+      /config\.data: unknown key\(s\) '__proto__'/,
+    );
     const file = path.join(dir, 'proto.json');
     fs.writeFileSync(file, '{"preset": "tiny", "__proto__": {"polluted": 1}, "optim": {"__proto__": {"lr": 5}}}');
-    const e = (() => { try { resolveConfig(loadConfigFile(file)); } catch (err) { return err as Error; } })();
+    const e = (() => {
+      try {
+        resolveConfig(loadConfigFile(file));
+      } catch (err) {
+        return err as Error;
+      }
+    })();
     expect(e).to.be.instanceOf(ConfigError);
-    expect(e!.message).to.match(/^ {2}config: unknown key\(s\) '__proto__'$/m).and.to.match(/^ {2}config\.optim: unknown key\(s\) '__proto__'$/m);
+    expect(e!.message)
+      .to.match(/^ {2}config: unknown key\(s\) '__proto__'$/m)
+      .and.to.match(/^ {2}config\.optim: unknown key\(s\) '__proto__'$/m);
     expect(({} as Record<string, unknown>).polluted).to.equal(undefined);
     expect(Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted')).to.equal(false);
   });
@@ -189,7 +220,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
   // ---- item 12: localize --from ---------------------------------------------
 
   it('localize --from: not a number or negative is a usage error naming the flag; past the end names the duration', () => {
-    const video = fs.readdirSync(path.join(data, 'train')).map((f) => path.join(data, 'train', f)).find((f) => f.endsWith('.mp4'))!;
+    const video = fs
+      .readdirSync(path.join(data, 'train'))
+      .map((f) => path.join(data, 'train', f))
+      .find((f) => f.endsWith('.mp4'))!;
     const out = path.join(dir, 'loc');
     const base = ['localize', '--checkpoint', runDir, '--video', video, '--out', out, '--max-clips', '1', '--no-mp4', '--quiet'];
     for (const v of ['abc', '-5', '']) {
@@ -208,7 +242,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
   // ---- item 12: symlinked sub-folders ---------------------------------------
 
   it('a --data folder follows symlinked sub-folders, once per real folder, and ends symlink loops with a warning', async () => {
-    const videos = fs.readdirSync(path.join(data, 'train')).filter((f) => f.endsWith('.mp4')).map((f) => path.join(data, 'train', f));
+    const videos = fs
+      .readdirSync(path.join(data, 'train'))
+      .filter((f) => f.endsWith('.mp4'))
+      .map((f) => path.join(data, 'train', f));
     const top = path.join(dir, 'linked');
     const elsewhere = path.join(dir, 'elsewhere');
     fs.mkdirSync(path.join(top, 'real'), { recursive: true });
@@ -216,10 +253,10 @@ describe('robustness: scale limits, config and CLI arguments (issue 17)', functi
     fs.copyFileSync(videos[0], path.join(top, 'real', 'a.mp4'));
     fs.copyFileSync(videos[1], path.join(elsewhere, 'b.mp4'));
     fs.copyFileSync(videos[2], path.join(elsewhere, 'deeper', 'c.mp4'));
-    fs.symlinkSync(elsewhere, path.join(top, 'ext'));              // a linked sub-folder: listed
-    fs.symlinkSync(top, path.join(elsewhere, 'deeper', 'up'));      // a loop back to the top
-    fs.symlinkSync(path.join(top, 'real'), path.join(top, 'zz-again'));  // a second link to a listed folder
-    fs.symlinkSync(videos[3], path.join(top, 'real', 'd.mp4'));      // a linked file, as before
+    fs.symlinkSync(elsewhere, path.join(top, 'ext')); // a linked sub-folder: listed
+    fs.symlinkSync(top, path.join(elsewhere, 'deeper', 'up')); // a loop back to the top
+    fs.symlinkSync(path.join(top, 'real'), path.join(top, 'zz-again')); // a second link to a listed folder
+    fs.symlinkSync(videos[3], path.join(top, 'real', 'd.mp4')); // a linked file, as before
     const src = folderSource(top);
     const refs = await src.list();
     expect(refs.map((r) => path.relative(top, r.path!))).to.deep.equal(['ext/b.mp4', 'ext/deeper/c.mp4', 'real/a.mp4', 'real/d.mp4']);

@@ -14,14 +14,21 @@ import { root, tmpDir } from './helpers';
 const cliJs = path.join(root, 'dist', 'cli', 'main.js');
 const geom = { frames: 4, fps: 8, size: 32, audioSeconds: 1, sampleRate: 16000 };
 
-interface Ran { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }
+interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
 
 /** Runs node with `args` in `cwd`; kills it (SIGKILL) after `timeoutMs`. */
 function runNode(args: string[], cwd: string, timeoutMs: number, onSpawn?: (pid: number) => void): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, args, { cwd, env: { ...process.env, MALLOC_ARENA_MAX: '1' } });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -35,7 +42,8 @@ function runNode(args: string[], cwd: string, timeoutMs: number, onSpawn?: (pid:
 }
 
 /** Runs the built CLI. */
-const cmac = (args: string[], timeoutMs = 120000, onSpawn?: (pid: number) => void): Promise<Ran> => runNode([cliJs, ...args], root, timeoutMs, onSpawn);
+const cmac = (args: string[], timeoutMs = 120000, onSpawn?: (pid: number) => void): Promise<Ran> =>
+  runNode([cliJs, ...args], root, timeoutMs, onSpawn);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -85,15 +93,21 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
 
   before(async () => {
     await synthesize({ out: data, clips: 24, seed: 1, size: 32, fps: 8, seconds: 2 });
-    rows = fs.readFileSync(path.join(data, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    rows = fs
+      .readFileSync(path.join(data, 'manifest.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
   });
 
   // ------------------------------------------------------------ item 4
   describe('item 4: a bad window skips its own row only', () => {
     it('a row with start > end is skipped alone, the same in every epoch, and a resumed loader skips the same', async () => {
-      const a = rows[0].path, b = rows[1].path, c = rows[2].path;
+      const a = rows[0].path,
+        b = rows[1].path,
+        c = rows[2].path;
       const mf = writeJsonl(path.join(data, 'windows.jsonl'), [
-        { path: a, start: 1.5, end: 0.5 },  // bad window: too_short
+        { path: a, start: 1.5, end: 0.5 }, // bad window: too_short
         { path: a, start: 0, end: 1 },
         { path: a, start: 1, end: 2 },
         { path: a },
@@ -101,7 +115,16 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
         { path: c, start: 0.5 },
       ]);
       // One clip prepared at a time: the order of decisions is the clip order, so the old per-file cache fails this every time.
-      const opts = { source: manifestSource(mf), batchSize: 1, clip: geom, seed: 1, epochs: 4, mode: 'train' as const, decoders: 1, clipsPerProcess: 1 };
+      const opts = {
+        source: manifestSource(mf),
+        batchSize: 1,
+        clip: geom,
+        seed: 1,
+        epochs: 4,
+        mode: 'train' as const,
+        decoders: 1,
+        clipsPerProcess: 1,
+      };
       const l = createLoader(opts);
       const byEpoch: string[][] = [[], [], [], []];
       for await (const batch of l) for (const m of batch.meta) byEpoch[m.epoch].push(`${m.index}`);
@@ -118,8 +141,20 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
 
     it('eval mode: the rows after a bad row of the same file are still decoded', async () => {
       const a = rows[3].path;
-      const mf = writeJsonl(path.join(data, 'windows-eval.jsonl'), [{ path: a, start: 2, end: 1 }, { path: a, start: 0, end: 1 }, { path: a, start: 1 }]);
-      const l = createLoader({ source: manifestSource(mf), batchSize: 4, clip: geom, mode: 'eval', epochs: 2, decoders: 1, clipsPerProcess: 1 });
+      const mf = writeJsonl(path.join(data, 'windows-eval.jsonl'), [
+        { path: a, start: 2, end: 1 },
+        { path: a, start: 0, end: 1 },
+        { path: a, start: 1 },
+      ]);
+      const l = createLoader({
+        source: manifestSource(mf),
+        batchSize: 4,
+        clip: geom,
+        mode: 'eval',
+        epochs: 2,
+        decoders: 1,
+        clipsPerProcess: 1,
+      });
       const got: number[] = [];
       for await (const batch of l) got.push(...batch.meta.map((m) => m.index));
       expect(got).to.deep.equal([1, 2, 1, 2]);
@@ -135,31 +170,65 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
 
     it('rejects numeric-looking text that is not a plain index, with the row', async () => {
       for (const bad of [' 2', '1.0', '-7', '2e0']) {
-        const e = await rejection(list([{ path: p, label: 0 }, { path: p, label: bad }]));
-        expect(e.message, bad).to.match(/labels\.jsonl:2/).and.include(JSON.stringify(bad)).and.match(/not a plain class index/);
+        const e = await rejection(
+          list([
+            { path: p, label: 0 },
+            { path: p, label: bad },
+          ]),
+        );
+        expect(e.message, bad)
+          .to.match(/labels\.jsonl:2/)
+          .and.include(JSON.stringify(bad))
+          .and.match(/not a plain class index/);
       }
     });
 
     it('rejects out-of-range and non-integer numbers and other types, with the row', async () => {
-      for (const [bad, re] of [[4294967297, /not a class index/], [-7, /not a class index/], [1.5, /not a class index/], [true, /must be an integer class index or a class name/], [{ a: 1 }, /must be an integer/]] as const) {
+      for (const [bad, re] of [
+        [4294967297, /not a class index/],
+        [-7, /not a class index/],
+        [1.5, /not a class index/],
+        [true, /must be an integer class index or a class name/],
+        [{ a: 1 }, /must be an integer/],
+      ] as const) {
         const e = await rejection(list([{ path: p, label: 1 }, { path: p, label: bad }, { path: p }]));
-        expect(e.message, String(bad)).to.match(/labels\.jsonl:2/).and.match(re);
+        expect(e.message, String(bad))
+          .to.match(/labels\.jsonl:2/)
+          .and.match(re);
       }
       // CSV has only text: digits are indices, '4294967297' is out of range.
       fs.writeFileSync(path.join(dir, 'labels.csv'), 'path,label\nx.mp4,3\nx.mp4,4294967297\n');
-      expect((await rejection(manifestSource(path.join(dir, 'labels.csv')).list())).message).to.match(/labels\.csv:3: label "4294967297" is not a class index/);
+      expect((await rejection(manifestSource(path.join(dir, 'labels.csv')).list())).message).to.match(
+        /labels\.csv:3: label "4294967297" is not a class index/,
+      );
     });
 
     it('an index must name one of the given classes', async () => {
       const e = await rejection(list([{ path: p, label: 2 }], { classes: ['cat', 'dog'] }));
-      expect(e.message).to.match(/labels\.jsonl:1/).and.match(/0\.\.1 \(2 classes\)/);
-      const ok = await list([{ path: p, label: 1 }, { path: p, label: 0 }], { classes: ['cat', 'dog'] });
+      expect(e.message)
+        .to.match(/labels\.jsonl:1/)
+        .and.match(/0\.\.1 \(2 classes\)/);
+      const ok = await list(
+        [
+          { path: p, label: 1 },
+          { path: p, label: 0 },
+        ],
+        { classes: ['cat', 'dog'] },
+      );
       expect(ok.map((r) => r.label)).to.deep.equal([1, 0]);
     });
 
     it('mixing indices and names is an error naming the rows', async () => {
-      const e = await rejection(list([{ path: p, label: 'dog' }, { path: p, label: 1 }, { path: p, label: 'cat' }]));
-      expect(e.message).to.match(/mix class indices \(1 row\(s\), first .*labels\.jsonl:2: 1\) and class names \(2 row\(s\), first .*labels\.jsonl:1: "dog"\)/);
+      const e = await rejection(
+        list([
+          { path: p, label: 'dog' },
+          { path: p, label: 1 },
+          { path: p, label: 'cat' },
+        ]),
+      );
+      expect(e.message).to.match(
+        /mix class indices \(1 row\(s\), first .*labels\.jsonl:2: 1\) and class names \(2 row\(s\), first .*labels\.jsonl:1: "dog"\)/,
+      );
       const csv = path.join(dir, 'mixed.csv');
       fs.writeFileSync(csv, 'path,label\nx.mp4,0\nx.mp4,dog\n');
       expect((await rejection(manifestSource(csv).list())).message).to.match(/mixed\.csv:2: "0"\) and class names .*mixed\.csv:3: "dog"/);
@@ -173,9 +242,14 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
       ];
       const tr = await list(named, { split: 'train' }, 'named.jsonl');
       const te = await list(named, { split: 'test' }, 'named.jsonl');
-      expect(tr[0].label).to.equal(1);  // 'dog' is class 1 of [cat, dog] in every split
+      expect(tr[0].label).to.equal(1); // 'dog' is class 1 of [cat, dog] in every split
       expect(te.map((r) => r.label)).to.deep.equal([1, 0]);
-      const ints = await list([{ path: p, label: 3 }, { path: p, label: '3' }, { path: p, label: null }, { path: p, label: '' }]);
+      const ints = await list([
+        { path: p, label: 3 },
+        { path: p, label: '3' },
+        { path: p, label: null },
+        { path: p, label: '' },
+      ]);
       expect(ints.map((r) => r.label)).to.deep.equal([3, 3, undefined, undefined]);
     });
 
@@ -193,17 +267,36 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     });
 
     it('a split that the manifest does not have is named, with the splits it has', async () => {
-      const e = await rejection(list([{ path: p, label: 0, split: 'train' }, { path: p, label: 0, split: 'test' }], { split: 'val' }));
+      const e = await rejection(
+        list(
+          [
+            { path: p, label: 0, split: 'train' },
+            { path: p, label: 0, split: 'test' },
+          ],
+          { split: 'val' },
+        ),
+      );
       expect(e.message).to.match(/no rows of split 'val' \(its splits: test, train\)/);
     });
 
     it('training uses every row of a manifest with no split field; an explicit split there is still an error', async () => {
-      const unsplit = [{ path: p, label: 0 }, { path: p, label: 1 }];
+      const unsplit = [
+        { path: p, label: 0 },
+        { path: p, label: 1 },
+      ];
       const e = await rejection(list(unsplit, { split: 'train' }));
       expect(e.message).to.match(/no rows of split 'train' \(its rows have no split field\)/);
       expect(await list(unsplit, { split: 'train', allWhenUnsplit: true })).to.have.length(2);
       // A manifest that has splits keeps filtering, with or without the option.
-      expect(await list([{ path: p, label: 0, split: 'train' }, { path: p, label: 1, split: 'test' }], { split: 'train', allWhenUnsplit: true })).to.have.length(1);
+      expect(
+        await list(
+          [
+            { path: p, label: 0, split: 'train' },
+            { path: p, label: 1, split: 'test' },
+          ],
+          { split: 'train', allWhenUnsplit: true },
+        ),
+      ).to.have.length(1);
       // The trainer asks for it: openSource(spec, 'train', { allWhenUnsplit: true }).
       const mf = path.join(dir, 'unsplit.jsonl');
       fs.writeFileSync(mf, unsplit.map((r) => JSON.stringify(r)).join('\n') + '\n');
@@ -214,32 +307,60 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
   it('the CLI prints one "cmac: " prefix on a library error that carries its own', async () => {
     const mf = path.join(dir, 'only-test.jsonl');
     fs.writeFileSync(mf, JSON.stringify({ path: 'a.mp4', label: 0, split: 'test' }) + '\n');
-    const r = await cmac(['train', '--preset', 'tiny', '--data', mf, '--steps', '1', '--run-dir', path.join(dir, 'run-prefix'), '--quiet'], 120000);
+    const r = await cmac(
+      ['train', '--preset', 'tiny', '--data', mf, '--steps', '1', '--run-dir', path.join(dir, 'run-prefix'), '--quiet'],
+      120000,
+    );
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/^cmac: manifest .* has no rows of split 'train' \(its splits: test\)/m).and.not.include('cmac: cmac:');
+    expect(r.stderr)
+      .to.match(/^cmac: manifest .* has no rows of split 'train' \(its splits: test\)/m)
+      .and.not.include('cmac: cmac:');
   });
 
   // ------------------------------------------------------------ item 6
   describe('item 6: a split smaller than one batch, and signals during a wait for data', () => {
     it('cmac train fails at once naming the usable clips, data.batchSize and the fix', async () => {
-      const r = await cmac(['train', '--preset', 'tiny', '--data', data, '--steps', '2', '--run-dir', path.join(dir, 'run-small'), '--quiet'], 120000);
+      const r = await cmac(
+        ['train', '--preset', 'tiny', '--data', data, '--steps', '2', '--run-dir', path.join(dir, 'run-small'), '--quiet'],
+        120000,
+      );
       expect(r.signal, `killed after ${r.ms} ms; stderr: ${r.stderr.slice(-500)}`).to.equal(null);
       expect(r.code).to.equal(1);
-      expect(r.stderr).to.match(/19 usable clip\(s\)/).and.include('data.batchSize 32').and.include('data.dropLast=false').and.match(/split train/);
+      expect(r.stderr)
+        .to.match(/19 usable clip\(s\)/)
+        .and.include('data.batchSize 32')
+        .and.include('data.dropLast=false')
+        .and.match(/split train/);
       expect(r.ms).to.be.below(60000);
     });
 
     it('the loader: enough clips listed but too few usable for one batch is an error after one epoch, not empty epochs', async () => {
-      const a = rows[4].path, b = rows[5].path;
-      const mf = writeJsonl(path.join(data, 'few-usable.jsonl'), [{ path: a }, { path: a, start: 2, end: 1 }, { path: b }, { path: b, start: 3, end: 0 }]);
+      const a = rows[4].path,
+        b = rows[5].path;
+      const mf = writeJsonl(path.join(data, 'few-usable.jsonl'), [
+        { path: a },
+        { path: a, start: 2, end: 1 },
+        { path: b },
+        { path: b, start: 3, end: 0 },
+      ]);
       const l = createLoader({ source: manifestSource(mf), batchSize: 3, dropLast: true, clip: geom, seed: 1, epochs: 50 });
-      const e = await rejection((async () => { for await (const _ of l) void _; })());
+      const e = await rejection(
+        (async () => {
+          for await (const _ of l) void _;
+        })(),
+      );
       expect(e).to.be.instanceOf(TooFewClipsError);
-      expect(e.message).to.match(/has 2 usable clip\(s\) \(epoch 0: skipped too_short 2\), fewer than batchSize 3/).and.match(/Fix: lower batchSize, or set dropLast: false/);
-      expect(l.stats.epochs.length).to.equal(0);  // stopped in the first epoch
+      expect(e.message)
+        .to.match(/has 2 usable clip\(s\) \(epoch 0: skipped too_short 2\), fewer than batchSize 3/)
+        .and.match(/Fix: lower batchSize, or set dropLast: false/);
+      expect(l.stats.epochs.length).to.equal(0); // stopped in the first epoch
       // Fewer listed than one batch: thrown before any decoding.
       const m = createLoader({ source: manifestSource(mf), batchSize: 5, dropLast: true, clip: geom, epochs: 50 });
-      const e2 = await rejection((async () => { for await (const _ of m) void _; })());
+      const e2 = await rejection(
+        (async () => {
+          for await (const _ of m) void _;
+        })(),
+      );
       expect(e2.message).to.match(/has 4 clip\(s\), so at most 4 usable clip\(s\), fewer than batchSize 5/);
       expect(m.stats.decodes).to.equal(0);
     });
@@ -254,7 +375,12 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
         { signal: ac.signal, progress: false },
       );
       // A train() that fails before reading the shard (e.g. no addon) fails the test with its own error.
-      const fd = await Promise.race([waitForReader(fifo), run.then(() => { throw new Error('train() returned before reading the shard'); })]);
+      const fd = await Promise.race([
+        waitForReader(fifo),
+        run.then(() => {
+          throw new Error('train() returned before reading the shard');
+        }),
+      ]);
       let stopped: unknown;
       try {
         await sleep(500);
@@ -265,7 +391,7 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
         expect((stopped as { stoppedBy: string }).stoppedBy).to.equal('abort');
         expect(Date.now() - tAbort).to.be.below(10000);
       } finally {
-        fs.closeSync(fd);  // unblocks the reader (EOF)
+        fs.closeSync(fd); // unblocks the reader (EOF)
         await run.catch(() => undefined);
       }
       expect(Date.now() - t0).to.be.below(120000);
@@ -276,7 +402,11 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
       mkfifo(fifo);
       const runDir = path.join(dir, 'run-stall-cli');
       let pid = 0;
-      const ran = cmac(['train', '--preset', 'tiny', '--data', fifo, '--steps', '2', '--run-dir', runDir, '--set', 'data.batchSize=4', '--quiet'], 120000, (p) => (pid = p));
+      const ran = cmac(
+        ['train', '--preset', 'tiny', '--data', fifo, '--steps', '2', '--run-dir', runDir, '--set', 'data.batchSize=4', '--quiet'],
+        120000,
+        (p) => (pid = p),
+      );
       const fd = await waitForReader(fifo);
       let closed = false;
       try {
@@ -310,13 +440,22 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     let nTest = 0;
 
     before(async () => {
-      const r = await cmac(['train', '--preset', 'tiny', '--data', data, '--steps', '1', '--run-dir', run, '--set', 'data.batchSize=4', '--quiet'], 300000);
+      const r = await cmac(
+        ['train', '--preset', 'tiny', '--data', data, '--steps', '1', '--run-dir', run, '--set', 'data.batchSize=4', '--quiet'],
+        300000,
+      );
       if (r.code !== 0) throw new Error(`training the checkpoint failed: ${r.stderr}`);
       // The synthetic set as a plain manifest (labels and splits; no classes.json next to it).
       const m = path.join(dir, 'manifest');
       fs.mkdirSync(m, { recursive: true });
-      manifest = writeJsonl(path.join(m, 'list.jsonl'), rows.map((x) => ({ path: path.join(data, x.path), label: x.label, split: x.split })));
-      boxesManifest = writeJsonl(path.join(m, 'boxes.jsonl'), rows.map((x) => ({ path: path.join(data, x.path), label: x.label, split: x.split, boxes: [[0.1, 0.1, 0.6, 0.6]] })));
+      manifest = writeJsonl(
+        path.join(m, 'list.jsonl'),
+        rows.map((x) => ({ path: path.join(data, x.path), label: x.label, split: x.split })),
+      );
+      boxesManifest = writeJsonl(
+        path.join(m, 'boxes.jsonl'),
+        rows.map((x) => ({ path: path.join(data, x.path), label: x.label, split: x.split, boxes: [[0.1, 0.1, 0.6, 0.6]] })),
+      );
       nTest = rows.filter((x) => x.split === 'test').length;
     });
 
@@ -329,9 +468,14 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     });
 
     it('eval finetune --data list.jsonl uses the manifest too', async () => {
-      const r = await cmac(['eval', 'finetune', '--checkpoint', run, '--data', manifest, '--epochs', '1', '--batch', '4', '--batch-size', '8'], 300000);
+      const r = await cmac(
+        ['eval', 'finetune', '--checkpoint', run, '--data', manifest, '--epochs', '1', '--batch', '4', '--batch-size', '8'],
+        300000,
+      );
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.match(/finetune on manifest .*list\.jsonl/).and.match(/\(19 \/ 2 \/ 3 videos/);
+      expect(r.stdout)
+        .to.match(/finetune on manifest .*list\.jsonl/)
+        .and.match(/\(19 \/ 2 \/ 3 videos/);
     });
 
     it('eval linear-probe on a file that is no dataset says which layouts are accepted', async () => {
@@ -355,7 +499,9 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
     it('eval all on a manifest scores its boxes, and says what it skipped', async () => {
       const r = await cmac(['eval', 'all', '--checkpoint', run, '--data', boxesManifest, '--batch-size', '8']);
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.match(new RegExp(`localisation \\([^)]*protocol\\) on ${nTest} clips`)).and.include(`retrieval on ${nTest} clips`);
+      expect(r.stdout)
+        .to.match(new RegExp(`localisation \\([^)]*protocol\\) on ${nTest} clips`))
+        .and.include(`retrieval on ${nTest} clips`);
       expect(r.stdout + r.stderr).to.match(/frequency grounding skipped/);
       const plain = await cmac(['eval', 'all', '--checkpoint', run, '--data', manifest, '--batch-size', '8']);
       expect(plain.code, plain.stderr).to.equal(0);
@@ -375,7 +521,10 @@ describe('robustness: data rows, labels, empty epochs, evaluation on manifests (
       expect(specs.length).to.be.above(0);
       // Run the "In code" example on this test's checkpoint and data.
       const script = block.replace(/'runs\/tiny'/g, JSON.stringify(run)).replace(/'data\/synth'/g, JSON.stringify(data));
-      fs.writeFileSync(path.join(app, 'example.js'), `for (const s of ${JSON.stringify([...new Set(specs)])}) require.resolve(s);\n${script}`);
+      fs.writeFileSync(
+        path.join(app, 'example.js'),
+        `for (const s of ${JSON.stringify([...new Set(specs)])}) require.resolve(s);\n${script}`,
+      );
       const r = await runNode(['example.js'], app, 300000);
       expect(r.stderr).to.not.include('ERR_PACKAGE_PATH_NOT_EXPORTED');
       expect(r.code, r.stderr).to.equal(0);

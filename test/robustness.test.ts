@@ -27,7 +27,16 @@ import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError, loadConfigFile, parseOverride, resolveConfig } from '../lib/config';
-import { createLoader, folderSource, manifestSource, runFfmpeg, synthesize, writeTestVideos, type ClipLoader, type LoaderBatch } from '../lib/data';
+import {
+  createLoader,
+  folderSource,
+  manifestSource,
+  runFfmpeg,
+  synthesize,
+  writeTestVideos,
+  type ClipLoader,
+  type LoaderBatch,
+} from '../lib/data';
 import { memory, setNumThreads } from '../lib/info';
 import { CmacModel } from '../lib/model';
 import { native } from '../lib/native';
@@ -63,7 +72,7 @@ describe('robustness: a catalogue of bad inputs', function () {
   const dir = tmpDir('cmac-robust-');
   const mounts: string[] = [];
   let model: CmacModel;
-  let checkpoint = '';  // a good tiny checkpoint (weights + Adam state)
+  let checkpoint = ''; // a good tiny checkpoint (weights + Adam state)
   let probeWeight: number[] = [];
   const weightOf = async (m: CmacModel) => Array.from((await m.stateDict())['heads.projV.fc2.bias'].data as Float32Array).slice(0, 8);
 
@@ -90,9 +99,19 @@ describe('robustness: a catalogue of bad inputs', function () {
 
     before(async () => {
       fs.mkdirSync(media);
-      const v = (name: string, extra: object = {}) => ({ out: path.join(media, name), seconds: 2, fps: 12, width: 32, height: 32, tone: 440, ...extra });
+      const v = (name: string, extra: object = {}) => ({
+        out: path.join(media, name),
+        seconds: 2,
+        fps: 12,
+        width: 32,
+        height: 32,
+        tone: 440,
+        ...extra,
+      });
       await writeTestVideos([
-        v('good0.mp4'), v('good1.mp4', { tone: 660 }), v('good2.mp4', { tone: 880 }),
+        v('good0.mp4'),
+        v('good1.mp4', { tone: 660 }),
+        v('good2.mp4', { tone: 880 }),
         v('noaudio.mp4', { tone: null }),
         v('short.mp4', { seconds: 0.2 }),
         v('tiny-2x2.mp4', { width: 2, height: 2 }),
@@ -116,7 +135,15 @@ describe('robustness: a catalogue of bad inputs', function () {
       const r = rng(9);
       fs.writeFileSync(path.join(media, 'garbage.mp4'), Buffer.from(Array.from({ length: 4000 }, () => Math.floor(r() * 256))));
       fs.writeFileSync(path.join(media, 'text.mp4'), 'this is not a video\n');
-      await runFfmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=2:sample_rate=16000', '-c:a', 'aac', path.join(media, 'audioonly.mp4')]);
+      await runFfmpeg([
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=frequency=440:duration=2:sample_rate=16000',
+        '-c:a',
+        'aac',
+        path.join(media, 'audioonly.mp4'),
+      ]);
       fs.symlinkSync(path.join(dir, 'no-such-target.mp4'), path.join(media, 'dangling.mp4'));
       execFileSync('mkfifo', [path.join(dir, 'a-fifo')]);
       fs.symlinkSync(path.join(dir, 'a-fifo'), path.join(media, 'fifo.mp4'));
@@ -171,21 +198,60 @@ describe('robustness: a catalogue of bad inputs', function () {
       fs.mkdirSync(only);
       for (const f of ['empty.mp4', 'garbage.mp4', 'noaudio.mp4']) fs.copyFileSync(path.join(media, f), path.join(only, f));
       const l = createLoader({ source: folderSource(only), batchSize: 2, clip: geom });
-      await rejects(async () => { for await (const _ of l) { /* none */ } }, Error, /no usable clips in folder .*only-bad.*empty_file 1, probe_failed 1, .*no_audio 1/);
+      await rejects(
+        async () => {
+          for await (const _ of l) {
+            /* none */
+          }
+        },
+        Error,
+        /no usable clips in folder .*only-bad.*empty_file 1, probe_failed 1, .*no_audio 1/,
+      );
     });
 
     const loaderArgs: Array<[string, () => unknown, Function, RegExp]> = [
-      ['clip size 0', () => createLoader({ source: folderSource(media), batchSize: 2, clip: { ...geom, size: 0 } }), RangeError, /clip\.size must be a positive number/],
-      ['clip of 1e6 frames (bigger than prefetchBytes)', () => createLoader({ source: folderSource(media), batchSize: 2, clip: { ...geom, frames: 1e6 } }), RangeError, /prefetchBytes \d+ is smaller than one clip/],
-      ['batchSize 0', () => createLoader({ source: folderSource(media), batchSize: 0, clip: geom }), RangeError, /batchSize must be a positive integer/],
-      ['decoders -1', () => createLoader({ source: folderSource(media), batchSize: 2, decoders: -1, clip: geom }), RangeError, /decoders must be a positive integer/],
+      [
+        'clip size 0',
+        () => createLoader({ source: folderSource(media), batchSize: 2, clip: { ...geom, size: 0 } }),
+        RangeError,
+        /clip\.size must be a positive number/,
+      ],
+      [
+        'clip of 1e6 frames (bigger than prefetchBytes)',
+        () => createLoader({ source: folderSource(media), batchSize: 2, clip: { ...geom, frames: 1e6 } }),
+        RangeError,
+        /prefetchBytes \d+ is smaller than one clip/,
+      ],
+      [
+        'batchSize 0',
+        () => createLoader({ source: folderSource(media), batchSize: 0, clip: geom }),
+        RangeError,
+        /batchSize must be a positive integer/,
+      ],
+      [
+        'decoders -1',
+        () => createLoader({ source: folderSource(media), batchSize: 2, decoders: -1, clip: geom }),
+        RangeError,
+        /decoders must be a positive integer/,
+      ],
     ];
-    for (const [what, fn, cls, re] of loaderArgs) it(`loader: ${what} -> ${cls.name}`, async () => { await rejects(fn, cls, re); });
+    for (const [what, fn, cls, re] of loaderArgs)
+      it(`loader: ${what} -> ${cls.name}`, async () => {
+        await rejects(fn, cls, re);
+      });
 
     it('loader: a source folder that is a regular file (ENOTDIR) or missing is a clear error', async () => {
       for (const p of [path.join(media, 'good0.mp4'), path.join(media, 'good0.mp4', 'sub'), path.join(dir, 'missing')]) {
         const l = createLoader({ source: folderSource(p), batchSize: 2, clip: geom });
-        await rejects(async () => { for await (const _ of l) { /* none */ } }, Error, /folder .* does not exist or is not a folder/);
+        await rejects(
+          async () => {
+            for await (const _ of l) {
+              /* none */
+            }
+          },
+          Error,
+          /folder .* does not exist or is not a folder/,
+        );
       }
     });
   });
@@ -194,30 +260,133 @@ describe('robustness: a catalogue of bad inputs', function () {
   describe('native calls: wrong shapes, dtypes, devices, non-finite values', () => {
     const good = randomBatch(2, 7, 4000);
     const audio = (data: Float32Array) => ({ data, shape: [2, data.length / 2] });
-    const withInf = (v: number) => { const a = new Float32Array(8000); a[123] = v; return a; };
-    const detached = () => { const a = new Float32Array(8000); structuredClone(a.buffer, { transfer: [a.buffer] }); return a; };
+    const withInf = (v: number) => {
+      const a = new Float32Array(8000);
+      a[123] = v;
+      return a;
+    };
+    const detached = () => {
+      const a = new Float32Array(8000);
+      structuredClone(a.buffer, { transfer: [a.buffer] });
+      return a;
+    };
     const cases: Array<[string, () => unknown, Function, RegExp]> = [
       ['audio +Inf (embed)', () => model.embed({ audio: audio(withInf(Infinity)) }), RangeError, /batch\.audio contains NaN or Inf\. Fix:/],
-      ['audio -Inf (evaluateLoss)', () => model.evaluateLoss({ video: good.video, audio: audio(withInf(-Infinity)) }), RangeError, /contains NaN or Inf/],
+      [
+        'audio -Inf (evaluateLoss)',
+        () => model.evaluateLoss({ video: good.video, audio: audio(withInf(-Infinity)) }),
+        RangeError,
+        /contains NaN or Inf/,
+      ],
       ['audio NaN (maps)', () => model.maps({ audio: audio(withInf(NaN)) }), RangeError, /contains NaN or Inf/],
-      ['video H 4097 (absurd frame size)', () => model.embed({ video: { data: new Uint8Array(4097 * 16 * 3), shape: [1, 1, 4097, 16, 3] } }), RangeError, /H, W in 16\.\.4096/],
-      ['video 1025 frames', () => model.embed({ video: { data: new Uint8Array(1025 * 16 * 16 * 3), shape: [1, 1025, 16, 16, 3] } }), RangeError, /frames must be 1\.\.1024/],
-      ['video with 4 channels', () => model.embed({ video: { data: new Uint8Array(2 * 16 * 16 * 4), shape: [2, 1, 16, 16, 4] } }), RangeError, /\[N, T, H, W, 3\]/],
-      ['shape of 9 dimensions', () => model.embed({ audio: { data: new Float32Array(1), shape: [1, 1, 1, 1, 1, 1, 1, 1, 1] } }), RangeError, /more than 8 dimensions/],
-      ['shape 2^20 x 2^20 x 2^20 (absurd)', () => model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 20, 2 ** 20, 2 ** 20] } }), RangeError, /batch\.audio\.shape is too large/],
-      ['shape [1.5]', () => model.embed({ audio: { data: new Float32Array(4), shape: [1.5, 2] } }), RangeError, /shape\[0\] must be a non-negative integer/],
-      ['shape [NaN]', () => model.embed({ audio: { data: new Float32Array(4), shape: [NaN, 2] } }), RangeError, /shape\[0\] must be a non-negative integer/],
-      ['shape a string', () => model.embed({ audio: { data: new Float32Array(4), shape: '2,2' as never } }), TypeError, /batch\.audio\.shape must be an array/],
-      ['shape of strings', () => model.embed({ audio: { data: new Float32Array(4), shape: ['2', '2'] as never } }), TypeError, /shape\[0\] must be a number/],
-      ['data a plain array', () => model.embed({ audio: { data: [1, 2] as never, shape: [1, 2] } }), TypeError, /batch\.audio\.data must be a typed array/],
-      ['data an ArrayBuffer', () => model.embed({ audio: { data: new ArrayBuffer(8) as never, shape: [1, 2] } }), TypeError, /must be a typed array/],
-      ['data a DataView', () => model.embed({ audio: { data: new DataView(new ArrayBuffer(8)) as never, shape: [1, 2] } }), TypeError, /must be a typed array/],
-      ['data an Int8Array', () => model.embed({ audio: { data: new Int8Array(4) as never, shape: [2, 2] } }), TypeError, /unsupported typed array type/],
-      ['video in a Uint8ClampedArray', () => model.embed({ video: { data: new Uint8ClampedArray(2 * 16 * 16 * 3) as never, shape: [2, 1, 16, 16, 3] } }), TypeError, /unsupported typed array type/],
-      ['audio float64', () => model.embed({ audio: { data: new Float64Array(8000), shape: [2, 4000] } as never }), TypeError, /batch\.audio must be float32 \(Float32Array\), got Double/],
-      ['audio float16', () => model.embed({ audio: { data: new Uint16Array(8000), shape: [2, 4000], dtype: 'float16' } as never }), TypeError, /batch\.audio must be float32 .*got Half/],
-      ['audio int64', () => model.embed({ audio: { data: new BigInt64Array(8000), shape: [2, 4000] } as never }), TypeError, /must be float32 .*got Long/],
-      ['audio in a detached (transferred) buffer', () => model.embed({ audio: { data: detached(), shape: [2, 4000] } }), RangeError, /batch\.audio\.data has 0 elements but shape \[2,4000\] needs 8000/],
+      [
+        'video H 4097 (absurd frame size)',
+        () => model.embed({ video: { data: new Uint8Array(4097 * 16 * 3), shape: [1, 1, 4097, 16, 3] } }),
+        RangeError,
+        /H, W in 16\.\.4096/,
+      ],
+      [
+        'video 1025 frames',
+        () => model.embed({ video: { data: new Uint8Array(1025 * 16 * 16 * 3), shape: [1, 1025, 16, 16, 3] } }),
+        RangeError,
+        /frames must be 1\.\.1024/,
+      ],
+      [
+        'video with 4 channels',
+        () => model.embed({ video: { data: new Uint8Array(2 * 16 * 16 * 4), shape: [2, 1, 16, 16, 4] } }),
+        RangeError,
+        /\[N, T, H, W, 3\]/,
+      ],
+      [
+        'shape of 9 dimensions',
+        () => model.embed({ audio: { data: new Float32Array(1), shape: [1, 1, 1, 1, 1, 1, 1, 1, 1] } }),
+        RangeError,
+        /more than 8 dimensions/,
+      ],
+      [
+        'shape 2^20 x 2^20 x 2^20 (absurd)',
+        () => model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 20, 2 ** 20, 2 ** 20] } }),
+        RangeError,
+        /batch\.audio\.shape is too large/,
+      ],
+      [
+        'shape [1.5]',
+        () => model.embed({ audio: { data: new Float32Array(4), shape: [1.5, 2] } }),
+        RangeError,
+        /shape\[0\] must be a non-negative integer/,
+      ],
+      [
+        'shape [NaN]',
+        () => model.embed({ audio: { data: new Float32Array(4), shape: [NaN, 2] } }),
+        RangeError,
+        /shape\[0\] must be a non-negative integer/,
+      ],
+      [
+        'shape a string',
+        () => model.embed({ audio: { data: new Float32Array(4), shape: '2,2' as never } }),
+        TypeError,
+        /batch\.audio\.shape must be an array/,
+      ],
+      [
+        'shape of strings',
+        () => model.embed({ audio: { data: new Float32Array(4), shape: ['2', '2'] as never } }),
+        TypeError,
+        /shape\[0\] must be a number/,
+      ],
+      [
+        'data a plain array',
+        () => model.embed({ audio: { data: [1, 2] as never, shape: [1, 2] } }),
+        TypeError,
+        /batch\.audio\.data must be a typed array/,
+      ],
+      [
+        'data an ArrayBuffer',
+        () => model.embed({ audio: { data: new ArrayBuffer(8) as never, shape: [1, 2] } }),
+        TypeError,
+        /must be a typed array/,
+      ],
+      [
+        'data a DataView',
+        () => model.embed({ audio: { data: new DataView(new ArrayBuffer(8)) as never, shape: [1, 2] } }),
+        TypeError,
+        /must be a typed array/,
+      ],
+      [
+        'data an Int8Array',
+        () => model.embed({ audio: { data: new Int8Array(4) as never, shape: [2, 2] } }),
+        TypeError,
+        /unsupported typed array type/,
+      ],
+      [
+        'video in a Uint8ClampedArray',
+        () => model.embed({ video: { data: new Uint8ClampedArray(2 * 16 * 16 * 3) as never, shape: [2, 1, 16, 16, 3] } }),
+        TypeError,
+        /unsupported typed array type/,
+      ],
+      [
+        'audio float64',
+        () => model.embed({ audio: { data: new Float64Array(8000), shape: [2, 4000] } as never }),
+        TypeError,
+        /batch\.audio must be float32 \(Float32Array\), got Double/,
+      ],
+      [
+        'audio float16',
+        () => model.embed({ audio: { data: new Uint16Array(8000), shape: [2, 4000], dtype: 'float16' } as never }),
+        TypeError,
+        /batch\.audio must be float32 .*got Half/,
+      ],
+      [
+        'audio int64',
+        () => model.embed({ audio: { data: new BigInt64Array(8000), shape: [2, 4000] } as never }),
+        TypeError,
+        /must be float32 .*got Long/,
+      ],
+      [
+        'audio in a detached (transferred) buffer',
+        () => model.embed({ audio: { data: detached(), shape: [2, 4000] } }),
+        RangeError,
+        /batch\.audio\.data has 0 elements but shape \[2,4000\] needs 8000/,
+      ],
       ['batch null', () => model.embed(null as never), TypeError, /batch must be an object/],
       ['batch an array', () => model.embed([] as never), TypeError, /batch must be an object/],
       ['batch with neither modality', () => model.embed({}), TypeError, /batch needs video and\/or audio/],
@@ -232,22 +401,88 @@ describe('robustness: a catalogue of bad inputs', function () {
       ["to('cuda:1234')", () => model.to('cuda:1234'), RangeError, /device 'cuda:1234' is not valid/],
       ["to('cuda:0') on this build", () => model.to('cuda:0'), RangeError, /CUDA is not available|does not exist/],
       // CmacModel.create checks ranges against the engine schema (lib/config/schema.ts) before the addon sees them.
-      ["createModel device 'cuda:-1'", () => CmacModel.create(tinyConfig({ device: 'cuda:-1' })), ConfigError, /^invalid CmacModel\.create\(\) config:\n  config\.device: got "cuda:-1"; must be cpu, cuda, cuda:N or auto$/],
-      ['createModel embedDim 0', () => CmacModel.create(tinyConfig({ embedDim: 0 })), ConfigError, /config\.embedDim: got 0; must be >= 1$/],
-      ['createModel tau Infinity', () => CmacModel.create(tinyConfig({ loss: { tau: Infinity } })), ConfigError, /config\.loss\.tau: got Infinity; must be a finite number$/],
-      ['createModel widths 1e9', () => CmacModel.create(tinyConfig({ visual: { planes: [1e9, 8, 8, 8] } })), ConfigError, /config\.visual\.planes\.0: got 1000000000; must be <= 4096$/],
-      ['createModel tau 0', () => CmacModel.create(tinyConfig({ loss: { tau: 0 } })), ConfigError, /config\.loss\.tau: got 0; must be > 0$/],
+      [
+        "createModel device 'cuda:-1'",
+        () => CmacModel.create(tinyConfig({ device: 'cuda:-1' })),
+        ConfigError,
+        /^invalid CmacModel\.create\(\) config:\n {2}config\.device: got "cuda:-1"; must be cpu, cuda, cuda:N or auto$/,
+      ],
+      [
+        'createModel embedDim 0',
+        () => CmacModel.create(tinyConfig({ embedDim: 0 })),
+        ConfigError,
+        /config\.embedDim: got 0; must be >= 1$/,
+      ],
+      [
+        'createModel tau Infinity',
+        () => CmacModel.create(tinyConfig({ loss: { tau: Infinity } })),
+        ConfigError,
+        /config\.loss\.tau: got Infinity; must be a finite number$/,
+      ],
+      [
+        'createModel widths 1e9',
+        () => CmacModel.create(tinyConfig({ visual: { planes: [1e9, 8, 8, 8] } })),
+        ConfigError,
+        /config\.visual\.planes\.0: got 1000000000; must be <= 4096$/,
+      ],
+      [
+        'createModel tau 0',
+        () => CmacModel.create(tinyConfig({ loss: { tau: 0 } })),
+        ConfigError,
+        /config\.loss\.tau: got 0; must be > 0$/,
+      ],
       ['train(mode) with a string', () => model.train('yes' as never), TypeError, /train\(mode\) takes a boolean/],
       ['setNumThreads(2000)', () => setNumThreads(2000), RangeError, /numThreads must be an integer in \[1, 1024\]/],
-      ['save metadata not strings', () => model.save(path.join(dir, 'x.safetensors'), { k: 1 } as never), TypeError, /metadata\['k'\] must be a string/],
+      [
+        'save metadata not strings',
+        () => model.save(path.join(dir, 'x.safetensors'), { k: 1 } as never),
+        TypeError,
+        /metadata\['k'\] must be a string/,
+      ],
       ['loadStateDict(empty)', () => model.loadStateDict({}), Error, /checkpoint lacks \d+ weight\(s\).*Fix:/],
-      ['loadStateDict with a wrong shape', async () => { const sd = await model.stateDict(); sd['heads.projV.fc2.bias'] = { data: new Float32Array(3), shape: [3] }; return model.loadStateDict(sd); }, Error, /weight 'heads\.projV\.fc2\.bias' has shape \[3\] in the checkpoint but \[128\] in this model\. Fix:/],
-      ['loadStateDict with an extra weight', async () => { const sd = await model.stateDict(); sd['visual.extra'] = { data: new Float32Array(1), shape: [1] }; return model.loadStateDict(sd); }, Error, /1 unexpected weight\(s\): visual\.extra/],
+      [
+        'loadStateDict with a wrong shape',
+        async () => {
+          const sd = await model.stateDict();
+          sd['heads.projV.fc2.bias'] = { data: new Float32Array(3), shape: [3] };
+          return model.loadStateDict(sd);
+        },
+        Error,
+        /weight 'heads\.projV\.fc2\.bias' has shape \[3\] in the checkpoint but \[128\] in this model\. Fix:/,
+      ],
+      [
+        'loadStateDict with an extra weight',
+        async () => {
+          const sd = await model.stateDict();
+          sd['visual.extra'] = { data: new Float32Array(1), shape: [1] };
+          return model.loadStateDict(sd);
+        },
+        Error,
+        /1 unexpected weight\(s\): visual\.extra/,
+      ],
       ['loadOptimizerState(empty)', () => model.loadOptimizerState({}), Error, /no 'optim\.step'\. Fix:/],
-      ['loadOptimizerState with a wrong shape', async () => { const s = await model.optimizerState(); const k = Object.keys(s).find((x) => x.endsWith('.exp_avg'))!; s[k] = { data: new Float32Array(2), shape: [2] }; return model.loadOptimizerState(s); }, Error, /has the wrong shape\. Fix:/],
-      ["writeSafetensors a tensor named '__metadata__'", () => writeSafetensors(path.join(dir, 'y.safetensors'), { __metadata__: { data: new Float32Array(1), shape: [1] } }), Error, /duplicate or reserved tensor name '__metadata__'/],
+      [
+        'loadOptimizerState with a wrong shape',
+        async () => {
+          const s = await model.optimizerState();
+          const k = Object.keys(s).find((x) => x.endsWith('.exp_avg'))!;
+          s[k] = { data: new Float32Array(2), shape: [2] };
+          return model.loadOptimizerState(s);
+        },
+        Error,
+        /has the wrong shape\. Fix:/,
+      ],
+      [
+        "writeSafetensors a tensor named '__metadata__'",
+        () => writeSafetensors(path.join(dir, 'y.safetensors'), { __metadata__: { data: new Float32Array(1), shape: [1] } }),
+        Error,
+        /duplicate or reserved tensor name '__metadata__'/,
+      ],
     ];
-    for (const [what, fn, cls, re] of cases) it(`native: ${what} -> ${cls.name}`, async () => { await rejects(fn, cls, re); });
+    for (const [what, fn, cls, re] of cases)
+      it(`native: ${what} -> ${cls.name}`, async () => {
+        await rejects(fn, cls, re);
+      });
 
     it('native: none of the rejected calls changed the model', async () => {
       expect(await weightOf(model)).to.deep.equal(probeWeight);
@@ -259,10 +494,17 @@ describe('robustness: a catalogue of bad inputs', function () {
     // which is wrong about the reason (it is an integer, just too large). Fixed:
     // the integer check and the size check are separate.
     it('native: one dimension of 2^40 -> "too large", not "must be a non-negative integer" (BUG-7, fixed)', async () => {
-      const e = await rejects(model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 40, 2 ** 40] } }), RangeError,
-        /batch\.audio\.shape\[0\] is too large: 1099511627776 is above the limit of 2\^34 elements per tensor\. Fix:/);
+      const e = await rejects(
+        model.embed({ audio: { data: new Float32Array(4), shape: [2 ** 40, 2 ** 40] } }),
+        RangeError,
+        /batch\.audio\.shape\[0\] is too large: 1099511627776 is above the limit of 2\^34 elements per tensor\. Fix:/,
+      );
       expect(e.message).not.to.match(/non-negative integer/);
-      await rejects(model.embed({ audio: { data: new Float32Array(4), shape: [Infinity, 2] } }), RangeError, /shape\[0\] must be a non-negative integer/);
+      await rejects(
+        model.embed({ audio: { data: new Float32Array(4), shape: [Infinity, 2] } }),
+        RangeError,
+        /shape\[0\] must be a non-negative integer/,
+      );
     });
 
     // BUG-8: native/addon/bridge.cc tensorFromJs read the data through
@@ -306,14 +548,37 @@ describe('robustness: a catalogue of bad inputs', function () {
       ['--set with an empty key', () => parseOverride('a..b=1'), /is not a dotted name/],
       ['--set without =', () => parseOverride('optim.lr'), /must look like key\.path=value/],
       ['clip.size 8', () => resolveConfig({ clip: { size: 8 } }), /config\.clip\.size: got 8; must be >= 16/],
-      ['audio window shorter than nFft', () => resolveConfig({ clip: { audioSeconds: 0.01 } }), /config\.clip\.audioSeconds: got 0\.01; the window must hold at least nFft samples/],
+      [
+        'audio window shorter than nFft',
+        () => resolveConfig({ clip: { audioSeconds: 0.01 } }),
+        /config\.clip\.audioSeconds: got 0\.01; the window must hold at least nFft samples/,
+      ],
       ['threads 0', () => resolveConfig({ threads: 0 }), /config\.threads: got 0; must be >= 1/],
       ['batchSize 1', () => resolveConfig({ data: { batchSize: 1 } }), /batchSize: got 1; must be >= 2/],
-      ['a config file holding an array', () => { const f = path.join(dir, 'arr.json'); fs.writeFileSync(f, '[1]'); return loadConfigFile(f); }, /arr\.json must hold an object at the top level/],
-      ['a config file with broken YAML', () => { const f = path.join(dir, 'broken.yaml'); fs.writeFileSync(f, 'optim: [1,\n'); return loadConfigFile(f); }, /broken\.yaml is not valid YAML/],
+      [
+        'a config file holding an array',
+        () => {
+          const f = path.join(dir, 'arr.json');
+          fs.writeFileSync(f, '[1]');
+          return loadConfigFile(f);
+        },
+        /arr\.json must hold an object at the top level/,
+      ],
+      [
+        'a config file with broken YAML',
+        () => {
+          const f = path.join(dir, 'broken.yaml');
+          fs.writeFileSync(f, 'optim: [1,\n');
+          return loadConfigFile(f);
+        },
+        /broken\.yaml is not valid YAML/,
+      ],
       ['a config path that is a folder', () => loadConfigFile(dir), /cannot read .*EISDIR/],
     ];
-    for (const [what, fn, re] of cfgCases) it(`config: ${what} -> ConfigError`, async () => { await rejects(fn, ConfigError, re); });
+    for (const [what, fn, re] of cfgCases)
+      it(`config: ${what} -> ConfigError`, async () => {
+        await rejects(fn, ConfigError, re);
+      });
 
     // BUG-1: lib/config/schema.ts uses z.number() without .finite(), so YAML `.inf`
     // (and Infinity from JS) passes validation for optim.lr, loss.tau/tauT/lambdaV/
@@ -323,9 +588,18 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('config: YAML `.inf` for optim.lr / loss.tau -> ConfigError naming the field (BUG-1, fixed)', () => {
       const f = path.join(dir, 'inf.yaml');
       fs.writeFileSync(f, 'optim:\n  lr: .inf\nloss:\n  tau: .inf\n');
-      const e = (() => { try { resolveConfig(loadConfigFile(f)); } catch (err) { return err as Error; } return undefined; })();
+      const e = (() => {
+        try {
+          resolveConfig(loadConfigFile(f));
+        } catch (err) {
+          return err as Error;
+        }
+        return undefined;
+      })();
       expect(e).to.be.instanceOf(ConfigError);
-      expect(e!.message).to.match(/config\.optim\.lr/).and.match(/config\.loss\.tau/);
+      expect(e!.message)
+        .to.match(/config\.optim\.lr/)
+        .and.match(/config\.loss\.tau/);
     });
 
     // BUG-11: lib/config/index.ts resolveConfig (and the addon's configFromJs) accept
@@ -340,10 +614,14 @@ describe('robustness: a catalogue of bad inputs', function () {
   // ---------------------------------------------------------------- run folders and disks
   describe('run folders: not a folder, read-only, full disk', () => {
     const data = path.join(dir, 'synth');
-    const cfg = (runDir: string, extra: object = {}) => ({
-      preset: 'tiny', seed: 1, data: { source: data, batchSize: 2, decoders: 1 },
-      train: { steps: 3, checkpointEvery: 1, keepLast: 1, runDir }, ...extra,
-    }) as CmacConfigInput;
+    const cfg = (runDir: string, extra: object = {}) =>
+      ({
+        preset: 'tiny',
+        seed: 1,
+        data: { source: data, batchSize: 2, decoders: 1 },
+        train: { steps: 3, checkpointEvery: 1, keepLast: 1, runDir },
+        ...extra,
+      }) as CmacConfigInput;
     before(async () => {
       await synthesize({ out: data, clips: 6, seed: 2, size: 32, fps: 8, seconds: 2 });
     });
@@ -351,15 +629,30 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('run dir under a regular file (ENOTDIR) -> "cannot write to run folder ... Fix:"', async () => {
       const file = path.join(dir, 'a-file');
       fs.writeFileSync(file, 'x');
-      await rejects(train(cfg(path.join(file, 'run')), { progress: false }), Error, /cannot write to run folder .*a-file\/run: ENOTDIR.*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
+      await rejects(
+        train(cfg(path.join(file, 'run')), { progress: false }),
+        Error,
+        /cannot write to run folder .*a-file\/run: ENOTDIR.*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/,
+      );
     });
 
     it('model.save under a regular file -> "cannot create ... Not a directory. Fix:"', async () => {
-      await rejects(model.save(path.join(dir, 'a-file', 'm.safetensors')), Error, /cannot create '.*a-file\/m\.safetensors\.tmp-\d+': Not a directory\. Fix:/);
+      await rejects(
+        model.save(path.join(dir, 'a-file', 'm.safetensors')),
+        Error,
+        /cannot create '.*a-file\/m\.safetensors\.tmp-\d+': Not a directory\. Fix:/,
+      );
     });
 
     it('data source under a regular file -> "does not exist. Fix:" before any step', async () => {
-      await rejects(train({ ...cfg(path.join(dir, 'run-nodata')), data: { source: path.join(dir, 'a-file', 'data'), batchSize: 2 } }, { progress: false }), Error, /data source .* does not exist\. Fix:/);
+      await rejects(
+        train(
+          { ...cfg(path.join(dir, 'run-nodata')), data: { source: path.join(dir, 'a-file', 'data'), batchSize: 2 } },
+          { progress: false },
+        ),
+        Error,
+        /data source .* does not exist\. Fix:/,
+      );
     });
 
     it('train() on a folder of only bad files -> one clear error', async () => {
@@ -367,20 +660,31 @@ describe('robustness: a catalogue of bad inputs', function () {
       fs.mkdirSync(bad);
       fs.writeFileSync(path.join(bad, 'a.mp4'), '');
       fs.writeFileSync(path.join(bad, 'b.mp4'), 'junk');
-      await rejects(train({ ...cfg(path.join(dir, 'run-bad')), data: { source: bad, batchSize: 2 } }, { progress: false }), Error, /no usable clips in folder .*bad-data/);
+      await rejects(
+        train({ ...cfg(path.join(dir, 'run-bad')), data: { source: bad, batchSize: 2 } }, { progress: false }),
+        Error,
+        /no usable clips in folder .*bad-data/,
+      );
     });
 
     it('--resume with a checkpoint of another preset -> "config differs ... Fix:"', async () => {
       const runDir = path.join(dir, 'run-preset');
       await train({ ...cfg(runDir), train: { steps: 1, runDir } }, { progress: false });
-      await rejects(train({ ...cfg(runDir), preset: 'paper', clip: { size: 32, frames: 4, fps: 8 } }, { resume: true, progress: false }), Error,
-        /resume: the config differs from the checkpoint's in preset, model.*Fix: resume with the run's own config\.json/);
+      await rejects(
+        train({ ...cfg(runDir), preset: 'paper', clip: { size: 32, frames: 4, fps: 8 } }, { resume: true, progress: false }),
+        Error,
+        /resume: the config differs from the checkpoint's in preset, model.*Fix: resume with the run's own config\.json/,
+      );
     });
 
     it('a checkpoint of another preset -> CmacModel.load names the weight and the fix, and the model is unchanged', async () => {
       const paper = await CmacModel.create({ ...modelPreset('paper'), seed: 1 });
       try {
-        await rejects(paper.load(checkpoint), Error, /weight 'visual\.stem\.0\.weight' has shape \[11, 3, 1, 7, 7\] in the checkpoint but \[45, 3, 1, 7, 7\] in this model\. Fix: create the model with the preset/);
+        await rejects(
+          paper.load(checkpoint),
+          Error,
+          /weight 'visual\.stem\.0\.weight' has shape \[11, 3, 1, 7, 7\] in the checkpoint but \[45, 3, 1, 7, 7\] in this model\. Fix: create the model with the preset/,
+        );
       } finally {
         paper.dispose();
       }
@@ -389,10 +693,17 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('read-only file system: train() and model.save() say so (tmpfs -o ro)', async function () {
       const ro = path.join(dir, 'ro');
       const m = mountTmpfs(ro, 'ro,size=64k');
-      if (!m.ok) { console.log(`      (skipped: cannot mount a read-only tmpfs here: ${m.why})`); this.skip(); }
+      if (!m.ok) {
+        console.log(`      (skipped: cannot mount a read-only tmpfs here: ${m.why})`);
+        this.skip();
+      }
       mounts.push(ro);
       // Node's recursive mkdirSync reports ENOENT on a read-only file system (see BUG-9).
-      await rejects(train(cfg(path.join(ro, 'run')), { progress: false }), Error, /cannot write to run folder .*ro\/run: .*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
+      await rejects(
+        train(cfg(path.join(ro, 'run')), { progress: false }),
+        Error,
+        /cannot write to run folder .*ro\/run: .*Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/,
+      );
       await rejects(model.save(path.join(ro, 'm.safetensors')), Error, /cannot create .*Read-only file system\. Fix:/);
     });
 
@@ -402,9 +713,15 @@ describe('robustness: a catalogue of bad inputs', function () {
     // with access(W_OK), which says EROFS.
     it('read-only file system: the run-folder error says read-only (BUG-9, fixed)', async function () {
       const ro = path.join(dir, 'ro');
-      if (!mounts.includes(ro)) { console.log('      (skipped: the read-only tmpfs of the case above could not be mounted)'); this.skip(); }
-      await rejects(train(cfg(path.join(ro, 'run2', 'deeper')), { progress: false }), Error,
-        /cannot write to run folder .*ro\/run2\/deeper: the file system holding .*ro is read-only \(EROFS\)\. Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/);
+      if (!mounts.includes(ro)) {
+        console.log('      (skipped: the read-only tmpfs of the case above could not be mounted)');
+        this.skip();
+      }
+      await rejects(
+        train(cfg(path.join(ro, 'run2', 'deeper')), { progress: false }),
+        Error,
+        /cannot write to run folder .*ro\/run2\/deeper: the file system holding .*ro is read-only \(EROFS\)\. Fix: choose another run folder.*\(train\.runDir; CLI: --run-dir\)/,
+      );
     });
 
     // BUG-10: a writer killed between creating its `*.tmp-<pid>` file and the rename
@@ -417,7 +734,7 @@ describe('robustness: a catalogue of bad inputs', function () {
       const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
       const deadPid = Number(dead.stdout);
       expect(() => process.kill(deadPid, 0)).to.throw(/ESRCH/);
-      const livePid = process.ppid;  // alive for sure: this process's parent
+      const livePid = process.ppid; // alive for sure: this process's parent
       const staleW = path.join(ck, `step-00000007.safetensors.tmp-${deadPid}`);
       const staleJ = path.join(ck, `step-00000007.json.tmp-${deadPid}`);
       const staleCfg = path.join(runDir, `config.json.tmp-${deadPid}`);
@@ -435,18 +752,28 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('full disk while writing a checkpoint: a clear error, the previous checkpoint intact and loadable, no temp file left (tmpfs 48 MB)', async function () {
       const full = path.join(dir, 'full');
       const m = mountTmpfs(full, 'size=48m');
-      if (!m.ok) { console.log(`      (skipped: cannot mount a tmpfs here: ${m.why}; the ulimit -f case below covers the native writer)`); this.skip(); }
+      if (!m.ok) {
+        console.log(`      (skipped: cannot mount a tmpfs here: ${m.why}; the ulimit -f case below covers the native writer)`);
+        this.skip();
+      }
       mounts.push(full);
       const runDir = path.join(full, 'run');
-      await rejects(train(cfg(runDir), { progress: false }), Error,
-        /cannot write '.*step-00000002\.safetensors': No space left on device\. Fix: free disk space or choose another folder; the previous file is untouched/);
+      await rejects(
+        train(cfg(runDir), { progress: false }),
+        Error,
+        /cannot write '.*step-00000002\.safetensors': No space left on device\. Fix: free disk space or choose another folder; the previous file is untouched/,
+      );
       const ck = path.join(runDir, 'checkpoints');
       expect(listCheckpoints(ck).map((c) => c.step)).to.deep.equal([1]);
       expect(fs.readdirSync(ck).filter((f) => f.includes('.tmp-'))).to.deep.equal([]);
       const ref = latestCheckpoint(ck)!;
       expect(readCheckpointState(ref).step).to.equal(1);
       const other = await CmacModel.create(tinyConfig());
-      try { await other.load(ref.weights); } finally { other.dispose(); }
+      try {
+        await other.load(ref.weights);
+      } finally {
+        other.dispose();
+      }
     });
 
     // Finding the inode count at which the sidecar (not the weights) fails: a few tries.
@@ -456,7 +783,9 @@ describe('robustness: a catalogue of bad inputs', function () {
         if (!mountTmpfs(mnt, `size=200m,nr_inodes=${n}`).ok) return undefined;
         mounts.push(mnt);
         const runDir = path.join(mnt, 'run');
-        try { await train(cfg(runDir), { progress: false }); } catch (e) {
+        try {
+          await train(cfg(runDir), { progress: false });
+        } catch (e) {
           if (/step-00000002\.json/.test((e as Error).message)) return { runDir, err: e as Error };
         }
       }
@@ -466,11 +795,18 @@ describe('robustness: a catalogue of bad inputs', function () {
 
     it('out of inodes while writing the JSON sidecar: the previous checkpoint stays the latest and loads (tmpfs nr_inodes)', async function () {
       starved = await inodeStarved();
-      if (!starved) { console.log('      (skipped: cannot mount a tmpfs with nr_inodes here)'); this.skip(); }
+      if (!starved) {
+        console.log('      (skipped: cannot mount a tmpfs with nr_inodes here)');
+        this.skip();
+      }
       const ck = path.join(starved.runDir, 'checkpoints');
       expect(latestCheckpoint(ck)!.step).to.equal(1);
       const other = await CmacModel.create(tinyConfig());
-      try { await other.load(latestCheckpoint(ck)!.weights); } finally { other.dispose(); }
+      try {
+        await other.load(latestCheckpoint(ck)!.weights);
+      } finally {
+        other.dispose();
+      }
     });
 
     // BUG-2: lib/files.ts writeFileAtomic (the checkpoint JSON sidecar) passes
@@ -497,8 +833,13 @@ describe('robustness: a catalogue of bad inputs', function () {
           m.dispose();
         })();`;
       // SIGXFSZ ignored (inherited through exec), so write() returns EFBIG instead of killing the process.
-      const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 4096; exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60000 });
-      expect(r.stdout, r.stderr).to.match(/ERR cannot write '.*m\.safetensors': File too large\. Fix: free disk space or choose another folder; the previous file is untouched/);
+      const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 4096; exec "${process.execPath}" -e "$0"`, script], {
+        encoding: 'utf8',
+        timeout: 60000,
+      });
+      expect(r.stdout, r.stderr).to.match(
+        /ERR cannot write '.*m\.safetensors': File too large\. Fix: free disk space or choose another folder; the previous file is untouched/,
+      );
       expect(fs.readFileSync(file).equals(before)).to.equal(true);
       expect(fs.readdirSync(out)).to.deep.equal(['m.safetensors']);
     });
@@ -512,14 +853,26 @@ describe('robustness: a catalogue of bad inputs', function () {
       ['shorter than the 8-byte length', () => Buffer.from([1, 2, 3]), /file shorter than the 8-byte header length \(3 bytes\)/],
       ['header length over 100 MB', () => st('{}', Buffer.alloc(0), 100_000_001n), /header length 100000001 exceeds the 100 MB limit/],
       ['header length 2^64-1', () => st('{}', Buffer.alloc(0), 2n ** 64n - 1n), /exceeds the 100 MB limit/],
-      ['header length past the end of the file', () => st('{}', Buffer.alloc(0), 1000n), /header length 1000 runs past the end of the file/],
+      [
+        'header length past the end of the file',
+        () => st('{}', Buffer.alloc(0), 1000n),
+        /header length 1000 runs past the end of the file/,
+      ],
       ['empty header', () => st('', Buffer.alloc(0)), /empty header/],
       ['header not JSON', () => st('{"w": '), /header is not valid JSON/],
       ['header invalid UTF-8', () => st(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])), /header is not valid JSON/],
       ['header a JSON array', () => st('[1, 2]'), /header is not a JSON object/],
       ['header nested 100000 deep', () => st('['.repeat(100000) + ']'.repeat(100000)), /header nests deeper than 64 levels/],
-      ['header nested 65 deep inside __metadata__', () => st(`{"__metadata__":{"a":${'['.repeat(65)}${']'.repeat(65)}}}`), /header nests deeper than 64 levels/],
-      ['duplicate tensor names', () => st(`{"w":${JSON.stringify(f32([1], 0, 4))},"w":${JSON.stringify(f32([1], 0, 4))}}`, good4), /duplicate key 'w' in header/],
+      [
+        'header nested 65 deep inside __metadata__',
+        () => st(`{"__metadata__":{"a":${'['.repeat(65)}${']'.repeat(65)}}}`),
+        /header nests deeper than 64 levels/,
+      ],
+      [
+        'duplicate tensor names',
+        () => st(`{"w":${JSON.stringify(f32([1], 0, 4))},"w":${JSON.stringify(f32([1], 0, 4))}}`, good4),
+        /duplicate key 'w' in header/,
+      ],
       ['entry not an object', () => st({ w: 5 }), /entry 'w' is not an object/],
       ['entry with an unknown field', () => st({ w: { ...f32([1], 0, 4), foo: 1 } }, good4), /entry 'w' has unknown field 'foo'/],
       ['entry without dtype', () => st({ w: { shape: [1], data_offsets: [0, 4] } }, good4), /entry 'w' has no dtype string/],
@@ -534,15 +887,38 @@ describe('robustness: a catalogue of bad inputs', function () {
       ['begin > end', () => st({ w: f32([1], 4, 0) }, Buffer.alloc(8)), /entry 'w' has begin > end/],
       ['offsets past the buffer', () => st({ w: f32([4], 0, 16) }, good4), /entry 'w' ends at 16 past the data buffer of 4 bytes/],
       ['bytes do not match shape x dtype', () => st({ w: f32([2], 0, 4) }, good4), /entry 'w' has 4 bytes but shape x dtype needs 2 x 4/],
-      ['a gap between tensors', () => st({ a: f32([1], 0, 4), b: f32([1], 8, 12) }, Buffer.alloc(12)), /starts at 8 but the previous ends at 4 \(gaps and overlaps are not allowed\)/],
+      [
+        'a gap between tensors',
+        () => st({ a: f32([1], 0, 4), b: f32([1], 8, 12) }, Buffer.alloc(12)),
+        /starts at 8 but the previous ends at 4 \(gaps and overlaps are not allowed\)/,
+      ],
       ['overlapping tensors', () => st({ a: f32([2], 0, 8), b: f32([1], 4, 8) }, Buffer.alloc(8)), /gaps and overlaps are not allowed/],
-      ['trailing bytes after the data', () => st({ w: f32([1], 0, 4) }, Buffer.alloc(9)), /data buffer has 9 bytes but the tensors cover 4 \(trailing bytes or truncation\)/],
+      [
+        'trailing bytes after the data',
+        () => st({ w: f32([1], 0, 4) }, Buffer.alloc(9)),
+        /data buffer has 9 bytes but the tensors cover 4 \(trailing bytes or truncation\)/,
+      ],
       ['__metadata__ not an object', () => st({ __metadata__: 'x' }), /__metadata__ is not an object/],
       ['__metadata__ value not a string', () => st({ __metadata__: { step: 3 } }), /__metadata__ value for 'step' is not a string/],
-      ['dtype U16 (unsupported by libtorch 1.13)', () => st({ w: { ...f32([2], 0, 4), dtype: 'U16' } }, good4), /tensor 'w' has dtype U16, which this libtorch cannot hold\. Fix:/],
+      [
+        'dtype U16 (unsupported by libtorch 1.13)',
+        () => st({ w: { ...f32([2], 0, 4), dtype: 'U16' } }, good4),
+        /tensor 'w' has dtype U16, which this libtorch cannot hold\. Fix:/,
+      ],
       ['dtype U64', () => st({ w: { ...f32([1], 0, 8), dtype: 'U64' } }, Buffer.alloc(8)), /dtype U64, which this libtorch cannot hold/],
-      ['a real checkpoint cut at 60%', () => { const b = fs.readFileSync(checkpoint); return b.subarray(0, Math.floor(b.length * 0.6)); }, /past the data buffer|truncation/],
-      ['a real checkpoint with 1 extra byte', () => Buffer.concat([fs.readFileSync(checkpoint), Buffer.from([0])]), /trailing bytes or truncation/],
+      [
+        'a real checkpoint cut at 60%',
+        () => {
+          const b = fs.readFileSync(checkpoint);
+          return b.subarray(0, Math.floor(b.length * 0.6));
+        },
+        /past the data buffer|truncation/,
+      ],
+      [
+        'a real checkpoint with 1 extra byte',
+        () => Buffer.concat([fs.readFileSync(checkpoint), Buffer.from([0])]),
+        /trailing bytes or truncation/,
+      ],
     ];
     for (const [what, make, re] of kinds) {
       it(`safetensors: ${what}`, async () => {
@@ -561,7 +937,11 @@ describe('robustness: a catalogue of bad inputs', function () {
     });
 
     it('safetensors: a missing file -> "cannot open ... Fix:"', async () => {
-      await rejects(readSafetensors(path.join(dir, 'nope.safetensors')), Error, /cannot open '.*nope\.safetensors': No such file or directory\. Fix:/);
+      await rejects(
+        readSafetensors(path.join(dir, 'nope.safetensors')),
+        Error,
+        /cannot open '.*nope\.safetensors': No such file or directory\. Fix:/,
+      );
     });
 
     it('safetensors: none of the rejected loads changed the model', async () => {
@@ -648,18 +1028,24 @@ describe('robustness: a catalogue of bad inputs', function () {
     it('an SGD checkpoint into an Adam model (and back) is rejected naming both optimisers, and changes nothing', async () => {
       const sgd = await CmacModel.create(tinyConfig({ seed: 6, optim: { name: 'sgd', momentum: 0.9 } }));
       try {
-        await sgd.trainStep(randomBatch(2, 2, 4000), { lr: 1e-3 });  // momentum buffers exist now
+        await sgd.trainStep(randomBatch(2, 2, 4000), { lr: 1e-3 }); // momentum buffers exist now
         const f = path.join(dir, 'sgd.safetensors');
         await sgd.save(f);
         const stepBefore = await optimStep(model);
-        await rejects(model.load(f), Error,
-          /checkpoint's optimizer state is SGD \(momentum_buffer\) \(e\.g\. 'optim\..*\.momentum_buffer'\) but this model's optimizer is adam\. Fix: create the model with optim\.name 'sgd' as the checkpoint was trained, or load only the weights/);
+        await rejects(
+          model.load(f),
+          Error,
+          /checkpoint's optimizer state is SGD \(momentum_buffer\) \(e\.g\. 'optim\..*\.momentum_buffer'\) but this model's optimizer is adam\. Fix: create the model with optim\.name 'sgd' as the checkpoint was trained, or load only the weights/,
+        );
         expect(await weightOf(model)).to.deep.equal(probeWeight);
         expect(await optimStep(model)).to.equal(stepBefore);
 
         const sgdWeight = await weightOf(sgd);
-        await rejects(sgd.load(checkpoint), Error,
-          /checkpoint's optimizer state is Adam\/AdamW \(exp_avg, exp_avg_sq\) .* but this model's optimizer is sgd\. Fix: create the model with optim\.name 'adam' or 'adamw' as the checkpoint was trained/);
+        await rejects(
+          sgd.load(checkpoint),
+          Error,
+          /checkpoint's optimizer state is Adam\/AdamW \(exp_avg, exp_avg_sq\) .* but this model's optimizer is sgd\. Fix: create the model with optim\.name 'adam' or 'adamw' as the checkpoint was trained/,
+        );
         expect(await weightOf(sgd)).to.deep.equal(sgdWeight);
         expect(await optimStep(sgd)).to.equal(1);
       } finally {
@@ -696,10 +1082,13 @@ describe('robustness: a catalogue of bad inputs', function () {
 
     it('the addon never creates external ArrayBuffers/Buffers and registers as a Node-API module (nm -D)', function () {
       const f = addonFile();
-      if (!f || nm(['--version']).status !== 0) { console.log('      (skipped: no built addon or no nm)'); this.skip(); }
+      if (!f || nm(['--version']).status !== 0) {
+        console.log('      (skipped: no built addon or no nm)');
+        this.skip();
+      }
       const undef = nm(['-D', '--undefined-only', f!]).stdout;
       expect(undef).to.not.match(/napi_create_external_(arraybuffer|buffer)\b/);
-      expect(undef).to.not.match(/node_register_module|_ZN4node/);  // no legacy, non-context-aware registration or Node C++ API
+      expect(undef).to.not.match(/node_register_module|_ZN4node/); // no legacy, non-context-aware registration or Node C++ API
       expect(nm(['-D', '--defined-only', f!]).stdout).to.match(/\bnapi_register_module_v1\b/);
     });
 
@@ -721,11 +1110,11 @@ describe('robustness: a catalogue of bad inputs', function () {
       expect(buf).to.be.instanceOf(ArrayBuffer);
       expect(e.zA!.data.byteOffset).to.equal(0);
       const moved = structuredClone(buf, { transfer: [buf] });
-      expect(buf.byteLength).to.equal(0);  // detached: the memory moved to the clone
+      expect(buf.byteLength).to.equal(0); // detached: the memory moved to the clone
       expect(moved.byteLength).to.equal(2 * 128 * 4);
     });
 
-    it('a model posted to a worker arrives as an inert copy: the worker\'s addon refuses it, the owner keeps working', async () => {
+    it("a model posted to a worker arrives as an inert copy: the worker's addon refuses it, the owner keeps working", async () => {
       const { Worker } = await import('worker_threads');
       const body = `
         const { parentPort } = require('worker_threads');
@@ -741,11 +1130,14 @@ describe('robustness: a catalogue of bad inputs', function () {
         });`;
       const w = new Worker(body, { eval: true });
       try {
-        const reply = new Promise<string[]>((res, rej) => { w.once('message', res); w.once('error', rej); });
-        w.postMessage(model);  // structured clone: own properties only, no native state
+        const reply = new Promise<string[]>((res, rej) => {
+          w.once('message', res);
+          w.once('error', rej);
+        });
+        w.postMessage(model); // structured clone: own properties only, no native state
         const out = await reply;
         expect(out).to.have.length(2);
-        for (const line of out) expect(line).to.match(/^TypeError: (Illegal invocation|receiver is not a CmacModel)/);  // V8's signature check, then the type tag
+        for (const line of out) expect(line).to.match(/^TypeError: (Illegal invocation|receiver is not a CmacModel)/); // V8's signature check, then the type tag
       } finally {
         await w.terminate();
       }

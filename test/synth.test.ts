@@ -78,13 +78,14 @@ function colourCounts(frames: Uint8Array, S: number, f: number, c: number[], box
   let inside = 0;
   let outside = 0;
   const base = f * S * S * 3;
-  for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-    const k = base + (y * S + x) * 3;
-    if (frames[k] === c[0] && frames[k + 1] === c[1] && frames[k + 2] === c[2]) {
-      if (x >= box[0] && x < box[2] && y >= box[1] && y < box[3]) inside++;
-      else outside++;
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < S; x++) {
+      const k = base + (y * S + x) * 3;
+      if (frames[k] === c[0] && frames[k + 1] === c[1] && frames[k + 2] === c[2]) {
+        if (x >= box[0] && x < box[2] && y >= box[1] && y < box[3]) inside++;
+        else outside++;
+      }
     }
-  }
   return { inside, outside };
 }
 
@@ -119,7 +120,10 @@ describe('synthetic dataset', function () {
       expect(c.partials.length).to.be.at.least(3);
       for (const p of c.partials) expect(p).to.be.within(c.band.lo, c.band.hi);
       expect(c.amRate).to.be.within(1, 3.5);
-      for (const [n, range] of [[128, c.mel['128']], [64, c.mel['64']]] as const) {
+      for (const [n, range] of [
+        [128, c.mel['128']],
+        [64, c.mel['64']],
+      ] as const) {
         expect(range[0]).to.be.at.most(range[1]);
         expect(range[0]).to.be.at.least(0);
         expect(range[1]).to.be.below(n);
@@ -201,10 +205,11 @@ describe('synthetic dataset', function () {
       const cx = Math.floor((b![0] + b![2]) / 2);
       const cy = Math.floor((b![1] + b![3]) / 2);
       let best = 0;
-      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-        const k = (f * S * S + (cy + dy) * S + cx + dx) * 3;
-        best = Math.max(best, frames[k] + frames[k + 1] + frames[k + 2]);
-      }
+      for (let dy = -1; dy <= 1; dy++)
+        for (let dx = -1; dx <= 1; dx++) {
+          const k = (f * S * S + (cy + dy) * S + cx + dx) * 3;
+          best = Math.max(best, frames[k] + frames[k + 1] + frames[k + 2]);
+        }
       return best;
     });
     if (o.shape !== 'ring') expect(corr(level, o.envelope)).to.be.greaterThan(0.9);
@@ -252,7 +257,11 @@ describe('synthetic dataset', function () {
     expect(ja.map((f) => path.relative(a, f))).to.deep.equal(jb.map((f) => path.relative(b, f)));
     expect(ja.length).to.equal(6 + 3);
     for (let i = 0; i < ja.length; i++) expect(fs.readFileSync(ja[i]).equals(fs.readFileSync(jb[i])), ja[i]).to.equal(true);
-    const lines = fs.readFileSync(path.join(a, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = fs
+      .readFileSync(path.join(a, 'manifest.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).to.have.length(6);
     for (const row of lines) {
       const gt = JSON.parse(fs.readFileSync(path.join(a, row.gt), 'utf8')) as SynthClipTruth;
@@ -265,23 +274,39 @@ describe('synthetic dataset', function () {
       expect(info.audio).to.include({ codec: 'aac', sampleRate: 16000, channels: 1 });
       expect(info.duration).to.be.closeTo(2, 0.1);
       // Decode every frame at the native rate: the dominant object is where the ground truth says.
-      const d = await decodeClip(file, info, { start: 0, frames: 16, fps: 8, width: 64, height: 64, crop: { x: 0, y: 0, w: 64, h: 64 }, audio: { start: 0, samples: 32000, sampleRate: 16000 } });
+      const d = await decodeClip(file, info, {
+        start: 0,
+        frames: 16,
+        fps: 8,
+        width: 64,
+        height: 64,
+        crop: { x: 0, y: 0, w: 64, h: 64 },
+        audio: { start: 0, samples: 32000, sampleRate: 16000 },
+      });
       const dom = gt.objects[gt.objects.length - 1];
       for (const f of [0, 7, 15]) {
         const box = dom.boxes[f]!;
         let near = 0;
         let area = 0;
-        for (let y = box[1]; y < box[3]; y++) for (let x = box[0]; x < box[2]; x++) {
-          const k = ((f * 64 + y) * 64 + x) * 3;
-          area++;
-          if (Math.abs(d.video[k] - dom.colour[0]) + Math.abs(d.video[k + 1] - dom.colour[1]) + Math.abs(d.video[k + 2] - dom.colour[2]) < 90) near++;
-        }
+        for (let y = box[1]; y < box[3]; y++)
+          for (let x = box[0]; x < box[2]; x++) {
+            const k = ((f * 64 + y) * 64 + x) * 3;
+            area++;
+            if (
+              Math.abs(d.video[k] - dom.colour[0]) + Math.abs(d.video[k + 1] - dom.colour[1]) + Math.abs(d.video[k + 2] - dom.colour[2]) <
+              90
+            )
+              near++;
+          }
         expect(near / area, `${row.path} frame ${f} ${dom.className}`).to.be.greaterThan(0.25);
       }
       // The decoded (AAC) sound has its strongest energy in a sounding object's band.
       const fpk = peakHz(d.audio!, 16000);
       const bands = gt.objects.filter((o) => o.sounding).map((o) => o.band);
-      expect(bands.some((bd) => fpk >= bd.lo - 3 && fpk <= bd.hi + 3), `${row.path}: peak ${fpk} Hz not in ${JSON.stringify(bands)}`).to.equal(true);
+      expect(
+        bands.some((bd) => fpk >= bd.lo - 3 && fpk <= bd.hi + 3),
+        `${row.path}: peak ${fpk} Hz not in ${JSON.stringify(bands)}`,
+      ).to.equal(true);
     }
     const classes = JSON.parse(fs.readFileSync(path.join(a, 'classes.json'), 'utf8'));
     expect(classes.classes).to.have.length(8);
@@ -298,7 +323,25 @@ describe('synthetic dataset', function () {
       return true;
     }) as typeof process.stdout.write;
     try {
-      await program.parseAsync(['node', 'cmac', 'synth', '--out', out, '--clips', '3', '--seed', '2', '--size', '32', '--seconds', '1', '--fps', '8', '--large-objects', '--quiet']);
+      await program.parseAsync([
+        'node',
+        'cmac',
+        'synth',
+        '--out',
+        out,
+        '--clips',
+        '3',
+        '--seed',
+        '2',
+        '--size',
+        '32',
+        '--seconds',
+        '1',
+        '--fps',
+        '8',
+        '--large-objects',
+        '--quiet',
+      ]);
     } finally {
       process.stdout.write = write;
     }

@@ -38,12 +38,15 @@ describe('tensorboard event files', function () {
     const evs = recs.map((r) => eventSchema.Event.toObject(eventSchema.Event.decode(r), { longs: Number })) as Array<Record<string, any>>;
     expect(evs[0].file_version).to.equal('brain.Event:2');
     expect(evs[1].step).to.equal(3);
-    expect(evs[1].summary.value).to.deep.equal([{ tag: 'loss', simple_value: 1.5 }, { tag: 'loss/con', simple_value: 0.25 }]);
+    expect(evs[1].summary.value).to.deep.equal([
+      { tag: 'loss', simple_value: 1.5 },
+      { tag: 'loss/con', simple_value: 0.25 },
+    ]);
     // Independent decoder: protoc (apt protobuf-compiler) sees the wire format only.
     const raw = spawnSync('protoc', ['--decode_raw'], { input: recs[1], encoding: 'utf8' });
     expect(raw.status, raw.stderr).to.equal(0);
-    expect(raw.stdout).to.match(/^1: 0x[0-9a-f]{16}$/m);  // wall_time: fixed64 (double)
-    expect(raw.stdout).to.match(/^2: 3$/m);               // step: varint
+    expect(raw.stdout).to.match(/^1: 0x[0-9a-f]{16}$/m); // wall_time: fixed64 (double)
+    expect(raw.stdout).to.match(/^2: 3$/m); // step: varint
     const tags = [...raw.stdout.matchAll(/1: "([^"]+)"/g)].map((m) => m[1]);
     expect(tags).to.deep.equal(['loss', 'loss/con']);
     const vals = [...raw.stdout.matchAll(/2: (0x[0-9a-f]{8})\b/g)].map((m) => fixed32ToFloat(m[1]));
@@ -67,11 +70,15 @@ describe('tensorboard event files', function () {
     const data = path.join(dir, 'data');
     await synthesize({ out: data, clips: 8, seed: 1, size: 64, fps: 8, seconds: 2 });
     const runDir = path.join(dir, 'run');
-    await train({ preset: 'tiny', data: { source: data, batchSize: 4 }, train: { steps: 3, runDir, tensorboard: true } }, { progress: false });
+    await train(
+      { preset: 'tiny', data: { source: data, batchSize: 4 }, train: { steps: 3, runDir, tensorboard: true } },
+      { progress: false },
+    );
     const files = fs.readdirSync(path.join(runDir, 'tensorboard'));
     expect(files).to.have.length(1);
-    const evs = readTfRecords(fs.readFileSync(path.join(runDir, 'tensorboard', files[0])))
-      .map((r) => eventSchema.Event.toObject(eventSchema.Event.decode(r), { longs: Number })) as Array<Record<string, any>>;
+    const evs = readTfRecords(fs.readFileSync(path.join(runDir, 'tensorboard', files[0]))).map((r) =>
+      eventSchema.Event.toObject(eventSchema.Event.decode(r), { longs: Number }),
+    ) as Array<Record<string, any>>;
     expect(evs.slice(1).map((e) => e.step)).to.deep.equal([0, 1, 2]);
     expect(evs[1].summary.value.map((v: { tag: string }) => v.tag)).to.include.members(['loss', 'loss/con', 'loss/v', 'loss/a', 'lr']);
   });

@@ -33,7 +33,9 @@ function runWorker(seed: number, steps: number): Promise<{ losses: number[]; zSh
       if (m.type === 'error') reject(new Error(m.message));
     });
     w.on('error', reject);
-    w.on('exit', (code) => { if (code !== 0) reject(new Error(`worker exited with ${code}`)); });
+    w.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`worker exited with ${code}`));
+    });
   });
 }
 
@@ -57,7 +59,9 @@ describe('worker_threads', function () {
     h.disable();
     for (const r of results) expect(r.losses.every(Number.isFinite)).to.equal(true);
     const p99 = h.percentile(99) / 1e6;
-    console.log(`      event-loop delay during 4 training workers: p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(h.max / 1e6).toFixed(1)} ms`);
+    console.log(
+      `      event-loop delay during 4 training workers: p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${(h.max / 1e6).toFixed(1)} ms`,
+    );
     expect(p99).to.be.lessThan(500);
   });
 
@@ -65,7 +69,9 @@ describe('worker_threads', function () {
     for (let i = 0; i < 10; i++) {
       const w = new Worker(body, { eval: true, workerData: { seed: i, steps: 50 } });
       await new Promise<void>((res, rej) => {
-        w.on('message', (m) => { if (m.type === 'ready') setTimeout(res, 100 + 30 * i); });
+        w.on('message', (m) => {
+          if (m.type === 'ready') setTimeout(res, 100 + 30 * i);
+        });
         w.on('error', rej);
       });
       await w.terminate();

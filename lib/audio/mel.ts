@@ -52,13 +52,7 @@ export function melBins(lo: number, hi: number, nMels: number, fMin = 0, fMax = 
 }
 
 /** torchaudio.functional.melscale_fbanks (htk, norm None) as [nFreqs][nMels]: the weight of STFT bin f (0..sampleRate/2) in mel filter m. */
-export function melFilterbank(
-  nFreqs: number,
-  fMin: number,
-  fMax: number,
-  nMels: number,
-  sampleRate: number,
-): Float64Array[] {
+export function melFilterbank(nFreqs: number, fMin: number, fMax: number, nMels: number, sampleRate: number): Float64Array[] {
   const all = Array.from({ length: nFreqs }, (_, i) => ((sampleRate / 2) * i) / (nFreqs - 1));
   const fPts = melPoints(nMels, fMin, fMax);
   const fb = all.map(() => new Float64Array(nMels));

@@ -24,9 +24,7 @@ export function intInRange(flag: string, min: number, max = Number.MAX_SAFE_INTE
   return (v) => {
     const n = num(v);
     if (!Number.isInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(
-        `${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}, got '${v}'`,
-      );
+      throw new InvalidArgumentError(`${flag} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}, got '${v}'`);
     return n;
   };
 }
@@ -44,8 +42,7 @@ export function positiveNumber(flag: string): Parse<number> {
 export function numberAtLeast(flag: string, min: number): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isFinite(n) || n < min)
-      throw new InvalidArgumentError(`${flag} must be a number >= ${min}, got '${v}'`);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${flag} must be a number >= ${min}, got '${v}'`);
     return n;
   };
 }
@@ -64,8 +61,7 @@ export function numberInRange(flag: string, min: number, max: number): Parse<num
 export function seconds(flag: string): Parse<number> {
   return (v) => {
     const n = num(v);
-    if (!Number.isFinite(n) || n < 0)
-      throw new InvalidArgumentError(`${flag} must be a non-negative number of seconds, got '${v}'`);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative number of seconds, got '${v}'`);
     return n;
   };
 }
@@ -75,9 +71,7 @@ export function positiveIntList(flag: string): Parse<number[]> {
   return (v) => {
     const out = v.split(',').map(num);
     if (out.some((n) => !Number.isInteger(n) || n < 1))
-      throw new InvalidArgumentError(
-        `${flag} must be a comma-separated list of positive integers like 1,2,3, got '${v}'`,
-      );
+      throw new InvalidArgumentError(`${flag} must be a comma-separated list of positive integers like 1,2,3, got '${v}'`);
     return out;
   };
 }

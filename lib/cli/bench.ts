@@ -12,10 +12,16 @@ export function registerBench(program: Command): void {
     .description('benchmarks against the PyTorch reference: step time, boundary cost, loader, inference, memory, GFLOP/s')
     .allowUnknownOption(true)
     .argument('[args...]', 'passed to bench/run.js, e.g. --quick or --only step,data')
-    .addHelpText('after', '\nExamples:\n  cmac bench --quick\n  cmac bench --only step,data\n\nNeeds a source checkout with `npm run setup -- --python` (the PyTorch baseline).')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cmac bench --quick\n  cmac bench --only step,data\n\nNeeds a source checkout with `npm run setup -- --python` (the PyTorch baseline).',
+    )
     .action((args: string[]) => {
       const script = path.join(packageRoot(), 'scripts', 'bench.js');
-      if (!fs.existsSync(script)) throw new Error(`${script} is missing: the benchmarks run from a source checkout of cmac. Fix: git clone the repository, npm run setup -- --python, then cmac bench.`);
+      if (!fs.existsSync(script))
+        throw new Error(
+          `${script} is missing: the benchmarks run from a source checkout of cmac. Fix: git clone the repository, npm run setup -- --python, then cmac bench.`,
+        );
       const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
       process.exitCode = r.status ?? 1;
     });

@@ -50,7 +50,8 @@ export function embeddingFormat(out: string): 'json' | 'safetensors' {
 
 function checkRows(clips: EmbeddedClip[], rows: Partial<Record<EmbeddingKey, Tensor<'float32'>>>): void {
   for (const [k, t] of Object.entries(rows)) {
-    if (t && (t.shape.length !== 2 || t.shape[0] !== clips.length)) throw new Error(`embedding ${k} has shape [${t.shape.join(', ')}]; expected [${clips.length}, d] (one row per clip)`);
+    if (t && (t.shape.length !== 2 || t.shape[0] !== clips.length))
+      throw new Error(`embedding ${k} has shape [${t.shape.join(', ')}]; expected [${clips.length}, d] (one row per clip)`);
   }
 }
 
@@ -134,7 +135,10 @@ export function safetensorsEmbeddingSink(file: string): EmbeddingSink {
     },
     async finish() {
       const tensors: Partial<Record<EmbeddingKey, AnyTensor>> = {};
-      for (const k of embeddingKeys) { const t = cat(parts[k]); if (t) tensors[k] = t; }
+      for (const k of embeddingKeys) {
+        const t = cat(parts[k]);
+        if (t) tensors[k] = t;
+      }
       await writeSafetensors(file, tensors as Record<string, AnyTensor>, { clips: JSON.stringify(all) });
       return { clips: all.length, keys: embeddingKeys.filter((k) => tensors[k]) };
     },
@@ -152,7 +156,10 @@ function cat(parts: Tensor<'float32'>[]): Tensor<'float32'> | undefined {
   const n = parts.reduce((a, p) => a + p.shape[0], 0);
   const data = new Float32Array(n * d);
   let off = 0;
-  for (const p of parts) { data.set(p.data, off); off += p.data.length; }
+  for (const p of parts) {
+    data.set(p.data, off);
+    off += p.data.length;
+  }
   return { data, shape: [n, d], dtype: 'float32' };
 }
 
@@ -163,18 +170,31 @@ export function registerEmbed(program: Command): void {
     .description('embed videos with a trained model: z_v, z_a (L2-normalised) and pooled encoder features')
     .requiredOption('--checkpoint <path>', 'run folder, checkpoints/ folder or step-N.safetensors')
     .requiredOption('--data <source>', 'folder of videos, .csv/.jsonl manifest, tar shards or a cmac synth folder')
-    .requiredOption('--out <file>', 'output: .safetensors or no extension (tensors + clip list in metadata; compact) or .json (rows, streamed; ~7x larger)')
+    .requiredOption(
+      '--out <file>',
+      'output: .safetensors or no extension (tensors + clip list in metadata; compact) or .json (rows, streamed; ~7x larger)',
+    )
     .option('--clips-per-video <n>', 'uniformly spaced clips per video', positiveInt('--clips-per-video'), 1)
     .option('--batch <n>', 'clips per native call', positiveInt('--batch'), 16)
     .option('--split <name>', 'for synth folders and manifests with splits: train | val | test')
-    .addHelpText('after', '\nExamples:\n  cmac embed --checkpoint runs/demo/run --data videos/ --out emb.safetensors\n  cmac embed --checkpoint runs/demo/run --data data/synth --split test --out emb.json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cmac embed --checkpoint runs/demo/run --data videos/ --out emb.safetensors\n  cmac embed --checkpoint runs/demo/run --data data/synth --split test --out emb.json',
+    )
     .action(async (o: { checkpoint: string; data: string; out: string; clipsPerVideo: number; batch: number; split?: string }) => {
       const format = embeddingFormat(o.out);
       const source = openSource(o.data, o.split);
       const { model, config } = await loadCheckpoint(o.checkpoint);
       const loader = createLoader({
-        source, batchSize: o.batch, mode: 'eval', clipsPerVideo: o.clipsPerVideo,
-        clip: clipOf(config), decoders: config.data.decoders, decoder: config.data.decoder, audioStream: config.data.audioStream, missingAudio: 'silence',
+        source,
+        batchSize: o.batch,
+        mode: 'eval',
+        clipsPerVideo: o.clipsPerVideo,
+        clip: clipOf(config),
+        decoders: config.data.decoders,
+        decoder: config.data.decoder,
+        audioStream: config.data.audioStream,
+        missingAudio: 'silence',
         log: (l) => process.stderr.write(`${l}\n`),
       });
       const sink = format === 'json' ? jsonEmbeddingSink(o.out) : safetensorsEmbeddingSink(o.out);
@@ -184,7 +204,10 @@ export function registerEmbed(program: Command): void {
           const e = await model.embed(b);
           const rows: Partial<Record<EmbeddingKey, Tensor<'float32'>>> = {};
           for (const k of embeddingKeys) if (e[k]) rows[k] = e[k]!;
-          await sink.add(b.meta.map((m) => ({ id: m.id, clip: m.clip, start: m.start, ...(m.label !== undefined ? { label: m.label } : {}) })), rows);
+          await sink.add(
+            b.meta.map((m) => ({ id: m.id, clip: m.clip, start: m.start, ...(m.label !== undefined ? { label: m.label } : {}) })),
+            rows,
+          );
           n += b.meta.length;
         }
       } catch (e) {

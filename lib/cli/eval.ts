@@ -84,15 +84,26 @@ function addCommon(c: Command): Command {
 
 function addClipOptions(c: Command): Command {
   return addCommon(c)
-    .option('--split <name>', "split to use (default: 'test' for a cmac synth folder or a manifest with a 'test' split; all clips otherwise, with a warning when the manifest has other splits)")
-    .option('--annotations <path>', 'Flickr-SoundNet folder of .xml files, or a VGG-SS .json (default: the synthetic ground truth, or a manifest boxes column)')
+    .option(
+      '--split <name>',
+      "split to use (default: 'test' for a cmac synth folder or a manifest with a 'test' split; all clips otherwise, with a warning when the manifest has other splits)",
+    )
+    .option(
+      '--annotations <path>',
+      'Flickr-SoundNet folder of .xml files, or a VGG-SS .json (default: the synthetic ground truth, or a manifest boxes column)',
+    )
     .option('--gt-frames <how>', 'synthetic GT boxes over the clip: union | middle', 'union')
     .option('--gt-objects <which>', 'synthetic GT objects: sounding | dominant', 'sounding')
     .option('--clips-per-video <n>', 'uniformly spaced clips per video', positiveInt('--clips-per-video'), 1);
 }
 
 function addProtocol(c: Command): Command {
-  return c.option('--protocol <name>', "localisation protocol: 'ezvsl' (EZ-VSL's test.py) or 'lvs' (LVS's test.py); docs/evaluation.md", fromCheck((v) => checkProtocol(v, '--protocol')), 'ezvsl');
+  return c.option(
+    '--protocol <name>',
+    "localisation protocol: 'ezvsl' (EZ-VSL's test.py) or 'lvs' (LVS's test.py); docs/evaluation.md",
+    fromCheck((v) => checkProtocol(v, '--protocol')),
+    'ezvsl',
+  );
 }
 
 /** Applies --threads and returns the progress logger (stderr unless --quiet). */
@@ -116,8 +127,12 @@ const isSynth = isSynthFolder;
 
 function synthClasses(data: string): string[] | undefined {
   try {
-    return (JSON.parse(fs.readFileSync(path.join(data, 'classes.json'), 'utf8')) as { classes: { name: string }[] }).classes.map((c) => c.name);
-  } catch { return undefined; }
+    return (JSON.parse(fs.readFileSync(path.join(data, 'classes.json'), 'utf8')) as { classes: { name: string }[] }).classes.map(
+      (c) => c.name,
+    );
+  } catch {
+    return undefined;
+  }
 }
 
 /** The --layout, --splits, --videos, --folds, --clips-per-video and --val-share options of the labelled-data commands. */
@@ -128,7 +143,12 @@ function addDatasetOptions(c: Command, clipsHelp: string): Command {
     .option('--videos <dir>', 'folder of the videos (or ESC-50 audio/) when not found under --data')
     .option('--folds <list>', 'standard splits / folds to run, e.g. 1 or 1,2,3 (default all)', positiveIntList('--folds'))
     .option('--clips-per-video <n>', clipsHelp, positiveInt('--clips-per-video'))
-    .option('--val-share <x>', 'share of train held out for validation where the layout has none', numberInRange('--val-share', 0, 0.9), 0.2);
+    .option(
+      '--val-share <x>',
+      'share of train held out for validation where the layout has none',
+      numberInRange('--val-share', 0, 0.9),
+      0.2,
+    );
 }
 
 function openDataset(o: DatasetOpts, seed: number, log: (l: string) => void): ProbeDataset {
@@ -154,39 +174,69 @@ function finish(results: EvaluationResults, o: CommonOpts, text: string, visuals
 /** Human-readable lines of clip-task results. */
 export function formatResults(r: EvaluationResults): string {
   const lines: string[] = [];
-  const loc = (name: string, s: LocalizationSummary) => `  ${name.padEnd(22)} cIoU@0.5 ${pct(s.ciou50).padStart(6)}  AUC ${f3(s.auc)}  mean cIoU ${f3(s.meanCiou)}  pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
-  const fr = (name: string, s: FrequencySummary) => `  ${name.padEnd(22)} pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
+  const loc = (name: string, s: LocalizationSummary) =>
+    `  ${name.padEnd(22)} cIoU@0.5 ${pct(s.ciou50).padStart(6)}  AUC ${f3(s.auc)}  mean cIoU ${f3(s.meanCiou)}  pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
+  const fr = (name: string, s: FrequencySummary) =>
+    `  ${name.padEnd(22)} pointing ${pct(s.pointing).padStart(6)}  mass ${pct(s.mass).padStart(6)}  (chance ${pct(s.chance)})`;
   if (r.localization) {
     const l = r.localization;
     const name = l.protocol === 'lvs' ? 'LVS' : 'EZ-VSL';
-    const skipped = [l.unscored ? `${l.unscored} without GT skipped` : '', l.outsideCrop ? `${l.outsideCrop} with no GT pixel in the evaluated centre crop skipped` : ''].filter(Boolean).join(', ');
-    lines.push(`localisation (${name} protocol) on ${l.alphaV.n} clips${skipped ? ` (${skipped})` : ''}:`, loc('alpha_v (no audio)', l.alphaV), loc('beta_v (audio-guided)', l.betaV), loc('uniform map', l.uniform));
+    const skipped = [
+      l.unscored ? `${l.unscored} without GT skipped` : '',
+      l.outsideCrop ? `${l.outsideCrop} with no GT pixel in the evaluated centre crop skipped` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    lines.push(
+      `localisation (${name} protocol) on ${l.alphaV.n} clips${skipped ? ` (${skipped})` : ''}:`,
+      loc('alpha_v (no audio)', l.alphaV),
+      loc('beta_v (audio-guided)', l.betaV),
+      loc('uniform map', l.uniform),
+    );
     const uf = l.underflow;
-    if (uf && (uf.alphaV || uf.betaV)) lines.push(`  warning: probabilities underflowed to 0 in ${uf.alphaV} alpha_v / ${uf.betaV} beta_v map(s): their scoring maps are floored at ln(1e-45) (docs/evaluation.md)`);
+    if (uf && (uf.alphaV || uf.betaV))
+      lines.push(
+        `  warning: probabilities underflowed to 0 in ${uf.alphaV} alpha_v / ${uf.betaV} beta_v map(s): their scoring maps are floored at ln(1e-45) (docs/evaluation.md)`,
+      );
   }
   if (r.frequency) {
     const f = r.frequency;
-    lines.push(`frequency grounding on ${f.alphaA.n} clips (${f.bands} bands over ${f.nMels} mel bins):`, fr('alpha_a (no video)', f.alphaA), fr('beta_a (vision-guided)', f.betaA));
+    lines.push(
+      `frequency grounding on ${f.alphaA.n} clips (${f.bands} bands over ${f.nMels} mel bins):`,
+      fr('alpha_a (no video)', f.alphaA),
+      fr('beta_a (vision-guided)', f.betaA),
+    );
   }
   if (r.retrieval) {
     const x = r.retrieval;
-    const rr = (name: string, s: typeof x.audioToVideo) => `  ${name.padEnd(16)} R@1 ${pct(s.recall[1]).padStart(6)}  R@5 ${pct(s.recall[5]).padStart(6)}  R@10 ${pct(s.recall[10]).padStart(6)}  median rank ${s.medianRank}  (chance R@1 ${pct(s.chance[1])})`;
+    const rr = (name: string, s: typeof x.audioToVideo) =>
+      `  ${name.padEnd(16)} R@1 ${pct(s.recall[1]).padStart(6)}  R@5 ${pct(s.recall[5]).padStart(6)}  R@10 ${pct(s.recall[10]).padStart(6)}  median rank ${s.medianRank}  (chance R@1 ${pct(s.chance[1])})`;
     lines.push(`retrieval on ${x.audioToVideo.n} clips:`, rr('audio -> video', x.audioToVideo), rr('video -> audio', x.videoToAudio));
   }
   if (r.linearProbe) {
     const p = r.linearProbe;
-    lines.push(`linear probe on ${p.dataset} (${p.classes} classes, chance ${pct(p.chance)}${p.missing ? `, ${p.missing} item(s) unusable` : ''}):`);
-    for (const f of p.folds) lines.push(`  ${f.name.padEnd(14)}${f.video ? ` video ${pct(f.video.testAccuracy)} (l2 ${f.video.l2})` : ''}${f.audio ? ` audio ${pct(f.audio.testAccuracy)} (l2 ${f.audio.l2})` : ''}`);
+    lines.push(
+      `linear probe on ${p.dataset} (${p.classes} classes, chance ${pct(p.chance)}${p.missing ? `, ${p.missing} item(s) unusable` : ''}):`,
+    );
+    for (const f of p.folds)
+      lines.push(
+        `  ${f.name.padEnd(14)}${f.video ? ` video ${pct(f.video.testAccuracy)} (l2 ${f.video.l2})` : ''}${f.audio ? ` audio ${pct(f.audio.testAccuracy)} (l2 ${f.audio.l2})` : ''}`,
+      );
     if (p.video) lines.push(`  video (featV): ${pct(p.video.mean)} +- ${pct(p.video.std)}`);
     if (p.audio) lines.push(`  audio (featA): ${pct(p.audio.mean)} +- ${pct(p.audio.std)}`);
   }
   if (r.finetune) {
     const ft = r.finetune;
     const st = ft.settings;
-    lines.push(`finetune on ${ft.dataset} (${ft.classes} classes, chance ${pct(ft.chance)}; ${st.epochs} epochs, ${st.optimizer} lr ${st.lr}, batch ${st.batchSize}${st.fromScratch ? ', from scratch' : ''}):`);
+    lines.push(
+      `finetune on ${ft.dataset} (${ft.classes} classes, chance ${pct(ft.chance)}; ${st.epochs} epochs, ${st.optimizer} lr ${st.lr}, batch ${st.batchSize}${st.fromScratch ? ', from scratch' : ''}):`,
+    );
     for (const f of ft.folds) {
-      const first = f.epochs[0], last = f.epochs[f.epochs.length - 1];
-      lines.push(`  ${f.name.padEnd(14)} test ${pct(f.testAccuracy).padStart(6)}  val ${pct(f.valAccuracy).padStart(6)} (epoch ${f.bestEpoch} kept)  train loss ${f3(first?.trainLoss ?? NaN)} -> ${f3(last?.trainLoss ?? NaN)}  (${f.nTrain} / ${f.nVal} / ${f.nTest} videos${f.missing ? `, ${f.missing} unusable` : ''})`);
+      const first = f.epochs[0],
+        last = f.epochs[f.epochs.length - 1];
+      lines.push(
+        `  ${f.name.padEnd(14)} test ${pct(f.testAccuracy).padStart(6)}  val ${pct(f.valAccuracy).padStart(6)} (epoch ${f.bestEpoch} kept)  train loss ${f3(first?.trainLoss ?? NaN)} -> ${f3(last?.trainLoss ?? NaN)}  (${f.nTrain} / ${f.nVal} / ${f.nTest} videos${f.missing ? `, ${f.missing} unusable` : ''})`,
+      );
     }
     lines.push(`  video (finetuned): ${pct(ft.test.mean)} +- ${pct(ft.test.std)}`);
   }
@@ -207,14 +257,21 @@ async function defaultSplit(data: string, log: (l: string) => void): Promise<str
     log(`manifest ${m.file} has splits ${m.splits.join(', ')}: evaluating split 'test' (--split NAME for another)`);
     return 'test';
   }
-  if (m.splits.length) log(`warning: manifest ${m.file} has splits ${m.splits.join(', ')} but none named 'test': evaluating all ${m.entries.length} rows, training clips included (--split NAME to choose)`);
+  if (m.splits.length)
+    log(
+      `warning: manifest ${m.file} has splits ${m.splits.join(', ')} but none named 'test': evaluating all ${m.entries.length} rows, training clips included (--split NAME to choose)`,
+    );
   return undefined;
 }
 
 const taskNames: Record<ClipTask, string> = { retrieval: 'retrieval', localization: 'localisation', frequency: 'frequency grounding' };
 
 /** What `cmac eval all` runs: every task the data has ground truth for; the others named with the reason, not silently dropped. */
-async function allTasks(o: ClipOpts, loader: ReturnType<typeof evalLoader>, log: (l: string) => void): Promise<{ tasks: ClipTask[]; skipped: Partial<Record<ClipTask, string>> }> {
+async function allTasks(
+  o: ClipOpts,
+  loader: ReturnType<typeof evalLoader>,
+  log: (l: string) => void,
+): Promise<{ tasks: ClipTask[]; skipped: Partial<Record<ClipTask, string>> }> {
   const synth = isSynth(o.data);
   const boxes = !synth && !o.annotations && (await loader.init()).some((r) => Array.isArray(r.boxes) && r.boxes.length > 0);
   const tasks: ClipTask[] = ['retrieval'];
@@ -232,7 +289,13 @@ async function runClipTasks(asked: ClipTask[] | 'all', o: ClipOpts): Promise<voi
     const clip = clipOf(config);
     const split = o.split ?? (await defaultSplit(o.data, log));
     const source = openSource(o.data, split);
-    const loader = evalLoader(source, clip, { batchSize: o.batchSize, decoders: o.decoders, clipsPerVideo: o.clipsPerVideo, cacheDir: o.cacheDir, log });
+    const loader = evalLoader(source, clip, {
+      batchSize: o.batchSize,
+      decoders: o.decoders,
+      clipsPerVideo: o.clipsPerVideo,
+      cacheDir: o.cacheDir,
+      log,
+    });
     const t0 = Date.now();
     let results: EvaluationResults, outputs, gtOf, skipped: Partial<Record<ClipTask, string>>;
     try {
@@ -240,11 +303,31 @@ async function runClipTasks(asked: ClipTask[] | 'all', o: ClipOpts): Promise<voi
       ({ tasks, skipped } = asked === 'all' ? await allTasks(o, loader, log) : { tasks: asked, skipped: {} });
       const needGt = tasks.includes('localization') || tasks.includes('frequency');
       // Boxes normalised to the whole frame are registered through each video's eval crop (its size from a probe).
-      const frames = (needGt || o.report) && (o.annotations || !isSynthFolder(o.data)) ? await frameGeometries(source, await loader.init(), { log }) : undefined;
-      gtOf = needGt || o.report ? groundTruthFor(o.data, clip, o.annotations, { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax }, frames) : undefined;
+      const frames =
+        (needGt || o.report) && (o.annotations || !isSynthFolder(o.data))
+          ? await frameGeometries(source, await loader.init(), { log })
+          : undefined;
+      gtOf =
+        needGt || o.report
+          ? groundTruthFor(
+              o.data,
+              clip,
+              o.annotations,
+              { objects: o.gtObjects, frames: o.gtFrames, nMels: config.logmel.nMels, fMin: config.logmel.fMin, fMax: config.logmel.fMax },
+              frames,
+            )
+          : undefined;
       ({ results, outputs } = await evaluateModel(model, {
-        config, clips: loader, tasks, gtOf, protocol: o.protocol, keepFrames: !!o.report, keepAudio: o.report ? 256 : false,
-        onProgress: (n) => { if (n % (o.batchSize * 10) < o.batchSize) log(`${n} clips`); },
+        config,
+        clips: loader,
+        tasks,
+        gtOf,
+        protocol: o.protocol,
+        keepFrames: !!o.report,
+        keepAudio: o.report ? 256 : false,
+        onProgress: (n) => {
+          if (n % (o.batchSize * 10) < o.batchSize) log(`${n} clips`);
+        },
       }));
     } finally {
       await loader.close();
@@ -260,20 +343,32 @@ const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  ${l}`)
 
 /** Adds `cmac eval ...` to a commander program. */
 export function registerEval(program: Command): void {
-  const ev = program.command('eval').description('evaluate a trained checkpoint: linear probe, finetuning, retrieval, sound-source localisation, frequency grounding');
+  const ev = program
+    .command('eval')
+    .description('evaluate a trained checkpoint: linear probe, finetuning, retrieval, sound-source localisation, frequency grounding');
 
   addDatasetOptions(addCommon(ev.command('linear-probe')), 'clips (audio files: windows) averaged per item (default 1; audio files 3)')
     .description('frozen pooled features (featV, featA) -> L2-regularised logistic regression, regulariser chosen on validation')
-    .addHelpText('after', examples([
-      'cmac eval linear-probe --checkpoint runs/tiny --data data/synth',
-      'cmac eval linear-probe --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1',
-      'cmac eval linear-probe --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --splits /data/testTrainMulti_7030_splits',
-      'cmac eval linear-probe --checkpoint runs/as --data /data/ESC-50-master --json esc50.json',
-    ]))
+    .addHelpText(
+      'after',
+      examples([
+        'cmac eval linear-probe --checkpoint runs/tiny --data data/synth',
+        'cmac eval linear-probe --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1',
+        'cmac eval linear-probe --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --splits /data/testTrainMulti_7030_splits',
+        'cmac eval linear-probe --checkpoint runs/as --data /data/ESC-50-master --json esc50.json',
+      ]),
+    )
     .action(async (o: ProbeOpts) => {
       await withModel(o, async ({ model, config, state, ref }, log) => {
         const ds = openDataset(o, config.seed, log);
-        const lp = await linearProbe(model, ds, { clip: clipOf(config), clipsPerVideo: o.clipsPerVideo, batchSize: o.batchSize, decoders: o.decoders, cacheDir: o.cacheDir, log });
+        const lp = await linearProbe(model, ds, {
+          clip: clipOf(config),
+          clipsPerVideo: o.clipsPerVideo,
+          batchSize: o.batchSize,
+          decoders: o.decoders,
+          cacheDir: o.cacheDir,
+          log,
+        });
         const results: EvaluationResults = { checkpoint: ref.weights, step: state.step, data: path.resolve(o.data), linearProbe: lp };
         finish(results, o, formatResults(results));
       });
@@ -289,24 +384,42 @@ export function registerEval(program: Command): void {
     .option('--weight-decay <x>', 'weight decay', numberAtLeast('--weight-decay', 0), 1e-4)
     .option('--no-augment', 'no training augmentation (random clip placement only)')
     .option('--device <name>', "cpu | cuda | cuda:N | auto (default: the checkpoint's)")
-    .option('--save-dir <dir>', 'write each fold\'s kept weights (visual.*, fc.*) here as <fold>.safetensors')
+    .option('--save-dir <dir>', "write each fold's kept weights (visual.*, fc.*) here as <fold>.safetensors")
     .option('--scratch', 'start the encoder from its random init instead of the checkpoint (a baseline)')
-    .addHelpText('after', examples([
-      'cmac eval finetune --checkpoint runs/tiny --data data/synth --epochs 5 --json finetune.json',
-      'cmac eval finetune --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1 --epochs 20 --lr 0.005 --cache-dir runs/cache/ucf',
-      'cmac eval finetune --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --device cuda --batch 32',
-    ]))
+    .addHelpText(
+      'after',
+      examples([
+        'cmac eval finetune --checkpoint runs/tiny --data data/synth --epochs 5 --json finetune.json',
+        'cmac eval finetune --checkpoint runs/k400 --data /data/UCF101 --splits /data/UCF101/ucfTrainTestlist --folds 1 --epochs 20 --lr 0.005 --cache-dir runs/cache/ucf',
+        'cmac eval finetune --checkpoint runs/k400 --data /data/hmdb51 --layout hmdb51 --device cuda --batch 32',
+      ]),
+    )
     .action(async (o: FinetuneOpts) => {
       const log = prepare(o);
       const ref = resolveCheckpoint(o.checkpoint);
       const state = readCheckpointState(ref);
       const config = state.config;
-      log(`checkpoint ${ref.weights} (step ${state.step}, ${config.preset} preset, loss ${config.loss.preset})${o.scratch ? ': encoder from scratch' : ''}`);
+      log(
+        `checkpoint ${ref.weights} (step ${state.step}, ${config.preset} preset, loss ${config.loss.preset})${o.scratch ? ': encoder from scratch' : ''}`,
+      );
       const ds = openDataset(o, config.seed, log);
       const ft = await finetune(ds, {
-        config, weights: o.scratch ? undefined : ref.weights, epochs: o.epochs, lr: o.lr, batchSize: o.batch, evalBatchSize: o.batchSize,
-        optimizer: o.optimizer, momentum: o.momentum, weightDecay: o.weightDecay, augment: o.augment, clipsPerVideo: o.clipsPerVideo,
-        decoders: o.decoders, cacheDir: o.cacheDir, device: o.device, saveDir: o.saveDir, log,
+        config,
+        weights: o.scratch ? undefined : ref.weights,
+        epochs: o.epochs,
+        lr: o.lr,
+        batchSize: o.batch,
+        evalBatchSize: o.batchSize,
+        optimizer: o.optimizer,
+        momentum: o.momentum,
+        weightDecay: o.weightDecay,
+        augment: o.augment,
+        clipsPerVideo: o.clipsPerVideo,
+        decoders: o.decoders,
+        cacheDir: o.cacheDir,
+        device: o.device,
+        saveDir: o.saveDir,
+        log,
       });
       const results: EvaluationResults = { checkpoint: ref.weights, step: state.step, data: path.resolve(o.data), finetune: ft };
       finish(results, o, formatResults(results));
@@ -319,11 +432,14 @@ export function registerEval(program: Command): void {
 
   addProtocol(addClipOptions(ev.command('localization')))
     .description('alpha_v and beta_v maps by the EZ-VSL or LVS protocol (cIoU@0.5, AUC, mean cIoU) plus pointing and mass in box')
-    .addHelpText('after', examples([
-      'cmac eval localization --checkpoint runs/tiny --data data/synth-large --report loc.html',
-      'cmac eval localization --checkpoint runs/paper --data flickr/videos --annotations flickr/Annotations',
-      'cmac eval localization --checkpoint runs/paper --data vggss/videos --annotations vggss.json --protocol lvs',
-    ]))
+    .addHelpText(
+      'after',
+      examples([
+        'cmac eval localization --checkpoint runs/tiny --data data/synth-large --report loc.html',
+        'cmac eval localization --checkpoint runs/paper --data flickr/videos --annotations flickr/Annotations',
+        'cmac eval localization --checkpoint runs/paper --data vggss/videos --annotations vggss.json --protocol lvs',
+      ]),
+    )
     .action((o: ClipOpts) => runClipTasks(['localization'], o));
 
   addClipOptions(ev.command('frequency'))
@@ -332,7 +448,9 @@ export function registerEval(program: Command): void {
     .action((o: ClipOpts) => runClipTasks(['frequency'], o));
 
   addProtocol(addClipOptions(ev.command('all')))
-    .description('retrieval, plus localisation and frequency grounding where the data has their ground truth (synthetic data; boxes), from one pass over the clips; a skipped task is named')
+    .description(
+      'retrieval, plus localisation and frequency grounding where the data has their ground truth (synthetic data; boxes), from one pass over the clips; a skipped task is named',
+    )
     .addHelpText('after', examples(['cmac eval all --checkpoint runs/tiny --data data/synth --json eval.json --report eval.html']))
     .action((o: ClipOpts) => runClipTasks('all', o));
 }

@@ -50,7 +50,9 @@ export function installProcessGuards(): void {
 export function takeNextSignal(fn: (sig: Handled) => void): () => void {
   installProcessGuards();
   firstSignal = fn;
-  return () => { if (firstSignal === fn) firstSignal = undefined; };
+  return () => {
+    if (firstSignal === fn) firstSignal = undefined;
+  };
 }
 
 /** Temp-folder prefixes of cmac (each followed by the owner's pid): the tar-shard members, finetuning's clip cache. */

@@ -23,7 +23,9 @@ export function buildCli(): Command {
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')
     // Leftovers of killed cmac processes (temp folders named by pid) go before any real work.
-    .hook('preAction', (_p, cmd) => { if (cmd.name() !== 'info') removeStaleTemp(); });
+    .hook('preAction', (_p, cmd) => {
+      if (cmd.name() !== 'info') removeStaleTemp();
+    });
 
   program
     .command('info')

@@ -46,11 +46,17 @@ export function registerSynth(program: Command): Command {
     .option('--large-objects', 'one sounding object covering 25-50% of the frame')
     .option('--object-size <min,max>', 'box side of ordinary objects as a share of the frame side', (v: string) => {
       const p = v.split(',').map(Number);
-      if (p.length !== 2 || !(p[0] > 0 && p[1] >= p[0] && p[1] <= 0.9)) throw new InvalidArgumentError(`--object-size must be two shares 0 < min <= max <= 0.9 like 0.16,0.3, got '${v}'`);
+      if (p.length !== 2 || !(p[0] > 0 && p[1] >= p[0] && p[1] <= 0.9))
+        throw new InvalidArgumentError(`--object-size must be two shares 0 < min <= max <= 0.9 like 0.16,0.3, got '${v}'`);
       return [p[0], p[1]] as [number, number];
     })
     .option('--noise <rms>', 'background noise RMS in the audio (0 = none)', numberAtLeast('--noise', 0), 0.02)
-    .option('--pulse <what>', 'what a sounding object\'s envelope drives: size | brightness | both', oneOf('--pulse', ['size', 'brightness', 'both']), 'size')
+    .option(
+      '--pulse <what>',
+      "what a sounding object's envelope drives: size | brightness | both",
+      oneOf('--pulse', ['size', 'brightness', 'both']),
+      'size',
+    )
     .option('--splits <a,b,c>', 'train,val,test shares', shares)
     .option('--jobs <n>', 'ffmpeg encoder processes at once', int('--jobs', 1, 64), 2)
     .option('--clips-per-process <n>', 'clips encoded by one ffmpeg process', int('--clips-per-process', 1, 256), 8)

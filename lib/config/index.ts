@@ -25,7 +25,10 @@ export type CmacConfigInput = DeepPartial<z.input<typeof configSchema>>;
 export class ConfigError extends Error {
   /** Stable across versions, for programs that branch on the kind of error. */
   readonly code = 'CMAC_CONFIG';
-  constructor(public readonly issues: string[], source = 'config') {
+  constructor(
+    public readonly issues: string[],
+    source = 'config',
+  ) {
     super(`invalid ${source}:\n  ${issues.join('\n  ')}`);
     this.name = 'ConfigError';
   }
@@ -53,7 +56,8 @@ function nestingDepth(v: unknown, limit = maxConfigDepth): number {
 }
 
 function checkDepth(v: unknown, what: string): void {
-  if (nestingDepth(v) > maxConfigDepth) throw new ConfigError([`${what} nests deeper than ${maxConfigDepth} levels (the limit for a config); a cmac config needs 3`], 'config');
+  if (nestingDepth(v) > maxConfigDepth)
+    throw new ConfigError([`${what} nests deeper than ${maxConfigDepth} levels (the limit for a config); a cmac config needs 3`], 'config');
 }
 
 /**
@@ -65,7 +69,12 @@ export function deepMerge(a: ConfigInput, b: ConfigInput): ConfigInput {
   const out: ConfigInput = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const prev = Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined;
-    Object.defineProperty(out, k, { value: isObject(v) && isObject(prev) ? deepMerge(prev as ConfigInput, v) : v, enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, k, {
+      value: isObject(v) && isObject(prev) ? deepMerge(prev as ConfigInput, v) : v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }
@@ -79,11 +88,20 @@ export function parseOverride(s: string): ConfigInput {
   const eq = s.indexOf('=');
   if (eq <= 0) throw new ConfigError([`override '${s}' must look like key.path=value (e.g. optim.lr=1e-3)`], '--set');
   const keys = s.slice(0, eq).trim().split('.');
-  if (keys.some((k) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))) throw new ConfigError([`override key '${s.slice(0, eq)}' is not a dotted name`], '--set');
-  if (keys.length > maxConfigDepth) throw new ConfigError([`override key '${s.slice(0, 60)}...' has ${keys.length} parts, more than the nesting limit of ${maxConfigDepth}`], '--set');
+  if (keys.some((k) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)))
+    throw new ConfigError([`override key '${s.slice(0, eq)}' is not a dotted name`], '--set');
+  if (keys.length > maxConfigDepth)
+    throw new ConfigError(
+      [`override key '${s.slice(0, 60)}...' has ${keys.length} parts, more than the nesting limit of ${maxConfigDepth}`],
+      '--set',
+    );
   const raw = s.slice(eq + 1);
   let value: unknown = raw;
-  try { value = JSON.parse(raw); } catch { /* a plain string */ }
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    /* a plain string */
+  }
   let out: ConfigInput = { [keys[keys.length - 1]]: value };
   for (let i = keys.length - 2; i >= 0; i--) out = { [keys[i]]: out };
   return out;
@@ -92,7 +110,9 @@ export function parseOverride(s: string): ConfigInput {
 /** Reads a JSON or YAML config file (by extension); errors name the file. */
 export function loadConfigFile(file: string): ConfigInput {
   let text: string;
-  try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
     throw new ConfigError([`cannot read ${file}: ${(e as Error).message}`], 'config file');
   }
   let v: unknown;
@@ -102,7 +122,8 @@ export function loadConfigFile(file: string): ConfigInput {
     v = yaml ? YAML.parse(text) : JSON.parse(text);
   } catch (e) {
     // The YAML parser recurses per level: a file nested thousands deep overflows its stack.
-    if (e instanceof RangeError || /Maximum call stack size exceeded/.test((e as Error).message)) throw new ConfigError([tooDeep], 'config file');
+    if (e instanceof RangeError || /Maximum call stack size exceeded/.test((e as Error).message))
+      throw new ConfigError([tooDeep], 'config file');
     throw new ConfigError([`${file} is not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message}`], 'config file');
   }
   if (!isObject(v)) throw new ConfigError([`${file} must hold an object at the top level`], 'config file');
@@ -116,12 +137,18 @@ function describeIssue(issue: z.ZodIssue, input: ConfigInput): string {
   for (const k of issue.path) value = isObject(value) || Array.isArray(value) ? (value as Record<string, unknown>)[k as string] : undefined;
   const got = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
   switch (issue.code) {
-    case 'unrecognized_keys': return `${where}: unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
-    case 'invalid_enum_value': return `${where}: ${got}; allowed: ${issue.options.map((o) => JSON.stringify(o)).join(', ')}`;
-    case 'too_small': return `${where}: ${got}; must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
-    case 'too_big': return `${where}: ${got}; must be ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;
-    case 'invalid_type': return `${where}: ${got}; expected ${issue.expected}`;
-    default: return `${where}: ${got}; ${issue.message}`;
+    case 'unrecognized_keys':
+      return `${where}: unknown key(s) ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    case 'invalid_enum_value':
+      return `${where}: ${got}; allowed: ${issue.options.map((o) => JSON.stringify(o)).join(', ')}`;
+    case 'too_small':
+      return `${where}: ${got}; must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
+    case 'too_big':
+      return `${where}: ${got}; must be ${issue.inclusive ? '<=' : '<'} ${issue.maximum}`;
+    case 'invalid_type':
+      return `${where}: ${got}; expected ${issue.expected}`;
+    default:
+      return `${where}: ${got}; ${issue.message}`;
   }
 }
 
@@ -135,20 +162,27 @@ export function resolveConfig(input: CmacConfigInput = {}, overrides: string[] =
   let merged = input as ConfigInput;
   for (const o of overrides) merged = deepMerge(merged, parseOverride(o));
   const preset = merged.preset ?? 'tiny';
-  if (preset !== 'tiny' && preset !== 'paper') throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);
+  if (preset !== 'tiny' && preset !== 'paper')
+    throw new ConfigError([`config.preset: got ${JSON.stringify(preset)}; allowed: "tiny", "paper"`]);
   merged = deepMerge(deepMerge(sizePresets[preset], { preset }), merged);
   const oldPooling = isObject(merged.loss) && Object.prototype.hasOwnProperty.call(merged.loss, 'attentionPooling');
-  if (oldPooling) throw new ConfigError([`config.loss.attentionPooling: replaced by model.pooling ("attention" | "mean"), a setting of its own independent of the loss preset. Fix: remove it, or set model.pooling=mean for global average pooling`]);
-  const nonFinite = nonFiniteNumbers(merged);  // YAML's .inf / .nan would otherwise pass min/max checks
+  if (oldPooling)
+    throw new ConfigError([
+      `config.loss.attentionPooling: replaced by model.pooling ("attention" | "mean"), a setting of its own independent of the loss preset. Fix: remove it, or set model.pooling=mean for global average pooling`,
+    ]);
+  const nonFinite = nonFiniteNumbers(merged); // YAML's .inf / .nan would otherwise pass min/max checks
   if (nonFinite.length) throw new ConfigError(nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`));
   const r = configSchema.safeParse(merged);
   if (!r.success) throw new ConfigError(r.error.issues.map((i) => describeIssue(i, merged)));
   const c = r.data;
   const issues: string[] = [];
-  if (c.logmel.winLength > c.logmel.nFft) issues.push(`config.logmel.winLength: got ${c.logmel.winLength}; must be <= logmel.nFft (${c.logmel.nFft})`);
+  if (c.logmel.winLength > c.logmel.nFft)
+    issues.push(`config.logmel.winLength: got ${c.logmel.winLength}; must be <= logmel.nFft (${c.logmel.nFft})`);
   if (c.logmel.fMin >= c.logmel.fMax) issues.push(`config.logmel.fMin: got ${c.logmel.fMin}; must be < logmel.fMax (${c.logmel.fMax})`);
-  if (c.logmel.fMax > c.logmel.sampleRate / 2) issues.push(`config.logmel.fMax: got ${c.logmel.fMax}; must be <= sampleRate/2 (${c.logmel.sampleRate / 2})`);
-  if (c.clip.audioSeconds * c.logmel.sampleRate < c.logmel.nFft) issues.push(`config.clip.audioSeconds: got ${c.clip.audioSeconds}; the window must hold at least nFft samples`);
+  if (c.logmel.fMax > c.logmel.sampleRate / 2)
+    issues.push(`config.logmel.fMax: got ${c.logmel.fMax}; must be <= sampleRate/2 (${c.logmel.sampleRate / 2})`);
+  if (c.clip.audioSeconds * c.logmel.sampleRate < c.logmel.nFft)
+    issues.push(`config.clip.audioSeconds: got ${c.clip.audioSeconds}; the window must hold at least nFft samples`);
   if (c.data.batchSize < 2) issues.push('config.data.batchSize: must be >= 2 (the contrastive loss needs negatives)');
   if (issues.length) throw new ConfigError(issues);
   return c;
@@ -164,9 +198,15 @@ export function resolveConfig(input: CmacConfigInput = {}, overrides: string[] =
 export function checkModelConfig(config: ModelConfig, where = 'model config'): void {
   checkDepth(config, where);
   const nonFinite = nonFiniteNumbers(config);
-  if (nonFinite.length) throw new ConfigError(nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`), where);
+  if (nonFinite.length)
+    throw new ConfigError(
+      nonFinite.map(([p, v]) => `${p}: got ${v}; must be a finite number`),
+      where,
+    );
   const r = modelConfigSchema.safeParse(config);
-  const issues = r.success ? [] : r.error.issues.filter((i) => i.code !== 'unrecognized_keys').map((i) => describeIssue(i, config as ConfigInput));
+  const issues = r.success
+    ? []
+    : r.error.issues.filter((i) => i.code !== 'unrecognized_keys').map((i) => describeIssue(i, config as ConfigInput));
   if (issues.length) throw new ConfigError(issues, where);
 }
 
@@ -263,7 +303,10 @@ export function lambdaScale(c: CmacConfig, step: number, total: number, start?: 
  * if (ramp.observe(step, r.retrievalAcc)) log(`ramp starts at step ${ramp.step}`);
  */
 export class RampStart {
-  constructor(private readonly c: CmacConfig, public step?: number) {
+  constructor(
+    private readonly c: CmacConfig,
+    public step?: number,
+  ) {
     if (c.loss.rampStart !== 'auto') this.step = c.loss.rampStart;
   }
 
@@ -274,4 +317,3 @@ export class RampStart {
     return true;
   }
 }
-

@@ -17,7 +17,7 @@ export const sizePresets: Record<'tiny' | 'paper', ConfigInput> = {
     model: { visual: { planes: [64, 128, 256, 512], stemMid: 45, lastStride1: false }, audio: { planes: [64, 128, 256, 512] } },
     logmel: { nMels: 128 },
     clip: { frames: 8, fps: 16, size: 112 },
-    optim: { lr: 2e-4 },  // AVID-CMA's Adam setting (references.md)
+    optim: { lr: 2e-4 }, // AVID-CMA's Adam setting (references.md)
     data: { source: 'synth', batchSize: 32 },
     train: { steps: 100000, checkpointEvery: 1000 },
   },

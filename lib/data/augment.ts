@@ -70,7 +70,13 @@ export interface PlanOptions {
 }
 
 /** torchvision's RandomResizedCrop box for a w x h frame. */
-export function randomResizedCrop(w: number, h: number, rng: Prng, scale: [number, number] = [0.25, 1], ratio: [number, number] = [3 / 4, 4 / 3]): CropRect {
+export function randomResizedCrop(
+  w: number,
+  h: number,
+  rng: Prng,
+  scale: [number, number] = [0.25, 1],
+  ratio: [number, number] = [3 / 4, 4 / 3],
+): CropRect {
   const area = w * h;
   const lr0 = Math.log(ratio[0]);
   const lr1 = Math.log(ratio[1]);
@@ -116,11 +122,15 @@ export function planClip(info: ProbeInfo, g: ClipGeometry, o: PlanOptions): Clip
   const we = Math.min(fileEnd, o.window?.end ?? fileEnd);
   const clip = g.frames / g.fps;
   if (!(we - ws >= clip)) {
-    throw new DataError('too_short', info.file, `needs ${clip.toFixed(3)} s for ${g.frames} frames at ${g.fps} fps, has ${Math.max(0, we - ws).toFixed(3)} s${o.window ? ' in its manifest window' : ''}`);
+    throw new DataError(
+      'too_short',
+      info.file,
+      `needs ${clip.toFixed(3)} s for ${g.frames} frames at ${g.fps} fps, has ${Math.max(0, we - ws).toFixed(3)} s${o.window ? ' in its manifest window' : ''}`,
+    );
   }
   const train = o.mode === 'train';
-  const aug0 = train && o.augment !== false ? o.augment ?? {} : false;
-  const pad = aug0 && aug0.shift !== false ? aug0.shift ?? 0.1 : 0;
+  const aug0 = train && o.augment !== false ? (o.augment ?? {}) : false;
+  const pad = aug0 && aug0.shift !== false ? (aug0.shift ?? 0.1) : 0;
   let lo: number;
   let hi: number;
   if (we - ws >= g.audioSeconds + 2 * pad) {
@@ -149,9 +159,8 @@ export function planClip(info: ProbeInfo, g: ClipGeometry, o: PlanOptions): Clip
   if (!aug || !rng) {
     return { start, audioStart, crop: squareCentreCrop(v.width, v.height), flip: false, gain: 1, shiftSamples: 0, shiftMargin: 0 };
   }
-  const crop = aug.crop === false
-    ? squareCentreCrop(v.width, v.height)
-    : randomResizedCrop(v.width, v.height, rng, aug.crop?.scale, aug.crop?.ratio);
+  const crop =
+    aug.crop === false ? squareCentreCrop(v.width, v.height) : randomResizedCrop(v.width, v.height, rng, aug.crop?.scale, aug.crop?.ratio);
   const flip = aug.flip === false ? false : rng.chance(aug.flip ?? 0.5);
   let jitter: Jitter | undefined;
   if (aug.jitter !== false) {
@@ -162,7 +171,7 @@ export function planClip(info: ProbeInfo, g: ClipGeometry, o: PlanOptions): Clip
     jitter = { brightness: rng.uniform(-b, b), contrast: rng.uniform(1 - ct, 1 + ct), saturation: rng.uniform(1 - s, 1 + s) };
   }
   const gain = aug.gain === false ? 1 : rng.uniform((aug.gain ?? [0.8, 1.2])[0], (aug.gain ?? [0.8, 1.2])[1]);
-  const maxShift = aug.shift === false ? 0 : aug.shift ?? 0.1;
+  const maxShift = aug.shift === false ? 0 : (aug.shift ?? 0.1);
   const shiftMargin = Math.round(maxShift * g.sampleRate);
   const shiftSamples = shiftMargin > 0 ? rng.int(2 * shiftMargin + 1) - shiftMargin : 0;
   return { start, audioStart, crop, flip, jitter, gain, shiftSamples, shiftMargin };
@@ -173,7 +182,11 @@ export function planClip(info: ProbeInfo, g: ClipGeometry, o: PlanOptions): Clip
  * samples wider on each side; returns the `samples`-long slice moved by
  * `shiftSamples`, times `gain`.
  */
-export function applyAudioAugment(wide: Float32Array, samples: number, plan: Pick<ClipPlan, 'gain' | 'shiftSamples' | 'shiftMargin'>): Float32Array {
+export function applyAudioAugment(
+  wide: Float32Array,
+  samples: number,
+  plan: Pick<ClipPlan, 'gain' | 'shiftSamples' | 'shiftMargin'>,
+): Float32Array {
   const off = plan.shiftMargin + plan.shiftSamples;
   const out = wide.slice(off, off + samples);
   if (plan.gain !== 1) for (let i = 0; i < out.length; i++) out[i] *= plan.gain;

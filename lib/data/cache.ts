@@ -50,8 +50,19 @@ function entryCrc(key: string, v: number, a: number, video: Uint8Array, audio: U
 function isEntry(j: unknown): j is Entry & { k: string } {
   const e = j as Record<string, unknown> | null;
   const int = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
-  return !!e && typeof e.k === 'string' && typeof e.s === 'string' && /^clips-.*\.bin$/.test(e.s) && !e.s.includes('/') &&
-    int(e.o) && int(e.v) && int(e.a) && (e.a as number) % 4 === 0 && int(e.c) && typeof e.t === 'number';
+  return (
+    !!e &&
+    typeof e.k === 'string' &&
+    typeof e.s === 'string' &&
+    /^clips-.*\.bin$/.test(e.s) &&
+    !e.s.includes('/') &&
+    int(e.o) &&
+    int(e.v) &&
+    int(e.a) &&
+    (e.a as number) % 4 === 0 &&
+    int(e.c) &&
+    typeof e.t === 'number'
+  );
 }
 
 /** Decoded clips on disk, keyed by {@link cacheKey}. */
@@ -114,7 +125,10 @@ export class ClipCache {
    * its check is dropped, counted in `damaged` and reported to `onDamage`
    * (what failed, and whether another entry of the key is tried next).
    */
-  async get(key: string, onDamage?: (detail: string, another: boolean) => void): Promise<{ video: Uint8Array; audio: Float32Array } | undefined> {
+  async get(
+    key: string,
+    onDamage?: (detail: string, another: boolean) => void,
+  ): Promise<{ video: Uint8Array; audio: Float32Array } | undefined> {
     const list = this.index.get(key);
     while (list && list.length > 0) {
       const e = list[0];
@@ -183,7 +197,14 @@ export class ClipCache {
       } finally {
         await fh.close();
       }
-      const e: Entry = { s: shard.name, o: shard.size, v: video.length, a: audio.byteLength, c: entryCrc(key, video.length, audio.byteLength, video, a8), t: Date.now() };
+      const e: Entry = {
+        s: shard.name,
+        o: shard.size,
+        v: video.length,
+        a: audio.byteLength,
+        c: entryCrc(key, video.length, audio.byteLength, video, a8),
+        t: Date.now(),
+      };
       shard.size += bytes;
       await fs.promises.appendFile(path.join(this.dir, shard.name.replace(/\.bin$/, '.jsonl')), JSON.stringify({ k: key, ...e }) + '\n');
       this.index.set(key, [e]);

@@ -49,7 +49,9 @@ export interface DecodeOptions extends ProcessOptions {
 export type MediaJob = ClipJob & { bytes?: Uint8Array };
 
 function needsFile(what: string): Error {
-  return new Error(`cmac: ${what} is in memory, which only the native decoder reads; open it as a file for the ffmpeg CLI (the source's open() without inMemory)`);
+  return new Error(
+    `cmac: ${what} is in memory, which only the native decoder reads; open it as a file for the ffmpeg CLI (the source's open() without inMemory)`,
+  );
 }
 
 const indexes = new Map<string, ProbeIndex>();
@@ -139,12 +141,14 @@ export function nativeDecoding(): { available: boolean; reason?: string; version
 /** The decoder a call with these options uses (logs the fallback reason once). */
 export function decoderFor(opts: Pick<DecodeOptions, 'decoder' | 'log'> = {}): DecoderKind {
   const env = process.env.CMAC_DECODER;
-  const want = env === 'ffmpeg-cli' || env === 'native' ? env : opts.decoder ?? 'native';
+  const want = env === 'ffmpeg-cli' || env === 'native' ? env : (opts.decoder ?? 'native');
   if (want === 'ffmpeg-cli') return 'ffmpeg-cli';
   if (loadAddon()) return 'native';
   if (!warned) {
     warned = true;
-    (opts.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`cmac: native decoding is unavailable: ${unavailable}; decoding with the ffmpeg CLI instead`);
+    (opts.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+      `cmac: native decoding is unavailable: ${unavailable}; decoding with the ffmpeg CLI instead`,
+    );
   }
   return 'ffmpeg-cli';
 }
@@ -181,7 +185,7 @@ export async function probe(file: string, opts: DecodeOptions = {}): Promise<Pro
   try {
     st = await fs.promises.stat(file);
   } catch {
-    return probeFile(file, opts);  // the probe names the problem
+    return probeFile(file, opts); // the probe names the problem
   }
   const ix = indexFor(opts.probeIndex);
   const key = ProbeIndex.key(file, st, opts.audioStream);
@@ -198,7 +202,10 @@ async function probeFile(file: string, opts: DecodeOptions): Promise<ProbeInfo> 
     return cli.probe(file, opts);
   }
   aborted(opts);
-  const r = await nativeDecoder(opts.threads).probe(opts.bytes ?? file, { audioStream: opts.audioStream, timeoutMs: opts.timeoutMs ?? 30000 });
+  const r = await nativeDecoder(opts.threads).probe(opts.bytes ?? file, {
+    audioStream: opts.audioStream,
+    timeoutMs: opts.timeoutMs ?? 30000,
+  });
   aborted(opts);
   if (!r.ok) throw new DataError(reasonOf(r.reason), file, r.message ?? 'cannot probe');
   const info: ProbeInfo = { file, size: r.size, format: r.format ?? '', duration: r.duration ?? 0, video: r.video };

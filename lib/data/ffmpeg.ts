@@ -94,7 +94,12 @@ function run(bin: string, args: string[], extraFds: number, opts: ProcessOptions
       child.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
-        if (err.code === 'ENOENT') reject(new Error(`cmac: cannot run '${bin}': not found (install ffmpeg, e.g. apt-get install ffmpeg, or set CMAC_FFMPEG/CMAC_FFPROBE)`));
+        if (err.code === 'ENOENT')
+          reject(
+            new Error(
+              `cmac: cannot run '${bin}': not found (install ffmpeg, e.g. apt-get install ffmpeg, or set CMAC_FFMPEG/CMAC_FFPROBE)`,
+            ),
+          );
         else reject(err);
       });
       child.on('close', (code, signal) => {
@@ -108,7 +113,10 @@ function run(bin: string, args: string[], extraFds: number, opts: ProcessOptions
 }
 
 function lastLines(s: string, n = 3): string {
-  const lines = s.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.slice(-n).join(' | ') || '(no message)';
 }
 
@@ -134,7 +142,8 @@ export async function runFfmpeg(args: string[], input?: Uint8Array, opts: Proces
   if (input) p.child.stdin?.end(Buffer.from(input.buffer, input.byteOffset, input.byteLength));
   else p.child.stdin?.end();
   const r = await p.done;
-  if (r.code !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed (${r.timedOut ? 'timeout' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
+  if (r.code !== 0)
+    throw new Error(`ffmpeg ${args.join(' ')} failed (${r.timedOut ? 'timeout' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
   return { stdout: Buffer.concat(chunks), stderr: r.stderr };
 }
 
@@ -146,7 +155,8 @@ export async function runFfmpeg(args: string[], input?: Uint8Array, opts: Proces
  * fails or the file has no audio.
  */
 export async function decodeAudioFile(file: string, sampleRate: number, opts: ProcessOptions = {}): Promise<Float32Array> {
-  if (!(Number.isInteger(sampleRate) && sampleRate > 0)) throw new RangeError(`cmac: decodeAudioFile: sampleRate must be a positive integer, got ${sampleRate}`);
+  if (!(Number.isInteger(sampleRate) && sampleRate > 0))
+    throw new RangeError(`cmac: decodeAudioFile: sampleRate must be a positive integer, got ${sampleRate}`);
   let stdout: Buffer;
   try {
     ({ stdout } = await runFfmpeg(['-i', file, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 'f32le', 'pipe:1'], undefined, opts));
@@ -204,12 +214,10 @@ export async function probe(file: string, opts: ProcessOptions & { audioStream?:
     throw new DataError('missing_file', file, (e as Error).message);
   }
   if (size === 0) throw new DataError('empty_file', file, 'file has zero bytes');
-  const p = run(
-    ffprobeBin(),
-    ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', file],
-    0,
-    { timeoutMs: 30000, ...opts },
-  );
+  const p = run(ffprobeBin(), ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', file], 0, {
+    timeoutMs: 30000,
+    ...opts,
+  });
   p.child.stdin?.end();
   const chunks: Buffer[] = [];
   p.child.stdout?.on('data', (d: Buffer) => chunks.push(d));
@@ -234,13 +242,14 @@ export async function probe(file: string, opts: ProcessOptions & { audioStream?:
   const audioIndex = want !== undefined ? want : Math.max(0, audioStreams.findIndex(isDefault));
   const as = audioStreams[audioIndex] as Record<string, unknown> | undefined;
   if (!vs) throw new DataError('no_video', file, `no video stream (streams: ${streams.map((s) => s.codec_type).join(', ') || 'none'})`);
-  if (!vs.codec_name || vs.codec_name === 'none') throw new DataError('unsupported_codec', file, 'video stream has a codec ffmpeg does not know');
+  if (!vs.codec_name || vs.codec_name === 'none')
+    throw new DataError('unsupported_codec', file, 'video stream has a codec ffmpeg does not know');
   let rotation = 0;
   const sd = (vs.side_data_list as Record<string, unknown>[] | undefined) ?? [];
   for (const d of sd) if (typeof d.rotation === 'number') rotation = d.rotation;
   const tagRot = num((vs.tags as Record<string, unknown> | undefined)?.rotate);
   if (tagRot !== undefined) rotation = tagRot;
-  rotation = ((Math.round(rotation / 90) * 90) % 360 + 360) % 360;
+  rotation = (((Math.round(rotation / 90) * 90) % 360) + 360) % 360;
   let width = num(vs.width) ?? 0;
   let height = num(vs.height) ?? 0;
   if (rotation === 90 || rotation === 270) [width, height] = [height, width];
@@ -254,11 +263,17 @@ export async function probe(file: string, opts: ProcessOptions & { audioStream?:
     file,
     size,
     format: String(j.format?.format_name ?? ''),
-    duration: duration > 0 ? duration : vdur ?? 0,
+    duration: duration > 0 ? duration : (vdur ?? 0),
     video: { codec: String(vs.codec_name), width, height, fps, rotation, frames: num(vs.nb_frames), duration: vdur },
   };
   if (as && as.codec_name && as.codec_name !== 'none') {
-    info.audio = { codec: String(as.codec_name), sampleRate: num(as.sample_rate) ?? 0, channels: num(as.channels) ?? 0, duration: adur, stream: audioIndex };
+    info.audio = {
+      codec: String(as.codec_name),
+      sampleRate: num(as.sample_rate) ?? 0,
+      channels: num(as.channels) ?? 0,
+      duration: adur,
+      stream: audioIndex,
+    };
   }
   return info;
 }
@@ -399,8 +414,28 @@ function planJob(j: ClipJob, inputBase: number, fdBase: number): Planned {
   const seek = Math.max(0, req.start) - preroll;
   const clipSeconds = req.frames / req.fps;
   const inputs = ['-threads', threads, '-ss', fmt(seek), '-t', fmt(preroll + clipSeconds + 0.5), '-i', file];
-  const outputs = ['-map', `${inputBase}:v:0`, '-vf', videoFilter(req, info, preroll), '-frames:v', String(req.frames), '-an', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${fdBase}`];
-  const p: Planned = { inputs, outputs, video: new Uint8Array(req.width * req.height * 3 * req.frames), videoFd: fdBase, audioOut: null, front: 0 };
+  const outputs = [
+    '-map',
+    `${inputBase}:v:0`,
+    '-vf',
+    videoFilter(req, info, preroll),
+    '-frames:v',
+    String(req.frames),
+    '-an',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    `pipe:${fdBase}`,
+  ];
+  const p: Planned = {
+    inputs,
+    outputs,
+    video: new Uint8Array(req.width * req.height * 3 * req.frames),
+    videoFd: fdBase,
+    audioOut: null,
+    front: 0,
+  };
   const a = req.audio;
   if (a && info.audio) {
     const out = new Float32Array(a.samples);
@@ -412,7 +447,18 @@ function planJob(j: ClipJob, inputBase: number, fdBase: number): Planned {
     const from = Math.max(0, first) / a.sampleRate;
     if (readSamples > 0 && from < info.duration + 0.05) {
       inputs.push('-threads', threads, '-ss', fmt(from), '-t', fmt(readSamples / a.sampleRate + 0.05), '-i', file);
-      outputs.push('-map', `${inputBase + 1}:a:${info.audio.stream ?? 0}`, '-vn', '-ac', '1', '-af', `aresample=${a.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${fdBase + 1}`);
+      outputs.push(
+        '-map',
+        `${inputBase + 1}:a:${info.audio.stream ?? 0}`,
+        '-vn',
+        '-ac',
+        '1',
+        '-af',
+        `aresample=${a.sampleRate}:async=1:first_pts=0`,
+        '-f',
+        'f32le',
+        `pipe:${fdBase + 1}`,
+      );
       p.audio = { out, bytes: new Uint8Array(readSamples * 4), fd: fdBase + 1, front };
     }
   }
@@ -467,7 +513,8 @@ export async function decodeClips(jobs: ClipJob[], opts: ProcessOptions = {}): P
     }
     const file = jobs[live[0].i].file;
     if (r.timedOut) out[live[0].i] = new DataError('timeout', file, `ffmpeg ran past ${opts.timeoutMs ?? 60000} ms`);
-    else if (/Decoder \(codec [^)]*\) not found/i.test(r.stderr)) out[live[0].i] = new DataError('unsupported_codec', file, lastLines(r.stderr));
+    else if (/Decoder \(codec [^)]*\) not found/i.test(r.stderr))
+      out[live[0].i] = new DataError('unsupported_codec', file, lastLines(r.stderr));
     else out[live[0].i] = new DataError('decode_failed', file, lastLines(r.stderr));
     return out as (DecodedClip | DataError)[];
   }
@@ -476,7 +523,11 @@ export async function decodeClips(jobs: ClipJob[], opts: ProcessOptions = {}): P
     const frameBytes = req.width * req.height * 3;
     const got = Math.floor(counters[k].v.bytes() / frameBytes);
     if (got < req.frames) {
-      out[i] = new DataError('truncated', file, `decoded ${got} of ${req.frames} frames at ${fmt(req.start)} s (duration ${fmt(info.duration)} s)`);
+      out[i] = new DataError(
+        'truncated',
+        file,
+        `decoded ${got} of ${req.frames} frames at ${fmt(req.start)} s (duration ${fmt(info.duration)} s)`,
+      );
       return;
     }
     let back = 0;
@@ -552,13 +603,31 @@ export async function decodeVideos(jobs: VideoJob[], opts: ProcessOptions = {}):
     inputs.push('-threads', String(j.threads ?? 1));
     if (j.maxSeconds !== undefined && Number.isFinite(j.maxSeconds)) inputs.push('-t', fmt(j.maxSeconds));
     inputs.push('-i', j.file);
-    const req: DecodeRequest = { start: 0, frames: 0, fps: j.fps, width: j.width, height: j.height, crop: { x: 0, y: 0, w: v.width, h: v.height } };
+    const req: DecodeRequest = {
+      start: 0,
+      frames: 0,
+      fps: j.fps,
+      width: j.width,
+      height: j.height,
+      crop: { x: 0, y: 0, w: v.width, h: v.height },
+    };
     const vfd = fd++;
     outputs.push('-map', `${input}:v:0`, '-vf', videoFilter(req, j.info, 0), '-an', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${vfd}`);
     let afd: number | undefined;
     if (j.sampleRate && j.info.audio) {
       afd = fd++;
-      outputs.push('-map', `${input}:a:${j.info.audio.stream ?? 0}`, '-vn', '-ac', '1', '-af', `aresample=${j.sampleRate}:async=1:first_pts=0`, '-f', 'f32le', `pipe:${afd}`);
+      outputs.push(
+        '-map',
+        `${input}:a:${j.info.audio.stream ?? 0}`,
+        '-vn',
+        '-ac',
+        '1',
+        '-af',
+        `aresample=${j.sampleRate}:async=1:first_pts=0`,
+        '-f',
+        'f32le',
+        `pipe:${afd}`,
+      );
     }
     live.push({ i, vfd, afd });
   });
@@ -585,7 +654,8 @@ export async function decodeVideos(jobs: VideoJob[], opts: ProcessOptions = {}):
     }
     const file = jobs[live[0].i].file;
     if (r.timedOut) out[live[0].i] = new DataError('timeout', file, `ffmpeg ran past ${opts.timeoutMs ?? 60000} ms`);
-    else if (/Decoder \(codec [^)]*\) not found/i.test(r.stderr)) out[live[0].i] = new DataError('unsupported_codec', file, lastLines(r.stderr));
+    else if (/Decoder \(codec [^)]*\) not found/i.test(r.stderr))
+      out[live[0].i] = new DataError('unsupported_codec', file, lastLines(r.stderr));
     else out[live[0].i] = new DataError('decode_failed', file, lastLines(r.stderr));
   }
   return out;
@@ -663,13 +733,28 @@ export async function encodeClips(jobs: EncodeJob[], opts: EncodeOptions = {}): 
   p.child.stdin?.end();
   for (const inp of inputs) writeAll(p.child.stdio[inp.fd] as Writable, inp.data);
   const r = await p.done;
-  if (r.code !== 0) throw new Error(`cmac: ffmpeg could not encode ${jobs.map((j) => j.out).join(', ')} (${r.timedOut ? 'timeout' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
+  if (r.code !== 0)
+    throw new Error(
+      `cmac: ffmpeg could not encode ${jobs.map((j) => j.out).join(', ')} (${r.timedOut ? 'timeout' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`,
+    );
 }
 
 /** The H.264 settings of {@link encodeClips} and {@link openVideoEncoder}. */
 function x264Args(fps: number, opts: EncodeOptions): string[] {
-  return ['-c:v', 'libx264', '-preset', opts.preset ?? 'ultrafast', '-crf', String(opts.crf ?? 18), '-pix_fmt', 'yuv420p',
-    '-g', String(opts.gop ?? Math.max(1, Math.round(fps))), '-threads', String(opts.threads ?? 1)];
+  return [
+    '-c:v',
+    'libx264',
+    '-preset',
+    opts.preset ?? 'ultrafast',
+    '-crf',
+    String(opts.crf ?? 18),
+    '-pix_fmt',
+    'yuv420p',
+    '-g',
+    String(opts.gop ?? Math.max(1, Math.round(fps))),
+    '-threads',
+    String(opts.threads ?? 1),
+  ];
 }
 
 /** A video being encoded frame by frame ({@link openVideoEncoder}). */
@@ -693,24 +778,49 @@ export interface VideoEncoder {
  * to even). `format` names the container when `out`'s extension does not
  * (e.g. a temp name). No time limit unless `opts.timeoutMs` is given.
  */
-export function openVideoEncoder(job: { out: string; width: number; height: number; fps: number; format?: string }, opts: EncodeOptions = {}): VideoEncoder {
-  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${job.width}x${job.height}`, '-r', String(job.fps), '-i', 'pipe:0'];
+export function openVideoEncoder(
+  job: { out: string; width: number; height: number; fps: number; format?: string },
+  opts: EncodeOptions = {},
+): VideoEncoder {
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    '-s',
+    `${job.width}x${job.height}`,
+    '-r',
+    String(job.fps),
+    '-i',
+    'pipe:0',
+  ];
   if (job.width % 2 || job.height % 2) args.push('-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
   args.push(...x264Args(job.fps, opts));
-  if ((/\.(mp4|m4v|mov)$/i.test(job.out) || /^(mp4|mov)$/.test(job.format ?? '')) && opts.faststart !== false) args.push('-movflags', '+faststart');
+  if ((/\.(mp4|m4v|mov)$/i.test(job.out) || /^(mp4|mov)$/.test(job.format ?? '')) && opts.faststart !== false)
+    args.push('-movflags', '+faststart');
   if (job.format) args.push('-f', job.format);
   args.push('-map_metadata', '-1', '-fflags', '+bitexact', '-flags', '+bitexact', job.out);
   const p = run(ffmpegBin(), args, 0, { ...opts, timeoutMs: opts.timeoutMs ?? 2 ** 31 - 1 });
   const stdin = p.child.stdin!;
   let failed: Error | undefined;
-  const failure = (r: Awaited<Spawned['done']>) => new Error(`cmac: ffmpeg could not encode ${job.out} (${r.timedOut ? 'timeout' : r.aborted ? 'aborted' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`);
-  const exited = p.done.then((r) => {
-    if (r.code !== 0) failed = failure(r);
-    return r;
-  }, (e: Error) => {
-    failed = e;
-    return undefined;
-  });
+  const failure = (r: Awaited<Spawned['done']>) =>
+    new Error(
+      `cmac: ffmpeg could not encode ${job.out} (${r.timedOut ? 'timeout' : r.aborted ? 'aborted' : `exit ${r.code ?? r.signal}`}): ${lastLines(r.stderr)}`,
+    );
+  const exited = p.done.then(
+    (r) => {
+      if (r.code !== 0) failed = failure(r);
+      return r;
+    },
+    (e: Error) => {
+      failed = e;
+      return undefined;
+    },
+  );
   return {
     async write(frame: Uint8Array): Promise<void> {
       if (failed) throw failed;
@@ -750,7 +860,37 @@ export interface MuxJob {
  * (`cmac localize`'s overlay MP4 with the original soundtrack).
  */
 export async function muxSoundtrack(job: MuxJob, opts: ProcessOptions = {}): Promise<void> {
-  if (!(job.from >= 0) || !(job.seconds > 0)) throw new RangeError(`cmac: muxSoundtrack: from must be >= 0 and seconds > 0, got from ${job.from}, seconds ${job.seconds}`);
-  await runFfmpeg(['-y', '-i', job.video, '-ss', String(job.from), '-t', String(job.seconds), '-i', job.audio,
-    '-map', '0:v:0', '-map', '1:a:0', '-c:v', 'copy', '-c:a', 'aac', '-b:a', '128k', '-shortest', '-movflags', '+faststart', '-f', 'mp4', job.out], undefined, opts);
+  if (!(job.from >= 0) || !(job.seconds > 0))
+    throw new RangeError(`cmac: muxSoundtrack: from must be >= 0 and seconds > 0, got from ${job.from}, seconds ${job.seconds}`);
+  await runFfmpeg(
+    [
+      '-y',
+      '-i',
+      job.video,
+      '-ss',
+      String(job.from),
+      '-t',
+      String(job.seconds),
+      '-i',
+      job.audio,
+      '-map',
+      '0:v:0',
+      '-map',
+      '1:a:0',
+      '-c:v',
+      'copy',
+      '-c:a',
+      'aac',
+      '-b:a',
+      '128k',
+      '-shortest',
+      '-movflags',
+      '+faststart',
+      '-f',
+      'mp4',
+      job.out,
+    ],
+    undefined,
+    opts,
+  );
 }

@@ -44,13 +44,14 @@ export function renderTestVideo(v: TestVideo): EncodeJob {
       continue;
     }
     if (v.pixel) {
-      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-        const c = v.pixel(x, y, t, f);
-        const k = base + (y * w + x) * 3;
-        video[k] = c[0];
-        video[k + 1] = c[1];
-        video[k + 2] = c[2];
-      }
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) {
+          const c = v.pixel(x, y, t, f);
+          const k = base + (y * w + x) * 3;
+          video[k] = c[0];
+          video[k + 1] = c[1];
+          video[k + 2] = c[2];
+        }
     } else {
       const c = v.colour ? v.colour(t, f) : [128, 128, 128];
       for (let i = 0; i < w * h; i++) {

@@ -13,10 +13,16 @@ import { folderSource, manifestSource, Source, synthSource, tarSource } from './
 export function openSource(spec: string, split?: string, opts: { allWhenUnsplit?: boolean } = {}): Source {
   if (/\.tar$/i.test(spec) || /\{.*\.\..*\}/.test(spec)) return tarSource(spec);
   if (/\.(csv|jsonl)$/i.test(spec)) return manifestSource(spec, split ? { split, ...opts } : {});
-  if (!fs.existsSync(spec)) throw new Error(`data source ${spec} does not exist. Fix: pass a folder of videos, a .csv/.jsonl manifest, tar shards, or make synthetic data there (synthesize({ out: ${JSON.stringify(spec)}, clips: 200 }); CLI: cmac synth --out ${spec})`);
+  if (!fs.existsSync(spec))
+    throw new Error(
+      `data source ${spec} does not exist. Fix: pass a folder of videos, a .csv/.jsonl manifest, tar shards, or make synthetic data there (synthesize({ out: ${JSON.stringify(spec)}, clips: 200 }); CLI: cmac synth --out ${spec})`,
+    );
   if (fs.statSync(spec).isDirectory()) {
-    if (fs.existsSync(path.join(spec, 'manifest.jsonl')) && fs.existsSync(path.join(spec, 'classes.json'))) return synthSource(spec, split ? { split } : {});
+    if (fs.existsSync(path.join(spec, 'manifest.jsonl')) && fs.existsSync(path.join(spec, 'classes.json')))
+      return synthSource(spec, split ? { split } : {});
     return folderSource(spec);
   }
-  throw new Error(`data source ${spec} is a file cmac cannot read as a dataset. Fix: use a .csv/.jsonl manifest, a .tar shard or a folder.`);
+  throw new Error(
+    `data source ${spec} is a file cmac cannot read as a dataset. Fix: use a .csv/.jsonl manifest, a .tar shard or a folder.`,
+  );
 }

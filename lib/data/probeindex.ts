@@ -44,7 +44,7 @@ function endsWithNewline(file: string): boolean {
   try {
     fd = fs.openSync(file, 'r');
   } catch {
-    return true;  // no file yet
+    return true; // no file yet
   }
   try {
     const size = fs.fstatSync(fd).size;
@@ -129,7 +129,8 @@ export class ProbeIndex {
     try {
       fd = fs.openSync(file, 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cmac: cannot read the probe index ${file}: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`cmac: cannot read the probe index ${file}: ${(e as Error).message}`);
       this.hashes = new Float64Array(0);
       this.offsets = new Float64Array(0);
       this.distinct = 0;
@@ -142,10 +143,13 @@ export class ProbeIndex {
       const base = this.readLookup(size, head);
       const from = base ? base.covered : 0;
       const tail = this.scan(readAt(fd, from, size - from), from);
-      sorted = tail.hashes.length === 0 && base ? base : sortEntries(
-        Float64Array.from([...(base?.hashes ?? []), ...tail.hashes]),
-        Float64Array.from([...(base?.offsets ?? []), ...tail.offsets]),
-      );
+      sorted =
+        tail.hashes.length === 0 && base
+          ? base
+          : sortEntries(
+              Float64Array.from([...(base?.hashes ?? []), ...tail.hashes]),
+              Float64Array.from([...(base?.offsets ?? []), ...tail.offsets]),
+            );
       if (tail.hashes.length > LOOKUP_REFRESH) this.writeLookup(sorted, tail.covered, head);
     } finally {
       fs.closeSync(fd);
@@ -164,7 +168,8 @@ export class ProbeIndex {
     let covered = from;
     for (let s = 0; s < b.length;) {
       let e = b.indexOf(10, s);
-      if (e < 0) e = b.length;  // a torn last line: indexed like the others, found out when looked up
+      if (e < 0)
+        e = b.length; // a torn last line: indexed like the others, found out when looked up
       else covered = from + e + 1;
       if (e - s > HEAD && b[s] === 0x50 && b[s + 1] === 0x31 && b[s + 2] === 0x20) {
         const h = hashAt(b, s + TAG.length);
@@ -197,7 +202,7 @@ export class ProbeIndex {
     const count = b.readUInt32LE(16);
     if (!(covered <= size) || b.readUInt32LE(24) !== head || b.length !== LOOKUP_HEAD + count * 16) return undefined;
     const body = b.subarray(LOOKUP_HEAD);
-    if ((crc32(body) >>> 0) !== b.readUInt32LE(20)) return undefined;
+    if (crc32(body) >>> 0 !== b.readUInt32LE(20)) return undefined;
     const all = new Float64Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
     return { hashes: all.subarray(0, count), offsets: all.subarray(count), covered };
   }
@@ -245,21 +250,23 @@ export class ProbeIndex {
     try {
       const e = JSON.parse(line) as IndexLine;
       if (valid(e)) this.known.set(e.key, e.info);
-    } catch { /* a torn line */ }
+    } catch {
+      /* a torn line */
+    }
   }
 
   /** The parsed line at offset `at` when it is whole, passes its crc and holds `key`. */
   private parseAt(fd: number, at: number, key: string): IndexedProbe | undefined {
     let b = readAt(fd, at, 1024);
     let e = b.indexOf(10);
-    while (e < 0 && b.length >= 1024 && b.length < (1 << 20)) {
+    while (e < 0 && b.length >= 1024 && b.length < 1 << 20) {
       b = readAt(fd, at, b.length * 4);
       e = b.indexOf(10);
     }
-    if (e < 0 || e <= HEAD || b.toString('latin1', 0, TAG.length) !== TAG) return undefined;  // torn, or not a line start
+    if (e < 0 || e <= HEAD || b.toString('latin1', 0, TAG.length) !== TAG) return undefined; // torn, or not a line start
     const crc = parseInt(b.toString('latin1', TAG.length + 17, HEAD - 1), 16);
     const json = b.subarray(HEAD, e);
-    if (!(crc >= 0) || (crc32(json) >>> 0) !== crc) return undefined;
+    if (!(crc >= 0) || crc32(json) >>> 0 !== crc) return undefined;
     try {
       const x = JSON.parse(json.toString('utf8')) as IndexLine;
       return valid(x) && x.key === key ? x.info : undefined;
@@ -303,10 +310,14 @@ export class ProbeIndex {
   }
 
   put(key: string, info: ProbeInfo | IndexedProbe): void {
-    const { file: _file, ...rest } = info as ProbeInfo;  // the key holds the path; the caller puts back the name it asked with
+    const { file: _file, ...rest } = info as ProbeInfo; // the key holds the path; the caller puts back the name it asked with
     this.known.set(key, rest);
     const json = Buffer.from(JSON.stringify({ key, info: rest }));
-    const line = Buffer.concat([Buffer.from(`${TAG}${hashOf(key)} ${(crc32(json) >>> 0).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
+    const line = Buffer.concat([
+      Buffer.from(`${TAG}${hashOf(key)} ${(crc32(json) >>> 0).toString(16).padStart(8, '0')} `, 'latin1'),
+      json,
+      Buffer.from('\n'),
+    ]);
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       if (!this.wrote) {
@@ -316,7 +327,9 @@ export class ProbeIndex {
       }
       fs.appendFileSync(this.file, line);
     } catch (e) {
-      throw new Error(`cmac: cannot write the probe index ${this.file}: ${(e as Error).message}. Fix: a writable path for data.probeIndex, or none`);
+      throw new Error(
+        `cmac: cannot write the probe index ${this.file}: ${(e as Error).message}. Fix: a writable path for data.probeIndex, or none`,
+      );
     }
   }
 

@@ -84,7 +84,11 @@ function walk(dir: string, exts: Set<string>, out: string[], seen: Set<string>, 
     if (e.isSymbolicLink()) {
       // A link to anything but a folder is listed by its name, as a file is: a
       // dangling link or one to a FIFO is then a counted skip when opened.
-      try { isDir = fs.statSync(p).isDirectory(); } catch { isDir = false; }
+      try {
+        isDir = fs.statSync(p).isDirectory();
+      } catch {
+        isDir = false;
+      }
       isFile = !isDir;
     }
     if (isDir) {
@@ -96,7 +100,9 @@ function walk(dir: string, exts: Set<string>, out: string[], seen: Set<string>, 
         continue;
       }
       if (seen.has(real)) {
-        warnings.push(`folder ${p} (real path ${real}) is already listed through another path (a symlink loop or a second link to it); not listed again`);
+        warnings.push(
+          `folder ${p} (real path ${real}) is already listed through another path (a symlink loop or a second link to it); not listed again`,
+        );
         continue;
       }
       seen.add(real);
@@ -127,14 +133,22 @@ export function folderSource(dir: string, opts: FolderSourceOptions = {}): Sourc
   const src: Source = {
     description: `folder ${root}`,
     async list(): Promise<SampleRef[]> {
-      if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`cmac: folder ${root} does not exist or is not a folder`);
+      if (!fs.existsSync(root) || !fs.statSync(root).isDirectory())
+        throw new Error(`cmac: folder ${root} does not exist or is not a folder`);
       const files: string[] = [];
       const warnings: string[] = [];
       walk(root, exts, files, new Set([fs.realpathSync(root)]), warnings);
       src.warnings = warnings;
       let classes: string[] | undefined;
       if (opts.labels === 'subdir') {
-        classes = [...new Set(files.map((f) => path.relative(root, f).split(path.sep)).filter((p) => p.length > 1).map((p) => p[0]))].sort();
+        classes = [
+          ...new Set(
+            files
+              .map((f) => path.relative(root, f).split(path.sep))
+              .filter((p) => p.length > 1)
+              .map((p) => p[0]),
+          ),
+        ].sort();
         src.classes = classes;
       }
       return files.map((f, index) => {
@@ -160,11 +174,17 @@ export function folderSource(dir: string, opts: FolderSourceOptions = {}): Sourc
  * unquoted field) throws an error naming `source`, the line and the column.
  */
 export function parseCsv(text: string, source = 'CSV'): string[][] {
-  let lastRecordLine = 0;  // the line where the last complete record ended
+  let lastRecordLine = 0; // the line where the last complete record ended
   try {
     return csvParse(text, {
-      bom: true, skip_empty_lines: true, relax_column_count: true, record_delimiter: ['\r\n', '\n', '\r'],
-      on_record: (record: string[], ctx) => { lastRecordLine = ctx.lines; return record; },
+      bom: true,
+      skip_empty_lines: true,
+      relax_column_count: true,
+      record_delimiter: ['\r\n', '\n', '\r'],
+      on_record: (record: string[], ctx) => {
+        lastRecordLine = ctx.lines;
+        return record;
+      },
     }) as string[][];
   } catch (e) {
     if (!(e instanceof CsvError)) throw e;
@@ -174,11 +194,19 @@ export function parseCsv(text: string, source = 'CSV'): string[][] {
       const lines = text.split(/\r\n|\n|\r/);
       let line = lastRecordLine + 1;
       while (line < lines.length && lines[line - 1].trim() === '') line++;
-      throw Object.assign(new Error(`cmac: ${source}: line ${line}: a quoted field opened here is never closed (the rest of the file would become one field). Fix: add the closing " or write the field without quotes`), { code: 'CMAC_CSV', line });
+      throw Object.assign(
+        new Error(
+          `cmac: ${source}: line ${line}: a quoted field opened here is never closed (the rest of the file would become one field). Fix: add the closing " or write the field without quotes`,
+        ),
+        { code: 'CMAC_CSV', line },
+      );
     }
     const column = typeof e.index === 'number' ? `, column ${e.index + 1}` : '';
     const what = e.code === 'INVALID_OPENING_QUOTE' ? 'a " inside an unquoted field' : e.message.replace(/^[A-Za-z ]+: /, '');
-    throw Object.assign(new Error(`cmac: ${source}: line ${e.lines}${column}: ${what}. Fix: quote the whole field ("...") and double each " inside it ("")`), { code: 'CMAC_CSV', line: e.lines });
+    throw Object.assign(
+      new Error(`cmac: ${source}: line ${e.lines}${column}: ${what}. Fix: quote the whole field ("...") and double each " inside it ("")`),
+      { code: 'CMAC_CSV', line: e.lines },
+    );
   }
 }
 
@@ -242,12 +270,18 @@ export interface LabelCell {
  * it, a name with spaces around it, any other type (`true`, objects), a name
  * not in `classes`, and a list mixing indices and names.
  */
-export function resolveLabels(cells: LabelCell[], classes?: string[], what = 'manifest'): { labels: Array<number | undefined>; classes?: string[] } {
+export function resolveLabels(
+  cells: LabelCell[],
+  classes?: string[],
+  what = 'manifest',
+): { labels: Array<number | undefined>; classes?: string[] } {
   type Kind = { kind: 'none' } | { kind: 'index'; n: number } | { kind: 'name'; s: string };
   const range = () => (classes ? `0..${classes.length - 1} (${classes.length} classes)` : `0..${maxLabel}`);
   const index = (n: number, where: string, raw: unknown): Kind => {
     if (!Number.isInteger(n) || n < 0 || n > maxLabel || (classes && n >= classes.length)) {
-      throw new Error(`cmac: ${where}: label ${JSON.stringify(raw)} is not a class index: indices are integers ${range()}. Fix: correct the label, or write the class name as a string`);
+      throw new Error(
+        `cmac: ${where}: label ${JSON.stringify(raw)} is not a class index: indices are integers ${range()}. Fix: correct the label, or write the class name as a string`,
+      );
     }
     return { kind: 'index', n };
   };
@@ -265,7 +299,8 @@ export function resolveLabels(cells: LabelCell[], classes?: string[], what = 'ma
           `Fix: write it as ${Number.isInteger(Number(v)) && Number(v) >= 0 ? Number(v) : 'a non-negative integer'}, or list it in classes`,
       );
     }
-    if (v.trim() !== v) throw new Error(`cmac: ${where}: label ${JSON.stringify(v)} has spaces around it. Fix: write the class name without them`);
+    if (v.trim() !== v)
+      throw new Error(`cmac: ${where}: label ${JSON.stringify(v)} has spaces around it. Fix: write the class name without them`);
     return { kind: 'name', s: v };
   });
   const firstIndex = kinds.findIndex((k) => k.kind === 'index');
@@ -378,7 +413,11 @@ export function parseManifest(text: string, file: string, opts: Omit<ManifestSou
       rows.push({ row, where });
     });
   }
-  const { labels, classes } = resolveLabels(rows.map(({ row, where }) => ({ value: row.label, where })), opts.classes, `manifest ${mf}`);
+  const { labels, classes } = resolveLabels(
+    rows.map(({ row, where }) => ({ value: row.label, where })),
+    opts.classes,
+    `manifest ${mf}`,
+  );
   const entries = rows.map(({ row, where }, i): ManifestEntry => {
     const p = row.path ?? row.file ?? row.video;
     if (typeof p !== 'string' || !p) throw new Error(`cmac: ${where}: missing 'path'`);
@@ -418,12 +457,13 @@ export function manifestSource(file: string, opts: ManifestSourceOptions = {}): 
     description: `manifest ${mf}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
       const m = await readManifest(mf, opts);
-      const unsplit = opts.split !== undefined && opts.allWhenUnsplit === true && m.splits.length === 0 && m.entries.every((e) => e.split === undefined);
+      const unsplit =
+        opts.split !== undefined && opts.allWhenUnsplit === true && m.splits.length === 0 && m.entries.every((e) => e.split === undefined);
       const kept = opts.split === undefined || unsplit ? m.entries : m.entries.filter((e) => e.split === opts.split);
       if (kept.length === 0 && m.entries.length > 0) {
         throw new Error(
           `cmac: manifest ${mf} has no rows of split '${opts.split}' (${m.splits.length ? `its splits: ${m.splits.join(', ')}` : 'its rows have no split field'}). ` +
-            `Fix: ${m.splits.length ? 'choose one of its splits' : "add a split field (e.g. \"split\": \"train\") to the rows"}`,
+            `Fix: ${m.splits.length ? 'choose one of its splits' : 'add a split field (e.g. "split": "train") to the rows'}`,
         );
       }
       if (m.classes) src.classes = m.classes;
@@ -447,13 +487,20 @@ export function manifestSource(file: string, opts: ManifestSourceOptions = {}): 
 /** The most names one brace pattern may expand to (see {@link expandBraces}). */
 export const maxBraceExpansion = 100_000;
 
-interface BraceRange { index: number; length: number; from: number; to: number; width: number }
+interface BraceRange {
+  index: number;
+  length: number;
+  from: number;
+  to: number;
+  width: number;
+}
 
 function braceRanges(pattern: string): BraceRange[] {
   const out: BraceRange[] = [];
   for (const m of pattern.matchAll(/\{(\d+)\.\.(\d+)\}/g)) {
     const [from, to] = [Number(m[1]), Number(m[2])];
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) throw new Error(`cmac: the range ${m[0]} in ${pattern} has numbers past ${Number.MAX_SAFE_INTEGER}`);
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to))
+      throw new Error(`cmac: the range ${m[0]} in ${pattern} has numbers past ${Number.MAX_SAFE_INTEGER}`);
     if (from > to) throw new Error(`cmac: the range ${m[0]} in ${pattern} is empty (it counts down). Fix: write it as {${m[2]}..${m[1]}}`);
     out.push({ index: m.index!, length: m[0].length, from, to, width: m[1].length });
   }
@@ -473,8 +520,10 @@ export function braceCount(pattern: string): number {
 function checkBraceCount(pattern: string, limit = maxBraceExpansion): number {
   const count = braceCount(pattern);
   if (count > limit) {
-    throw new Error(`cmac: the shard pattern ${pattern} stands for ${count.toLocaleString('en-US')} names, more than the limit of ${limit.toLocaleString('en-US')}. ` +
-      'Fix: narrow the range(s), or put the shards in a folder and pass the folder');
+    throw new Error(
+      `cmac: the shard pattern ${pattern} stands for ${count.toLocaleString('en-US')} names, more than the limit of ${limit.toLocaleString('en-US')}. ` +
+        'Fix: narrow the range(s), or put the shards in a folder and pass the folder',
+    );
   }
   return count;
 }
@@ -500,8 +549,12 @@ export function expandBraces(pattern: string, limit = maxBraceExpansion): string
       at = r.index + r.length;
     });
     out.push(s + pattern.slice(at));
-    for (let k = ranges.length - 1; k >= 0; k--) {  // odometer: the last range varies fastest
-      if (digits[k] < ranges[k].to) { digits[k]++; break; }
+    for (let k = ranges.length - 1; k >= 0; k--) {
+      // odometer: the last range varies fastest
+      if (digits[k] < ranges[k].to) {
+        digits[k]++;
+        break;
+      }
       digits[k] = ranges[k].from;
     }
   }
@@ -540,7 +593,7 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
   let ownTmp = false;
   let counter = 0;
   const specs = Array.isArray(shards) ? shards : [shards];
-  for (const spec of specs) checkBraceCount(spec);  // fail before any work, not when listing
+  for (const spec of specs) checkBraceCount(spec); // fail before any work, not when listing
   const src: Source = {
     description: `tar shards ${specs.join(', ')}`,
     warnings: [],
@@ -550,7 +603,13 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
         for (const s of expandBraces(spec)) {
           const abs = path.resolve(s);
           if (fs.existsSync(abs) && fs.statSync(abs).isDirectory()) {
-            files.push(...fs.readdirSync(abs).filter((f) => f.toLowerCase().endsWith('.tar')).sort().map((f) => path.join(abs, f)));
+            files.push(
+              ...fs
+                .readdirSync(abs)
+                .filter((f) => f.toLowerCase().endsWith('.tar'))
+                .sort()
+                .map((f) => path.join(abs, f)),
+            );
           } else if (fs.existsSync(abs)) files.push(abs);
           else throw new Error(`cmac: tar shard ${abs} does not exist`);
         }
@@ -596,7 +655,9 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
           }
           await reading;
         } catch (e) {
-          warnings.push(`tar shard ${shard} is damaged after ${samples.size} sample(s): ${(e as Error).message}; the complete samples before it are used`);
+          warnings.push(
+            `tar shard ${shard} is damaged after ${samples.size} sample(s): ${(e as Error).message}; the complete samples before it are used`,
+          );
         }
         for (const [key, s] of samples) {
           if (s.jsonError) warnings.push(`${shard}#${key}: json member is not JSON (${s.jsonError}); sample used without it`);
@@ -628,21 +689,23 @@ export function tarSource(shards: string | string[], opts: TarSourceOptions = {}
         const fh = await fs.promises.open(m.shard, 'r');
         try {
           const { bytesRead } = await fh.read(bytes, 0, m.size, m.offset);
-          if (bytesRead !== m.size) throw new DataError('truncated', ref.id, `tar member ${m.name} of ${m.shard} ends after ${bytesRead} of ${m.size} bytes`);
+          if (bytesRead !== m.size)
+            throw new DataError('truncated', ref.id, `tar member ${m.name} of ${m.shard} ends after ${bytesRead} of ${m.size} bytes`);
         } finally {
           await fh.close();
         }
         return { path: `${m.shard}#${m.name}`, bytes, release: noRelease };
       }
       if (!tmp) {
-        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`));  // the owner's pid: see removeStaleTempDirs (lib/files.ts)
+        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cmac-tar-${process.pid}-`)); // the owner's pid: see removeStaleTempDirs (lib/files.ts)
         ownTmp = true;
         const dir = tmp;
         process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
       }
       fs.mkdirSync(tmp, { recursive: true });
       const out = path.join(tmp, `${process.pid}-${counter++}${path.extname(m.name)}`);
-      if (m.size > 0) await pipeline(fs.createReadStream(m.shard, { start: m.offset, end: m.offset + m.size - 1 }), fs.createWriteStream(out));
+      if (m.size > 0)
+        await pipeline(fs.createReadStream(m.shard, { start: m.offset, end: m.offset + m.size - 1 }), fs.createWriteStream(out));
       else fs.writeFileSync(out, '');
       return { path: out, release: async () => fs.promises.rm(out, { force: true }) };
     },
@@ -671,7 +734,10 @@ export function synthSource(dir: string, opts: SynthSourceOptions = {}): Source 
   const src: Source = {
     description: `synthetic dataset ${root}${opts.split ? ` (split ${opts.split})` : ''}`,
     async list(): Promise<SampleRef[]> {
-      if (!fs.existsSync(path.join(root, 'manifest.jsonl'))) throw new Error(`cmac: ${root} has no manifest.jsonl. Fix: make one with synthesize({ out: ${JSON.stringify(root)}, clips: 200 }) (CLI: cmac synth --out ${root})`);
+      if (!fs.existsSync(path.join(root, 'manifest.jsonl')))
+        throw new Error(
+          `cmac: ${root} has no manifest.jsonl. Fix: make one with synthesize({ out: ${JSON.stringify(root)}, clips: 200 }) (CLI: cmac synth --out ${root})`,
+        );
       let classes: string[] | undefined;
       try {
         const c = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes?: { name: string }[] };

@@ -50,7 +50,14 @@ function hsv(h: number, s: number, v: number): [number, number, number] {
   const p = v * (1 - s);
   const q = v * (1 - f * s);
   const t = v * (1 - (1 - f) * s);
-  const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][((i % 6) + 6) % 6];
+  const [r, g, b] = [
+    [v, t, p],
+    [q, v, p],
+    [p, v, t],
+    [p, q, v],
+    [t, p, v],
+    [v, p, q],
+  ][((i % 6) + 6) % 6];
   return [Math.round(r * 255), Math.round(g * 255), Math.round(b * 255)];
 }
 
@@ -70,7 +77,7 @@ export function synthClasses(k = 8): SynthClass[] {
   const out: SynthClass[] = [];
   for (let i = 0; i < k; i++) {
     const lo = f0 * Math.pow(ratio, i) * guard;
-    const hi = f0 * Math.pow(ratio, i + 1) / guard;
+    const hi = (f0 * Math.pow(ratio, i + 1)) / guard;
     const fund = (hi - lo) / 3.5;
     const partials: number[] = [];
     for (let n = Math.ceil(lo / fund); n * fund <= hi; n++) partials.push(r4(n * fund));
@@ -213,14 +220,15 @@ const shapeExtent: Record<SynthShape, [number, number]> = (() => {
   for (const sh of synthShapes) {
     let ex = 0;
     let ey = 0;
-    for (let j = 0; j <= n; j++) for (let i = 0; i <= n; i++) {
-      const u = (2 * i) / n - 1;
-      const v = (2 * j) / n - 1;
-      if (shapeTests[sh](u, v)) {
-        ex = Math.max(ex, Math.abs(u));
-        ey = Math.max(ey, Math.abs(v));
+    for (let j = 0; j <= n; j++)
+      for (let i = 0; i <= n; i++) {
+        const u = (2 * i) / n - 1;
+        const v = (2 * j) / n - 1;
+        if (shapeTests[sh](u, v)) {
+          ex = Math.max(ex, Math.abs(u));
+          ey = Math.max(ey, Math.abs(v));
+        }
       }
-    }
     out[sh] = [ex, ey];
   }
   return out;
@@ -261,10 +269,14 @@ function resolved(o: SynthOptions): Required<SynthOptions> {
   };
   if (!(Number.isInteger(r.size) && r.size >= 16)) throw new RangeError(`cmac: synth size must be an integer >= 16, got ${r.size}`);
   if (!(r.seconds > 0) || !(r.fps > 0)) throw new RangeError('cmac: synth seconds and fps must be positive');
-  if (!(r.objects[0] >= 1 && r.objects[1] >= r.objects[0] && r.objects[1] <= 3)) throw new RangeError(`cmac: synth objects must lie in 1..3, got ${r.objects.join('..')}`);
-  if (!(r.sounding[0] >= 1 && r.sounding[1] >= r.sounding[0] && r.sounding[1] <= 2)) throw new RangeError(`cmac: synth sounding must lie in 1..2, got ${r.sounding.join('..')}`);
-  if (!(r.objectSize[0] > 0 && r.objectSize[1] >= r.objectSize[0] && r.objectSize[1] <= 0.9)) throw new RangeError(`cmac: synth objectSize must lie in (0, 0.9], got ${r.objectSize.join('..')}`);
-  if (!['size', 'brightness', 'both'].includes(r.pulse)) throw new RangeError(`cmac: synth pulse must be size, brightness or both, got ${r.pulse}`);
+  if (!(r.objects[0] >= 1 && r.objects[1] >= r.objects[0] && r.objects[1] <= 3))
+    throw new RangeError(`cmac: synth objects must lie in 1..3, got ${r.objects.join('..')}`);
+  if (!(r.sounding[0] >= 1 && r.sounding[1] >= r.sounding[0] && r.sounding[1] <= 2))
+    throw new RangeError(`cmac: synth sounding must lie in 1..2, got ${r.sounding.join('..')}`);
+  if (!(r.objectSize[0] > 0 && r.objectSize[1] >= r.objectSize[0] && r.objectSize[1] <= 0.9))
+    throw new RangeError(`cmac: synth objectSize must lie in (0, 0.9], got ${r.objectSize.join('..')}`);
+  if (!['size', 'brightness', 'both'].includes(r.pulse))
+    throw new RangeError(`cmac: synth pulse must be size, brightness or both, got ${r.pulse}`);
   return r;
 }
 
@@ -339,12 +351,18 @@ export function renderClip(seed: number, index: number, options: SynthOptions = 
   const tint = [rng.uniform(-12, 12), rng.uniform(-12, 12), rng.uniform(-12, 12)];
   const bg = new Float32Array(S * S);
   if (kind === 'blobs') {
-    const blobs = Array.from({ length: 6 }, () => ({ x: rng.uniform(0, S), y: rng.uniform(0, S), s: rng.uniform(0.1, 0.35) * S, a: rng.uniform(-40, 40) }));
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      let v = 0;
-      for (const b of blobs) v += b.a * Math.exp(-((x - b.x) ** 2 + (y - b.y) ** 2) / (2 * b.s * b.s));
-      bg[y * S + x] = v;
-    }
+    const blobs = Array.from({ length: 6 }, () => ({
+      x: rng.uniform(0, S),
+      y: rng.uniform(0, S),
+      s: rng.uniform(0.1, 0.35) * S,
+      a: rng.uniform(-40, 40),
+    }));
+    for (let y = 0; y < S; y++)
+      for (let x = 0; x < S; x++) {
+        let v = 0;
+        for (const b of blobs) v += b.a * Math.exp(-((x - b.x) ** 2 + (y - b.y) ** 2) / (2 * b.s * b.s));
+        bg[y * S + x] = v;
+      }
   } else if (kind === 'stripes') {
     const ang = rng.uniform(0, Math.PI);
     const per = rng.uniform(0.08, 0.25) * S;
@@ -355,7 +373,7 @@ export function renderClip(seed: number, index: number, options: SynthOptions = 
   } else if (kind === 'checker') {
     const cell = Math.max(2, Math.round(rng.uniform(0.06, 0.15) * S));
     const a = rng.uniform(10, 25);
-    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) bg[y * S + x] = ((Math.floor(x / cell) + Math.floor(y / cell)) % 2 ? a : -a);
+    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) bg[y * S + x] = (Math.floor(x / cell) + Math.floor(y / cell)) % 2 ? a : -a;
   } else {
     const gx = rng.uniform(-50, 50);
     const gy = rng.uniform(-50, 50);
@@ -617,9 +635,27 @@ export async function synthesize(opts: SynthesizeOptions): Promise<SynthResult> 
   for (const s of ['train', 'val', 'test']) fs.mkdirSync(path.join(out, s), { recursive: true });
   fs.writeFileSync(
     path.join(out, 'classes.json'),
-    JSON.stringify({ classes, bandRange: synthBandRange, mel: { scale: 'htk', fMin: 0, fMax: 8000, nFft: 1024, sampleRate: 16000, note: 'mel = [first, last] filter index whose centre lies in the band' } }, null, 1) + '\n',
+    JSON.stringify(
+      {
+        classes,
+        bandRange: synthBandRange,
+        mel: {
+          scale: 'htk',
+          fMin: 0,
+          fMax: 8000,
+          nFft: 1024,
+          sampleRate: 16000,
+          note: 'mel = [first, last] filter index whose centre lies in the band',
+        },
+      },
+      null,
+      1,
+    ) + '\n',
   );
-  fs.writeFileSync(path.join(out, 'synth.json'), JSON.stringify({ seed, clips: n, splits: opts.splits ?? [0.8, 0.1, 0.1], ...o }, null, 1) + '\n');
+  fs.writeFileSync(
+    path.join(out, 'synth.json'),
+    JSON.stringify({ seed, clips: n, splits: opts.splits ?? [0.8, 0.1, 0.1], ...o }, null, 1) + '\n',
+  );
   const t0 = Date.now();
   const lines: string[] = new Array(n);
   const running = new Set<Promise<void>>();
@@ -641,7 +677,15 @@ export async function synthesize(opts: SynthesizeOptions): Promise<SynthResult> 
         sounding: clip.truth.objects.filter((x) => x.sounding).map((x) => x.class),
         boxes: middleBoxes(clip.truth),
       });
-      group.push({ out: path.join(out, `${rel}.mp4`), video: clip.frames, width: o.size, height: o.size, fps: o.fps, audio: clip.audio, sampleRate: o.sampleRate });
+      group.push({
+        out: path.join(out, `${rel}.mp4`),
+        video: clip.frames,
+        width: o.size,
+        height: o.size,
+        fps: o.fps,
+        audio: clip.audio,
+        sampleRate: o.sampleRate,
+      });
       // Let finished encoders report while we render.
       await new Promise<void>((r) => setImmediate(r));
     }

@@ -75,7 +75,10 @@ function lineCrc(e: VideoEntry): number {
 
 /** A cached record that failed its check (or could not be read). */
 export class CacheDamage extends Error {
-  constructor(readonly entry: VideoEntry, detail: string) {
+  constructor(
+    readonly entry: VideoEntry,
+    detail: string,
+  ) {
     super(`cmac: damaged cache entry ${entry.s}@${entry.o}: ${detail}`);
     this.name = 'CacheDamage';
   }
@@ -237,8 +240,19 @@ export class VideoFill {
         info = rest;
       }
       const e: VideoEntry = {
-        k: this.key, s: this.writer.name, o: this.writer.size, w: this.width, h: this.height, n: this.frames, fps: o.fps,
-        a, sr: a > 0 ? o.sampleRate : 0, full: o.full, b: this.written, info, t: Date.now(),
+        k: this.key,
+        s: this.writer.name,
+        o: this.writer.size,
+        w: this.width,
+        h: this.height,
+        n: this.frames,
+        fps: o.fps,
+        a,
+        sr: a > 0 ? o.sampleRate : 0,
+        full: o.full,
+        b: this.written,
+        info,
+        t: Date.now(),
       };
       if (this.written !== entryBytes(e.w, e.h, e.n, e.a)) throw new Error(`cmac: cache entry size mismatch (${this.written} bytes)`);
       this.cache.appendIndex(e);
@@ -325,7 +339,10 @@ export class VideoCache {
   refresh(): void {
     let names: string[];
     try {
-      names = fs.readdirSync(this.dir).filter((n) => /^videos-.*\.jsonl$/.test(n)).sort();
+      names = fs
+        .readdirSync(this.dir)
+        .filter((n) => /^videos-.*\.jsonl$/.test(n))
+        .sort();
     } catch {
       return;
     }
@@ -368,7 +385,10 @@ export class VideoCache {
         }
         if (typeof e.k !== 'string' || typeof e.s !== 'string' || !(e.n > 0 && e.w > 0 && e.h > 0)) continue;
         if (e.c !== lineCrc(e)) {
-          failed.push({ k: e.k, detail: `index line ${lineNo + i + 1} of ${n} (${e.s}@${e.o}) fails its checksum${e.c === undefined ? ' (none: written by an older cmac)' : ''}` });
+          failed.push({
+            k: e.k,
+            detail: `index line ${lineNo + i + 1} of ${n} (${e.s}@${e.o}) fails its checksum${e.c === undefined ? ' (none: written by an older cmac)' : ''}`,
+          });
           continue;
         }
         if (this.bad.has(`${e.s}@${e.o}`)) continue;

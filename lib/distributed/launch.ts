@@ -42,8 +42,14 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
   try {
     const exits = Array.from({ length: o.nproc }, (_, rank) => {
       const env = {
-        ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RANK: String(rank), WORLD_SIZE: String(o.nproc),
-        LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(o.nproc), GROUP_RANK: '0',
+        ...process.env,
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+        RANK: String(rank),
+        WORLD_SIZE: String(o.nproc),
+        LOCAL_RANK: String(rank),
+        LOCAL_WORLD_SIZE: String(o.nproc),
+        GROUP_RANK: '0',
       };
       const child = spawn(process.execPath, o.args, { env, stdio: rank === 0 ? 'inherit' : ['ignore', 'ignore', 'inherit'] });
       children.push(child);
@@ -52,7 +58,9 @@ export async function launchLocal(o: LaunchOptions): Promise<number> {
         child.on('exit', (code, signal) => {
           if ((code !== 0 || signal) && failure === undefined) {
             failure = code && code !== 0 ? code : 1;
-            log(`cmac: rank ${rank} (pid ${child.pid}) failed: ${signal ? `killed by ${signal}` : `exit code ${code}`}; stopping the other ranks`);
+            log(
+              `cmac: rank ${rank} (pid ${child.pid}) failed: ${signal ? `killed by ${signal}` : `exit code ${code}`}; stopping the other ranks`,
+            );
             forward('SIGTERM');
             setTimeout(() => forward('SIGKILL'), (o.graceSec ?? 5) * 1000).unref();
           }

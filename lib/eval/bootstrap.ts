@@ -56,15 +56,23 @@ function checkMatrix(x: SeedClipMatrix, what: string): { s: number; n: number } 
   const n = x[0].length;
   if (!n) throw new RangeError(`${what}: no test clips (columns)`);
   x.forEach((row, r) => {
-    if (row.length !== n) throw new RangeError(`${what}: seed row ${r} has ${row.length} clips, row 0 has ${n}; every seed must be scored on the same test clips`);
-    for (let c = 0; c < n; c++) if (!Number.isFinite(row[c])) throw new RangeError(`${what}: value at seed row ${r}, clip ${c} is ${row[c]}; every per-clip value must be a finite number`);
+    if (row.length !== n)
+      throw new RangeError(
+        `${what}: seed row ${r} has ${row.length} clips, row 0 has ${n}; every seed must be scored on the same test clips`,
+      );
+    for (let c = 0; c < n; c++)
+      if (!Number.isFinite(row[c]))
+        throw new RangeError(`${what}: value at seed row ${r}, clip ${c} is ${row[c]}; every per-clip value must be a finite number`);
   });
   return { s, n };
 }
 
 function checkOptions(o: BootstrapOptions): { resamples: number; seed: number; level: number } {
-  const resamples = o.resamples ?? 10000, seed = o.seed ?? 1, level = o.level ?? 0.95;
-  if (!(Number.isInteger(resamples) && resamples >= 1)) throw new RangeError(`bootstrap resamples must be an integer >= 1, got ${resamples}`);
+  const resamples = o.resamples ?? 10000,
+    seed = o.seed ?? 1,
+    level = o.level ?? 0.95;
+  if (!(Number.isInteger(resamples) && resamples >= 1))
+    throw new RangeError(`bootstrap resamples must be an integer >= 1, got ${resamples}`);
   if (!(level > 0 && level < 1)) throw new RangeError(`bootstrap level must be in (0, 1), e.g. 0.95; got ${level}`);
   if (!Number.isFinite(seed)) throw new RangeError(`bootstrap seed must be a number, got ${seed}`);
   return { resamples, seed, level };
@@ -82,7 +90,8 @@ export function bootstrapMean(x: SeedClipMatrix, opts: BootstrapOptions = {}): B
   for (const row of x) for (let c = 0; c < n; c++) total += row[c];
   const rng = new Prng(seed);
   const reps = new Float64Array(resamples);
-  const seedCount = new Float64Array(s), clipCount = new Float64Array(n);
+  const seedCount = new Float64Array(s),
+    clipCount = new Float64Array(n);
   for (let b = 0; b < resamples; b++) {
     seedCount.fill(0);
     clipCount.fill(0);
@@ -114,7 +123,9 @@ export function pairedBootstrapDiff(a: SeedClipMatrix, b: SeedClipMatrix, opts: 
   const sa = checkMatrix(a, 'paired bootstrap (first)');
   const sb = checkMatrix(b, 'paired bootstrap (second)');
   if (sa.s !== sb.s || sa.n !== sb.n) {
-    throw new RangeError(`paired bootstrap: the two configurations must have the same seeds x clips, got ${sa.s}x${sa.n} and ${sb.s}x${sb.n}; pair them on the seeds and test clips both have`);
+    throw new RangeError(
+      `paired bootstrap: the two configurations must have the same seeds x clips, got ${sa.s}x${sa.n} and ${sb.s}x${sb.n}; pair them on the seeds and test clips both have`,
+    );
   }
   const d = a.map((row, r) => Float64Array.from({ length: sa.n }, (_, c) => row[c] - b[r][c]));
   return bootstrapMean(d, opts);

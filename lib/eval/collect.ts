@@ -68,7 +68,8 @@ export interface CollectOptions {
   onProgress?: (clips: number) => void;
 }
 
-type Key = 'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'betaA' | 'alphaVLogits' | 'betaVCos' | 'alphaALogits' | 'betaACos';
+type Key =
+  'zV' | 'zA' | 'featV' | 'featA' | 'alphaV' | 'betaV' | 'alphaA' | 'betaA' | 'alphaVLogits' | 'betaVCos' | 'alphaALogits' | 'betaACos';
 
 /** Collects per-batch [n, ...] float32 tensors into one {@link Rows} block. */
 export class RowsBuilder {
@@ -84,14 +85,25 @@ export class RowsBuilder {
     const n = this.parts.reduce((a, p) => a + p.length, 0);
     const data = new Float32Array(n);
     let o = 0;
-    for (const p of this.parts) { data.set(p, o); o += p.length; }
+    for (const p of this.parts) {
+      data.set(p, o);
+      o += p.length;
+    }
     return { data, shape: this.shape };
   }
 }
 
 /** What the loader said about each clip of a batch (labels from the batch's label tensor when it has one). */
 export function clipInfos(batch: LoaderBatch): ClipInfo[] {
-  return batch.meta.map((m, i) => ({ id: m.id, index: m.index, clip: m.clip, start: m.start, label: batch.labels ? batch.labels.data[i] : (m.label ?? -1), boxes: m.boxes, extra: m.extra }));
+  return batch.meta.map((m, i) => ({
+    id: m.id,
+    index: m.index,
+    clip: m.clip,
+    start: m.start,
+    label: batch.labels ? batch.labels.data[i] : (m.label ?? -1),
+    boxes: m.boxes,
+    extra: m.extra,
+  }));
 }
 
 /** Row i of a Rows block. */
@@ -109,24 +121,52 @@ const collectOptionKeys = keysOf<CollectOptions>()(['embed', 'maps', 'keepFrames
 const audioFileFeatureKeys = ['sampleRate', 'samples', 'windows', 'batchSize', 'onProgress'] as const;
 
 /** Runs `model` (eval mode) over every batch and gathers the outputs. */
-export async function collectOutputs(model: CmacModel, batches: AsyncIterable<LoaderBatch> | Iterable<LoaderBatch>, opts: CollectOptions = {}): Promise<ModelOutputs> {
+export async function collectOutputs(
+  model: CmacModel,
+  batches: AsyncIterable<LoaderBatch> | Iterable<LoaderBatch>,
+  opts: CollectOptions = {},
+): Promise<ModelOutputs> {
   checkOptionKeys(opts, collectOptionKeys, 'collectOutputs()');
   const wantEmbed = opts.embed ?? true;
-  const b: Record<Key, RowsBuilder> = { zV: new RowsBuilder(), zA: new RowsBuilder(), featV: new RowsBuilder(), featA: new RowsBuilder(), alphaV: new RowsBuilder(), betaV: new RowsBuilder(), alphaA: new RowsBuilder(), betaA: new RowsBuilder(),
-    alphaVLogits: new RowsBuilder(), betaVCos: new RowsBuilder(), alphaALogits: new RowsBuilder(), betaACos: new RowsBuilder() };
+  const b: Record<Key, RowsBuilder> = {
+    zV: new RowsBuilder(),
+    zA: new RowsBuilder(),
+    featV: new RowsBuilder(),
+    featA: new RowsBuilder(),
+    alphaV: new RowsBuilder(),
+    betaV: new RowsBuilder(),
+    alphaA: new RowsBuilder(),
+    betaA: new RowsBuilder(),
+    alphaVLogits: new RowsBuilder(),
+    betaVCos: new RowsBuilder(),
+    alphaALogits: new RowsBuilder(),
+    betaACos: new RowsBuilder(),
+  };
   const out: ModelOutputs = { clips: [] };
   if (opts.keepFrames) out.frames = [];
-  if (opts.keepAudio) { out.audio = []; out.sampleRate = opts.sampleRate ?? 16000; }
+  if (opts.keepAudio) {
+    out.audio = [];
+    out.sampleRate = opts.sampleRate ?? 16000;
+  }
   for await (const batch of batches as AsyncIterable<LoaderBatch>) {
     const input = { video: batch.video, audio: batch.audio };
     if (wantEmbed) {
       const e = await model.embed(input);
-      b.zV.add(e.zV); b.zA.add(e.zA); b.featV.add(e.featV); b.featA.add(e.featA);
+      b.zV.add(e.zV);
+      b.zA.add(e.zA);
+      b.featV.add(e.featV);
+      b.featA.add(e.featA);
     }
     if (opts.maps) {
       const m = await model.maps(input);
-      b.alphaV.add(m.alphaV); b.betaV.add(m.betaV); b.alphaA.add(m.alphaA); b.betaA.add(m.betaA);
-      b.alphaVLogits.add(m.alphaVLogits); b.betaVCos.add(m.betaVCos); b.alphaALogits.add(m.alphaALogits); b.betaACos.add(m.betaACos);
+      b.alphaV.add(m.alphaV);
+      b.betaV.add(m.betaV);
+      b.alphaA.add(m.alphaA);
+      b.betaA.add(m.betaA);
+      b.alphaVLogits.add(m.alphaVLogits);
+      b.betaVCos.add(m.betaVCos);
+      b.alphaALogits.add(m.alphaALogits);
+      b.betaACos.add(m.betaACos);
     }
     const [, T, H, W] = batch.video.shape;
     const S = batch.audio.shape[1];
@@ -138,7 +178,10 @@ export async function collectOutputs(model: CmacModel, batches: AsyncIterable<Lo
         out.frames.push(batch.video.data.slice((i * T + t) * fb, (i * T + t + 1) * fb));
         out.frameSize = H;
       }
-      if (out.audio) out.audio.push(opts.keepAudio === true || out.audio.length < Number(opts.keepAudio) ? batch.audio.data.slice(i * S, (i + 1) * S) : undefined);
+      if (out.audio)
+        out.audio.push(
+          opts.keepAudio === true || out.audio.length < Number(opts.keepAudio) ? batch.audio.data.slice(i * S, (i + 1) * S) : undefined,
+        );
     });
     opts.onProgress?.(out.clips.length);
   }
@@ -150,7 +193,11 @@ export async function collectOutputs(model: CmacModel, batches: AsyncIterable<Lo
 }
 
 /** An eval-mode loader over a source with a model's clip geometry. */
-export function evalLoader(source: Source, clip: LoaderOptions['clip'], opts: Partial<LoaderOptions> = {}): ReturnType<typeof createLoader> {
+export function evalLoader(
+  source: Source,
+  clip: LoaderOptions['clip'],
+  opts: Partial<LoaderOptions> = {},
+): ReturnType<typeof createLoader> {
   return createLoader({ batchSize: 32, decoders: 2, missingAudio: 'silence', ...opts, source, clip, mode: 'eval' });
 }
 
@@ -171,7 +218,11 @@ export function averageBySample(clips: ClipInfo[], r: Rows): { index: number[]; 
   const sums = new Map<number, { sum: Float64Array; n: number; label: number }>();
   clips.forEach((c, i) => {
     let s = sums.get(c.index);
-    if (!s) { s = { sum: new Float64Array(d), n: 0, label: c.label }; sums.set(c.index, s); order.push(c.index); }
+    if (!s) {
+      s = { sum: new Float64Array(d), n: 0, label: c.label };
+      sums.set(c.index, s);
+      order.push(c.index);
+    }
     const x = row(r, i);
     for (let k = 0; k < d; k++) s.sum[k] += x[k];
     s.n++;
@@ -196,7 +247,8 @@ export function audioWindows(pcm: Float32Array, samples: number, count: number):
     if (pcm.length <= samples) {
       w.set(pcm, Math.floor((samples - pcm.length) / 2));
     } else {
-      const lo = samples / 2, hi = pcm.length - samples / 2;
+      const lo = samples / 2,
+        hi = pcm.length - samples / 2;
       const c = lo + ((hi - lo) * (i + 0.5)) / count;
       const a = Math.max(0, Math.min(pcm.length - samples, Math.round(c - samples / 2)));
       w.set(pcm.subarray(a, a + samples));
@@ -212,13 +264,18 @@ export function audioWindows(pcm: Float32Array, samples: number, count: number):
  * through the audio encoder, averaged per file. Files that fail to decode are
  * reported in `failed` and left out.
  */
-export async function audioFileFeatures(model: CmacModel, files: string[], o: { sampleRate: number; samples: number; windows?: number; batchSize?: number; onProgress?: (n: number) => void }): Promise<{ ok: number[]; featA: Rows; zA: Rows; failed: Array<{ file: string; error: string }> }> {
+export async function audioFileFeatures(
+  model: CmacModel,
+  files: string[],
+  o: { sampleRate: number; samples: number; windows?: number; batchSize?: number; onProgress?: (n: number) => void },
+): Promise<{ ok: number[]; featA: Rows; zA: Rows; failed: Array<{ file: string; error: string }> }> {
   checkOptionKeys(o, audioFileFeatureKeys, 'audioFileFeatures()');
   const windows = o.windows ?? 3;
   const bs = o.batchSize ?? 32;
   const failed: Array<{ file: string; error: string }> = [];
   const ok: number[] = [];
-  const feat = new RowsBuilder(), z = new RowsBuilder();
+  const feat = new RowsBuilder(),
+    z = new RowsBuilder();
   let pend: { idx: number; w: Float32Array[] }[] = [];
   const flush = async () => {
     if (!pend.length) return;
@@ -226,11 +283,15 @@ export async function audioFileFeatures(model: CmacModel, files: string[], o: { 
     const data = new Float32Array(all.length * o.samples);
     all.forEach((w, i) => data.set(w, i * o.samples));
     const e = await model.embed({ audio: { data, shape: [all.length, o.samples] } });
-    for (const [src, dst] of [[e.featA!, feat], [e.zA!, z]] as const) {
+    for (const [src, dst] of [
+      [e.featA!, feat],
+      [e.zA!, z],
+    ] as const) {
       const d = src.shape[1];
       const avg = new Float32Array(pend.length * d);
       pend.forEach((p, j) => {
-        for (let w = 0; w < windows; w++) for (let k = 0; k < d; k++) avg[j * d + k] += (src.data as Float32Array)[(j * windows + w) * d + k] / windows;
+        for (let w = 0; w < windows; w++)
+          for (let k = 0; k < d; k++) avg[j * d + k] += (src.data as Float32Array)[(j * windows + w) * d + k] / windows;
       });
       dst.add({ data: avg, shape: [pend.length, d] });
     }
@@ -239,15 +300,27 @@ export async function audioFileFeatures(model: CmacModel, files: string[], o: { 
     o.onProgress?.(ok.length);
   };
   // Decode two files at a time while the model runs.
-  const decode = (i: number) => decodeAudioFile(files[i], o.sampleRate).then((pcm) => ({ i, pcm }), (e: Error) => ({ i, error: e.message }));
+  const decode = (i: number) =>
+    decodeAudioFile(files[i], o.sampleRate).then(
+      (pcm) => ({ i, pcm }),
+      (e: Error) => ({ i, error: e.message }),
+    );
   let next = decode(0);
   for (let i = 0; i < files.length; i++) {
     const r = await next;
     if (i + 1 < files.length) next = decode(i + 1);
-    if ('error' in r) { failed.push({ file: files[i], error: r.error as string }); continue; }
+    if ('error' in r) {
+      failed.push({ file: files[i], error: r.error as string });
+      continue;
+    }
     pend.push({ idx: i, w: audioWindows(r.pcm, o.samples, windows) });
     if (pend.length * windows >= bs) await flush();
   }
   await flush();
-  return { ok, featA: feat.build() ?? { data: new Float32Array(0), shape: [0] }, zA: z.build() ?? { data: new Float32Array(0), shape: [0] }, failed };
+  return {
+    ok,
+    featA: feat.build() ?? { data: new Float32Array(0), shape: [0] },
+    zA: z.build() ?? { data: new Float32Array(0), shape: [0] },
+    failed,
+  };
 }

@@ -51,7 +51,12 @@ export const acceptedLayouts =
   'a cmac synth folder (synth), a UCF101 or HMDB51 folder with its split files (ucf101, hmdb51; --splits), ESC-50 (its folder or meta/esc50.csv; esc50), ' +
   'a folder with one sub-folder per class or train/ val/ test/ folders of class folders (folder), or a .csv/.jsonl manifest with label and split columns (manifest)';
 
-const lines = (text: string): string[] => text.replace(/^\uFEFF/, '').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const lines = (text: string): string[] =>
+  text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
 
 /** UCF101 classInd.txt: `1 ApplyEyeMakeup` per line -> class names by index (id - 1). */
 export function parseUcfClassInd(text: string): string[] {
@@ -81,7 +86,8 @@ export function parseUcfList(text: string, classes: string[], videoRoot: string)
     let label: number;
     if (id !== undefined) {
       label = Number(id) - 1;
-      if (!Number.isInteger(label) || label < 0 || label >= classes.length) throw new Error(`UCF101 list line ${i + 1}: class id '${id}' is not in classInd.txt`);
+      if (!Number.isInteger(label) || label < 0 || label >= classes.length)
+        throw new Error(`UCF101 list line ${i + 1}: class id '${id}' is not in classInd.txt`);
     } else {
       label = lower.indexOf(folder.toLowerCase());
       if (label < 0) throw new Error(`UCF101 list line ${i + 1}: folder '${folder}' is not a class of classInd.txt`);
@@ -118,9 +124,13 @@ export function parseEsc50Csv(text: string): Esc50Row[] {
     if (i < 0) throw new Error(`ESC-50 meta: no '${n}' column (header: ${h.join(',')})`);
     return i;
   };
-  const f = col('filename'), fo = col('fold'), t = col('target'), c = col('category');
+  const f = col('filename'),
+    fo = col('fold'),
+    t = col('target'),
+    c = col('category');
   return rows.slice(1).map((r, i) => {
-    const fold = Number(r[fo]), target = Number(r[t]);
+    const fold = Number(r[fo]),
+      target = Number(r[t]);
     if (!Number.isInteger(fold) || !Number.isInteger(target) || !r[f]) throw new Error(`ESC-50 meta line ${i + 2}: bad row ${r.join(',')}`);
     return { filename: r[f], fold, target, category: r[c] };
   });
@@ -144,7 +154,7 @@ export function carveValidation(items: ProbeItem[], share: number, seed: number)
     let got = 0;
     for (const k of keys) {
       if (got >= want || valSet.size + groups.get(k)!.length >= items.length) break;
-      if (keys.length > 1 && got + groups.get(k)!.length > list.length - 1) continue;  // keep at least one train item per class
+      if (keys.length > 1 && got + groups.get(k)!.length > list.length - 1) continue; // keep at least one train item per class
       for (const it of groups.get(k)!) valSet.add(it);
       got += groups.get(k)!.length;
     }
@@ -177,12 +187,16 @@ export interface ProbeDatasetOptions {
 }
 
 function ucfSplitsDir(root: string, o: ProbeDatasetOptions): string | undefined {
-  const cands = o.splits ? [o.splits] : [root, path.join(root, 'ucfTrainTestlist'), path.join(root, 'splits'), path.join(root, '..', 'ucfTrainTestlist')];
+  const cands = o.splits
+    ? [o.splits]
+    : [root, path.join(root, 'ucfTrainTestlist'), path.join(root, 'splits'), path.join(root, '..', 'ucfTrainTestlist')];
   return cands.find((d) => fs.existsSync(path.join(d, 'classInd.txt')));
 }
 
 function hmdbSplitsDir(root: string, o: ProbeDatasetOptions): string | undefined {
-  const cands = o.splits ? [o.splits] : [root, path.join(root, 'testTrainMulti_7030_splits'), path.join(root, 'splits'), path.join(root, '..', 'testTrainMulti_7030_splits')];
+  const cands = o.splits
+    ? [o.splits]
+    : [root, path.join(root, 'testTrainMulti_7030_splits'), path.join(root, 'splits'), path.join(root, '..', 'testTrainMulti_7030_splits')];
   return cands.find((d) => findFirst([d], (f) => /_test_split\d+\.txt$/.test(f)));
 }
 
@@ -199,7 +213,11 @@ export function detectLayout(root: string, o: ProbeDatasetOptions = {}): Dataset
 }
 
 function subdirs(d: string): string[] {
-  return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  return fs
+    .readdirSync(d, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
 }
 
 function videosUnder(d: string, exts: readonly string[]): string[] {
@@ -235,48 +253,71 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
 
   if (layout === 'manifest') return manifestDataset(root, seed, valShare);
   if (!fs.statSync(root).isDirectory() && layout !== 'esc50') {
-    throw new Error(`data ${root} is a file that is not a dataset the ${layout} layout reads. Accepted: ${acceptedLayouts}. Fix: force one with the layout option (CLI: --layout)`);
+    throw new Error(
+      `data ${root} is a file that is not a dataset the ${layout} layout reads. Accepted: ${acceptedLayouts}. Fix: force one with the layout option (CLI: --layout)`,
+    );
   }
   if (layout === 'synth') {
     const cls = JSON.parse(fs.readFileSync(path.join(root, 'classes.json'), 'utf8')) as { classes: { name: string }[] };
-    const rows = lines(fs.readFileSync(path.join(root, 'manifest.jsonl'), 'utf8')).map((l) => JSON.parse(l) as { path: string; label: number; split: string });
-    const of = (s: string) => rows.filter((r) => r.split === s && r.label >= 0).map((r) => ({ path: path.resolve(root, r.path), label: r.label }));
-    const train = of('train'), val = of('val'), test = of('test');
+    const rows = lines(fs.readFileSync(path.join(root, 'manifest.jsonl'), 'utf8')).map(
+      (l) => JSON.parse(l) as { path: string; label: number; split: string },
+    );
+    const of = (s: string) =>
+      rows.filter((r) => r.split === s && r.label >= 0).map((r) => ({ path: path.resolve(root, r.path), label: r.label }));
+    const train = of('train'),
+      val = of('val'),
+      test = of('test');
     const fold = val.length ? { name: 'synth', train, val, test } : withVal('synth', train, test);
     return { name: `synthetic ${root}`, layout, classes: cls.classes.map((c) => c.name), modality: 'audio-visual', folds: [fold] };
   }
   if (layout === 'ucf101') {
     const sd = ucfSplitsDir(root, o);
-    if (!sd) throw new Error(`UCF101: no classInd.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the ucfTrainTestlist folder`);
+    if (!sd)
+      throw new Error(
+        `UCF101: no classInd.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the ucfTrainTestlist folder`,
+      );
     const classes = parseUcfClassInd(fs.readFileSync(path.join(sd, 'classInd.txt'), 'utf8'));
-    const videos = o.videos ?? ([path.join(root, 'UCF-101'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root);
-    const folds = pick([1, 2, 3]).filter((k) => fs.existsSync(path.join(sd, `trainlist0${k}.txt`))).map((k) => withVal(
-      `split ${k}`,
-      parseUcfList(fs.readFileSync(path.join(sd, `trainlist0${k}.txt`), 'utf8'), classes, videos),
-      parseUcfList(fs.readFileSync(path.join(sd, `testlist0${k}.txt`), 'utf8'), classes, videos),
-    ));
+    const videos = o.videos ?? [path.join(root, 'UCF-101'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root;
+    const folds = pick([1, 2, 3])
+      .filter((k) => fs.existsSync(path.join(sd, `trainlist0${k}.txt`)))
+      .map((k) =>
+        withVal(
+          `split ${k}`,
+          parseUcfList(fs.readFileSync(path.join(sd, `trainlist0${k}.txt`), 'utf8'), classes, videos),
+          parseUcfList(fs.readFileSync(path.join(sd, `testlist0${k}.txt`), 'utf8'), classes, videos),
+        ),
+      );
     if (!folds.length) throw new Error(`UCF101: no trainlist0N.txt for the asked splits in ${sd}`);
     return { name: `UCF101 ${videos}`, layout, classes, modality: 'audio-visual', folds };
   }
   if (layout === 'hmdb51') {
     const sd = hmdbSplitsDir(root, o);
-    if (!sd) throw new Error(`HMDB51: no <class>_test_split<N>.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the testTrainMulti_7030_splits folder`);
-    const files = fs.readdirSync(sd).filter((f) => /_test_split\d+\.txt$/.test(f)).sort();
+    if (!sd)
+      throw new Error(
+        `HMDB51: no <class>_test_split<N>.txt in ${o.splits ?? root}. Fix: pass the splits option (CLI: --splits): the testTrainMulti_7030_splits folder`,
+      );
+    const files = fs
+      .readdirSync(sd)
+      .filter((f) => /_test_split\d+\.txt$/.test(f))
+      .sort();
     const classes = [...new Set(files.map((f) => f.replace(/_test_split\d+\.txt$/, '')))].sort();
-    const videos = o.videos ?? ([path.join(root, 'hmdb51'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root);
-    const folds = pick([1, 2, 3]).filter((k) => files.some((f) => f.endsWith(`_test_split${k}.txt`))).map((k) => {
-      const train: ProbeItem[] = [], test: ProbeItem[] = [];
-      classes.forEach((c, label) => {
-        const f = path.join(sd, `${c}_test_split${k}.txt`);
-        if (!fs.existsSync(f)) throw new Error(`HMDB51: ${f} is missing`);
-        for (const r of parseHmdbSplit(fs.readFileSync(f, 'utf8'))) {
-          const it = { path: path.join(videos, c, r.name), label };
-          if (r.set === 1) train.push(it);
-          else if (r.set === 2) test.push(it);
-        }
+    const videos = o.videos ?? [path.join(root, 'hmdb51'), path.join(root, 'videos')].find((d) => fs.existsSync(d)) ?? root;
+    const folds = pick([1, 2, 3])
+      .filter((k) => files.some((f) => f.endsWith(`_test_split${k}.txt`)))
+      .map((k) => {
+        const train: ProbeItem[] = [],
+          test: ProbeItem[] = [];
+        classes.forEach((c, label) => {
+          const f = path.join(sd, `${c}_test_split${k}.txt`);
+          if (!fs.existsSync(f)) throw new Error(`HMDB51: ${f} is missing`);
+          for (const r of parseHmdbSplit(fs.readFileSync(f, 'utf8'))) {
+            const it = { path: path.join(videos, c, r.name), label };
+            if (r.set === 1) train.push(it);
+            else if (r.set === 2) test.push(it);
+          }
+        });
+        return withVal(`split ${k}`, train, test);
       });
-      return withVal(`split ${k}`, train, test);
-    });
     if (!folds.length) throw new Error(`HMDB51: no split files for the asked splits in ${sd}`);
     return { name: `HMDB51 ${videos}`, layout, classes, modality: 'audio-visual', folds };
   }
@@ -305,8 +346,15 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   const split = ['train', 'val', 'test'].map((s) => path.join(root, s));
   if (fs.existsSync(split[0]) && fs.existsSync(split[2])) {
     const classes = [...new Set([...subdirs(split[0]), ...subdirs(split[2])])].sort();
-    const of = (d: string) => (fs.existsSync(d) ? classes.flatMap((c, label) => (fs.existsSync(path.join(d, c)) ? videosUnder(path.join(d, c), exts).map((p) => ({ path: p, label })) : [])) : []);
-    const train = of(split[0]), val = of(split[1]), test = of(split[2]);
+    const of = (d: string) =>
+      fs.existsSync(d)
+        ? classes.flatMap((c, label) =>
+            fs.existsSync(path.join(d, c)) ? videosUnder(path.join(d, c), exts).map((p) => ({ path: p, label })) : [],
+          )
+        : [];
+    const train = of(split[0]),
+      val = of(split[1]),
+      test = of(split[2]);
     const fold = val.length ? { name: 'folder', train, val, test } : withVal('folder', train, test);
     return { name: `folder ${root}`, layout: 'folder', classes, modality: modalityOf([...train, ...test]), folds: [fold] };
   }
@@ -315,7 +363,13 @@ export function openProbeDataset(dataRoot: string, o: ProbeDatasetOptions = {}):
   const items = classes.flatMap((c, label) => videosUnder(path.join(root, c), exts).map((p) => ({ path: p, label })));
   const { train: rest, val: test } = carveValidation(items, 0.2, seed + 1);
   const { train, val } = carveValidation(rest, 0.25, seed);
-  return { name: `folder ${root}`, layout: 'folder', classes, modality: modalityOf(items), folds: [{ name: 'folder (random 60/20/20)', train, val, test }] };
+  return {
+    name: `folder ${root}`,
+    layout: 'folder',
+    classes,
+    modality: modalityOf(items),
+    folds: [{ name: 'folder (random 60/20/20)', train, val, test }],
+  };
 }
 
 /**
@@ -335,9 +389,16 @@ function manifestDataset(file: string, seed: number, valShare: number): ProbeDat
   if (!m.entries.length) throw new Error(`manifest ${file} has no rows`);
   const unlabelled = m.entries.filter((e) => e.label === undefined);
   if (unlabelled.length) {
-    throw new Error(`manifest ${file}: ${unlabelled.length} row(s) have no label (first ${unlabelled[0].where}); the linear probe and finetuning need a label on every row. Fix: label them, or leave them out of the manifest`);
+    throw new Error(
+      `manifest ${file}: ${unlabelled.length} row(s) have no label (first ${unlabelled[0].where}); the linear probe and finetuning need a label on every row. Fix: label them, or leave them out of the manifest`,
+    );
   }
-  const item = (e: (typeof m.entries)[number]): ProbeItem => ({ path: e.path, label: e.label!, ...(e.start !== undefined ? { start: e.start } : {}), ...(e.end !== undefined ? { end: e.end } : {}) });
+  const item = (e: (typeof m.entries)[number]): ProbeItem => ({
+    path: e.path,
+    label: e.label!,
+    ...(e.start !== undefined ? { start: e.start } : {}),
+    ...(e.end !== undefined ? { end: e.end } : {}),
+  });
   const nClass = Math.max(...m.entries.map((e) => e.label!)) + 1;
   const classes = m.classes ?? Array.from({ length: nClass }, (_, k) => `class-${k}`);
   const name = `manifest ${file}`;
@@ -345,7 +406,13 @@ function manifestDataset(file: string, seed: number, valShare: number): ProbeDat
   if (!m.splits.length) {
     const { train: rest, val: test } = carveValidation(all, 0.2, seed + 1);
     const { train, val } = carveValidation(rest, 0.25, seed);
-    return { name, layout: 'manifest', classes, modality: modalityOf(all), folds: [{ name: 'manifest (random 60/20/20)', train, val, test }] };
+    return {
+      name,
+      layout: 'manifest',
+      classes,
+      modality: modalityOf(all),
+      folds: [{ name: 'manifest (random 60/20/20)', train, val, test }],
+    };
   }
   const valNames = ['val', 'valid', 'validation'];
   const other = m.splits.filter((s) => s !== 'train' && s !== 'test' && !valNames.includes(s));
@@ -357,7 +424,9 @@ function manifestDataset(file: string, seed: number, valShare: number): ProbeDat
     );
   }
   const of = (names: string[]) => m.entries.filter((e) => names.includes(e.split as string)).map(item);
-  const train = of(['train']), val = of(valNames), test = of(['test']);
+  const train = of(['train']),
+    val = of(valNames),
+    test = of(['test']);
   const fold = val.length ? { name: 'manifest', train, val, test } : withValidation('manifest', train, test, valShare, seed);
   return { name, layout: 'manifest', classes, modality: modalityOf(all), folds: [fold] };
 }
@@ -375,7 +444,14 @@ export function itemsSource(items: ProbeItem[], description: string): Source {
   return {
     description,
     async list(): Promise<SampleRef[]> {
-      return items.map((it, index) => ({ id: it.path, index, path: it.path, label: it.label, ...(it.start !== undefined ? { start: it.start } : {}), ...(it.end !== undefined ? { end: it.end } : {}) }));
+      return items.map((it, index) => ({
+        id: it.path,
+        index,
+        path: it.path,
+        label: it.label,
+        ...(it.start !== undefined ? { start: it.start } : {}),
+        ...(it.end !== undefined ? { end: it.end } : {}),
+      }));
     },
     async open(ref: SampleRef): Promise<OpenedSample> {
       return { path: ref.path!, release: async () => undefined };

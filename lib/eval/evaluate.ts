@@ -9,7 +9,18 @@ import type { SynthClipTruth } from '../data/synth';
 import { checkOptionKeys, keysOf } from '../options';
 import { ClipInfo, ModelOutputs, row, Rows } from './collect';
 import { FrequencyScore, FrequencySummary, melBinsToBands, scoreBands, summariseFrequency } from './frequency';
-import { ClipGroundTruth, clipGtMap, evalGeometry, FrameGeometry, normalisedToGrid, parseFlickrXml, parseVggssJson, synthGroundTruth, synthGtOptionKeys, SynthGtOptions } from './groundtruth';
+import {
+  ClipGroundTruth,
+  clipGtMap,
+  evalGeometry,
+  FrameGeometry,
+  normalisedToGrid,
+  parseFlickrXml,
+  parseVggssJson,
+  synthGroundTruth,
+  synthGtOptionKeys,
+  SynthGtOptions,
+} from './groundtruth';
 import { evalSize, LocalizationProtocol, LocalizationScore, LocalizationSummary, scoreMap, summariseLocalization } from './localization';
 import { crossModalRetrieval, RetrievalSummary } from './retrieval';
 
@@ -69,7 +80,10 @@ function logMap(p: ArrayLike<number>, scale: number): { map: Float32Array; under
   const floor = Math.log(1.401298464324817e-45);
   for (let i = 0; i < p.length; i++) {
     let l = Math.log(p[i]);
-    if (l === -Infinity) { l = floor; underflow = true; }
+    if (l === -Infinity) {
+      l = floor;
+      underflow = true;
+    }
     out[i] = l * scale;
   }
   return { map: out, underflow };
@@ -80,7 +94,14 @@ function logMap(p: ArrayLike<number>, scale: number): { map: Float32Array; under
  * since issue 14) is the scoring map when given; otherwise it is recovered
  * from the probabilities as scale * ln p (outputs from before the raw maps).
  */
-function scoreAll(maps: Rows | undefined, raw: Rows | undefined, out: ModelOutputs, gts: Array<Float64Array | undefined>, protocol: LocalizationProtocol, scale: number): { res: ClipLocalization[]; underflow: number } {
+function scoreAll(
+  maps: Rows | undefined,
+  raw: Rows | undefined,
+  out: ModelOutputs,
+  gts: Array<Float64Array | undefined>,
+  protocol: LocalizationProtocol,
+  scale: number,
+): { res: ClipLocalization[]; underflow: number } {
   if (!maps) return { res: [], underflow: 0 };
   const [h, w] = maps.shape;
   const res: ClipLocalization[] = [];
@@ -117,7 +138,10 @@ export function evaluateLocalization(out: ModelOutputs, gtOf: GroundTruthOf, opt
     const g = gtOf(c);
     if (!g || !g.boxes.length) return undefined;
     const m = clipGtMap(g, evalSize);
-    if (!m.some((v) => v > 0)) { outsideCrop++; return undefined; }
+    if (!m.some((v) => v > 0)) {
+      outsideCrop++;
+      return undefined;
+    }
     return m;
   });
   const alphaV = scoreAll(out.alphaV, out.alphaVLogits, out, gts, protocol, 1);
@@ -154,21 +178,38 @@ export function evaluateFrequency(out: ModelOutputs, gtOf: GroundTruthOf, nMels:
   let unscored = 0;
   out.clips.forEach((c, i) => {
     const g = gtOf(c);
-    if (!g?.melBins?.length) { unscored++; return; }
+    if (!g?.melBins?.length) {
+      unscored++;
+      return;
+    }
     const bands = melBinsToBands(g.melBins, nMels, M);
-    per.push({ i, id: c.id, bands: [...bands].sort((a, b) => a - b), alphaA: scoreBands(row(out.alphaA!, i), bands), betaA: out.betaA ? scoreBands(row(out.betaA, i), bands) : undefined });
+    per.push({
+      i,
+      id: c.id,
+      bands: [...bands].sort((a, b) => a - b),
+      alphaA: scoreBands(row(out.alphaA!, i), bands),
+      betaA: out.betaA ? scoreBands(row(out.betaA, i), bands) : undefined,
+    });
   });
   return {
     alphaA: summariseFrequency(per.map((p) => p.alphaA)),
     betaA: summariseFrequency(per.filter((p) => p.betaA).map((p) => p.betaA!)),
-    perClip: per, nMels, bands: M, unscored,
+    perClip: per,
+    nMels,
+    bands: M,
+    unscored,
   };
 }
 
 /** Retrieval both ways on the outputs' clips. */
-export function evaluateRetrieval(out: ModelOutputs, ks: number[] = [1, 5, 10]): { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary } {
-  if (!out.zA || !out.zV) throw new Error('retrieval needs z_a and z_v: collect the outputs with { embed: true } on clips with video and audio');
-  const n = out.clips.length, d = out.zA.shape[0];
+export function evaluateRetrieval(
+  out: ModelOutputs,
+  ks: number[] = [1, 5, 10],
+): { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary } {
+  if (!out.zA || !out.zV)
+    throw new Error('retrieval needs z_a and z_v: collect the outputs with { embed: true } on clips with video and audio');
+  const n = out.clips.length,
+    d = out.zA.shape[0];
   return crossModalRetrieval(out.zA.data, out.zV.data, n, d, ks);
 }
 
@@ -184,7 +225,10 @@ export function synthGroundTruthOf(root: string, clip: { frames: number; fps: nu
     if (typeof rel !== 'string') return undefined;
     const file = path.resolve(root, rel);
     let t = cache.get(file);
-    if (!t) { t = JSON.parse(fs.readFileSync(file, 'utf8')) as SynthClipTruth; cache.set(file, t); }
+    if (!t) {
+      t = JSON.parse(fs.readFileSync(file, 'utf8')) as SynthClipTruth;
+      cache.set(file, t);
+    }
     return synthGroundTruth(t, { start: c.start, frames: clip.frames, fps: clip.fps }, opts);
   };
 }
@@ -199,7 +243,11 @@ export type FrameGeometries = Map<string, FrameGeometry | undefined>;
  * registered on the evaluated frame. A video that cannot be probed is logged
  * and left undefined (the loader skips it too).
  */
-export async function frameGeometries(source: Source, refs: SampleRef[], o: { concurrency?: number; log?: (line: string) => void } = {}): Promise<FrameGeometries> {
+export async function frameGeometries(
+  source: Source,
+  refs: SampleRef[],
+  o: { concurrency?: number; log?: (line: string) => void } = {},
+): Promise<FrameGeometries> {
   checkOptionKeys(o, frameGeometriesOptionKeys, 'frameGeometries()');
   const out: FrameGeometries = new Map();
   const todo = [...new Map(refs.map((r) => [r.id, r])).values()];
@@ -228,8 +276,10 @@ export async function frameGeometries(source: Source, refs: SampleRef[], o: { co
 /** A clip's geometry; undefined when its video could not be probed; an error when none was measured for it. */
 function geometryOf(frames: FrameGeometries | undefined, c: ClipInfo, what: string): FrameGeometry | undefined {
   if (!frames || !frames.has(c.id)) {
-    throw new Error(`localisation: clip ${c.id} has ${what} normalised to the whole video frame, but its frame geometry is unknown. ` +
-      'Fix: pass frameGeometries(source, refs) over the same source to groundTruthFor / manifestBoxesOf / vggssGroundTruthOf / flickrGroundTruthOf (the eval loader scores a square centre crop).');
+    throw new Error(
+      `localisation: clip ${c.id} has ${what} normalised to the whole video frame, but its frame geometry is unknown. ` +
+        'Fix: pass frameGeometries(source, refs) over the same source to groundTruthFor / manifestBoxesOf / vggssGroundTruthOf / flickrGroundTruthOf (the eval loader scores a square centre crop).',
+    );
   }
   return frames.get(c.id);
 }
@@ -281,7 +331,13 @@ export function vggssGroundTruthOf(file: string, frames?: FrameGeometries): Grou
  * (annotations, a manifest's boxes) need `frames` ({@link frameGeometries});
  * the synthetic dataset's square videos do not.
  */
-export function groundTruthFor(data: string, clip: { frames: number; fps: number }, annotations?: string, synth: SynthGtOptions = {}, frames?: FrameGeometries): GroundTruthOf {
+export function groundTruthFor(
+  data: string,
+  clip: { frames: number; fps: number },
+  annotations?: string,
+  synth: SynthGtOptions = {},
+  frames?: FrameGeometries,
+): GroundTruthOf {
   if (annotations) {
     if (/\.json$/i.test(annotations)) return vggssGroundTruthOf(annotations, frames);
     if (fs.existsSync(annotations) && fs.statSync(annotations).isDirectory()) return flickrGroundTruthOf(annotations, frames);

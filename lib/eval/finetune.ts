@@ -107,7 +107,19 @@ export interface FinetuneResult {
   test: { mean: number; std: number };
   /** 1 / classes. */
   chance: number;
-  settings: { epochs: number; lr: number; batchSize: number; optimizer: 'sgd' | 'adam' | 'adamw'; momentum: number; weightDecay: number; augment: boolean; clipsPerVideo: number; pooling: 'average'; fromScratch: boolean; device: string };
+  settings: {
+    epochs: number;
+    lr: number;
+    batchSize: number;
+    optimizer: 'sgd' | 'adam' | 'adamw';
+    momentum: number;
+    weightDecay: number;
+    augment: boolean;
+    clipsPerVideo: number;
+    pooling: 'average';
+    fromScratch: boolean;
+    device: string;
+  };
 }
 
 /** Logits of every clip a loader yields. */
@@ -126,7 +138,8 @@ export function scoreLogits(clips: ClipInfo[], logits: Rows | undefined): { accu
   if (!logits || !clips.length) return { accuracy: NaN, loss: NaN, n: 0 };
   const avg = averageBySample(clips, logits);
   const k = rowSize(logits);
-  let hits = 0, loss = 0;
+  let hits = 0,
+    loss = 0;
   avg.label.forEach((y, i) => {
     const z = avg.rows.data.subarray(i * k, (i + 1) * k);
     let arg = 0;
@@ -142,7 +155,23 @@ export function scoreLogits(clips: ClipInfo[], logits: Rows | undefined): { accu
 }
 
 const finetuneOptionKeys = keysOf<FinetuneOptions>()([
-  'config', 'weights', 'clip', 'epochs', 'lr', 'batchSize', 'evalBatchSize', 'optimizer', 'momentum', 'weightDecay', 'augment', 'clipsPerVideo', 'decoders', 'cacheDir', 'device', 'saveDir', 'log',
+  'config',
+  'weights',
+  'clip',
+  'epochs',
+  'lr',
+  'batchSize',
+  'evalBatchSize',
+  'optimizer',
+  'momentum',
+  'weightDecay',
+  'augment',
+  'clipsPerVideo',
+  'decoders',
+  'cacheDir',
+  'device',
+  'saveDir',
+  'log',
 ]);
 
 /**
@@ -156,24 +185,48 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
   const log = o.log ?? (() => undefined);
   const clip = o.clip ?? clipOf(o.config);
   const s: FinetuneResult['settings'] = {
-    epochs: o.epochs ?? 10, lr: o.lr ?? 0.01, batchSize: o.batchSize ?? 16, optimizer: o.optimizer ?? 'sgd',
-    momentum: o.momentum ?? 0.9, weightDecay: o.weightDecay ?? 1e-4, augment: o.augment ?? true,
-    clipsPerVideo: o.clipsPerVideo ?? 1, pooling: 'average', fromScratch: !o.weights, device: o.device ?? o.config.device,
+    epochs: o.epochs ?? 10,
+    lr: o.lr ?? 0.01,
+    batchSize: o.batchSize ?? 16,
+    optimizer: o.optimizer ?? 'sgd',
+    momentum: o.momentum ?? 0.9,
+    weightDecay: o.weightDecay ?? 1e-4,
+    augment: o.augment ?? true,
+    clipsPerVideo: o.clipsPerVideo ?? 1,
+    pooling: 'average',
+    fromScratch: !o.weights,
+    device: o.device ?? o.config.device,
   };
-  for (const [k, v] of [['epochs', s.epochs], ['batchSize', s.batchSize], ['clipsPerVideo', s.clipsPerVideo]] as const) {
+  for (const [k, v] of [
+    ['epochs', s.epochs],
+    ['batchSize', s.batchSize],
+    ['clipsPerVideo', s.clipsPerVideo],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`finetune: ${k} must be a positive integer, got ${v}`);
   }
   if (!(s.lr > 0) || !Number.isFinite(s.lr)) throw new RangeError(`finetune: lr must be a finite number > 0, got ${s.lr}`);
   // The schedule of training runs (lib/config learningRate): cosine to 0, no warmup.
-  const schedule: CmacConfig = { ...o.config, optim: { ...o.config.optim, lr: s.lr, schedule: 'cosine', warmupFraction: 0, minLrFraction: 0 } };
-  const modelConfig = { ...toModelConfig(o.config), device: s.device, optim: { name: s.optimizer, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: false } };
+  const schedule: CmacConfig = {
+    ...o.config,
+    optim: { ...o.config.optim, lr: s.lr, schedule: 'cosine', warmupFraction: 0, minLrFraction: 0 },
+  };
+  const modelConfig = {
+    ...toModelConfig(o.config),
+    device: s.device,
+    optim: { name: s.optimizer, momentum: s.momentum, weightDecay: s.weightDecay, nesterov: false },
+  };
   // The default clip cache: a temp folder named by pid, removed at the end or
   // on any exit (signals included); those of killed runs are removed here.
   removeStaleTempDirs([finetuneTempPrefix]);
   const tmp = o.cacheDir ? undefined : makeOwnedTempDir(finetuneTempPrefix);
   const evalCache = o.cacheDir ?? tmp!.dir;
   const evaluate = async (clf: VideoClassifier, items: ProbeItem[], what: string) => {
-    const loader = evalLoader(itemsSource(items, `${ds.name} ${what}`), clip, { batchSize: o.evalBatchSize ?? 32, decoders: o.decoders ?? 2, clipsPerVideo: s.clipsPerVideo, cacheDir: evalCache });  // no loader log: unusable test items are counted in `missing`
+    const loader = evalLoader(itemsSource(items, `${ds.name} ${what}`), clip, {
+      batchSize: o.evalBatchSize ?? 32,
+      decoders: o.decoders ?? 2,
+      clipsPerVideo: s.clipsPerVideo,
+      cacheDir: evalCache,
+    }); // no loader log: unusable test items are counted in `missing`
     try {
       const { clips, logits } = await predictAll(clf, loader);
       return scoreLogits(clips, logits);
@@ -181,40 +234,92 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
       await loader.close();
     }
   };
-  const result: FinetuneResult = { dataset: ds.name, classes: ds.classes.length, folds: [], test: { mean: NaN, std: NaN }, chance: 1 / ds.classes.length, settings: s };
+  const result: FinetuneResult = {
+    dataset: ds.name,
+    classes: ds.classes.length,
+    folds: [],
+    test: { mean: NaN, std: NaN },
+    chance: 1 / ds.classes.length,
+    settings: s,
+  };
   try {
     for (const [fi, f] of ds.folds.entries()) {
       if (!f.train.length) throw new Error(`finetune: ${f.name} has no training items`);
-      const clf = await VideoClassifier.create({ ...modelConfig, seed: o.config.seed + fi }, { numClasses: Math.max(2, ds.classes.length), encoder: o.weights });
+      const clf = await VideoClassifier.create(
+        { ...modelConfig, seed: o.config.seed + fi },
+        { numClasses: Math.max(2, ds.classes.length), encoder: o.weights },
+      );
       let loader: ReturnType<typeof createLoader>;
       try {
         loader = createLoader({
-          source: itemsSource(f.train, `${ds.name} ${f.name} train`), batchSize: s.batchSize, clip, mode: 'train', seed: o.config.seed + fi,
-          augment: s.augment ? finetuneAugment : false, decoders: o.decoders ?? 2, missingAudio: 'silence', trainCache: o.cacheDir, log,
+          source: itemsSource(f.train, `${ds.name} ${f.name} train`),
+          batchSize: s.batchSize,
+          clip,
+          mode: 'train',
+          seed: o.config.seed + fi,
+          augment: s.augment ? finetuneAugment : false,
+          decoders: o.decoders ?? 2,
+          missingAudio: 'silence',
+          trainCache: o.cacheDir,
+          log,
         });
       } catch (e) {
-        clf.dispose();  // a loader that cannot start must not leave the classifier's native memory to GC
+        clf.dispose(); // a loader that cannot start must not leave the classifier's native memory to GC
         throw e;
       }
-      const fold: FinetuneFold = { name: f.name, epochs: [], bestEpoch: 0, valAccuracy: NaN, testAccuracy: NaN, majority: majorityAccuracy(f.train.map((i) => i.label), f.test.map((i) => i.label)), nTrain: f.train.length, nVal: 0, nTest: 0, missing: 0 };
+      const fold: FinetuneFold = {
+        name: f.name,
+        epochs: [],
+        bestEpoch: 0,
+        valAccuracy: NaN,
+        testAccuracy: NaN,
+        majority: majorityAccuracy(
+          f.train.map((i) => i.label),
+          f.test.map((i) => i.label),
+        ),
+        nTrain: f.train.length,
+        nVal: 0,
+        nTest: 0,
+        missing: 0,
+      };
       try {
         const total = Math.ceil((await loader.length()) / s.batchSize) * s.epochs;
-        let step = 0, best: { acc: number; loss: number } | undefined;
+        let step = 0,
+          best: { acc: number; loss: number } | undefined;
         for (let e = 1; e <= s.epochs; e++) {
           const t0 = Date.now();
-          let n = 0, loss = 0, acc = 0, lr = 0, steps = 0;
+          let n = 0,
+            loss = 0,
+            acc = 0,
+            lr = 0,
+            steps = 0;
           for await (const b of loader.epoch()) {
             if (!b.labels) throw new Error(`finetune: ${f.name}: the training clips have no labels`);
             lr = learningRate(schedule, step++, total);
             const r = await clf.trainStep({ video: b.video, labels: b.labels }, { lr });
-            if (!r.finite) throw new Error(`finetune: ${f.name} epoch ${e}: the loss or its gradients are not finite (loss ${r.loss}). Fix: lower the lr option (CLI: --lr).`);
+            if (!r.finite)
+              throw new Error(
+                `finetune: ${f.name} epoch ${e}: the loss or its gradients are not finite (loss ${r.loss}). Fix: lower the lr option (CLI: --lr).`,
+              );
             const m = b.labels.data.length;
-            n += m; loss += r.loss * m; acc += r.accuracy * m; steps++;
+            n += m;
+            loss += r.loss * m;
+            acc += r.accuracy * m;
+            steps++;
           }
           if (!n) throw new Error(`finetune: ${f.name}: no training clip could be decoded`);
           const val = f.val.length ? await evaluate(clf, f.val, `${f.name} val`) : { accuracy: NaN, loss: NaN, n: 0 };
           fold.nVal = val.n;
-          const ep: FinetuneEpoch = { epoch: e, trainLoss: loss / n, trainAccuracy: acc / n, valAccuracy: val.accuracy, valLoss: val.loss, lr, steps, seconds: (Date.now() - t0) / 1000 };
+          const ep: FinetuneEpoch = {
+            epoch: e,
+            trainLoss: loss / n,
+            trainAccuracy: acc / n,
+            valAccuracy: val.accuracy,
+            valLoss: val.loss,
+            lr,
+            steps,
+            seconds: (Date.now() - t0) / 1000,
+          };
           fold.epochs.push(ep);
           if (val.n && (!best || val.accuracy > best.acc || (val.accuracy === best.acc && val.loss < best.loss))) {
             best = { acc: val.accuracy, loss: val.loss };
@@ -222,8 +327,10 @@ export async function finetune(ds: ProbeDataset, o: FinetuneOptions): Promise<Fi
             fold.valAccuracy = val.accuracy;
             await clf.snapshot();
           }
-          log(`${f.name} epoch ${e}/${s.epochs}: train loss ${ep.trainLoss.toFixed(4)} acc ${(100 * ep.trainAccuracy).toFixed(1)}%`
-            + `${val.n ? `, val acc ${(100 * val.accuracy).toFixed(1)}% loss ${val.loss.toFixed(4)}` : ''} (lr ${lr.toPrecision(3)}, ${ep.seconds.toFixed(1)} s)`);
+          log(
+            `${f.name} epoch ${e}/${s.epochs}: train loss ${ep.trainLoss.toFixed(4)} acc ${(100 * ep.trainAccuracy).toFixed(1)}%` +
+              `${val.n ? `, val acc ${(100 * val.accuracy).toFixed(1)}% loss ${val.loss.toFixed(4)}` : ''} (lr ${lr.toPrecision(3)}, ${ep.seconds.toFixed(1)} s)`,
+          );
         }
         if (best) await clf.restoreSnapshot();
         else fold.bestEpoch = s.epochs;

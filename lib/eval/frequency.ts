@@ -29,15 +29,22 @@ export interface FrequencyScore {
 /** Scores a band map [M] against the GT band set. */
 export function scoreBands(map: ArrayLike<number>, gtBands: Set<number>): FrequencyScore {
   const M = map.length;
-  let tot = 0, inside = 0, hi = -Infinity;
+  let tot = 0,
+    inside = 0,
+    hi = -Infinity;
   for (let m = 0; m < M; m++) {
     const v = map[m] > 0 ? map[m] : 0;
     tot += v;
     if (gtBands.has(m)) inside += v;
     if (map[m] > hi) hi = map[m];
   }
-  let n = 0, hit = 0;
-  for (let m = 0; m < M; m++) if (map[m] === hi) { n++; if (gtBands.has(m)) hit++; }
+  let n = 0,
+    hit = 0;
+  for (let m = 0; m < M; m++)
+    if (map[m] === hi) {
+      n++;
+      if (gtBands.has(m)) hit++;
+    }
   const chance = gtBands.size / M;
   return { mass: tot > 0 ? inside / tot : chance, pointing: n ? hit / n : 0, chance };
 }

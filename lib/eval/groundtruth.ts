@@ -160,9 +160,20 @@ export function parseFlickrXml(xml: string, size = evalSize, g?: FrameGeometry):
       let coords: string[];
       if (named.every(Boolean)) coords = named.map((e) => e!.text);
       else if (els.length >= 5) coords = els.slice(1, 5).map((e) => e.text);
-      else throw new Error(`Flickr annotation: a <${tag}> needs xmin, ymin, xmax, ymax (got ${els.map((e) => e.tag).join(', ') || 'nothing'})`);
+      else
+        throw new Error(
+          `Flickr annotation: a <${tag}> needs xmin, ymin, xmax, ymax (got ${els.map((e) => e.tag).join(', ') || 'nothing'})`,
+        );
       const v = coords.map(int);
-      boxes.push(g && !wholeFrame(g) ? registerBox(v.map((x) => x / 256), g, size) : (v.map((x) => Math.trunc((size * x) / 256)) as Box));
+      boxes.push(
+        g && !wholeFrame(g)
+          ? registerBox(
+              v.map((x) => x / 256),
+              g,
+              size,
+            )
+          : (v.map((x) => Math.trunc((size * x) / 256)) as Box),
+      );
     }
   }
   if (!boxes.length) throw new Error('Flickr annotation: no <bbox> or <bndbox> element found');
@@ -182,16 +193,27 @@ export interface VggssEntry {
 /** Reads the VGG-SS JSON (a list of `{ file, bbox: [[x0, y0, x1, y1], ...], class? }`, boxes normalised). */
 export function parseVggssJson(text: string, size = evalSize): Map<string, VggssEntry> {
   let v: unknown;
-  try { v = JSON.parse(text); } catch (e) { throw new Error(`VGG-SS annotations are not JSON: ${(e as Error).message}`); }
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`VGG-SS annotations are not JSON: ${(e as Error).message}`);
+  }
   if (!Array.isArray(v)) throw new Error('VGG-SS annotations must be a JSON list of { file, bbox }');
   const out = new Map<string, VggssEntry>();
   v.forEach((a: { file?: unknown; bbox?: unknown; class?: unknown }, i) => {
-    if (typeof a?.file !== 'string' || !Array.isArray(a.bbox)) throw new Error(`VGG-SS entry ${i}: needs 'file' (string) and 'bbox' (list of [x0, y0, x1, y1])`);
+    if (typeof a?.file !== 'string' || !Array.isArray(a.bbox))
+      throw new Error(`VGG-SS entry ${i}: needs 'file' (string) and 'bbox' (list of [x0, y0, x1, y1])`);
     const boxes = (a.bbox as unknown[]).map((b, j) => {
-      if (!Array.isArray(b) || b.length < 4 || b.some((x) => typeof x !== 'number')) throw new Error(`VGG-SS entry ${i} (${a.file}) box ${j}: expected 4 numbers`);
+      if (!Array.isArray(b) || b.length < 4 || b.some((x) => typeof x !== 'number'))
+        throw new Error(`VGG-SS entry ${i} (${a.file}) box ${j}: expected 4 numbers`);
       return b as number[];
     });
-    out.set(a.file, { file: a.file, class: typeof a.class === 'string' ? a.class : undefined, boxes, gt: { boxes: normalisedToGrid(boxes, size), consensus: false } });
+    out.set(a.file, {
+      file: a.file,
+      class: typeof a.class === 'string' ? a.class : undefined,
+      boxes,
+      gt: { boxes: normalisedToGrid(boxes, size), consensus: false },
+    });
   });
   return out;
 }

@@ -18,8 +18,11 @@ export const evalSize = 224;
 export function upsampleBilinear(map: ArrayLike<number>, h: number, w: number, outH = evalSize, outW = evalSize): Float64Array {
   if (map.length !== h * w) throw new RangeError(`map has ${map.length} values, expected ${h}x${w}`);
   const out = new Float64Array(outH * outW);
-  const sy = h / outH, sx = w / outW;
-  const x0s = new Int32Array(outW), x1s = new Int32Array(outW), lxs = new Float64Array(outW);
+  const sy = h / outH,
+    sx = w / outW;
+  const x0s = new Int32Array(outW),
+    x1s = new Int32Array(outW),
+    lxs = new Float64Array(outW);
   for (let x = 0; x < outW; x++) {
     const src = Math.max(0, (x + 0.5) * sx - 0.5);
     const i0 = Math.min(Math.floor(src), w - 1);
@@ -33,10 +36,14 @@ export function upsampleBilinear(map: ArrayLike<number>, h: number, w: number, o
     const j1 = Math.min(j0 + 1, h - 1);
     const ly = src - j0;
     for (let x = 0; x < outW; x++) {
-      const a = map[j0 * w + x0s[x]], b = map[j0 * w + x1s[x]], c = map[j1 * w + x0s[x]], d = map[j1 * w + x1s[x]];
+      const a = map[j0 * w + x0s[x]],
+        b = map[j0 * w + x1s[x]],
+        c = map[j1 * w + x0s[x]],
+        d = map[j1 * w + x1s[x]];
       const lx = lxs[x];
       // Lerp form: exact where neighbours are equal (a constant map stays constant).
-      const top = a + lx * (b - a), bot = c + lx * (d - c);
+      const top = a + lx * (b - a),
+        bot = c + lx * (d - c);
       out[y * outW + x] = top + ly * (bot - top);
     }
   }
@@ -45,8 +52,12 @@ export function upsampleBilinear(map: ArrayLike<number>, h: number, w: number, o
 
 /** Min-max normalisation to [0, 1] in double precision; a constant map is returned unchanged (for display: lib/viz). */
 export function minMaxNormalise(v: ArrayLike<number>): Float64Array {
-  let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < v.length; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i]; }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] < lo) lo = v[i];
+    if (v[i] > hi) hi = v[i];
+  }
   const out = Float64Array.from(v);
   if (hi - lo !== 0) for (let i = 0; i < out.length; i++) out[i] = (out[i] - lo) / (hi - lo);
   return out;
@@ -85,10 +96,18 @@ const f32 = Math.fround;
 export function resizeAlignCorners(map: ArrayLike<number>, h: number, w: number, outH = evalSize, outW = evalSize): Float32Array {
   if (map.length !== h * w) throw new RangeError(`map has ${map.length} values, expected ${h}x${w}`);
   const axis = (nIn: number, nOut: number) => {
-    const i0 = new Int32Array(nOut), i1 = new Int32Array(nOut), l0 = new Float64Array(nOut), l1 = new Float64Array(nOut);
+    const i0 = new Int32Array(nOut),
+      i1 = new Int32Array(nOut),
+      l0 = new Float64Array(nOut),
+      l1 = new Float64Array(nOut);
     const scale = nOut > 1 ? f32((nIn - 1) / (nOut - 1)) : 0;
     for (let d = 0; d < nOut; d++) {
-      if (nIn === nOut) { i0[d] = i1[d] = d; l0[d] = 1; l1[d] = 0; continue; }
+      if (nIn === nOut) {
+        i0[d] = i1[d] = d;
+        l0[d] = 1;
+        l1[d] = 0;
+        continue;
+      }
       const real = scale * d;
       const j = Math.trunc(real);
       i0[d] = j;
@@ -98,14 +117,23 @@ export function resizeAlignCorners(map: ArrayLike<number>, h: number, w: number,
     }
     return { i0, i1, l0, l1 };
   };
-  const ax = axis(w, outW), ay = axis(h, outH);
+  const ax = axis(w, outW),
+    ay = axis(h, outH);
   const src = Float32Array.from(map);
   const out = new Float32Array(outH * outW);
   for (let y = 0; y < outH; y++) {
-    const r0 = ay.i0[y] * w, r1 = ay.i1[y] * w, hy0 = ay.l0[y], hy1 = ay.l1[y];
+    const r0 = ay.i0[y] * w,
+      r1 = ay.i1[y] * w,
+      hy0 = ay.l0[y],
+      hy1 = ay.l1[y];
     for (let x = 0; x < outW; x++) {
-      const c0 = ax.i0[x], c1 = ax.i1[x], wx0 = ax.l0[x], wx1 = ax.l1[x];
-      out[y * outW + x] = f32(f32(hy0 * wx0) * src[r0 + c0] + f32(hy0 * wx1) * src[r0 + c1] + f32(hy1 * wx0) * src[r1 + c0] + f32(hy1 * wx1) * src[r1 + c1]);
+      const c0 = ax.i0[x],
+        c1 = ax.i1[x],
+        wx0 = ax.l0[x],
+        wx1 = ax.l1[x];
+      out[y * outW + x] = f32(
+        f32(hy0 * wx0) * src[r0 + c0] + f32(hy0 * wx1) * src[r0 + c1] + f32(hy1 * wx0) * src[r1 + c0] + f32(hy1 * wx1) * src[r1 + c1],
+      );
     }
   }
   return out;
@@ -124,7 +152,9 @@ export function resizeOpenCvLinear(map: ArrayLike<number>, h: number, w: number,
   const src = Float32Array.from(map);
   if (h === outH && w === outW) return src;
   const coeffs = (nIn: number, nOut: number, horizontal: boolean) => {
-    const s = new Int32Array(nOut), a0 = new Float64Array(nOut), a1 = new Float64Array(nOut);
+    const s = new Int32Array(nOut),
+      a0 = new Float64Array(nOut),
+      a1 = new Float64Array(nOut);
     const scale = 1 / (nOut / nIn);
     let xmax = nOut;
     for (let d = 0; d < nOut; d++) {
@@ -132,14 +162,26 @@ export function resizeOpenCvLinear(map: ArrayLike<number>, h: number, w: number,
       let sx = Math.floor(fx);
       fx = f32(fx - sx);
       if (horizontal) {
-        if (sx < 0) { fx = 0; sx = 0; }
-        if (sx + 1 >= nIn) { xmax = Math.min(xmax, d); if (sx >= nIn - 1) { fx = 0; sx = nIn - 1; } }
+        if (sx < 0) {
+          fx = 0;
+          sx = 0;
+        }
+        if (sx + 1 >= nIn) {
+          xmax = Math.min(xmax, d);
+          if (sx >= nIn - 1) {
+            fx = 0;
+            sx = nIn - 1;
+          }
+        }
       }
-      s[d] = sx; a0[d] = f32(1 - fx); a1[d] = fx;
+      s[d] = sx;
+      a0[d] = f32(1 - fx);
+      a1[d] = fx;
     }
     return { s, a0, a1, xmax };
   };
-  const cx = coeffs(w, outW, true), cy = coeffs(h, outH, false);
+  const cx = coeffs(w, outW, true),
+    cy = coeffs(h, outH, false);
   const rows = new Map<number, Float32Array>();
   const row = (r: number): Float32Array => {
     const k = Math.min(Math.max(r, 0), h - 1);
@@ -156,21 +198,37 @@ export function resizeOpenCvLinear(map: ArrayLike<number>, h: number, w: number,
   };
   const out = new Float32Array(outH * outW);
   for (let y = 0; y < outH; y++) {
-    const t0 = row(cy.s[y]), t1 = row(cy.s[y] + 1), b0 = cy.a0[y], b1 = cy.a1[y];
+    const t0 = row(cy.s[y]),
+      t1 = row(cy.s[y] + 1),
+      b0 = cy.a0[y],
+      b1 = cy.a1[y];
     for (let x = 0; x < outW; x++) out[y * outW + x] = f32(f32(t0[x] * b0) + f32(t1[x] * b1));
   }
   return out;
 }
 
 /** The map a protocol thresholds, on the size x size grid: EZ-VSL's F.interpolate(align_corners=True) or LVS's cv2.resize, in float32. */
-export function protocolUpsample(map: ArrayLike<number>, h: number, w: number, protocol: LocalizationProtocol = 'ezvsl', size = evalSize): Float32Array {
+export function protocolUpsample(
+  map: ArrayLike<number>,
+  h: number,
+  w: number,
+  protocol: LocalizationProtocol = 'ezvsl',
+  size = evalSize,
+): Float32Array {
   return protocol === 'lvs' ? resizeOpenCvLinear(map, h, w, size, size) : resizeAlignCorners(map, h, w, size, size);
 }
 
 /** numpy's float32 min-max normalisation (`normalize_img` of both repositories): unchanged when max - min is 0; NaN anywhere gives NaN everywhere. */
 function normaliseF32(v: Float32Array): Float32Array {
-  let lo = Infinity, hi = -Infinity, nan = false;
-  for (let i = 0; i < v.length; i++) { const x = v[i]; if (x !== x) nan = true; if (x < lo) lo = x; if (x > hi) hi = x; }
+  let lo = Infinity,
+    hi = -Infinity,
+    nan = false;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (x !== x) nan = true;
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
   if (nan) return new Float32Array(v.length).fill(NaN);
   const out = Float32Array.from(v);
   const range = f32(hi - lo);
@@ -229,7 +287,9 @@ export function gtMap(boxes: Box[], consensus: boolean, size = evalSize): Float6
  * mask; the sums are exact, multiples of 0.5).
  */
 export function ciou(mask: ArrayLike<number>, gt: ArrayLike<number>): number {
-  let inter = 0, sgt = 0, outside = 0;
+  let inter = 0,
+    sgt = 0,
+    outside = 0;
   for (let i = 0; i < gt.length; i++) {
     inter += mask[i] * gt[i];
     sgt += gt[i];
@@ -247,18 +307,28 @@ export function ciou(mask: ArrayLike<number>, gt: ArrayLike<number>): number {
 export function pointingHit(map: ArrayLike<number>, gt: ArrayLike<number>): number {
   let hi = -Infinity;
   for (let i = 0; i < map.length; i++) if (map[i] > hi) hi = map[i];
-  let n = 0, inside = 0;
-  for (let i = 0; i < map.length; i++) if (map[i] === hi) { n++; if (gt[i] > 0) inside++; }
+  let n = 0,
+    inside = 0;
+  for (let i = 0; i < map.length; i++)
+    if (map[i] === hi) {
+      n++;
+      if (gt[i] > 0) inside++;
+    }
   return n ? inside / n : 0;
 }
 
 /** Share of the map's mass (negative values clipped to 0) that lies where gt > 0; a zero map gives the area share. */
 export function massInside(map: ArrayLike<number>, gt: ArrayLike<number>): number {
-  let tot = 0, inside = 0, area = 0;
+  let tot = 0,
+    inside = 0,
+    area = 0;
   for (let i = 0; i < map.length; i++) {
     const v = map[i] > 0 ? map[i] : 0;
     tot += v;
-    if (gt[i] > 0) { inside += v; area++; }
+    if (gt[i] > 0) {
+      inside += v;
+      area++;
+    }
   }
   return tot > 0 ? inside / tot : area / map.length;
 }
@@ -321,7 +391,7 @@ export function numpySum(v: ArrayLike<number>): number {
       const r = [v[a], v[a + 1], v[a + 2], v[a + 3], v[a + 4], v[a + 5], v[a + 6], v[a + 7]];
       let i = 8;
       for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += v[a + i + j];
-      let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+      let res = r[0] + r[1] + (r[2] + r[3]) + (r[4] + r[5] + (r[6] + r[7]));
       for (; i < n; i++) res += v[a + i];
       return res;
     }

@@ -24,11 +24,15 @@ export interface LabelledFeatures {
 
 /** Per-dimension mean and standard deviation (a constant dimension gets std 1). */
 export function featureStats(f: LabelledFeatures): { mean: Float64Array; std: Float64Array } {
-  const mean = new Float64Array(f.d), sq = new Float64Array(f.d);
+  const mean = new Float64Array(f.d),
+    sq = new Float64Array(f.d);
   for (let i = 0; i < f.n; i++) for (let k = 0; k < f.d; k++) mean[k] += f.x[i * f.d + k];
   for (let k = 0; k < f.d; k++) mean[k] /= Math.max(1, f.n);
   for (let i = 0; i < f.n; i++) for (let k = 0; k < f.d; k++) sq[k] += (f.x[i * f.d + k] - mean[k]) ** 2;
-  const std = sq.map((s) => { const v = Math.sqrt(s / Math.max(1, f.n)); return v > 1e-8 ? v : 1; });
+  const std = sq.map((s) => {
+    const v = Math.sqrt(s / Math.max(1, f.n));
+    return v > 1e-8 ? v : 1;
+  });
   return { mean, std };
 }
 
@@ -40,8 +44,12 @@ export function standardise(f: LabelledFeatures, s: { mean: Float64Array; std: F
 }
 
 function concat(a: LabelledFeatures, b: LabelledFeatures): LabelledFeatures {
-  const x = new Float32Array(a.x.length + b.x.length); x.set(a.x); x.set(b.x, a.x.length);
-  const y = new Int32Array(a.n + b.n); y.set(a.y); y.set(b.y, a.n);
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const y = new Int32Array(a.n + b.n);
+  y.set(a.y);
+  y.set(b.y, a.n);
   return { x, y, n: a.n + b.n, d: a.d };
 }
 
@@ -83,13 +91,21 @@ export interface ProbeFit {
  * statistics; ties go to the stronger regulariser), refits on train + val
  * (statistics of train + val) and scores `test`.
  */
-export async function fitProbe(train: LabelledFeatures, val: LabelledFeatures, test: LabelledFeatures, numClasses: number, grid: readonly number[] = defaultL2Grid, maxIter = 500): Promise<ProbeFit> {
+export async function fitProbe(
+  train: LabelledFeatures,
+  val: LabelledFeatures,
+  test: LabelledFeatures,
+  numClasses: number,
+  grid: readonly number[] = defaultL2Grid,
+  maxIter = 500,
+): Promise<ProbeFit> {
   if (train.n < 2) throw new Error(`linear probe: needs at least 2 training items, got ${train.n}`);
   const K = Math.max(2, numClasses);
   const tensor = (f: LabelledFeatures) => ({ data: f.x, shape: [f.n, f.d] });
   const labels = (f: LabelledFeatures) => ({ data: f.y, shape: [f.n] });
   const st = featureStats(train);
-  const tr = standardise(train, st), va = standardise(val, st);
+  const tr = standardise(train, st),
+    va = standardise(val, st);
   const scores: Array<{ l2: number; accuracy: number }> = [];
   for (const l2 of grid) {
     if (!val.n) break;
@@ -100,16 +116,20 @@ export async function fitProbe(train: LabelledFeatures, val: LabelledFeatures, t
   for (const s of scores) if (s.accuracy >= best.accuracy) best = s;
   const all = concat(train, val);
   const st2 = featureStats(all);
-  const a = standardise(all, st2), te = standardise(test, st2);
+  const a = standardise(all, st2),
+    te = standardise(test, st2);
   const clf = await fitLogisticRegression(tensor(a), labels(a), K, best.l2, maxIter);
   const testPred = predict(clf, tensor(te));
   return {
-    l2: best.l2, val: scores,
+    l2: best.l2,
+    val: scores,
     trainAccuracy: accuracy(predict(clf, tensor(a)), a.y),
     testAccuracy: accuracy(testPred, te.y),
     testCorrect: Array.from(te.y, (y, i) => (testPred[i] === y ? 1 : 0)),
     majority: majorityAccuracy(train.y, test.y),
-    nTrain: train.n, nVal: val.n, nTest: test.n,
+    nTrain: train.n,
+    nVal: val.n,
+    nTest: test.n,
   };
 }
 
@@ -158,7 +178,17 @@ export function meanStd(v: number[]): { mean: number; std: number } {
   return { mean: m, std: s };
 }
 
-const linearProbeOptionKeys = keysOf<LinearProbeOptions>()(['clip', 'clipsPerVideo', 'batchSize', 'decoders', 'cacheDir', 'grid', 'features', 'batches', 'log']);
+const linearProbeOptionKeys = keysOf<LinearProbeOptions>()([
+  'clip',
+  'clipsPerVideo',
+  'batchSize',
+  'decoders',
+  'cacheDir',
+  'grid',
+  'features',
+  'batches',
+  'log',
+]);
 
 /**
  * Extracts features of every item of the dataset once (eval loader, frozen
@@ -174,20 +204,45 @@ export async function linearProbe(model: CmacModel, ds: ProbeDataset, o: LinearP
   if (ds.modality === 'audio' && kinds.includes('video')) throw new Error(`${ds.name} is audio-only: there is no video feature to probe`);
   const t0 = Date.now();
   if (ds.modality === 'audio') {
-    const r = await audioFileFeatures(model, items.map((i) => i.path), {
-      sampleRate: o.clip.sampleRate, samples: Math.round(o.clip.audioSeconds * o.clip.sampleRate), windows: o.clipsPerVideo ?? 3, batchSize: o.batchSize,
-      onProgress: (n) => { if (n % 200 < 32) log(`features: ${n}/${items.length} files`); },
-    });
+    const r = await audioFileFeatures(
+      model,
+      items.map((i) => i.path),
+      {
+        sampleRate: o.clip.sampleRate,
+        samples: Math.round(o.clip.audioSeconds * o.clip.sampleRate),
+        windows: o.clipsPerVideo ?? 3,
+        batchSize: o.batchSize,
+        onProgress: (n) => {
+          if (n % 200 < 32) log(`features: ${n}/${items.length} files`);
+        },
+      },
+    );
     for (const f of r.failed.slice(0, 5)) log(`skipped ${f.file}: ${f.error}`);
     const m = new Map<string, Float32Array>();
     const d = rowSize(r.featA);
     r.ok.forEach((idx, j) => m.set(itemKey(items[idx]), r.featA.data.slice(j * d, (j + 1) * d)));
     feats.audio = m;
   } else {
-    const loader = o.batches ? undefined : evalLoader(itemsSource(items, ds.name), o.clip, { batchSize: o.batchSize ?? 32, decoders: o.decoders ?? 2, clipsPerVideo: o.clipsPerVideo ?? 1, cacheDir: o.cacheDir, log });
-    const out = await collectOutputs(model, o.batches ?? loader!, { embed: true, onProgress: (n) => { if (n % 320 < (o.batchSize ?? 32)) log(`features: ${n} clips`); } });
+    const loader = o.batches
+      ? undefined
+      : evalLoader(itemsSource(items, ds.name), o.clip, {
+          batchSize: o.batchSize ?? 32,
+          decoders: o.decoders ?? 2,
+          clipsPerVideo: o.clipsPerVideo ?? 1,
+          cacheDir: o.cacheDir,
+          log,
+        });
+    const out = await collectOutputs(model, o.batches ?? loader!, {
+      embed: true,
+      onProgress: (n) => {
+        if (n % 320 < (o.batchSize ?? 32)) log(`features: ${n} clips`);
+      },
+    });
     await loader?.close();
-    for (const [kind, rows] of [['video', out.featV], ['audio', out.featA]] as Array<['video' | 'audio', Rows | undefined]>) {
+    for (const [kind, rows] of [
+      ['video', out.featV],
+      ['audio', out.featA],
+    ] as Array<['video' | 'audio', Rows | undefined]>) {
       if (!rows || !kinds.includes(kind)) continue;
       const avg = averageBySample(out.clips, rows);
       const d = rowSize(rows);

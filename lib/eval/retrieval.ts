@@ -38,7 +38,8 @@ export function matchRanks(sim: ArrayLike<number>, n: number): MatchRank[] {
   const out: MatchRank[] = [];
   for (let i = 0; i < n; i++) {
     const own = sim[i * n + i];
-    let greater = 0, ties = 0;
+    let greater = 0,
+      ties = 0;
     for (let j = 0; j < n; j++) {
       if (j === i) continue;
       const v = sim[i * n + j];
@@ -66,7 +67,10 @@ export const queryRank = (r: MatchRank): number => r.greater + 1 + r.ties / 2;
 export function recallAtK(sim: ArrayLike<number>, n: number, ks: number[] = [1, 5, 10]): RetrievalSummary {
   const recall: Record<number, number> = {};
   const chance: Record<number, number> = {};
-  for (const k of ks) { recall[k] = 0; chance[k] = n ? Math.min(1, k / n) : NaN; }
+  for (const k of ks) {
+    recall[k] = 0;
+    chance[k] = n ? Math.min(1, k / n) : NaN;
+  }
   const ranks: number[] = [];
   for (const r of matchRanks(sim, n)) {
     for (const k of ks) recall[k] += queryRecall(r, k);
@@ -79,7 +83,13 @@ export function recallAtK(sim: ArrayLike<number>, n: number, ks: number[] = [1, 
 }
 
 /** Both directions from z_a, z_v [n, d]. */
-export function crossModalRetrieval(zA: ArrayLike<number>, zV: ArrayLike<number>, n: number, d: number, ks: number[] = [1, 5, 10]): { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary } {
+export function crossModalRetrieval(
+  zA: ArrayLike<number>,
+  zV: ArrayLike<number>,
+  n: number,
+  d: number,
+  ks: number[] = [1, 5, 10],
+): { audioToVideo: RetrievalSummary; videoToAudio: RetrievalSummary } {
   return {
     audioToVideo: recallAtK(similarity(zA, zV, n, d), n, ks),
     videoToAudio: recallAtK(similarity(zV, zA, n, d), n, ks),

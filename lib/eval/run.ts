@@ -28,7 +28,16 @@ export interface EvaluationResults {
   skipped?: Partial<Record<ClipTask, string>>;
 }
 
-const evaluateModelOptionKeys = keysOf<EvaluateModelOptions>()(['config', 'clips', 'tasks', 'gtOf', 'protocol', 'keepFrames', 'keepAudio', 'onProgress']);
+const evaluateModelOptionKeys = keysOf<EvaluateModelOptions>()([
+  'config',
+  'clips',
+  'tasks',
+  'gtOf',
+  'protocol',
+  'keepFrames',
+  'keepAudio',
+  'onProgress',
+]);
 
 /** Options of {@link evaluateModel}. */
 export interface EvaluateModelOptions {
@@ -53,24 +62,35 @@ export interface EvaluateModelOptions {
  * maps when localisation or frequency is) and evaluates each task.
  * @example const { results } = await evaluateModel(model, { config, clips: batches, tasks: ['retrieval', 'localization'], gtOf });
  */
-export async function evaluateModel(model: CmacModel, o: EvaluateModelOptions): Promise<{ results: EvaluationResults; outputs: ModelOutputs }> {
+export async function evaluateModel(
+  model: CmacModel,
+  o: EvaluateModelOptions,
+): Promise<{ results: EvaluationResults; outputs: ModelOutputs }> {
   checkOptionKeys(o, evaluateModelOptionKeys, 'evaluateModel()');
   const needMaps = o.tasks.includes('localization') || o.tasks.includes('frequency');
   if (needMaps && !o.gtOf) throw new Error('localisation and frequency grounding need ground truth (gtOf)');
   const outputs = await collectOutputs(model, o.clips, {
-    embed: o.tasks.includes('retrieval') || !!o.keepFrames, maps: needMaps,
-    keepFrames: o.keepFrames, keepAudio: o.keepAudio, sampleRate: o.config.logmel.sampleRate, onProgress: o.onProgress,
+    embed: o.tasks.includes('retrieval') || !!o.keepFrames,
+    maps: needMaps,
+    keepFrames: o.keepFrames,
+    keepAudio: o.keepAudio,
+    sampleRate: o.config.logmel.sampleRate,
+    onProgress: o.onProgress,
   });
   if (!outputs.clips.length) throw new Error('no clips to evaluate (the source listed none, or every clip was skipped)');
   const results: EvaluationResults = {};
   if (o.tasks.includes('retrieval')) results.retrieval = evaluateRetrieval(outputs);
   if (o.tasks.includes('localization')) {
     results.localization = evaluateLocalization(outputs, o.gtOf!, { protocol: o.protocol, tauT: o.config.loss.tauT });
-    if (!results.localization.alphaV.n) throw new Error(`localisation: none of the ${outputs.clips.length} clips has ground-truth boxes (synthetic data, a manifest 'boxes' column, or annotations: groundTruthFor(data, clip, annotations), CLI --annotations)`);
+    if (!results.localization.alphaV.n)
+      throw new Error(
+        `localisation: none of the ${outputs.clips.length} clips has ground-truth boxes (synthetic data, a manifest 'boxes' column, or annotations: groundTruthFor(data, clip, annotations), CLI --annotations)`,
+      );
   }
   if (o.tasks.includes('frequency')) {
     results.frequency = evaluateFrequency(outputs, o.gtOf!, o.config.logmel.nMels);
-    if (!results.frequency.alphaA.n) throw new Error('frequency grounding: no clip has ground-truth mel bins; only the synthetic dataset has them');
+    if (!results.frequency.alphaA.n)
+      throw new Error('frequency grounding: no clip has ground-truth mel bins; only the synthetic dataset has them');
   }
   return { results, outputs };
 }

@@ -37,7 +37,8 @@ export interface LineChartOptions {
  */
 export function lineChart(series: { name: string; points: Array<[number, number]> }[], opts: LineChartOptions = {}): string {
   const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].filter(Number.isFinite).sort((a, b) => a - b);
-  if (!xs.length || !series.some((s) => s.points.some(([, y]) => Number.isFinite(y)))) return `<p>${opts.title ? `${esc(opts.title)}: ` : ''}(no data)</p>`;
+  if (!xs.length || !series.some((s) => s.points.some(([, y]) => Number.isFinite(y))))
+    return `<p>${opts.title ? `${esc(opts.title)}: ` : ''}(no data)</p>`;
   const at = new Map(xs.map((x, i) => [x, i]));
   const ys = series.map((s) => {
     const col: Array<number | null> = xs.map(() => null);
@@ -45,8 +46,15 @@ export function lineChart(series: { name: string; points: Array<[number, number]
     return col;
   });
   const spec = {
-    title: opts.title ?? '', xLabel: opts.xLabel ?? 'step', yLabel: opts.yLabel ?? '', width: opts.width ?? 520, height: opts.height ?? 240, logY: !!opts.logY,
-    series: series.map((s, i) => ({ name: s.name, colour: colours[i % colours.length] })), data: [xs, ...ys], integerX: xs.every(Number.isInteger),
+    title: opts.title ?? '',
+    xLabel: opts.xLabel ?? 'step',
+    yLabel: opts.yLabel ?? '',
+    width: opts.width ?? 520,
+    height: opts.height ?? 240,
+    logY: !!opts.logY,
+    series: series.map((s, i) => ({ name: s.name, colour: colours[i % colours.length] })),
+    data: [xs, ...ys],
+    integerX: xs.every(Number.isInteger),
   };
   // JSON inside <script type="application/json">: only "</" can end it early.
   return `<div class="cmac-chart"><script type="application/json">${JSON.stringify(spec).replace(/<\//g, '<\\/')}</script></div>`;
@@ -100,7 +108,8 @@ export function table(rows: Array<Record<string, unknown>> | Array<[string, unkn
   }
   const recs = rows as Array<Record<string, unknown>>;
   const keys = Object.keys(recs[0]);
-  const cell = (v: unknown) => esc(typeof v === 'number' ? (Number.isInteger(v) ? v : v.toFixed(4)) : typeof v === 'object' ? JSON.stringify(v) : v);
+  const cell = (v: unknown) =>
+    esc(typeof v === 'number' ? (Number.isInteger(v) ? v : v.toFixed(4)) : typeof v === 'object' ? JSON.stringify(v) : v);
   return `<table><tr>${keys.map((k) => `<th>${esc(k)}</th>`).join('')}</tr>${recs.map((r) => `<tr>${keys.map((k) => `<td>${cell(r[k])}</td>`).join('')}</tr>`).join('')}</table>`;
 }
 
@@ -111,7 +120,8 @@ export function image(png: Uint8Array, alt: string, width?: number): string {
 
 /** Writes a self-contained HTML page (atomically); charts carry uPlot (MIT) inline. */
 export function writeReport(file: string, title: string, sections: ReportSection[]): void {
-  const css = 'body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}' +
+  const css =
+    'body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}' +
     'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px;vertical-align:top}' +
     'th{background:#f3f3f3}h2{border-bottom:1px solid #ddd;padding-bottom:4px}img{margin:2px;image-rendering:pixelated}' +
     '.cmac-chart{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}.cmac-log{font-size:12px;color:#555;user-select:none}' +
@@ -143,10 +153,14 @@ export function settingsTables(obj: Record<string, unknown>): string {
   for (const [k, v] of Object.entries(obj)) {
     if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length) {
       const rows = flat(v, '', []);
-      groups.push(`<table><caption>${esc(k)}</caption>${rows.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>`);
+      groups.push(
+        `<table><caption>${esc(k)}</caption>${rows.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>`,
+      );
     } else scalars.push([k, v]);
   }
-  const top = scalars.length ? `<table><caption>(top level)</caption>${scalars.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>` : '';
+  const top = scalars.length
+    ? `<table><caption>(top level)</caption>${scalars.map(([n, x]) => `<tr><td>${esc(n)}</td><td>${esc(show(x))}</td></tr>`).join('')}</table>`
+    : '';
   return `<div class="cmac-cfg">${top}${groups.join('')}</div>`;
 }
 

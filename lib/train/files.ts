@@ -15,10 +15,14 @@ export function ensureWritableDir(dir: string): void {
     // the nearest folder that exists tells the real cause (access(2) says EROFS).
     const ro = readOnlyAncestor(dir);
     if (ro) {
-      throw new Error(`cannot write to run folder ${dir}: the file system holding ${ro} is read-only (EROFS). ` +
-        'Fix: choose another run folder on a writable file system (train.runDir; CLI: --run-dir), or remount it read-write.');
+      throw new Error(
+        `cannot write to run folder ${dir}: the file system holding ${ro} is read-only (EROFS). ` +
+          'Fix: choose another run folder on a writable file system (train.runDir; CLI: --run-dir), or remount it read-write.',
+      );
     }
-    throw new Error(`cannot write to run folder ${dir}: ${(e as Error).message}. Fix: choose another run folder (train.runDir; CLI: --run-dir) or fix its permissions.`);
+    throw new Error(
+      `cannot write to run folder ${dir}: ${(e as Error).message}. Fix: choose another run folder (train.runDir; CLI: --run-dir) or fix its permissions.`,
+    );
   }
 }
 
@@ -45,7 +49,11 @@ export interface LockHolder {
 /** The run folder is in use by another run (see {@link lockRunDir}). */
 export class RunFolderBusyError extends Error {
   readonly code = 'CMAC_RUN_FOLDER_BUSY';
-  constructor(message: string, readonly holder: LockHolder | undefined, readonly lockFile: string) {
+  constructor(
+    message: string,
+    readonly holder: LockHolder | undefined,
+    readonly lockFile: string,
+  ) {
     super(message);
     this.name = 'RunFolderBusyError';
   }
@@ -70,11 +78,21 @@ const heldLocks = new Set<string>();
  */
 export function lockRunDir(dir: string): RunLock {
   const file = path.join(dir, 'run.lock');
-  const mine = JSON.stringify({ pid: process.pid, host: os.hostname(), command: commandLine(), started: new Date().toISOString() } satisfies LockHolder) + '\n';
+  const mine =
+    JSON.stringify({
+      pid: process.pid,
+      host: os.hostname(),
+      command: commandLine(),
+      started: new Date().toISOString(),
+    } satisfies LockHolder) + '\n';
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o644);
-      try { fs.writeSync(fd, mine); } finally { fs.closeSync(fd); }
+      try {
+        fs.writeSync(fd, mine);
+      } finally {
+        fs.closeSync(fd);
+      }
       heldLocks.add(file);
       let released = false;
       const release = () => {
@@ -82,7 +100,11 @@ export function lockRunDir(dir: string): RunLock {
         released = true;
         cancel();
         heldLocks.delete(file);
-        try { if (fs.readFileSync(file, 'utf8') === mine) fs.rmSync(file, { force: true }); } catch { /* gone already */ }
+        try {
+          if (fs.readFileSync(file, 'utf8') === mine) fs.rmSync(file, { force: true });
+        } catch {
+          /* gone already */
+        }
       };
       const cancel = onProcessExit(release);
       return { file, release };
@@ -92,7 +114,7 @@ export function lockRunDir(dir: string): RunLock {
       }
     }
     const seen = readLock(file);
-    if (seen === undefined) continue;  // released in between: try again
+    if (seen === undefined) continue; // released in between: try again
     const holder = seen.holder;
     if (holder && !lockHolderAlive(holder, file)) {
       breakStaleLock(file, seen.raw);
@@ -110,34 +132,54 @@ function commandLine(): string {
 /** The lock's raw text and its holder; holder undefined when the file is not a lock we can read (a torn or foreign file). */
 function readLock(file: string): { raw: string; holder?: LockHolder } | undefined {
   let raw: string;
-  try { raw = fs.readFileSync(file, 'utf8'); } catch { return undefined; }
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
   try {
     const h = JSON.parse(raw) as LockHolder;
     if (Number.isSafeInteger(h.pid) && h.pid > 0 && typeof h.host === 'string') return { raw, holder: h };
-  } catch { /* torn: see below */ }
+  } catch {
+    /* torn: see below */
+  }
   // A lock is written right after its O_EXCL create; an unreadable one older
   // than a few seconds was left by a process killed in between.
   try {
     if (Date.now() - fs.statSync(file).mtimeMs > 5000) return { raw, holder: { pid: 0, host: os.hostname(), command: '', started: '' } };
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
   return { raw };
 }
 
 function lockHolderAlive(h: LockHolder, file: string): boolean {
-  if (h.host !== os.hostname()) return true;  // cannot check another machine's processes
+  if (h.host !== os.hostname()) return true; // cannot check another machine's processes
   if (h.pid === 0) return false;
-  if (h.pid === process.pid) return heldLocks.has(file);  // a pid of a dead process reused by this one
+  if (h.pid === process.pid) return heldLocks.has(file); // a pid of a dead process reused by this one
   return processAlive(h.pid);
 }
 
 /** Removes a stale lock, but only the one judged stale: a fresh lock another process took meanwhile is put back. */
 function breakStaleLock(file: string, staleRaw: string): void {
   const grave = `${file}.stale-${process.pid}`;
-  try { fs.renameSync(file, grave); } catch { return; }
+  try {
+    fs.renameSync(file, grave);
+  } catch {
+    return;
+  }
   let raw = '';
-  try { raw = fs.readFileSync(grave, 'utf8'); } catch { /* gone */ }
+  try {
+    raw = fs.readFileSync(grave, 'utf8');
+  } catch {
+    /* gone */
+  }
   if (raw !== staleRaw) {
-    try { fs.linkSync(grave, file); } catch { /* a third run took it: it holds the lock */ }
+    try {
+      fs.linkSync(grave, file);
+    } catch {
+      /* a third run took it: it holds the lock */
+    }
   }
   fs.rmSync(grave, { force: true });
 }
@@ -148,6 +190,9 @@ function busyError(dir: string, file: string, h: LockHolder | undefined): RunFol
     : 'a process that has not finished writing the lock';
   return new RunFolderBusyError(
     `run folder ${dir} is in use by another run: ${who}. Two runs in one folder would interleave their metrics and checkpoints. ` +
-    `Fix: wait for that run to finish${h && h.pid !== process.pid ? ` (or stop it: kill ${h.pid})` : ''}, or use another run folder (train.runDir; CLI: --run-dir). ` +
-    `If that process is no cmac run (a reused pid, or a folder copied from another host), delete ${file}.`, h, file);
+      `Fix: wait for that run to finish${h && h.pid !== process.pid ? ` (or stop it: kill ${h.pid})` : ''}, or use another run folder (train.runDir; CLI: --run-dir). ` +
+      `If that process is no cmac run (a reused pid, or a folder copied from another host), delete ${file}.`,
+    h,
+    file,
+  );
 }

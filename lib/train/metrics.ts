@@ -45,7 +45,11 @@ export function read(file: string): StepMetrics[] {
   const out: StepMetrics[] = [];
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     if (!line.trim()) continue;
-    try { out.push(JSON.parse(line)); } catch { /* torn line */ }
+    try {
+      out.push(JSON.parse(line));
+    } catch {
+      /* torn line */
+    }
   }
   return out;
 }

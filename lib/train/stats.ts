@@ -40,7 +40,8 @@ export async function fitLogmelStats(
     log,
   });
   const parts: Float32Array[] = [];
-  let clips = 0, samples = 0;
+  let clips = 0,
+    samples = 0;
   const it = loader[Symbol.asyncIterator]();
   try {
     for (;;) {
@@ -64,13 +65,21 @@ export async function fitLogmelStats(
     if (signal?.aborted) void loader.close().catch(() => undefined);
     else await loader.close();
   }
-  if (!clips) throw new Error(`log-mel statistics: the training data ${cfg.data.source} gave no clip. Fix: check the data, or set logmel.statsClips=0 (mean 0 / std 1).`);
+  if (!clips)
+    throw new Error(
+      `log-mel statistics: the training data ${cfg.data.source} gave no clip. Fix: check the data, or set logmel.statsClips=0 (mean 0 / std 1).`,
+    );
   const data = new Float32Array(clips * samples);
   let o = 0;
-  for (const p of parts) { data.set(p, o); o += p.length; }
+  for (const p of parts) {
+    data.set(p, o);
+    o += p.length;
+  }
   const stats = await model.logmelStats({ data, shape: [clips, samples], dtype: 'float32' });
   await model.setLogmelStats(stats);
   const range = (v: ArrayLike<number>) => `${Math.min(...Array.from(v)).toFixed(2)}..${Math.max(...Array.from(v)).toFixed(2)}`;
-  log(`log-mel statistics from ${clips} training clip(s)${clips < want ? ` (logmel.statsClips ${want}; the data has fewer)` : ''}: per-bin mean ${range(stats.mean.data)}, std ${range(stats.std.data)}`);
+  log(
+    `log-mel statistics from ${clips} training clip(s)${clips < want ? ` (logmel.statsClips ${want}; the data has fewer)` : ''}: per-bin mean ${range(stats.mean.data)}, std ${range(stats.std.data)}`,
+  );
   return { stats, clips };
 }

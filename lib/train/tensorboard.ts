@@ -11,7 +11,7 @@ const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
   for (let i = 0; i < 256; i++) {
     let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;  // Castagnoli, reflected
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1; // Castagnoli, reflected
     t[i] = c >>> 0;
   }
   return t;
@@ -65,16 +65,32 @@ export function readTfRecords(buf: Uint8Array): Uint8Array[] {
 export const eventSchema = (() => {
   const root = new protobuf.Root();
   const ns = root.define('tensorboard');
-  const pluginData = new protobuf.Type('PluginData').add(new protobuf.Field('plugin_name', 1, 'string')).add(new protobuf.Field('content', 2, 'bytes'));
-  const metadata = new protobuf.Type('SummaryMetadata').add(pluginData).add(new protobuf.Field('plugin_data', 1, 'PluginData'))
+  const pluginData = new protobuf.Type('PluginData')
+    .add(new protobuf.Field('plugin_name', 1, 'string'))
+    .add(new protobuf.Field('content', 2, 'bytes'));
+  const metadata = new protobuf.Type('SummaryMetadata')
+    .add(pluginData)
+    .add(new protobuf.Field('plugin_data', 1, 'PluginData'))
     .add(new protobuf.Field('display_name', 2, 'string'));
-  const image = new protobuf.Type('Image').add(new protobuf.Field('height', 1, 'int32')).add(new protobuf.Field('width', 2, 'int32'))
-    .add(new protobuf.Field('colorspace', 3, 'int32')).add(new protobuf.Field('encoded_image_string', 4, 'bytes'));
-  const value = new protobuf.Type('Value').add(new protobuf.Field('tag', 1, 'string')).add(new protobuf.Field('simple_value', 2, 'float'))
-    .add(new protobuf.Field('image', 4, 'Summary.Image')).add(new protobuf.Field('metadata', 9, 'SummaryMetadata'));
-  const summary = new protobuf.Type('Summary').add(image).add(value).add(new protobuf.Field('value', 1, 'Value', 'repeated'));
-  const event = new protobuf.Type('Event').add(new protobuf.Field('wall_time', 1, 'double')).add(new protobuf.Field('step', 2, 'int64'))
-    .add(new protobuf.Field('file_version', 3, 'string')).add(new protobuf.Field('summary', 5, 'Summary'));
+  const image = new protobuf.Type('Image')
+    .add(new protobuf.Field('height', 1, 'int32'))
+    .add(new protobuf.Field('width', 2, 'int32'))
+    .add(new protobuf.Field('colorspace', 3, 'int32'))
+    .add(new protobuf.Field('encoded_image_string', 4, 'bytes'));
+  const value = new protobuf.Type('Value')
+    .add(new protobuf.Field('tag', 1, 'string'))
+    .add(new protobuf.Field('simple_value', 2, 'float'))
+    .add(new protobuf.Field('image', 4, 'Summary.Image'))
+    .add(new protobuf.Field('metadata', 9, 'SummaryMetadata'));
+  const summary = new protobuf.Type('Summary')
+    .add(image)
+    .add(value)
+    .add(new protobuf.Field('value', 1, 'Value', 'repeated'));
+  const event = new protobuf.Type('Event')
+    .add(new protobuf.Field('wall_time', 1, 'double'))
+    .add(new protobuf.Field('step', 2, 'int64'))
+    .add(new protobuf.Field('file_version', 3, 'string'))
+    .add(new protobuf.Field('summary', 5, 'Summary'));
   ns.add(metadata).add(summary).add(event);
   root.resolveAll();
   return { Event: root.lookupType('tensorboard.Event'), Summary: root.lookupType('tensorboard.Summary') };
@@ -97,13 +113,19 @@ export class TensorBoardWriter {
 
   /** Scalars under their tags at `step`. */
   scalars(step: number, values: Record<string, number>): void {
-    const value = Object.entries(values).filter(([, v]) => Number.isFinite(v)).map(([tag, v]) => ({ tag, simple_value: v }));
+    const value = Object.entries(values)
+      .filter(([, v]) => Number.isFinite(v))
+      .map(([tag, v]) => ({ tag, simple_value: v }));
     this.write({ wall_time: Date.now() / 1000, step, summary: { value } });
   }
 
   /** A PNG image under `tag`. */
   image(step: number, tag: string, png: Uint8Array, width: number, height: number): void {
-    this.write({ wall_time: Date.now() / 1000, step, summary: { value: [{ tag, image: { height, width, colorspace: 3, encoded_image_string: png } }] } });
+    this.write({
+      wall_time: Date.now() / 1000,
+      step,
+      summary: { value: [{ tag, image: { height, width, colorspace: 3, encoded_image_string: png } }] },
+    });
   }
 
   flush(): void {

@@ -3,12 +3,30 @@
 // named helper. Steps run off the JS thread, so the event loop stays free.
 import * as fs from 'fs';
 import * as path from 'path';
-import { clipOf, CmacConfig, CmacConfigInput, lambdaScale, learningRate, RampStart, resolveConfig, saveConfig, toModelConfig } from '../config';
+import {
+  clipOf,
+  CmacConfig,
+  CmacConfigInput,
+  lambdaScale,
+  learningRate,
+  RampStart,
+  resolveConfig,
+  saveConfig,
+  toModelConfig,
+} from '../config';
 import { createLoader, LoaderBatch, LoaderCursor, LoaderStats, openSource, TooFewClipsError } from '../data';
 import { setNumThreads } from '../info';
 import { checkOptionKeys, keysOf } from '../options';
 import { CmacModel } from '../model';
-import { CheckpointRef, CheckpointState, latestCheckpoint, readCheckpointState, removeUncommittedCheckpoints, saveCheckpoint, upgradedKeys } from '../checkpoint';
+import {
+  CheckpointRef,
+  CheckpointState,
+  latestCheckpoint,
+  readCheckpointState,
+  removeUncommittedCheckpoints,
+  saveCheckpoint,
+  upgradedKeys,
+} from '../checkpoint';
 import { untilAborted } from './abort';
 import { fitLogmelStats } from './stats';
 import { removeStaleTempFiles } from '../files';
@@ -79,20 +97,23 @@ export async function train(input: CmacConfigInput, opts: TrainOptions = {}): Pr
 
 async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSummary> {
   const { rank, worldSize } = ranksFromEnv();
-  const main = rank === 0;  // rank 0 alone writes logs, metrics, checkpoints and the report
-  const log = main ? opts.log ?? (() => undefined) : () => undefined;
+  const main = rank === 0; // rank 0 alone writes logs, metrics, checkpoints and the report
+  const log = main ? (opts.log ?? (() => undefined)) : () => undefined;
   const runDir = path.resolve(cfg.train.runDir);
   const ckptDir = path.join(runDir, 'checkpoints');
-  if (main) {  // under the lock: nobody else writes here, so leftovers of killed writers can go
+  if (main) {
+    // under the lock: nobody else writes here, so leftovers of killed writers can go
     const stale = removeStaleTempFiles(runDir) + removeStaleTempFiles(ckptDir);
     if (stale) log(`removed ${stale} stale temp file(s) left by a killed writer in ${runDir}`);
     const orphans = removeUncommittedCheckpoints(ckptDir);
     if (orphans) log(`removed ${orphans} uncommitted checkpoint weight file(s) (no JSON: a write that was killed) in ${ckptDir}`);
   }
   const resumed = opts.resume ? resumeState(ckptDir, cfg, log) : undefined;
-  if (resumed) cfg = resumed.cfg;  // settings an old run folder predates come from its checkpoint
+  if (resumed) cfg = resumed.cfg; // settings an old run folder predates come from its checkpoint
   if (!opts.resume && latestCheckpoint(ckptDir)) {
-    throw new Error(`run folder ${runDir} already holds checkpoints. Fix: pass resume: true to continue it (CLI: --resume), or choose another run folder (train.runDir; CLI: --run-dir).`);
+    throw new Error(
+      `run folder ${runDir} already holds checkpoints. Fix: pass resume: true to continue it (CLI: --resume), or choose another run folder (train.runDir; CLI: --run-dir).`,
+    );
   }
   if (main) saveConfig(cfg, path.join(runDir, 'config.json'));
   if (cfg.threads) setNumThreads(cfg.threads);
@@ -102,9 +123,12 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   const model = await CmacModel.create(modelConfig);
   if (cfg.dist.batchNorm === 'frozen') model.eval();
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
-  let step = 0, epoch = 0, nonFinite = 0, skippedSteps = 0;
+  let step = 0,
+    epoch = 0,
+    nonFinite = 0,
+    skippedSteps = 0;
   let cursor: LoaderCursor = { epoch: 0, position: 0 };
-  const ramp = new RampStart(cfg, resumed?.state.rampStart ?? undefined);  // loss.rampStart auto: the step found, kept across a resume
+  const ramp = new RampStart(cfg, resumed?.state.rampStart ?? undefined); // loss.rampStart auto: the step found, kept across a resume
   if (resumed) {
     await model.load(resumed.ref.weights);
     ({ step, epoch, cursor, nonFiniteInARow: nonFinite, skippedSteps } = resumed.state);
@@ -114,7 +138,7 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
     if (step === 0) await fitLogmelStats(model, cfg, log, opts.signal);
   } else {
     if (main) fs.rmSync(path.join(runDir, 'metrics.jsonl'), { force: true });
-    await fitLogmelStats(model, cfg, log, opts.signal);  // every rank alike (same clips, same order): the weights stay equal
+    await fitLogmelStats(model, cfg, log, opts.signal); // every rank alike (same clips, same order): the weights stay equal
   }
 
   const total = cfg.train.steps;
@@ -148,43 +172,85 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   let last: StepMetrics | undefined;
   let checkpoint: CheckpointRef | undefined;
   const snapshot = (): CheckpointState => ({
-    format: 'cmac-checkpoint/1', step, epoch, cursor, config: cfg, rng: { seed: cfg.seed, loaderSeed: cfg.seed },
-    nonFiniteInARow: nonFinite, skippedSteps, rampStart: ramp.step ?? null, time: new Date().toISOString(),
+    format: 'cmac-checkpoint/1',
+    step,
+    epoch,
+    cursor,
+    config: cfg,
+    rng: { seed: cfg.seed, loaderSeed: cfg.seed },
+    nonFiniteInARow: nonFinite,
+    skippedSteps,
+    rampStart: ramp.step ?? null,
+    time: new Date().toISOString(),
   });
   let stoppedBy: TrainSummary['stoppedBy'] = 'done';
   try {
     while (step < total) {
       // Every rank must stop at the same step, or the next collective would wait forever.
       const stop = worldSize > 1 ? await model.anyRank(!!opts.signal?.aborted) : !!opts.signal?.aborted;
-      if (stop) { stoppedBy = 'abort'; break; }
+      if (stop) {
+        stoppedBy = 'abort';
+        break;
+      }
       const tData = Date.now();
       // One rank alone must not leave a collective, so only a single process stops inside a wait for data.
       const batch = await nextBatch(batches, cfg, worldSize === 1 ? opts.signal : undefined);
-      if (!batch) { stoppedBy = 'abort'; break; }
+      if (!batch) {
+        stoppedBy = 'abort';
+        break;
+      }
       const dataMs = Date.now() - tData;
       const lr = learningRate(cfg, step, total);
       const lam = lambdaScale(cfg, step, total, ramp.step);
       const r = await model.trainStep(batch, { lr, lambdaScale: lam });
       if (r.finite && ramp.observe(step, r.retrievalAcc)) {
-        log(`lambda ramp starts at step ${ramp.step}: in-batch retrieval accuracy ${r.retrievalAcc.toFixed(3)} >= loss.rampThreshold ${cfg.loss.rampThreshold} at step ${step}`);
+        log(
+          `lambda ramp starts at step ${ramp.step}: in-batch retrieval accuracy ${r.retrievalAcc.toFixed(3)} >= loss.rampThreshold ${cfg.loss.rampThreshold} at step ${step}`,
+        );
       }
       nonFinite = r.finite ? 0 : nonFinite + 1;
       if (!r.finite) skippedSteps++;
       cursor = batch.cursor;
       epoch = batch.cursor.epoch;
       last = {
-        step, epoch, loss: r.loss, lossCon: r.lossCon, lossV: r.lossV, lossA: r.lossA, retrievalAcc: r.retrievalAcc, lr, lambdaScale: lam, rampStart: ramp.step ?? null,
-        gradNorm: r.gradNorm, stepMs: r.timeMs, dataMs, clipsPerSec: batch.video.shape[0] / ((r.timeMs + dataMs) / 1000),
-        skippedSamples: countSkipped(loader.stats.skipped), finite: r.finite, stepped: r.stepped,
+        step,
+        epoch,
+        loss: r.loss,
+        lossCon: r.lossCon,
+        lossV: r.lossV,
+        lossA: r.lossA,
+        retrievalAcc: r.retrievalAcc,
+        lr,
+        lambdaScale: lam,
+        rampStart: ramp.step ?? null,
+        gradNorm: r.gradNorm,
+        stepMs: r.timeMs,
+        dataMs,
+        clipsPerSec: batch.video.shape[0] / ((r.timeMs + dataMs) / 1000),
+        skippedSamples: countSkipped(loader.stats.skipped),
+        finite: r.finite,
+        stepped: r.stepped,
       };
       if (main) metrics.append(last);
-      tb?.scalars(step, { loss: r.loss, 'loss/con': r.lossCon, 'loss/v': r.lossV, 'loss/a': r.lossA, lr, lambda_scale: lam, retrieval_acc: r.retrievalAcc, grad_norm: r.gradNorm, clips_per_sec: last.clipsPerSec });
+      tb?.scalars(step, {
+        loss: r.loss,
+        'loss/con': r.lossCon,
+        'loss/v': r.lossV,
+        'loss/a': r.lossA,
+        lr,
+        lambda_scale: lam,
+        retrieval_acc: r.retrievalAcc,
+        grad_norm: r.gradNorm,
+        clips_per_sec: last.clipsPerSec,
+      });
       step++;
       if (main && (opts.progress ?? true)) bar.update(last, (Date.now() - t0) / 1000, step - startStep);
       opts.onStep?.(last);
       if (nonFinite >= cfg.train.maxNonFinite) {
-        throw new NonFiniteLossError(`training stopped: ${nonFinite} steps in a row had a non-finite loss (last at step ${step - 1}, lr ${lr.toExponential(2)}). ` +
-          `Fix: lower optim.lr, set optim.clipGradNorm, or check the data; the last good checkpoint is in ${ckptDir}.`);
+        throw new NonFiniteLossError(
+          `training stopped: ${nonFinite} steps in a row had a non-finite loss (last at step ${step - 1}, lr ${lr.toExponential(2)}). ` +
+            `Fix: lower optim.lr, set optim.clipGradNorm, or check the data; the last good checkpoint is in ${ckptDir}.`,
+        );
       }
       if (main && step % cfg.train.checkpointEvery === 0 && step < total) {
         checkpoint = await saveCheckpoint(ckptDir, model, snapshot(), cfg.train.keepLast);
@@ -205,8 +271,17 @@ async function runTraining(cfg: CmacConfig, opts: TrainOptions): Promise<TrainSu
   const report = path.join(runDir, 'report.html');
   if (main) writeTrainingReport(report, cfg, path.join(runDir, 'metrics.jsonl'), loader.stats);
   return {
-    runDir, stepsDone: step, totalSteps: total, stoppedBy, last, checkpoint, report,
-    skippedSamples: countSkipped(loader.stats.skipped), skippedSteps, wallSeconds: (Date.now() - t0) / 1000, dataStats: loader.stats,
+    runDir,
+    stepsDone: step,
+    totalSteps: total,
+    stoppedBy,
+    last,
+    checkpoint,
+    report,
+    skippedSamples: countSkipped(loader.stats.skipped),
+    skippedSteps,
+    wallSeconds: (Date.now() - t0) / 1000,
+    dataStats: loader.stats,
   };
 }
 
@@ -215,7 +290,9 @@ export function ranksFromEnv(): { rank: number; worldSize: number } {
   const worldSize = Number(process.env.WORLD_SIZE ?? '1');
   const rank = Number(process.env.RANK ?? '0');
   if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-    throw new Error(`RANK=${process.env.RANK} / WORLD_SIZE=${process.env.WORLD_SIZE} are not a valid rank and world size. Fix: let cmac train --nproc N or torchrun set them.`);
+    throw new Error(
+      `RANK=${process.env.RANK} / WORLD_SIZE=${process.env.WORLD_SIZE} are not a valid rank and world size. Fix: let cmac train --nproc N or torchrun set them.`,
+    );
   }
   return { rank, worldSize };
 }
@@ -240,7 +317,10 @@ async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal
     Promise.resolve(it.return?.()).catch(() => undefined);
     return undefined;
   }
-  if (n.done) throw new Error(`the data source ${cfg.data.source} ran out of batches. Fix: check that it holds at least data.batchSize (${cfg.data.batchSize}) usable clips.`);
+  if (n.done)
+    throw new Error(
+      `the data source ${cfg.data.source} ran out of batches. Fix: check that it holds at least data.batchSize (${cfg.data.batchSize}) usable clips.`,
+    );
   return n.value;
 }
 
@@ -256,35 +336,49 @@ function countSkipped(s: Partial<Record<string, number>>): number {
  * config: resuming an old run with its own config.json then keeps the
  * pooling it was trained with instead of the new default.
  */
-function resumeState(ckptDir: string, cfg: CmacConfig, log: (line: string) => void): { ref: CheckpointRef; state: CheckpointState; cfg: CmacConfig } {
+function resumeState(
+  ckptDir: string,
+  cfg: CmacConfig,
+  log: (line: string) => void,
+): { ref: CheckpointRef; state: CheckpointState; cfg: CmacConfig } {
   const ref = latestCheckpoint(ckptDir);
-  if (!ref) throw new Error(`resume: no checkpoint in ${ckptDir}. Fix: start without resume (CLI: without --resume), or point train.runDir (CLI: --run-dir) at an existing run.`);
+  if (!ref)
+    throw new Error(
+      `resume: no checkpoint in ${ckptDir}. Fix: start without resume (CLI: without --resume), or point train.runDir (CLI: --run-dir) at an existing run.`,
+    );
   const state = readCheckpointState(ref);
   const runConfig = readJson(path.join(path.dirname(ckptDir), 'config.json'));
   const adopted: string[] = [];
   let out = cfg;
   for (const key of upgradedKeys(readJson(ref.state)?.config)) {
-    if (runConfig && getPath(runConfig, key) !== undefined) continue;  // config.json says it: that value stands
+    if (runConfig && getPath(runConfig, key) !== undefined) continue; // config.json says it: that value stands
     const want = getPath(state.config, key);
     if (JSON.stringify(getPath(out, key)) === JSON.stringify(want)) continue;
     out = setPath(out, key, want);
     adopted.push(`${key}=${JSON.stringify(want)}`);
   }
-  if (adopted.length) log(`resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
+  if (adopted.length)
+    log(`resume: the run predates ${adopted.map((a) => a.split('=')[0]).join(', ')}; resuming with the checkpoint's ${adopted.join(', ')}`);
   const differ = leafDiff(out, state.config).filter((k) => !k.startsWith('train.') && k !== 'train' && !k.startsWith('threads'));
   if (differ.length) {
     const sections = [...new Set(differ.map((k) => k.split('.')[0]))];
     const shown = differ.slice(0, 6);
     const more = differ.length > shown.length ? `; ${differ.length - shown.length} more` : '';
     const sets = shown.map((k) => `--set ${k}=${setValue(getPath(state.config, k))}`).join(' ');
-    throw new Error(`resume: the config differs from the checkpoint's in ${sections.join(', ')} (${shown.map((k) => `${k}: this run ${JSON.stringify(getPath(out, k))}, checkpoint ${JSON.stringify(getPath(state.config, k))}`).join('; ')}${more}). ` +
-      `Fix: resume with the run's own config.json (loadConfigFile(${JSON.stringify(path.join(path.dirname(ckptDir), 'config.json'))}); CLI: cmac train --resume --run-dir ${path.dirname(ckptDir)})${more ? '' : `, or set ${shown.map((k) => `${k}: ${JSON.stringify(getPath(state.config, k))}`).join(', ')} (CLI: ${sets})`}.`);
+    throw new Error(
+      `resume: the config differs from the checkpoint's in ${sections.join(', ')} (${shown.map((k) => `${k}: this run ${JSON.stringify(getPath(out, k))}, checkpoint ${JSON.stringify(getPath(state.config, k))}`).join('; ')}${more}). ` +
+        `Fix: resume with the run's own config.json (loadConfigFile(${JSON.stringify(path.join(path.dirname(ckptDir), 'config.json'))}); CLI: cmac train --resume --run-dir ${path.dirname(ckptDir)})${more ? '' : `, or set ${shown.map((k) => `${k}: ${JSON.stringify(getPath(state.config, k))}`).join(', ')} (CLI: ${sets})`}.`,
+    );
   }
   return { ref, state, cfg: out };
 }
 
 function readJson(file: string): Record<string, unknown> | undefined {
-  try { return JSON.parse(fs.readFileSync(file, 'utf8')); } catch { return undefined; }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 function getPath(o: unknown, key: string): unknown {

@@ -8,8 +8,17 @@ export type ColormapName = 'jet' | 'inferno' | 'gray';
 
 // matplotlib's inferno at 0, 0.1, ..., 1.
 const infernoStops: Array<[number, number, number]> = [
-  [0, 0, 4], [22, 11, 57], [66, 10, 104], [106, 23, 110], [147, 38, 103], [188, 55, 84],
-  [221, 81, 58], [243, 120, 25], [252, 165, 10], [246, 215, 70], [252, 255, 164],
+  [0, 0, 4],
+  [22, 11, 57],
+  [66, 10, 104],
+  [106, 23, 110],
+  [147, 38, 103],
+  [188, 55, 84],
+  [221, 81, 58],
+  [243, 120, 25],
+  [252, 165, 10],
+  [246, 215, 70],
+  [252, 255, 164],
 ];
 
 const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
@@ -18,13 +27,19 @@ const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 export function colormap(name: ColormapName, t: number): [number, number, number] {
   if (!Number.isFinite(t)) return [0, 0, 0];
   t = clamp01(t);
-  if (name === 'gray') { const v = Math.round(t * 255); return [v, v, v]; }
+  if (name === 'gray') {
+    const v = Math.round(t * 255);
+    return [v, v, v];
+  }
   if (name === 'jet') {
     const f = (x: number) => Math.round(255 * clamp01(1.5 - Math.abs(4 * t - x)));
     return [f(3), f(2), f(1)];
   }
-  const x = t * 10, i = Math.min(9, Math.floor(x)), u = x - i;
-  const a = infernoStops[i], b = infernoStops[i + 1];
+  const x = t * 10,
+    i = Math.min(9, Math.floor(x)),
+    u = x - i;
+  const a = infernoStops[i],
+    b = infernoStops[i + 1];
   return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * u)) as [number, number, number];
 }
 
@@ -73,13 +88,15 @@ export interface OverlayOptions {
  * normalised, coloured and blended over the frame resized to size x size.
  */
 export function overlay(frame: RgbImage, map: ArrayLike<number>, h: number, w: number, o: OverlayOptions = {}): RgbImage {
-  const size = o.size ?? 224, alpha = o.alpha ?? 0.5;
+  const size = o.size ?? 224,
+    alpha = o.alpha ?? 0.5;
   const base = frame.width === size && frame.height === size && frame.channels === 3 ? frame : resize(frame, size, size);
   const heat = heatmap(map, h, w, size, o.cmap ?? 'jet');
   const data = new Uint8Array(size * size * 3);
   for (let i = 0; i < data.length; i++) data[i] = Math.round((1 - alpha) * base.data[i] + alpha * heat.data[i]);
   const img: RgbImage = { width: size, height: size, channels: 3, data };
-  for (const b of o.boxes ?? []) drawBox(img, b.map((v) => (v * size) / 224) as [number, number, number, number], o.boxColour ?? [255, 255, 255]);
+  for (const b of o.boxes ?? [])
+    drawBox(img, b.map((v) => (v * size) / 224) as [number, number, number, number], o.boxColour ?? [255, 255, 255]);
   return img;
 }
 
@@ -91,8 +108,14 @@ export function drawBox(img: RgbImage, box: [number, number, number, number], rg
     img.data.set(rgb, (y * img.width + x) * img.channels);
   };
   for (let t = 0; t < thick; t++) {
-    for (let x = x0; x < x1; x++) { put(x, y0 + t); put(x, y1 - 1 - t); }
-    for (let y = y0; y < y1; y++) { put(x0 + t, y); put(x1 - 1 - t, y); }
+    for (let x = x0; x < x1; x++) {
+      put(x, y0 + t);
+      put(x, y1 - 1 - t);
+    }
+    for (let y = y0; y < y1; y++) {
+      put(x0 + t, y);
+      put(x1 - 1 - t, y);
+    }
   }
 }
 
@@ -102,7 +125,10 @@ export function hstack(images: RgbImage[], gap = 4, bg: [number, number, number]
   const h = Math.max(...images.map((im) => im.height));
   const out = blank(w, h, bg);
   let x0 = 0;
-  for (const im of images) { paste(out, im, x0, 0); x0 += im.width + gap; }
+  for (const im of images) {
+    paste(out, im, x0, 0);
+    x0 += im.width + gap;
+  }
   return out;
 }
 
@@ -112,7 +138,10 @@ export function vstack(images: RgbImage[], gap = 4, bg: [number, number, number]
   const h = images.reduce((a, im) => a + im.height, 0) + gap * Math.max(0, images.length - 1);
   const out = blank(w, h, bg);
   let y0 = 0;
-  for (const im of images) { paste(out, im, 0, y0); y0 += im.height + gap; }
+  for (const im of images) {
+    paste(out, im, 0, y0);
+    y0 += im.height + gap;
+  }
   return out;
 }
 
@@ -161,10 +190,12 @@ export function drawText(img: RgbImage, text: string, x: number, y: number, rgb:
     const row = px[r] ?? [];
     for (let c = 0; c < row.length; c++) {
       if (!row[c]) continue;
-      for (let dy = 0; dy < scale; dy++) for (let dx = 0; dx < scale; dx++) {
-        const X = x + c * scale + dx, Y = y + r * scale + dy;
-        if (X >= 0 && Y >= 0 && X < img.width && Y < img.height) img.data.set(rgb, (Y * img.width + X) * img.channels);
-      }
+      for (let dy = 0; dy < scale; dy++)
+        for (let dx = 0; dx < scale; dx++) {
+          const X = x + c * scale + dx,
+            Y = y + r * scale + dy;
+          if (X >= 0 && Y >= 0 && X < img.width && Y < img.height) img.data.set(rgb, (Y * img.width + X) * img.channels);
+        }
     }
   }
 }
@@ -192,7 +223,9 @@ export interface ColourBarOptions {
 
 /** A vertical colour bar `height` pixels tall (top = 1, bottom = 0) with its end labels to the right. */
 export function colourBar(height: number, o: ColourBarOptions = {}): RgbImage {
-  const bw = o.barWidth ?? 12, high = o.high ?? 'max', low = o.low ?? 'min';
+  const bw = o.barWidth ?? 12,
+    high = o.high ?? 'max',
+    low = o.low ?? 'min';
   const labelW = Math.max(textSize(high).width, textSize(low).width, o.label ? textSize(o.label).width : 0);
   const img = blank(bw + 6 + labelW + 2, height);
   for (let y = 0; y < height; y++) {

@@ -3,7 +3,22 @@
 // PCA scatters, and the evaluation sections of report.html.
 export { encodePng, decodePng, crc32 } from './png';
 export type { RgbImage } from './png';
-export { colormap, blank, resize, heatmap, overlay, drawBox, hstack, vstack, paste, frameImage, textSize, drawText, titled, colourBar } from './image';
+export {
+  colormap,
+  blank,
+  resize,
+  heatmap,
+  overlay,
+  drawBox,
+  hstack,
+  vstack,
+  paste,
+  frameImage,
+  textSize,
+  drawText,
+  titled,
+  colourBar,
+} from './image';
 export type { ColormapName, OverlayOptions, ColourBarOptions } from './image';
 export { melFilterbank } from '../audio/mel';
 export { fft, logMel, spectrogramImage, frequencyPicture, frequencyTimeline } from './spectrogram';

@@ -58,7 +58,13 @@ export interface LocalizeResult {
  * (alphaV, betaV [K, H', W'], alphaA, betaA [K, M], clipStart [K]) and
  * `index.json`.
  */
-export async function localizeVideo(model: CmacModel, config: CmacConfig, file: string, outDir: string, o: LocalizeOptions = {}): Promise<LocalizeResult> {
+export async function localizeVideo(
+  model: CmacModel,
+  config: CmacConfig,
+  file: string,
+  outDir: string,
+  o: LocalizeOptions = {},
+): Promise<LocalizeResult> {
   checkOptionKeys(o, localizeOptionKeys, 'localizeVideo()');
   const log = o.log ?? (() => undefined);
   const info: ProbeInfo = await probe(file);
@@ -76,11 +82,12 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
   const crop = squareCentreCrop(info.video.width, info.video.height);
   const starts = Array.from({ length: K }, (_, k) => from + k * clipSeconds);
   fs.mkdirSync(path.join(outDir, 'frames'), { recursive: true });
-  removeStaleTempFiles(outDir);  // overlay videos of a killed run (*.tmp-<pid>)
+  removeStaleTempFiles(outDir); // overlay videos of a killed run (*.tmp-<pid>)
   const which = o.maps ?? 'both';
   const bs = o.batchSize ?? 16;
   const acc: Record<'alphaV' | 'betaV' | 'alphaA' | 'betaA', Float32Array[]> = { alphaV: [], betaV: [], alphaA: [], betaA: [] };
-  let mapShape: number[] = [], bandCount = 0;
+  let mapShape: number[] = [],
+    bandCount = 0;
   const frameFiles: string[] = [];
   // The overlay frames stream into one ffmpeg as they are drawn (memory stays
   // bounded however long the video); its output and the muxed MP4 are temp
@@ -97,7 +104,19 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
     for (let b0 = 0; b0 < K; b0 += bs) {
       const ks = starts.slice(b0, b0 + bs);
       const jobs: ClipJob[] = ks.flatMap((s) => {
-        const model: ClipJob = { file, info, req: { start: s, frames: T, fps, width: size, height: size, crop, audio: { start: s + clipSeconds / 2 - audioSeconds / 2, samples, sampleRate: sr } } };
+        const model: ClipJob = {
+          file,
+          info,
+          req: {
+            start: s,
+            frames: T,
+            fps,
+            width: size,
+            height: size,
+            crop,
+            audio: { start: s + clipSeconds / 2 - audioSeconds / 2, samples, sampleRate: sr },
+          },
+        };
         const show: ClipJob = { file, info, req: { start: s, frames: T, fps, width: disp, height: disp, crop } };
         return disp === size ? [model] : [model, show];
       });
@@ -109,7 +128,8 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
       const audio = new Float32Array(n * samples);
       const shows: Uint8Array[] = [];
       for (let i = 0; i < n; i++) {
-        const d = dec[i * per], s = dec[i * per + per - 1];
+        const d = dec[i * per],
+          s = dec[i * per + per - 1];
         if (d instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${d.message}`);
         if (s instanceof DataError) throw new Error(`clip at ${ks[i].toFixed(2)} s: ${s.message}`);
         video.set(d.video, i * T * size * size * 3);
@@ -122,14 +142,26 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
       const [h, w] = mapShape;
       for (let i = 0; i < n; i++) {
         const k = b0 + i;
-        const pick = (t: { data: Float32Array | unknown; shape: readonly number[] } | undefined, len: number) => (t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len));
-        const a = pick(m.alphaV, h * w), be = pick(m.betaV, h * w);
-        acc.alphaV.push(a); acc.betaV.push(be);
-        acc.alphaA.push(pick(m.alphaA, bandCount)); acc.betaA.push(pick(m.betaA, bandCount));
+        const pick = (t: { data: Float32Array | unknown; shape: readonly number[] } | undefined, len: number) =>
+          t ? (t.data as Float32Array).slice(i * len, (i + 1) * len) : new Float32Array(len);
+        const a = pick(m.alphaV, h * w),
+          be = pick(m.betaV, h * w);
+        acc.alphaV.push(a);
+        acc.betaV.push(be);
+        acc.alphaA.push(pick(m.alphaA, bandCount));
+        acc.betaA.push(pick(m.betaA, bandCount));
         for (let f = 0; f < T; f++) {
           const fb = disp * disp * 3;
           const frame = frameImage(shows[i].subarray(f * fb, (f + 1) * fb), disp);
-          const img = overlayFrame(frame, { alphaV: which !== 'beta' ? a : undefined, betaV: which !== 'alpha' ? be : undefined }, h, w, disp, starts[k] + f / fps, `clip ${k + 1}/${K}, frame ${f + 1}/${T}`);
+          const img = overlayFrame(
+            frame,
+            { alphaV: which !== 'beta' ? a : undefined, betaV: which !== 'alpha' ? be : undefined },
+            h,
+            w,
+            disp,
+            starts[k] + f / fps,
+            `clip ${k + 1}/${K}, frame ${f + 1}/${T}`,
+          );
           const name = path.join(outDir, 'frames', `clip-${String(k).padStart(4, '0')}-f${f}.png`);
           fs.writeFileSync(name, encodePng(img));
           frameFiles.push(name);
@@ -141,20 +173,52 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
       }
       log(`clips ${Math.min(K, b0 + bs)}/${K}`);
     }
-    const cat = (list: Float32Array[]) => { const out = new Float32Array(list.reduce((s, x) => s + x.length, 0)); let p = 0; for (const x of list) { out.set(x, p); p += x.length; } return out; };
+    const cat = (list: Float32Array[]) => {
+      const out = new Float32Array(list.reduce((s, x) => s + x.length, 0));
+      let p = 0;
+      for (const x of list) {
+        out.set(x, p);
+        p += x.length;
+      }
+      return out;
+    };
     const mapsFile = path.join(outDir, 'maps.safetensors');
-    await writeSafetensors(mapsFile, {
-      alphaV: { data: cat(acc.alphaV), shape: [K, ...mapShape] },
-      betaV: { data: cat(acc.betaV), shape: [K, ...mapShape] },
-      alphaA: { data: cat(acc.alphaA), shape: [K, bandCount] },
-      betaA: { data: cat(acc.betaA), shape: [K, bandCount] },
-      clipStart: { data: Float32Array.from(starts), shape: [K] },
-    }, { video: path.resolve(file), clipSeconds: String(clipSeconds), frames: String(T), fps: String(fps), audioSeconds: String(audioSeconds), note: 'beta needs audio: where the file has none it is computed on silence' });
-    const result: LocalizeResult = { clips: K, clipStarts: starts, clipSeconds, frames: frameFiles, maps: mapsFile, index: path.join(outDir, 'index.json') };
+    await writeSafetensors(
+      mapsFile,
+      {
+        alphaV: { data: cat(acc.alphaV), shape: [K, ...mapShape] },
+        betaV: { data: cat(acc.betaV), shape: [K, ...mapShape] },
+        alphaA: { data: cat(acc.alphaA), shape: [K, bandCount] },
+        betaA: { data: cat(acc.betaA), shape: [K, bandCount] },
+        clipStart: { data: Float32Array.from(starts), shape: [K] },
+      },
+      {
+        video: path.resolve(file),
+        clipSeconds: String(clipSeconds),
+        frames: String(T),
+        fps: String(fps),
+        audioSeconds: String(audioSeconds),
+        note: 'beta needs audio: where the file has none it is computed on silence',
+      },
+    );
+    const result: LocalizeResult = {
+      clips: K,
+      clipStarts: starts,
+      clipSeconds,
+      frames: frameFiles,
+      maps: mapsFile,
+      index: path.join(outDir, 'index.json'),
+    };
     let pcm: Float32Array | undefined;
     if (info.audio) {
       pcm = await decodeAudioFile(file, sr);
-      const pic = frequencyTimeline(pcm, { ...config.logmel, maps: { alpha_a: cat(acc.alphaA), beta_a: cat(acc.betaA) }, bands: bandCount, clipStarts: starts, clipSeconds });
+      const pic = frequencyTimeline(pcm, {
+        ...config.logmel,
+        maps: { alpha_a: cat(acc.alphaA), beta_a: cat(acc.betaA) },
+        bands: bandCount,
+        clipStarts: starts,
+        clipSeconds,
+      });
       result.frequency = path.join(outDir, 'frequency.png');
       fs.writeFileSync(result.frequency, encodePng(pic));
     } else log(`${file} has no audio: beta maps are computed on silence and no frequency picture is written`);
@@ -168,10 +232,25 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
         fs.rmSync(silent, { force: true });
       } else fs.renameSync(silent, result.video);
     }
-    fs.writeFileSync(result.index, JSON.stringify({
-      video: path.resolve(file), clips: K, clipSeconds, clipStarts: starts, maps: which, overlaySize: disp,
-      frames: frameFiles.map((f) => path.relative(outDir, f)), overlay: result.video && path.relative(outDir, result.video), frequency: result.frequency && path.relative(outDir, result.frequency), mapsFile: 'maps.safetensors',
-    }, null, 1) + '\n');
+    fs.writeFileSync(
+      result.index,
+      JSON.stringify(
+        {
+          video: path.resolve(file),
+          clips: K,
+          clipSeconds,
+          clipStarts: starts,
+          maps: which,
+          overlaySize: disp,
+          frames: frameFiles.map((f) => path.relative(outDir, f)),
+          overlay: result.video && path.relative(outDir, result.video),
+          frequency: result.frequency && path.relative(outDir, result.frequency),
+          mapsFile: 'maps.safetensors',
+        },
+        null,
+        1,
+      ) + '\n',
+    );
     return result;
   } catch (e) {
     dropTemp();
@@ -187,7 +266,15 @@ export async function localizeVideo(model: CmacModel, config: CmacConfig, file: 
  * strip below with the frame's time in the video; even width and height (for
  * the yuv420p video).
  */
-export function overlayFrame(frame: RgbImage, maps: { alphaV?: ArrayLike<number>; betaV?: ArrayLike<number> }, h: number, w: number, size: number, seconds: number, note = ''): RgbImage {
+export function overlayFrame(
+  frame: RgbImage,
+  maps: { alphaV?: ArrayLike<number>; betaV?: ArrayLike<number> },
+  h: number,
+  w: number,
+  size: number,
+  seconds: number,
+  note = '',
+): RgbImage {
   const panels: RgbImage[] = [];
   if (maps.alphaV) panels.push(titled(overlay(frame, maps.alphaV, h, w, { size }), 'alpha_v (no audio)'));
   if (maps.betaV) panels.push(titled(overlay(frame, maps.betaV, h, w, { size }), 'beta_v (audio-guided)'));
@@ -198,7 +285,9 @@ export function overlayFrame(frame: RgbImage, maps: { alphaV?: ArrayLike<number>
   const scale = size >= 300 ? 2 : 1;
   const stamp = `t = ${seconds.toFixed(2)} s${note ? `   (${note})` : ''}`;
   const foot = 9 * scale + 6;
-  const W = top.width + (top.width % 2), H0 = top.height + foot, H = H0 + (H0 % 2);
+  const W = top.width + (top.width % 2),
+    H0 = top.height + foot,
+    H = H0 + (H0 % 2);
   const out = blank(W, H);
   paste(out, top, 0, 0);
   drawText(out, stamp, 4, top.height + 3, [0, 0, 0], scale);

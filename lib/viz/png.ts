@@ -50,16 +50,18 @@ export function encodePng(img: RgbImage): Buffer {
       raw[o] = 0;
       raw.set(data.subarray(0, stride), o + 1);
     } else {
-      raw[o] = 2;  // Up: byte minus the byte above, mod 256
+      raw[o] = 2; // Up: byte minus the byte above, mod 256
       for (let x = 0; x < stride; x++) raw[o + 1 + x] = (data[y * stride + x] - data[(y - 1) * stride + x]) & 0xff;
     }
   }
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(w, 0);
   ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8;                 // bit depth
-  ihdr[9] = ch === 3 ? 2 : 6;  // colour type: truecolour / truecolour + alpha
-  ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = ch === 3 ? 2 : 6; // colour type: truecolour / truecolour + alpha
+  ihdr[10] = 0;
+  ihdr[11] = 0;
+  ihdr[12] = 0;
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr),
@@ -72,7 +74,10 @@ export function encodePng(img: RgbImage): Buffer {
 export function decodePng(png: Uint8Array): RgbImage {
   const b = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
   if (b.readUInt32BE(0) !== 0x89504e47) throw new Error('png: bad signature');
-  let o = 8, w = 0, h = 0, ch: 3 | 4 = 3;
+  let o = 8,
+    w = 0,
+    h = 0,
+    ch: 3 | 4 = 3;
   const idat: Buffer[] = [];
   while (o < b.length) {
     const len = b.readUInt32BE(o);
@@ -80,7 +85,8 @@ export function decodePng(png: Uint8Array): RgbImage {
     const body = b.subarray(o + 8, o + 8 + len);
     if (crc32(b.subarray(o + 4, o + 8 + len)) !== b.readUInt32BE(o + 8 + len)) throw new Error(`png: bad CRC in ${type}`);
     if (type === 'IHDR') {
-      w = body.readUInt32BE(0); h = body.readUInt32BE(4);
+      w = body.readUInt32BE(0);
+      h = body.readUInt32BE(4);
       if (body[8] !== 8 || (body[9] !== 2 && body[9] !== 6) || body[12] !== 0) throw new Error('png: only 8-bit RGB/RGBA, no interlace');
       ch = body[9] === 2 ? 3 : 4;
     } else if (type === 'IDAT') idat.push(body);
@@ -103,7 +109,9 @@ export function decodePng(png: Uint8Array): RgbImage {
       else if (f === 2) p = up;
       else if (f === 3) p = (a + up) >> 1;
       else if (f === 4) {
-        const pa = Math.abs(up - c), pb = Math.abs(a - c), pc = Math.abs(a + up - 2 * c);
+        const pa = Math.abs(up - c),
+          pb = Math.abs(a - c),
+          pc = Math.abs(a + up - 2 * c);
         p = pa <= pb && pa <= pc ? a : pb <= pc ? up : c;
       } else throw new Error(`png: bad filter ${f}`);
       out[y * stride + x] = (v + p) & 0xff;

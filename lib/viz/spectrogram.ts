@@ -26,19 +26,30 @@ export function fft(re: Float64Array, im: Float64Array): void {
     let bit = n >> 1;
     for (; j & bit; bit >>= 1) j ^= bit;
     j ^= bit;
-    if (i < j) { [re[i], re[j]] = [re[j], re[i]]; [im[i], im[j]] = [im[j], im[i]]; }
+    if (i < j) {
+      [re[i], re[j]] = [re[j], re[i]];
+      [im[i], im[j]] = [im[j], im[i]];
+    }
   }
   for (let len = 2; len <= n; len <<= 1) {
     const ang = (-2 * Math.PI) / len;
-    const wr = Math.cos(ang), wi = Math.sin(ang);
+    const wr = Math.cos(ang),
+      wi = Math.sin(ang);
     for (let i = 0; i < n; i += len) {
-      let cr = 1, ci = 0;
+      let cr = 1,
+        ci = 0;
       for (let k = 0; k < len / 2; k++) {
-        const a = i + k, b = a + len / 2;
-        const xr = re[b] * cr - im[b] * ci, xi = re[b] * ci + im[b] * cr;
-        re[b] = re[a] - xr; im[b] = im[a] - xi;
-        re[a] += xr; im[a] += xi;
-        const t = cr * wr - ci * wi; ci = cr * wi + ci * wr; cr = t;
+        const a = i + k,
+          b = a + len / 2;
+        const xr = re[b] * cr - im[b] * ci,
+          xi = re[b] * ci + im[b] * cr;
+        re[b] = re[a] - xr;
+        im[b] = im[a] - xi;
+        re[a] += xr;
+        im[a] += xi;
+        const t = cr * wr - ci * wi;
+        ci = cr * wi + ci * wr;
+        cr = t;
       }
     }
   }
@@ -46,11 +57,17 @@ export function fft(re: Float64Array, im: Float64Array): void {
 
 /** Log-mel spectrogram: { data [nMels * frames] mel-major (row m = mel bin m, low to high), nMels, frames }. */
 export function logMel(pcm: Float32Array, o: LogMelOptions = {}): { data: Float32Array; nMels: number; frames: number } {
-  const sr = o.sampleRate ?? 16000, nFft = o.nFft ?? 1024, win = o.winLength ?? 400, hop = o.hopLength ?? 160;
-  const nMels = o.nMels ?? 64, fMin = o.fMin ?? 0, fMax = o.fMax ?? sr / 2;
+  const sr = o.sampleRate ?? 16000,
+    nFft = o.nFft ?? 1024,
+    win = o.winLength ?? 400,
+    hop = o.hopLength ?? 160;
+  const nMels = o.nMels ?? 64,
+    fMin = o.fMin ?? 0,
+    fMax = o.fMax ?? sr / 2;
   const pad = nFft >> 1;
   const n = pcm.length;
-  const at = (i: number) => {  // reflect padding
+  const at = (i: number) => {
+    // reflect padding
     let j = i - pad;
     if (n === 1) return pcm[0];
     while (j < 0 || j >= n) j = j < 0 ? -j : 2 * (n - 1) - j;
@@ -63,9 +80,13 @@ export function logMel(pcm: Float32Array, o: LogMelOptions = {}): { data: Float3
   const nFreqs = nFft / 2 + 1;
   const fb = melFilterbank(nFreqs, fMin, fMax, nMels, sr);
   const out = new Float32Array(nMels * frames);
-  const re = new Float64Array(nFft), im = new Float64Array(nFft);
+  const re = new Float64Array(nFft),
+    im = new Float64Array(nFft);
   for (let t = 0; t < frames; t++) {
-    for (let i = 0; i < nFft; i++) { re[i] = window[i] ? at(t * hop + i) * window[i] : 0; im[i] = 0; }
+    for (let i = 0; i < nFft; i++) {
+      re[i] = window[i] ? at(t * hop + i) * window[i] : 0;
+      im[i] = 0;
+    }
     fft(re, im);
     const mel = new Float64Array(nMels);
     for (let f = 0; f < nFreqs; f++) {
@@ -80,10 +101,20 @@ export function logMel(pcm: Float32Array, o: LogMelOptions = {}): { data: Float3
 }
 
 /** The spectrogram as an image (low frequencies at the bottom), `rowPx` pixels per mel bin and `colPx` per frame, colour range = its min..max. */
-export function spectrogramImage(spec: { data: Float32Array; nMels: number; frames: number }, rowPx = 2, colPx = 1, cmap: 'inferno' | 'gray' = 'inferno'): RgbImage {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of spec.data) { if (v < lo) lo = v; if (v > hi) hi = v; }
-  const W = spec.frames * colPx, H = spec.nMels * rowPx;
+export function spectrogramImage(
+  spec: { data: Float32Array; nMels: number; frames: number },
+  rowPx = 2,
+  colPx = 1,
+  cmap: 'inferno' | 'gray' = 'inferno',
+): RgbImage {
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of spec.data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const W = spec.frames * colPx,
+    H = spec.nMels * rowPx;
   const img = blank(W, H);
   for (let y = 0; y < H; y++) {
     const m = spec.nMels - 1 - Math.floor(y / rowPx);
@@ -170,18 +201,24 @@ export interface FrequencyTimelineOptions extends LogMelOptions {
  */
 export function frequencyTimeline(pcm: Float32Array, o: FrequencyTimelineOptions): RgbImage {
   const spec = logMel(pcm, o);
-  const sr = o.sampleRate ?? 16000, hop = o.hopLength ?? 160;
+  const sr = o.sampleRate ?? 16000,
+    hop = o.hopLength ?? 160;
   const rowPx = o.rowPx ?? 2;
   const W = Math.max(1, Math.min(o.maxWidth ?? 1200, spec.frames));
   const H = spec.nMels * rowPx;
   const colFrame = (x: number) => Math.min(spec.frames - 1, Math.floor((x * spec.frames) / W));
-  let lo = Infinity, hi = -Infinity;
-  for (const v of spec.data) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of spec.data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
   const names = Object.keys(o.maps);
   const img = blank(W, H + names.length * (H + 6));
   for (let y = 0; y < H; y++) {
     const m = spec.nMels - 1 - Math.floor(y / rowPx);
-    for (let x = 0; x < W; x++) img.data.set(colormap('inferno', hi > lo ? (spec.data[m * spec.frames + colFrame(x)] - lo) / (hi - lo) : 0), (y * W + x) * 3);
+    for (let x = 0; x < W; x++)
+      img.data.set(colormap('inferno', hi > lo ? (spec.data[m * spec.frames + colFrame(x)] - lo) / (hi - lo) : 0), (y * W + x) * 3);
   }
   const M = o.bands;
   names.forEach((name, s) => {
@@ -208,7 +245,8 @@ export function frequencyTimeline(pcm: Float32Array, o: FrequencyTimelineOptions
 
 /** A step of 1, 2 or 5 x 10^k that puts about `want` ticks over `span`. */
 function niceStep(span: number, want: number): number {
-  const raw = span / Math.max(1, want), p = 10 ** Math.floor(Math.log10(raw));
+  const raw = span / Math.max(1, want),
+    p = 10 ** Math.floor(Math.log10(raw));
   return [1, 2, 5, 10].map((m) => m * p).find((st) => st >= raw) ?? 10 * p;
 }
 
@@ -217,13 +255,23 @@ function niceStep(span: number, want: number): number {
  * axis (s) below, and a colour bar to the right of the rows of `img`: the
  * spectrogram (H rows) then one H-row strip per name, 6 px apart.
  */
-function labelTimeline(img: RgbImage, W: number, H: number, names: string[], g: { sr: number; hop: number; frames: number; nMels: number; fMin: number; fMax: number }): RgbImage {
-  const left = 40, titleH = 14, gap = 6, axisH = 22;
+function labelTimeline(
+  img: RgbImage,
+  W: number,
+  H: number,
+  names: string[],
+  g: { sr: number; hop: number; frames: number; nMels: number; fMin: number; fMax: number },
+): RgbImage {
+  const left = 40,
+    titleH = 14,
+    gap = 6,
+    axisH = 22;
   const titles = ['log-mel spectrogram', ...names.map((n) => `${n} per band (each clip scaled to its max)`)];
   const panelH = titleH + H;
   const bar = colourBar(H, { cmap: 'inferno', high: 'high', low: 'low' });
   const out = blank(left + W + 8 + bar.width, titles.length * (panelH + gap) + axisH);
-  const m0 = hzToMel(g.fMin), m1 = hzToMel(g.fMax);
+  const m0 = hzToMel(g.fMin),
+    m1 = hzToMel(g.fMax);
   const hzTicks = [100, 200, 500, 1000, 2000, 4000, 8000, 16000, 32000].filter((f) => f >= g.fMin && f <= g.fMax);
   titles.forEach((t, i) => {
     const y0 = i * (panelH + gap);
@@ -231,7 +279,8 @@ function labelTimeline(img: RgbImage, W: number, H: number, names: string[], g: 
     const rows: RgbImage = { width: W, height: H, channels: 3, data: img.data.subarray(i * (H + 6) * W * 3, (i * (H + 6) + H) * W * 3) };
     paste(out, rows, left, y0 + titleH);
     let last = -Infinity;
-    for (const f of [...hzTicks].reverse()) {  // top down, skipping a label that would touch the one above
+    for (const f of [...hzTicks].reverse()) {
+      // top down, skipping a label that would touch the one above
       const y = y0 + titleH + Math.round((1 - (hzToMel(f) - m0) / (m1 - m0)) * (H - 1));
       if (y - last < 10) continue;
       last = y;

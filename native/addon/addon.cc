@@ -53,9 +53,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), cmac::numThreads());
-}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cmac::numThreads()); }
 
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -113,7 +111,8 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   });
 }
 
-// fitLogisticRegression(features [N,C], labels [N], numClasses, l2, maxIter) -> Promise<{ weight, bias, loss, iterations }>
+// fitLogisticRegression(features [N,C], labels [N], numClasses, l2, maxIter) -> Promise<{ weight, bias, loss,
+// iterations }>
 Napi::Value FitLogisticRegression(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     torch::Tensor x = tensorFromJs(info[0], "features");
@@ -124,9 +123,11 @@ Napi::Value FitLogisticRegression(const Napi::CallbackInfo& info) {
     };
     const double k = num(2, "numClasses"), l2 = num(3, "l2");
     const double iters = info.Length() > 4 && !info[4].IsUndefined() ? num(4, "maxIter") : 500;
-    if (k != static_cast<int64_t>(k) || iters != static_cast<int64_t>(iters)) cmac::rangeError("numClasses and maxIter must be integers");
+    if (k != static_cast<int64_t>(k) || iters != static_cast<int64_t>(iters))
+      cmac::rangeError("numClasses and maxIter must be integers");
     return PromiseWorker::Queue(info.Env(), [x, y, k, l2, iters]() -> PromiseWorker::Done {
-      auto r = std::make_shared<cmac::LogRegResult>(cmac::fitLogisticRegression(x, y, static_cast<int64_t>(k), l2, static_cast<int64_t>(iters)));
+      auto r = std::make_shared<cmac::LogRegResult>(
+          cmac::fitLogisticRegression(x, y, static_cast<int64_t>(k), l2, static_cast<int64_t>(iters)));
       return [r](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("weight", tensorToJs(env, r->weight));

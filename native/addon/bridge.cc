@@ -31,7 +31,8 @@ constexpr int64_t kMaxElements = int64_t(1) << 34;
 const char* errorCodeName(ErrorCode c) {
   switch (c) {
 #define CMAC_X(code, cls, what) \
-  case ErrorCode::code: return #code;
+  case ErrorCode::code:         \
+    return #code;
     CMAC_ERROR_CODES(CMAC_X)
 #undef CMAC_X
   }
@@ -50,8 +51,10 @@ Napi::Object errorCodesToJs(Napi::Env env) {
 Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& msg) {
   Napi::Error e;
   switch (code) {
-#define CMAC_X(c, cls, what) \
-  case ErrorCode::c: e = Napi::cls::New(env, msg); break;
+#define CMAC_X(c, cls, what)      \
+  case ErrorCode::c:              \
+    e = Napi::cls::New(env, msg); \
+    break;
     CMAC_ERROR_CODES(CMAC_X)
 #undef CMAC_X
   }
@@ -62,13 +65,20 @@ Napi::Error makeError(Napi::Env env, ErrorCode code, const std::string& msg) {
 namespace {
 ErrorCode codeOf(cmac::Error::Kind k) {
   switch (k) {
-    case cmac::Error::Kind::Type: return ErrorCode::CMAC_BAD_ARGUMENT;
-    case cmac::Error::Kind::Range: return ErrorCode::CMAC_OUT_OF_RANGE;
-    case cmac::Error::Kind::Shape: return ErrorCode::CMAC_SHAPE_MISMATCH;
-    case cmac::Error::Kind::Value: return ErrorCode::CMAC_INVALID_VALUE;
-    case cmac::Error::Kind::IO: return ErrorCode::CMAC_IO;
-    case cmac::Error::Kind::Checkpoint: return ErrorCode::CMAC_CHECKPOINT_INVALID;
-    case cmac::Error::Kind::Disposed: return ErrorCode::CMAC_DISPOSED;
+    case cmac::Error::Kind::Type:
+      return ErrorCode::CMAC_BAD_ARGUMENT;
+    case cmac::Error::Kind::Range:
+      return ErrorCode::CMAC_OUT_OF_RANGE;
+    case cmac::Error::Kind::Shape:
+      return ErrorCode::CMAC_SHAPE_MISMATCH;
+    case cmac::Error::Kind::Value:
+      return ErrorCode::CMAC_INVALID_VALUE;
+    case cmac::Error::Kind::IO:
+      return ErrorCode::CMAC_IO;
+    case cmac::Error::Kind::Checkpoint:
+      return ErrorCode::CMAC_CHECKPOINT_INVALID;
+    case cmac::Error::Kind::Disposed:
+      return ErrorCode::CMAC_DISPOSED;
   }
   return ErrorCode::CMAC_NATIVE_ERROR;
 }
@@ -123,7 +133,8 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
     const DtypeMap* named = nullptr;
     for (const auto& d : kDtypes)
       if (want == d.name) named = &d;
-    if (!named) cmac::typeError(name + ".dtype '" + want + "' is not supported (float32, float64, float16, int64, int32, uint8)");
+    if (!named)
+      cmac::typeError(name + ".dtype '" + want + "' is not supported (float32, float64, float16, int64, int32, uint8)");
     if (named->array != ta.TypedArrayType())
       cmac::typeError(name + ".dtype '" + want + "' needs a " + named->arrayName);
     dt = named;
@@ -140,27 +151,37 @@ torch::Tensor tensorFromJs(const Napi::Value& v, const std::string& name) {
     if (!d.IsNumber()) cmac::typeError(name + ".shape[" + std::to_string(i) + "] must be a number");
     double x = d.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(x) || x < 0 || x != std::floor(x))
-      cmac::shapeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " + std::to_string(x));
+      cmac::shapeError(name + ".shape[" + std::to_string(i) + "] must be a non-negative integer, got " +
+                       std::to_string(x));
     if (x > double(kMaxElements))
-      cmac::shapeError(name + ".shape[" + std::to_string(i) + "] is too large: " + std::to_string(static_cast<int64_t>(x)) +
+      cmac::shapeError(name + ".shape[" + std::to_string(i) +
+                       "] is too large: " + std::to_string(static_cast<int64_t>(x)) +
                        " is above the limit of 2^34 elements per tensor. Fix: pass a smaller batch or clip.");
     shape.push_back(static_cast<int64_t>(x));
-    if (shape.back() != 0 && numel > kMaxElements / shape.back()) cmac::shapeError(name + ".shape is too large (above 2^34 elements)");
+    if (shape.back() != 0 && numel > kMaxElements / shape.back())
+      cmac::shapeError(name + ".shape is too large (above 2^34 elements)");
     numel *= shape.back();
   }
   if (static_cast<int64_t>(ta.ElementLength()) != numel)
     cmac::shapeError(name + ".data has " + std::to_string(ta.ElementLength()) + " elements but shape [" +
-                     [&] { std::string s; for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]); return s; }() +
+                     [&] {
+                       std::string s;
+                       for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+                       return s;
+                     }() +
                      "] needs " + std::to_string(numel));
   // The view's own data pointer (already offset), which works for an ArrayBuffer
   // and a SharedArrayBuffer alike; TypedArray::ArrayBuffer().Data() fails for
   // the latter (napi_get_arraybuffer_info accepts only ArrayBuffers).
   void* src = nullptr;
   if (napi_get_typedarray_info(ta.Env(), ta, nullptr, nullptr, &src, nullptr, nullptr) != napi_ok)
-    cmac::typeError(name + ".data cannot be read as a typed array. Fix: pass a Float32Array/Uint8Array/... over an ArrayBuffer.");
+    cmac::typeError(
+        name + ".data cannot be read as a typed array. Fix: pass a Float32Array/Uint8Array/... over an ArrayBuffer.");
   torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
   if (numel > 0) {
-    if (!src) cmac::rangeError(name + ".data has no memory (a detached buffer?). Fix: pass a typed array that was not transferred.");
+    if (!src)
+      cmac::rangeError(name +
+                       ".data has no memory (a detached buffer?). Fix: pass a typed array that was not transferred.");
     std::memcpy(t.data_ptr(), src, ta.ByteLength());  // a copy: a SharedArrayBuffer may change after this call
   }
   return t;
@@ -275,8 +296,7 @@ void PromiseWorker::OnOK() {
     } catch (...) {
       deferred_.Reject(failureToJs(env, captureFailure(std::current_exception())).Value());
     }
-  } catch (...) {
-  }
+  } catch (...) {}
   done_ = nullptr;
 }
 
@@ -285,8 +305,7 @@ void PromiseWorker::OnError(const Napi::Error&) {
   Napi::Env env = Env();
   try {
     deferred_.Reject(failureToJs(env, failure_).Value());
-  } catch (...) {
-  }
+  } catch (...) {}
   done_ = nullptr;
 }
 

@@ -37,15 +37,15 @@ Napi::Object requireObject(const Napi::Value& v, const std::string& name);
 // list (docs/errors.md documents it; exports.errorCodes carries it to JS and
 // test/addon-errors checks lib/native.ts's NativeErrorCode against it).
 //   X(code, JS class, meaning)
-#define CMAC_ERROR_CODES(X)                                                                                        \
+#define CMAC_ERROR_CODES(X)                                                                                       \
   X(CMAC_BAD_ARGUMENT, TypeError, "an argument has the wrong type or is missing, or a method got another object") \
   X(CMAC_OUT_OF_RANGE, RangeError, "a number or size is outside what the engine can hold")                        \
-  X(CMAC_SHAPE_MISMATCH, RangeError, "a tensor's shape or element count does not fit what the call needs")       \
-  X(CMAC_INVALID_VALUE, Error, "a value is not one the engine knows (a loss preset, an optimiser name, ...)")    \
+  X(CMAC_SHAPE_MISMATCH, RangeError, "a tensor's shape or element count does not fit what the call needs")        \
+  X(CMAC_INVALID_VALUE, Error, "a value is not one the engine knows (a loss preset, an optimiser name, ...)")     \
   X(CMAC_IO, Error, "a file cannot be opened, read, written or renamed")                                          \
-  X(CMAC_CHECKPOINT_INVALID, Error, "a safetensors file is malformed, or its weights do not fit this model")     \
-  X(CMAC_DISPOSED, Error, "a model, classifier or decoder was used after dispose()")                             \
-  X(CMAC_UNAVAILABLE, Error, "this build lacks the feature (e.g. built without libav)")                          \
+  X(CMAC_CHECKPOINT_INVALID, Error, "a safetensors file is malformed, or its weights do not fit this model")      \
+  X(CMAC_DISPOSED, Error, "a model, classifier or decoder was used after dispose()")                              \
+  X(CMAC_UNAVAILABLE, Error, "this build lacks the feature (e.g. built without libav)")                           \
   X(CMAC_TORCH_ERROR, Error, "libtorch raised an error inside the work")                                          \
   X(CMAC_NATIVE_ERROR, Error, "any other native failure (out of memory, ...)")
 

@@ -26,18 +26,16 @@ torch::Tensor videoOf(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void ClassifierWrap::Register(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = DefineClass(env, "VideoClassifier",
-                                    {InstanceMethod<&ClassifierWrap::TrainStep>("trainStep"),
-                                     InstanceMethod<&ClassifierWrap::Predict>("predict"),
-                                     InstanceMethod<&ClassifierWrap::LoadEncoder>("loadEncoder"),
-                                     InstanceMethod<&ClassifierWrap::Snapshot>("snapshot"),
-                                     InstanceMethod<&ClassifierWrap::RestoreSnapshot>("restoreSnapshot"),
-                                     InstanceMethod<&ClassifierWrap::Save>("save"),
-                                     InstanceMethod<&ClassifierWrap::Dispose>("dispose"),
-                                     InstanceAccessor<&ClassifierWrap::NumClasses>("numClasses"),
-                                     InstanceAccessor<&ClassifierWrap::Device>("device"),
-                                     InstanceAccessor<&ClassifierWrap::NumParameters>("numParameters"),
-                                     InstanceAccessor<&ClassifierWrap::Disposed>("disposed")});
+  Napi::Function ctor = DefineClass(
+      env, "VideoClassifier",
+      {InstanceMethod<&ClassifierWrap::TrainStep>("trainStep"), InstanceMethod<&ClassifierWrap::Predict>("predict"),
+       InstanceMethod<&ClassifierWrap::LoadEncoder>("loadEncoder"),
+       InstanceMethod<&ClassifierWrap::Snapshot>("snapshot"),
+       InstanceMethod<&ClassifierWrap::RestoreSnapshot>("restoreSnapshot"),
+       InstanceMethod<&ClassifierWrap::Save>("save"), InstanceMethod<&ClassifierWrap::Dispose>("dispose"),
+       InstanceAccessor<&ClassifierWrap::NumClasses>("numClasses"), InstanceAccessor<&ClassifierWrap::Device>("device"),
+       InstanceAccessor<&ClassifierWrap::NumParameters>("numParameters"),
+       InstanceAccessor<&ClassifierWrap::Disposed>("disposed")});
   AddonData::Get(env)->classifierCtor = Napi::Persistent(ctor);
   exports.Set("VideoClassifier", ctor);
   exports.Set("createClassifier", Napi::Function::New<&ClassifierWrap::Create>(env, "createClassifier"));
@@ -48,8 +46,9 @@ ClassifierWrap::ClassifierWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
   Napi::Env env = info.Env();
   h_ = ClassifierNative::Take(info);
   if (!h_)
-    throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT,
-                    "VideoClassifier cannot be constructed directly. Fix: use `await createClassifier(config, { numClasses })`.");
+    throw makeError(
+        env, ErrorCode::CMAC_BAD_ARGUMENT,
+        "VideoClassifier cannot be constructed directly. Fix: use `await createClassifier(config, { numClasses })`.");
   info.This().As<Napi::Object>().TypeTag(&kClassifierTag);
 }
 
@@ -67,7 +66,10 @@ Napi::Value ClassifierWrap::Create(const Napi::CallbackInfo& info) {
     co.numClasses = getInt(o, "numClasses", "options.numClasses", 2, 2, 100000);
     co.optim = cfg.optim;  // the classifier's optimiser is config.optim
     const std::string encoder = getString(o, "encoder", "options.encoder", "");
-    struct Facts { std::string device; int64_t numClasses, numParameters; };
+    struct Facts {
+      std::string device;
+      int64_t numClasses, numParameters;
+    };
     auto facts = std::make_shared<Facts>();
     return ClassifierNative::Create(
         env, "VideoClassifier",
@@ -172,12 +174,20 @@ Napi::Value ClassifierWrap::Dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ClassifierWrap::NumClasses(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Number::New(info.Env(), double(numClasses_)); }
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
+  return Napi::Number::New(info.Env(), double(numClasses_));
+}
 Napi::Value ClassifierWrap::Device(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::String::New(info.Env(), device_); }
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
+  return Napi::String::New(info.Env(), device_);
+}
 Napi::Value ClassifierWrap::NumParameters(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Number::New(info.Env(), double(numParameters_)); }
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
+  return Napi::Number::New(info.Env(), double(numParameters_));
+}
 Napi::Value ClassifierWrap::Disposed(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kClassifierTag, "VideoClassifier"); return Napi::Boolean::New(info.Env(), !h_); }
+  requireReceiver(info, &kClassifierTag, "VideoClassifier");
+  return Napi::Boolean::New(info.Env(), !h_);
+}
 
 }  // namespace cmacjs

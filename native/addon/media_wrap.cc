@@ -18,7 +18,8 @@ namespace cmacjs {
 namespace {
 const char* kNoLibav =
     "cmac was built without libav (the libav -dev packages were not found by pkg-config at build time). "
-    "Fix: apt install libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config, then npm run build:native";
+    "Fix: apt install libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev pkg-config, then "
+    "npm run build:native";
 
 Napi::Value MediaInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
@@ -26,7 +27,9 @@ Napi::Value MediaInfo(const Napi::CallbackInfo& info) {
   o.Set("reason", kNoLibav);
   return o;
 }
-Napi::Value CreateDecoder(const Napi::CallbackInfo& info) { throw makeError(info.Env(), ErrorCode::CMAC_UNAVAILABLE, kNoLibav); }
+Napi::Value CreateDecoder(const Napi::CallbackInfo& info) {
+  throw makeError(info.Env(), ErrorCode::CMAC_UNAVAILABLE, kNoLibav);
+}
 }  // namespace
 
 void MediaWrap::Register(Napi::Env env, Napi::Object exports) {
@@ -47,7 +50,8 @@ class Settle {
  public:
   using Build = std::function<Napi::Value(Napi::Env)>;
   Settle(Napi::Env env, Napi::Promise::Deferred d) : deferred_(std::move(d)) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "cmac-media", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "cmac-media",
+                                          0, 1);
   }
   // Called once, from a pool thread.
   void done(Build build) {
@@ -65,8 +69,7 @@ class Settle {
         } catch (...) {
           def->Reject(failureToJs(env, captureFailure(std::current_exception())).Value());
         }
-      } catch (...) {
-      }
+      } catch (...) {}
     });
     if (s != napi_ok) {
       delete b;
@@ -93,8 +96,9 @@ media::Source sourceOf(const Napi::Value& v, const std::string& name) {
     void* p = nullptr;
     size_t n = 0;
     napi_typedarray_type t;
-    if (napi_get_typedarray_info(v.Env(), a, &t, &n, &p, nullptr, nullptr) != napi_ok) cmac::typeError(name + " cannot be read");
-    auto bytes = std::make_shared<std::vector<uint8_t>>(n);
+    if (napi_get_typedarray_info(v.Env(), a, &t, &n, &p, nullptr, nullptr) != napi_ok)
+      cmac::typeError(name + " cannot be read");
+    auto bytes = std::make_shared<std::vector<uint8_t> >(n);
     if (n) {
       if (!p) cmac::rangeError(name + " has no memory (a detached buffer?)");
       std::memcpy(bytes->data(), p, n);
@@ -194,16 +198,18 @@ Napi::Object probeToJs(Napi::Env env, const media::ProbeResult& r) {
 class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "MediaDecoder",
-                       {InstanceMethod<&DecoderWrap::Probe>("probe"), InstanceMethod<&DecoderWrap::DecodeBatch>("decodeBatch"),
-                        InstanceMethod<&DecoderWrap::Dispose>("dispose"), InstanceAccessor<&DecoderWrap::Threads>("threads"),
-                        InstanceAccessor<&DecoderWrap::Disposed>("disposed")});
+    return DefineClass(
+        env, "MediaDecoder",
+        {InstanceMethod<&DecoderWrap::Probe>("probe"), InstanceMethod<&DecoderWrap::DecodeBatch>("decodeBatch"),
+         InstanceMethod<&DecoderWrap::Dispose>("dispose"), InstanceAccessor<&DecoderWrap::Threads>("threads"),
+         InstanceAccessor<&DecoderWrap::Disposed>("disposed")});
   }
   explicit DecoderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DecoderWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() != 1 || !info[0].IsExternal())
-      throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT, "MediaDecoder cannot be constructed directly. Fix: use createDecoder({ threads }).");
-    int n = *info[0].As<Napi::External<int>>().Data();
+      throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT,
+                      "MediaDecoder cannot be constructed directly. Fix: use createDecoder({ threads }).");
+    int n = *info[0].As<Napi::External<int> >().Data();
     pool_ = std::make_shared<media::DecodePool>(n);
     threads_ = n;
     info.This().As<Napi::Object>().TypeTag(&kDecoderTag);
@@ -213,17 +219,19 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
   std::shared_ptr<media::DecodePool> live(const Napi::CallbackInfo& info, const char* what) {
     requireReceiver(info, &kDecoderTag, "MediaDecoder");
     if (!pool_)
-      throw cmac::Error(cmac::Error::Kind::Disposed,
-                        std::string("MediaDecoder.") + what + ": the decoder was disposed. Fix: createDecoder() again.");
+      throw cmac::Error(cmac::Error::Kind::Disposed, std::string("MediaDecoder.") + what +
+                                                         ": the decoder was disposed. Fix: createDecoder() again.");
     return pool_;
   }
 
-  // probe(fileOrBytes, { audioStream?, timeoutMs? }) -> Promise<{ ok, reason?, message?, format, duration, video, audio?, ... }>
+  // probe(fileOrBytes, { audioStream?, timeoutMs? }) -> Promise<{ ok, reason?, message?, format, duration, video,
+  // audio?, ... }>
   Napi::Value Probe(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto pool = live(info, "probe");
       media::Source src = sourceOf(info.Length() > 0 ? info[0] : info.Env().Undefined(), "probe(file)");
-      Napi::Object opts = info.Length() > 1 && !info[1].IsUndefined() ? requireObject(info[1], "probe options") : Napi::Object::New(info.Env());
+      Napi::Object opts = info.Length() > 1 && !info[1].IsUndefined() ? requireObject(info[1], "probe options")
+                                                                      : Napi::Object::New(info.Env());
       const int audioStream = static_cast<int>(getInt(opts, "audioStream", "options.audioStream", -1, -1, 1023));
       const double timeout = getNumber(opts, "timeoutMs", "options.timeoutMs", 30000) / 1000.0;
       if (!(timeout > 0)) cmac::rangeError("options.timeoutMs must be > 0");
@@ -241,9 +249,11 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
   Napi::Value DecodeBatch(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto pool = live(info, "decodeBatch");
-      if (info.Length() < 1 || !info[0].IsArray()) cmac::typeError("decodeBatch(jobs): jobs must be an array of clip requests");
+      if (info.Length() < 1 || !info[0].IsArray())
+        cmac::typeError("decodeBatch(jobs): jobs must be an array of clip requests");
       Napi::Array arr = info[0].As<Napi::Array>();
-      if (arr.Length() > 65536) cmac::rangeError("decodeBatch(jobs): at most 65536 clips per batch, got " + std::to_string(arr.Length()));
+      if (arr.Length() > 65536)
+        cmac::rangeError("decodeBatch(jobs): at most 65536 clips per batch, got " + std::to_string(arr.Length()));
       std::vector<media::BatchClip> clips;
       clips.reserve(arr.Length());
       for (uint32_t i = 0; i < arr.Length(); ++i) {
@@ -261,7 +271,9 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
           settle->done([r](Napi::Env env) -> Napi::Value { return batchToJs(env, *r); });
         });
       } catch (const std::length_error& e) {
-        settle->done([msg = std::string(e.what())](Napi::Env env) -> Napi::Value { throw makeError(env, ErrorCode::CMAC_OUT_OF_RANGE, msg); });
+        settle->done([msg = std::string(e.what())](Napi::Env env) -> Napi::Value {
+          throw makeError(env, ErrorCode::CMAC_OUT_OF_RANGE, msg);
+        });
       }
       return d.Promise();
     });
@@ -323,7 +335,8 @@ Napi::Value MediaInfo(const Napi::CallbackInfo& info) {
 
 Napi::Value CreateDecoder(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object opts = info.Length() > 0 && !info[0].IsUndefined() ? requireObject(info[0], "createDecoder(options)") : Napi::Object::New(info.Env());
+    Napi::Object opts = info.Length() > 0 && !info[0].IsUndefined() ? requireObject(info[0], "createDecoder(options)")
+                                                                    : Napi::Object::New(info.Env());
     int n = static_cast<int>(getInt(opts, "threads", "options.threads", 2, 1, 256));
     auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
     return ctor->New({Napi::External<int>::New(info.Env(), &n)});

@@ -88,7 +88,8 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   Napi::Object lm = getObject(o, "logmel", "config.logmel");
   c.logmel.sampleRate = getInt(lm, "sampleRate", "config.logmel.sampleRate", c.logmel.sampleRate, 1, kInt);
   c.logmel.nFft = getInt(lm, "nFft", "config.logmel.nFft", c.logmel.nFft, 2, 1 << 20);
-  c.logmel.winLength = getInt(lm, "winLength", "config.logmel.winLength", c.logmel.winLength, 1, c.logmel.nFft);  // the window sits inside the FFT frame
+  c.logmel.winLength = getInt(lm, "winLength", "config.logmel.winLength", c.logmel.winLength, 1,
+                              c.logmel.nFft);  // the window sits inside the FFT frame
   c.logmel.hopLength = getInt(lm, "hopLength", "config.logmel.hopLength", c.logmel.hopLength, 1, kInt);
   c.logmel.nMels = getInt(lm, "nMels", "config.logmel.nMels", c.logmel.nMels, 1, 1 << 16);
   c.logmel.fMin = getNumber(lm, "fMin", "config.logmel.fMin", c.logmel.fMin);
@@ -107,8 +108,9 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.loss.lossV = getBool(lo, "lossV", "config.loss.lossV", c.loss.lossV);
   c.loss.lossA = getBool(lo, "lossA", "config.loss.lossA", c.loss.lossA);
   if (!lo.Get("attentionPooling").IsUndefined())
-    cmac::typeError("config.loss.attentionPooling was replaced by config.pooling ('attention' | 'mean'), a setting of its own "
-                    "independent of the loss preset. Fix: pass pooling: 'mean' for global average pooling.");
+    cmac::typeError(
+        "config.loss.attentionPooling was replaced by config.pooling ('attention' | 'mean'), a setting of its own "
+        "independent of the loss preset. Fix: pass pooling: 'mean' for global average pooling.");
   c.loss.targetGrad = getBool(lo, "targetGrad", "config.loss.targetGrad", c.loss.targetGrad);
   c.loss.tau = getNumber(lo, "tau", "config.loss.tau", c.loss.tau);
   c.loss.tauT = getNumber(lo, "tauT", "config.loss.tauT", c.loss.tauT);
@@ -166,7 +168,9 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   Napi::Env env = info.Env();
   h_ = ModelNative::Take(info);
-  if (!h_) throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT, "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
+  if (!h_)
+    throw makeError(env, ErrorCode::CMAC_BAD_ARGUMENT,
+                    "CmacModel cannot be constructed directly. Fix: use `await createModel(config)`.");
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
   h_->before = [t = training_](cmac::CmacModel& m) { m.setTraining(t->load()); };
 }
@@ -180,7 +184,11 @@ Napi::Value ModelWrap::Create(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     cmac::ModelConfig cfg = configFromJs(info[0]);
     // Facts read once on the model's thread, for the synchronous getters.
-    struct Facts { std::string device; int64_t numParameters; int rank, worldSize; };
+    struct Facts {
+      std::string device;
+      int64_t numParameters;
+      int rank, worldSize;
+    };
     auto facts = std::make_shared<Facts>();
     return ModelNative::Create(
         env, "CmacModel",
@@ -215,7 +223,8 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     handle(info);
     cmac::Batch b = batchFromJs(info[0]);
-    Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? requireObject(info[1], "options") : Napi::Object::New(info.Env());
+    Napi::Object o =
+        info.Length() > 1 && !info[1].IsUndefined() ? requireObject(info[1], "options") : Napi::Object::New(info.Env());
     cmac::StepOptions so;
     so.lr = getNumber(o, "lr", "options.lr", so.lr);
     so.lambdaScale = getNumber(o, "lambdaScale", "options.lambdaScale", so.lambdaScale);
@@ -422,9 +431,13 @@ Napi::Value ModelWrap::SetLogmelStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::Rank(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Number::New(info.Env(), rank_); }
+  requireReceiver(info, &kModelTag, "CmacModel");
+  return Napi::Number::New(info.Env(), rank_);
+}
 Napi::Value ModelWrap::WorldSize(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Number::New(info.Env(), worldSize_); }
+  requireReceiver(info, &kModelTag, "CmacModel");
+  return Napi::Number::New(info.Env(), worldSize_);
+}
 
 Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -448,13 +461,16 @@ Napi::Value ModelWrap::Eval(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::IsTraining(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { handle(info);
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle(info);
     return Napi::Boolean::New(info.Env(), training_->load());
   });
 }
 
 Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::String::New(info.Env(), *device_); }
+  requireReceiver(info, &kModelTag, "CmacModel");
+  return Napi::String::New(info.Env(), *device_);
+}
 
 Napi::Value ModelWrap::NumParameters(const Napi::CallbackInfo& info) {
   requireReceiver(info, &kModelTag, "CmacModel");
@@ -462,7 +478,9 @@ Napi::Value ModelWrap::NumParameters(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::Disposed(const Napi::CallbackInfo& info) {
-  requireReceiver(info, &kModelTag, "CmacModel"); return Napi::Boolean::New(info.Env(), !h_); }
+  requireReceiver(info, &kModelTag, "CmacModel");
+  return Napi::Boolean::New(info.Env(), !h_);
+}
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
   requireReceiver(info, &kModelTag, "CmacModel");

@@ -18,7 +18,8 @@ BasicBlock2dImpl::BasicBlock2dImpl(int64_t inplanes, int64_t planes, std::array<
   bn1 = register_module("bn1", bn2d(planes));
   conv2 = register_module("conv2", conv2d(planes, planes, 3, {1, 1}, 1));
   bn2 = register_module("bn2", bn2d(planes));
-  if (ds) downsample = register_module("downsample", nn::Sequential(conv2d(inplanes, planes, 1, stride, 0), bn2d(planes)));
+  if (ds)
+    downsample = register_module("downsample", nn::Sequential(conv2d(inplanes, planes, 1, stride, 0), bn2d(planes)));
 }
 
 torch::Tensor BasicBlock2dImpl::forward(torch::Tensor x) {

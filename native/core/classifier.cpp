@@ -60,17 +60,18 @@ WeightCopies VideoClassifier::match(const NamedTensors& sd, bool encoderOnly) co
   NamedTensors targets;
   for (auto& [name, dst] : stateDict())
     if (!encoderOnly || name.rfind("visual.", 0) == 0) targets.emplace_back(name, dst);
-  StateMatch m = matchState(targets, given, {"in the given weights", "this classifier", [](const std::string& name) {
-    return std::string("build the classifier from the config the checkpoint was trained with") +
-           (name.rfind("fc.", 0) == 0 ? " and the same number of classes." : ".");
-  }});
+  StateMatch m = matchState(
+      targets, given, {"in the given weights", "this classifier", [](const std::string& name) {
+                         return std::string("build the classifier from the config the checkpoint was trained with") +
+                                (name.rfind("fc.", 0) == 0 ? " and the same number of classes." : ".");
+                       }});
   const std::string fix = ". Fix: use a checkpoint of the same preset (the config it was trained with).";
   if (!m.missing.empty())
     valueError("the weights lack " + std::to_string(m.missing.size()) + " " + (encoderOnly ? "encoder " : "") +
                "weight(s): " + firstFew(m.missing) + fix);
   if (!m.unexpected.empty())
-    valueError("the weights have " + std::to_string(m.unexpected.size()) + " unexpected weight(s): " +
-               firstFew(m.unexpected) + fix);
+    valueError("the weights have " + std::to_string(m.unexpected.size()) +
+               " unexpected weight(s): " + firstFew(m.unexpected) + fix);
   return std::move(m.copies);
 }
 
@@ -88,23 +89,26 @@ void VideoClassifier::loadStateDict(const NamedTensors& sd) {
 torch::Tensor VideoClassifier::checkLabels(const torch::Tensor& labels, int64_t n) const {
   if (!labels.defined()) typeError("labels are required (Int32Array or BigInt64Array [N])");
   if (labels.is_floating_point() || labels.scalar_type() == torch::kByte || labels.scalar_type() == torch::kBool)
-    typeError("labels must be int32 or int64 (Int32Array or BigInt64Array), got " + std::string(c10::toString(labels.scalar_type())));
+    typeError("labels must be int32 or int64 (Int32Array or BigInt64Array), got " +
+              std::string(c10::toString(labels.scalar_type())));
   if (labels.dim() != 1) rangeError("labels must have shape [N], got " + shapeStr(labels.sizes()));
   if (labels.size(0) != n)
-    rangeError("labels has " + std::to_string(labels.size(0)) + " entries but video has " + std::to_string(n) + " clips");
+    rangeError("labels has " + std::to_string(labels.size(0)) + " entries but video has " + std::to_string(n) +
+               " clips");
   auto y = labels.to(torch::kLong);
   auto bad = ((y < 0) | (y >= opt_.numClasses)).nonzero();
   if (bad.numel() > 0) {
     const int64_t i = bad[0][0].item<int64_t>();
     rangeError("labels[" + std::to_string(i) + "] = " + std::to_string(y[i].item<int64_t>()) + " is outside [0, " +
-               std::to_string(opt_.numClasses) + "). Fix: class indices must be 0..numClasses-1 (an unlabelled clip has -1).");
+               std::to_string(opt_.numClasses) +
+               "). Fix: class indices must be 0..numClasses-1 (an unlabelled clip has -1).");
   }
   return y.to(device_);
 }
 
 torch::Tensor VideoClassifier::forward(const torch::Tensor& video) {
   auto V = net_->visual->forward(normalizeVideo(video, device_));  // N x C x T' x H' x W'
-  return net_->fc->forward(V.mean({2, 3, 4}));     // global average pool -> N x K
+  return net_->fc->forward(V.mean({2, 3, 4}));                     // global average pool -> N x K
 }
 
 ClassifierStep VideoClassifier::trainStep(const torch::Tensor& video, const torch::Tensor& labels, double lr) {

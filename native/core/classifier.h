@@ -41,7 +41,7 @@ struct ClassifierStep {
   double accuracy = 0;  // share of the batch whose argmax logit is the label (train-mode outputs)
   double gradNorm = 0;
   double timeMs = 0;
-  bool finite = true;   // false: non-finite loss or gradients, the step was skipped
+  bool finite = true;  // false: non-finite loss or gradients, the step was skipped
 };
 
 class VideoClassifierNet;
@@ -66,7 +66,7 @@ class VideoClassifier {
   // Logits [N, K] (fp32, on the CPU), eval mode, inference only.
   torch::Tensor predict(const torch::Tensor& video);
 
-  NamedTensors stateDict() const;  // visual.*, fc.weight, fc.bias (live tensors)
+  NamedTensors stateDict() const;              // visual.*, fc.weight, fc.bias (live tensors)
   void loadStateDict(const NamedTensors& sd);  // every key of stateDict(), nothing else; all or nothing
   void save(const std::string& path, const std::map<std::string, std::string>& meta = {}) const;
   // Keeps a copy of the weights in memory / puts it back (e.g. the best epoch on validation).

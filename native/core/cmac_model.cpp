@@ -47,8 +47,12 @@ struct AutocastGuard {
     dt = amp == "bf16" ? at::kBFloat16 : at::kHalf;
     setCudaAutocast(true, dt);
   }
-  void pause() { if (on) setCudaAutocast(false, dt); }
-  void resume() { if (on) setCudaAutocast(true, dt); }
+  void pause() {
+    if (on) setCudaAutocast(false, dt);
+  }
+  void resume() {
+    if (on) setCudaAutocast(true, dt);
+  }
   ~AutocastGuard() {
     if (!on) return;
     setCudaAutocast(false, dt);
@@ -74,11 +78,9 @@ class CmacNetImpl : public torch::nn::Module {
 const std::vector<LossPresetRow>& lossPresets() {
   static const std::vector<LossPresetRow> rows = {
       // name            withinModal lossV  lossA
-      {"xmodal",         false,      false, false},
-      {"xmodal+within",  true,       false, false},
-      {"cmac-v",         true,       true,  false},
-      {"cmac-a",         true,       false, true},
-      {"cmac",           true,       true,  true},
+      {"xmodal", false, false, false}, {"xmodal+within", true, false, false},
+      {"cmac-v", true, true, false},   {"cmac-a", true, false, true},
+      {"cmac", true, true, true},
   };
   return rows;
 }
@@ -108,20 +110,22 @@ torch::Device parseDevice(const std::string& s) {
       idx = std::stoi(n);
     }
     if (!torch::cuda::is_available())
-      rangeError("device '" + s + "' requested but CUDA is not available in this process (cmac info shows the build). "
+      rangeError("device '" + s +
+                 "' requested but CUDA is not available in this process (cmac info shows the build). "
                  "Fix: use device 'cpu' or 'auto', or build cmac against a CUDA libtorch.");
     if (idx >= static_cast<int>(torch::cuda::device_count()))
-      rangeError("device '" + s + "' does not exist: " + std::to_string(torch::cuda::device_count()) + " CUDA device(s).");
+      rangeError("device '" + s + "' does not exist: " + std::to_string(torch::cuda::device_count()) +
+                 " CUDA device(s).");
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(idx));
   }
   rangeError("device '" + s + "' is not valid. Fix: use cpu, cuda, cuda:N or auto.");
 }
 
 struct CmacModel::Forward {
-  torch::Tensor zV, zA, featV, featA;   // B x D, B x C (fp32)
-  torch::Tensor logAlphaV, logAlphaA;   // B x N, B x M
-  torch::Tensor scoreV, scoreA;         // the scorers' logits before the softmax, B x N, B x M
-  torch::Tensor localV, localA;         // B x N x D, B x M x D (normalised)
+  torch::Tensor zV, zA, featV, featA;  // B x D, B x C (fp32)
+  torch::Tensor logAlphaV, logAlphaA;  // B x N, B x M
+  torch::Tensor scoreV, scoreA;        // the scorers' logits before the softmax, B x N, B x M
+  torch::Tensor localV, localA;        // B x N x D, B x M x D (normalised)
   int64_t mapH = 0, mapW = 0;
   // The cross-modally guided targets of method.md s4, as log-probabilities:
   // beta_v from the AUDIO embedding over the visual regions, beta_a from the
@@ -144,7 +148,8 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg_.loss.queueSize < 0) rangeError("loss.queueSize must be >= 0");
   if (cfg_.pooling != "attention" && cfg_.pooling != "mean")
     rangeError("pooling must be attention or mean; got '" + cfg_.pooling + "'");
-  if (cfg_.amp != "off" && cfg_.amp != "bf16" && cfg_.amp != "fp16") rangeError("amp must be off, bf16 or fp16; got '" + cfg_.amp + "'");
+  if (cfg_.amp != "off" && cfg_.amp != "bf16" && cfg_.amp != "fp16")
+    rangeError("amp must be off, bf16 or fp16; got '" + cfg_.amp + "'");
   for (int i = 0; i < 4; ++i)
     if (cfg_.visual.planes[i] < 4 || cfg_.audio.planes[i] < 4 || cfg_.visual.blocks[i] < 1 || cfg_.audio.blocks[i] < 1)
       rangeError("encoder widths must be >= 4 and depths >= 1");
@@ -202,7 +207,8 @@ void CmacModel::checkBatch(const Batch& b, bool needVideo, bool needAudio, int64
   }
   if (b.audio.defined()) {
     const auto& a = b.audio;
-    if (a.scalar_type() != torch::kFloat) typeError("batch.audio must be float32 (Float32Array), got " + std::string(c10::toString(a.scalar_type())));
+    if (a.scalar_type() != torch::kFloat)
+      typeError("batch.audio must be float32 (Float32Array), got " + std::string(c10::toString(a.scalar_type())));
     if (a.dim() != 2) rangeError("batch.audio must have shape [N, samples], got " + shapeStr(a.sizes()));
     if (a.size(1) < cfg_.logmel.nFft || a.size(1) > 600 * cfg_.logmel.sampleRate)
       rangeError("batch.audio needs between " + std::to_string(cfg_.logmel.nFft) + " and " +
@@ -226,7 +232,8 @@ std::mutex& seedInitMutex() {
 
 torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device) {
   auto x = v.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
-  auto mean = torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
+  auto mean =
+      torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
   auto std = torch::tensor({kStd[0], kStd[1], kStd[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
   return ((x - mean) / std).contiguous();
 }
@@ -240,15 +247,14 @@ std::string shapeStr(at::IntArrayRef s) {
 }
 
 void checkVideoTensor(const torch::Tensor& v, const std::string& name) {
-  if (v.scalar_type() != torch::kByte) typeError(name + " must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
+  if (v.scalar_type() != torch::kByte)
+    typeError(name + " must be uint8 (Uint8Array), got " + std::string(c10::toString(v.scalar_type())));
   if (v.dim() != 5 || v.size(4) != 3) rangeError(name + " must have shape [N, T, H, W, 3], got " + shapeStr(v.sizes()));
   if (v.size(1) < 1 || v.size(2) < 16 || v.size(3) < 16 || v.size(2) > 4096 || v.size(3) > 4096 || v.size(1) > 1024)
     rangeError(name + " frames must be 1..1024 and H, W in 16..4096, got " + shapeStr(v.sizes()));
 }
 
-torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const {
-  return net_->logmel->forward(a.to(device_));
-}
+torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const { return net_->logmel->forward(a.to(device_)); }
 
 CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augment) {
   Forward f;
@@ -257,8 +263,7 @@ CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augme
                   torch::Tensor& feat, torch::Tensor& z, torch::Tensor& local, torch::Tensor& score) {
     score = attn->forward(bar).to(torch::kFloat);  // B x N
     logAlpha = torch::log_softmax(score, 1);
-    feat = attention ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1)
-                               : bar.mean(1);
+    feat = attention ? torch::bmm(logAlpha.exp().unsqueeze(1).to(bar.scalar_type()), bar).squeeze(1) : bar.mean(1);
     z = torch::nn::functional::normalize(proj->forward(feat).to(torch::kFloat),
                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
     if (needLocal)
@@ -281,12 +286,13 @@ CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augme
       spec = prepAudio(b.audio);
       if (augment && cfg_.specAugment.enabled()) {  // deterministic: seeded by (seed, augStep_)
         auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg_.seed * 1000003ULL + static_cast<uint64_t>(augStep_++));
-        spec = spec * specAugmentMask(spec.size(0), spec.size(2), spec.size(3), cfg_.specAugment, gen).to(spec.device());
+        spec =
+            spec * specAugmentMask(spec.size(0), spec.size(2), spec.size(3), cfg_.specAugment, gen).to(spec.device());
       }
       ac.resume();
     }
-    auto A = net_->audio->forward(spec);                // B x C x F' x T'
-    auto Abar = A.mean(3).transpose(1, 2);              // B x M x C
+    auto A = net_->audio->forward(spec);    // B x C x F' x T'
+    auto Abar = A.mean(3).transpose(1, 2);  // B x M x C
     pool(Abar, net_->heads->attnA, net_->heads->projA, f.logAlphaA, f.featA, f.zA, f.localA, f.scoreA);
   }
   return f;
@@ -343,8 +349,10 @@ CmacModel::Terms CmacModel::computeLosses(const Forward& f, double lambdaScale, 
   // sg(beta): no gradient into the target branch unless targetGrad.
   auto target = [&](const torch::Tensor& logBeta) { return lo.targetGrad ? logBeta : logBeta.detach(); };
   const bool allTerms = !train;  // evaluateLoss reports L_v and L_a even where the preset leaves them out of L
-  if (lo.lossV || allTerms) t.v = attentionConsistencyLoss(target(f.logBetaV(lo.tauT)), f.logAlphaV);  // KL(beta_v || alpha_v)
-  if (lo.lossA || allTerms) t.a = attentionConsistencyLoss(target(f.logBetaA(lo.tauT)), f.logAlphaA);  // KL(beta_a || alpha_a)
+  if (lo.lossV || allTerms)
+    t.v = attentionConsistencyLoss(target(f.logBetaV(lo.tauT)), f.logAlphaV);  // KL(beta_v || alpha_v)
+  if (lo.lossA || allTerms)
+    t.a = attentionConsistencyLoss(target(f.logBetaA(lo.tauT)), f.logAlphaA);  // KL(beta_a || alpha_a)
   if (lo.lossV) t.total = t.total + lambdaScale * lo.lambdaV * t.v;
   if (lo.lossA) t.total = t.total + lambdaScale * lo.lambdaA * t.a;
   return t;
@@ -475,8 +483,8 @@ void CmacModel::setLogmelStats(const torch::Tensor& mean, const torch::Tensor& s
   for (const auto* t : {&mean, &sd}) {
     const char* name = t == &mean ? "mean" : "std";
     if (!t->defined() || t->dim() != 1 || t->size(0) != F)
-      rangeError(std::string("logmel ") + name + " must have shape [" + std::to_string(F) + "] (one per mel bin), got " +
-                 (t->defined() ? shapeStr(t->sizes()) : "nothing"));
+      rangeError(std::string("logmel ") + name + " must have shape [" + std::to_string(F) +
+                 "] (one per mel bin), got " + (t->defined() ? shapeStr(t->sizes()) : "nothing"));
     if (!torch::isfinite(*t).all().item<bool>()) rangeError(std::string("logmel ") + name + " contains NaN or Inf");
   }
   if (!(sd > 0).all().item<bool>()) rangeError("logmel std must be > 0 in every bin");
@@ -505,14 +513,16 @@ WeightCopies CmacModel::checkStateDict(const NamedTensors& sd, bool strict) cons
     if (name == "logmel.mean") given.emplace(name, torch::zeros_like(dst));
     if (name == "logmel.std") given.emplace(name, torch::ones_like(dst));
   }
-  StateMatch m = matchState(own, given, {"in the checkpoint", "this model", [](const std::string&) {
-    return std::string("create the model with the preset/config the checkpoint was trained with.");
-  }});
+  StateMatch m = matchState(
+      own, given, {"in the checkpoint", "this model", [](const std::string&) {
+                     return std::string("create the model with the preset/config the checkpoint was trained with.");
+                   }});
   const std::string fix = ". Fix: use a checkpoint of the same preset, or load with strict=false.";
   if (strict && !m.missing.empty())
     valueError("checkpoint lacks " + std::to_string(m.missing.size()) + " weight(s): " + firstFew(m.missing) + fix);
   if (strict && !m.unexpected.empty())
-    valueError("checkpoint has " + std::to_string(m.unexpected.size()) + " unexpected weight(s): " + firstFew(m.unexpected) + fix);
+    valueError("checkpoint has " + std::to_string(m.unexpected.size()) +
+               " unexpected weight(s): " + firstFew(m.unexpected) + fix);
   return std::move(m.copies);
 }
 
@@ -529,9 +539,7 @@ NamedTensors CmacModel::optimizerState() const {
   return st;
 }
 
-void CmacModel::loadOptimizerState(const NamedTensors& st) {
-  applyOptimizerState(checkOptimizerState(st));
-}
+void CmacModel::loadOptimizerState(const NamedTensors& st) { applyOptimizerState(checkOptimizerState(st)); }
 
 CmacModel::PreparedState CmacModel::checkOptimizerState(const NamedTensors& st) const {
   PreparedState p;
@@ -549,7 +557,8 @@ CmacModel::PreparedState CmacModel::checkOptimizerState(const NamedTensors& st) 
       p.lossScale = v.item<double>();
     } else if ((k == "queue.v" || k == "queue.a") && queue) {
       if (!v.sizes().equals(queueV_.sizes()))
-        valueError("checkpoint queue '" + k + "' has shape " + shapeStr(v.sizes()) + " but this model's is " + shapeStr(queueV_.sizes()) +
+        valueError("checkpoint queue '" + k + "' has shape " + shapeStr(v.sizes()) + " but this model's is " +
+                   shapeStr(queueV_.sizes()) +
                    ". Fix: create the model with the loss.queueSize and embedDim the checkpoint was trained with.");
       (k == "queue.v" ? p.queueV : p.queueA) = v.to(queueV_.options()).clone();
     } else if (k == "queue.state" && v.numel() == 2 && queue) {
@@ -603,7 +612,10 @@ void CmacModel::to(const std::string& device) {
   auto st = optimizerState();
   net_->to(d);
   device_ = d;
-  if (queueV_.defined()) { queueV_ = queueV_.to(d); queueA_ = queueA_.to(d); }
+  if (queueV_.defined()) {
+    queueV_ = queueV_.to(d);
+    queueA_ = queueA_.to(d);
+  }
   optim_->loadState(st);  // moves the optimiser buffers next to their parameters
 }
 

@@ -34,10 +34,10 @@ std::string shapeStr(at::IntArrayRef s);
 void checkVideoTensor(const torch::Tensor& v, const std::string& name);
 
 struct LossOptions {
-  bool withinModal = true;       // within-modal negatives in L_con
-  bool lossV = true;             // L_v: regional attention consistency
-  bool lossA = true;             // L_a: frequency attention consistency
-  bool targetGrad = false;       // let gradients flow into beta (no stop-gradient)
+  bool withinModal = true;  // within-modal negatives in L_con
+  bool lossV = true;        // L_v: regional attention consistency
+  bool lossA = true;        // L_a: frequency attention consistency
+  bool targetGrad = false;  // let gradients flow into beta (no stop-gradient)
   double tau = 0.07, tauT = 0.1;
   double lambdaV = 1.0, lambdaA = 1.0;
   int64_t queueSize = 0;  // FIFO queue of past embeddings per modality (0: off)
@@ -75,8 +75,8 @@ struct ModelConfig {
   std::string pooling = "attention";
   LossOptions loss;
   OptimOptions optim;
-  double clipGradNorm = 0;  // 0: no clipping (the norm is still reported)
-  int64_t accumulate = 1;   // optimiser step every k trainStep calls
+  double clipGradNorm = 0;     // 0: no clipping (the norm is still reported)
+  int64_t accumulate = 1;      // optimiser step every k trainStep calls
   std::string device = "cpu";  // cpu | cuda | cuda:N | auto
   std::string amp = "off";     // off | bf16 | fp16 (CUDA only)
   uint64_t seed = 0;
@@ -137,9 +137,9 @@ class CmacModel {
   // the weights logmel.mean / logmel.std, so checkpoints carry them.
   void setLogmelStats(const torch::Tensor& mean, const torch::Tensor& sd);
 
-  NamedTensors stateDict() const;        // weights, prefixed visual./audio./heads./logmel.
+  NamedTensors stateDict() const;  // weights, prefixed visual./audio./heads./logmel.
   void loadStateDict(const NamedTensors& sd, bool strict = true);
-  NamedTensors optimizerState() const;   // optim.* and queue.*
+  NamedTensors optimizerState() const;  // optim.* and queue.*
   void loadOptimizerState(const NamedTensors& st);
   void save(const std::string& path, const std::map<std::string, std::string>& meta = {}) const;
   void load(const std::string& path);
@@ -208,7 +208,10 @@ class CmacModel {
 };
 
 // Process-wide counts for memory(): live models and their state bytes.
-struct LiveCounts { int64_t models; int64_t bytes; };
+struct LiveCounts {
+  int64_t models;
+  int64_t bytes;
+};
 LiveCounts liveCounts();
 
 }  // namespace cmac

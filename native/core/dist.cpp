@@ -32,8 +32,8 @@ int envInt(const char* name, int dflt, int lo, int hi) {
   char* end = nullptr;
   long x = std::strtol(v, &end, 10);
   if (*end != '\0' || x < lo || x > hi)
-    rangeError(std::string("environment variable ") + name + "='" + v + "' must be an integer in [" + std::to_string(lo) + ", " +
-               std::to_string(hi) + "]");
+    rangeError(std::string("environment variable ") + name + "='" + v + "' must be an integer in [" +
+               std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return static_cast<int>(x);
 }
 
@@ -46,7 +46,8 @@ struct GatherWithGrad : torch::autograd::Function<GatherWithGrad> {
     ctx->saved_data["n"] = x.size(0);
     return d->allGather(x);
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list g) {
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list g) {
     auto* d = reinterpret_cast<Dist*>(ctx->saved_data["dist"].toInt());
     const int64_t n = ctx->saved_data["n"].toInt();
     torch::Tensor grad = g[0].contiguous().clone();
@@ -93,7 +94,8 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
     so.waitWorkers = !o.agentStore;
     so.timeout = timeout;
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
-    if (o.agentStore) store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(o.restartCount), store);
+    if (o.agentStore)
+      store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(o.restartCount), store);
     impl_->store = store;
     if (o.cuda) {
 #if defined(CMAC_WITH_CUDA) && defined(CMAC_HAVE_NCCL)
@@ -101,17 +103,22 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
       opts->timeout = timeout;
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.worldSize, opts);
 #else
-      valueError("distributed training on CUDA needs a libtorch with NCCL; this build has none. Fix: train on CPU (Gloo) or rebuild against a CUDA PyTorch.");
+      valueError(
+          "distributed training on CUDA needs a libtorch with NCCL; this build has none. Fix: train on CPU (Gloo) or "
+          "rebuild against a CUDA PyTorch.");
 #endif
     } else {
 #ifndef CMAC_HAVE_GLOO
-      valueError("distributed training on CPU needs libtorch's Gloo back-end; this build has none (no Gloo headers when it was compiled). Fix: apt install libgloo-dev and rebuild (npm run build:native).");
+      valueError(
+          "distributed training on CPU needs libtorch's Gloo back-end; this build has none (no Gloo headers when it "
+          "was compiled). Fix: apt install libgloo-dev and rebuild (npm run build:native).");
 #else
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       // An explicit address: hostname lookups that resolve to loopback break connectFullMesh.
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       opts->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                                : c10d::ProcessGroupGloo::createDeviceForHostname(o.masterAddr == "localhost" ? "127.0.0.1" : o.masterAddr));
+                                                : c10d::ProcessGroupGloo::createDeviceForHostname(
+                                                      o.masterAddr == "localhost" ? "127.0.0.1" : o.masterAddr));
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.worldSize, opts);
 #endif
     }
@@ -120,9 +127,11 @@ Dist::Dist(const DistOptions& o) : impl_(std::make_unique<Impl>()), rank_(o.rank
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (auto* c = dynamic_cast<const c10::Error*>(&e)) what = c->what_without_backtrace();
-    ioError("distributed rendezvous failed for rank " + std::to_string(o.rank) + " of " + std::to_string(o.worldSize) + " at " +
-            o.masterAddr + ":" + std::to_string(o.masterPort) + " (timeout " + std::to_string(o.timeoutSec) + " s): " + what +
-            ". Fix: start every rank with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE (cmac train --nproc N does this), and check the port is free.");
+    ioError("distributed rendezvous failed for rank " + std::to_string(o.rank) + " of " + std::to_string(o.worldSize) +
+            " at " + o.masterAddr + ":" + std::to_string(o.masterPort) + " (timeout " + std::to_string(o.timeoutSec) +
+            " s): " + what +
+            ". Fix: start every rank with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE (cmac train --nproc N does "
+            "this), and check the port is free.");
   }
 }
 
@@ -164,7 +173,9 @@ void Dist::allreduceMean(const std::vector<torch::Tensor>& tensors, int64_t buck
     bytes = 0;
   };
   for (const auto& t : tensors) {
-    if (bucket.size() && (bucket[0].scalar_type() != t.scalar_type() || bytes + t.numel() * t.element_size() > bucketBytes)) flush();
+    if (bucket.size() &&
+        (bucket[0].scalar_type() != t.scalar_type() || bytes + t.numel() * t.element_size() > bucketBytes))
+      flush();
     bucket.push_back(t);
     bytes += t.numel() * t.element_size();
   }

@@ -21,7 +21,7 @@ struct DistOptions {
   bool agentStore = false;  // torchrun's TORCHELASTIC_USE_AGENT_STORE: every rank is a client
   int restartCount = 0;     // TORCHELASTIC_RESTART_COUNT (prefix of the agent store)
   int timeoutSec = 300;
-  bool cuda = false;        // NCCL instead of Gloo
+  bool cuda = false;  // NCCL instead of Gloo
 };
 
 // Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK,

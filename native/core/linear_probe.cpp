@@ -25,8 +25,12 @@ LogRegResult fitLogisticRegression(const torch::Tensor& xIn, const torch::Tensor
   torch::AutoGradMode grad(true);
   auto W = torch::zeros({numClasses, x.size(1)}, torch::kDouble).requires_grad_(true);
   auto b = torch::zeros({numClasses}, torch::kDouble).requires_grad_(true);
-  torch::optim::LBFGS opt({W, b}, torch::optim::LBFGSOptions(1.0).max_iter(maxIter).tolerance_grad(1e-9)
-                                       .tolerance_change(1e-12).history_size(20).line_search_fn("strong_wolfe"));
+  torch::optim::LBFGS opt({W, b}, torch::optim::LBFGSOptions(1.0)
+                                      .max_iter(maxIter)
+                                      .tolerance_grad(1e-9)
+                                      .tolerance_change(1e-12)
+                                      .history_size(20)
+                                      .line_search_fn("strong_wolfe"));
   int64_t evals = 0;
   auto closure = [&]() -> torch::Tensor {
     opt.zero_grad();
@@ -38,7 +42,8 @@ LogRegResult fitLogisticRegression(const torch::Tensor& xIn, const torch::Tensor
   opt.step(closure);
   torch::NoGradGuard ng;
   LogRegResult r;
-  r.loss = (torch::nn::functional::cross_entropy(torch::addmm(b, x, W.t()), y) + 0.5 * l2 * W.pow(2).sum()).item<double>();
+  r.loss =
+      (torch::nn::functional::cross_entropy(torch::addmm(b, x, W.t()), y) + 0.5 * l2 * W.pow(2).sum()).item<double>();
   r.weight = W.detach().to(torch::kFloat);
   r.bias = b.detach().to(torch::kFloat);
   r.iterations = evals;

@@ -38,7 +38,7 @@ torch::Tensor specAugmentMask(int64_t n, int64_t nMels, int64_t frames, const Sp
 
 // Per-bin statistics of log(mel + eps) over clips and frames (float64 sums).
 struct LogMelMoments {
-  double count = 0;   // clips x frames seen
+  double count = 0;          // clips x frames seen
   torch::Tensor sum, sumSq;  // nMels, float64
 };
 

@@ -12,7 +12,8 @@ torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& keysSame
                       int64_t offset, double tau, bool withinModal, const torch::Tensor& queueSame,
                       const torch::Tensor& queueOther, torch::Tensor* hits) {
   const auto B = anchor.size(0);
-  auto self = (torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(anchor.device())) + offset).unsqueeze(1);
+  auto self =
+      (torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(anchor.device())) + offset).unsqueeze(1);
   auto cross = torch::matmul(anchor, keysOther.t()) / tau;  // positives at (i, offset + i)
   if (hits) {
     torch::NoGradGuard ng;
@@ -21,7 +22,8 @@ torch::Tensor infoNce(const torch::Tensor& anchor, const torch::Tensor& keysSame
   std::vector<torch::Tensor> cols{cross};
   if (withinModal) {
     auto mask = torch::zeros_like(cross, torch::TensorOptions().dtype(torch::kBool)).scatter_(1, self, true);
-    cols.push_back((torch::matmul(anchor, keysSame.t()) / tau).masked_fill(mask, -std::numeric_limits<double>::infinity()));
+    cols.push_back(
+        (torch::matmul(anchor, keysSame.t()) / tau).masked_fill(mask, -std::numeric_limits<double>::infinity()));
   }
   if (queueOther.defined() && queueOther.numel() > 0) cols.push_back(torch::matmul(anchor, queueOther.t()) / tau);
   if (withinModal && queueSame.defined() && queueSame.numel() > 0)

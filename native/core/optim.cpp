@@ -21,7 +21,8 @@ double gradNorm(const std::vector<torch::Tensor>& params) {
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0.0;
-  if (grads.front().is_cuda()) norms = at::_foreach_norm(grads, 2);
+  if (grads.front().is_cuda())
+    norms = at::_foreach_norm(grads, 2);
   else
     for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
   return torch::stack(norms).norm(2).item<double>();
@@ -44,8 +45,10 @@ void Optimizer::adamForeach(double lr) {
   }
   if (ps.empty()) return;
   const double wd = o_.weightDecay;
-  if (o_.name == "adamw") at::_foreach_mul_(ps, 1 - lr * wd);
-  else if (wd != 0) gs = at::_foreach_add(gs, ps, wd);
+  if (o_.name == "adamw")
+    at::_foreach_mul_(ps, 1 - lr * wd);
+  else if (wd != 0)
+    gs = at::_foreach_add(gs, ps, wd);
   at::_foreach_mul_(m, o_.beta1);  // exp_avg = beta1 * exp_avg + (1 - beta1) * g (the lerp of the single-tensor rule)
   at::_foreach_add_(m, gs, 1 - o_.beta1);
   at::_foreach_mul_(v, o_.beta2);
@@ -62,7 +65,8 @@ void Optimizer::step(double lr) {
   torch::NoGradGuard ng;
   ++steps_;
   if (o_.name != "sgd" && !slots_.empty() &&
-      (o_.foreach == OptimOptions::Foreach::On || (o_.foreach == OptimOptions::Foreach::Auto && slots_.front().param.is_cuda()))) {
+      (o_.foreach == OptimOptions::Foreach::On ||
+       (o_.foreach == OptimOptions::Foreach::Auto && slots_.front().param.is_cuda()))) {
     adamForeach(lr);
     return;
   }
@@ -74,15 +78,19 @@ void Optimizer::step(double lr) {
     if (o_.name == "sgd") {
       if (wd != 0) g = g.add(p, wd);
       if (o_.momentum != 0) {
-        if (!s.buf1.defined()) s.buf1 = g.clone();
-        else s.buf1.mul_(o_.momentum).add_(g);
+        if (!s.buf1.defined())
+          s.buf1 = g.clone();
+        else
+          s.buf1.mul_(o_.momentum).add_(g);
         g = o_.nesterov ? g.add(s.buf1, o_.momentum) : s.buf1;
       }
       p.add_(g, -lr);
       continue;
     }
-    if (o_.name == "adamw") p.mul_(1 - lr * wd);
-    else if (wd != 0) g = g.add(p, wd);
+    if (o_.name == "adamw")
+      p.mul_(1 - lr * wd);
+    else if (wd != 0)
+      g = g.add(p, wd);
     if (!s.buf1.defined()) {
       s.buf1 = torch::zeros_like(p);
       s.buf2 = torch::zeros_like(p);
@@ -125,9 +133,10 @@ Optimizer::Prepared Optimizer::prepareState(const NamedTensors& state) const {
     const bool sgdBuf = endsWith(k, ".momentum_buffer");
     const bool adamBuf = endsWith(k, ".exp_avg") || endsWith(k, ".exp_avg_sq");
     if ((sgd && adamBuf) || (!sgd && sgdBuf))
-      valueError(std::string("the checkpoint's optimizer state is ") + (sgdBuf ? "SGD (momentum_buffer)" : "Adam/AdamW (exp_avg, exp_avg_sq)") +
-                 " (e.g. '" + k + "') but this model's optimizer is " + o_.name +
-                 ". Fix: create the model with optim.name " + (sgdBuf ? "'sgd'" : "'adam' or 'adamw'") +
+      valueError(std::string("the checkpoint's optimizer state is ") +
+                 (sgdBuf ? "SGD (momentum_buffer)" : "Adam/AdamW (exp_avg, exp_avg_sq)") + " (e.g. '" + k +
+                 "') but this model's optimizer is " + o_.name + ". Fix: create the model with optim.name " +
+                 (sgdBuf ? "'sgd'" : "'adam' or 'adamw'") +
                  " as the checkpoint was trained, or load only the weights with loadStateDict().");
   }
   Prepared p;
@@ -137,14 +146,17 @@ Optimizer::Prepared Optimizer::prepareState(const NamedTensors& state) const {
     auto b = byName.find(key);
     if (b == byName.end()) return torch::Tensor();
     if (!b->second.sizes().equals(s.param.sizes()))
-      valueError("optimizer state '" + key + "' has the wrong shape. Fix: resume with the config the checkpoint was written with.");
+      valueError("optimizer state '" + key +
+                 "' has the wrong shape. Fix: resume with the config the checkpoint was written with.");
     return b->second.to(s.param.options()).clone();
   };
   for (const auto& s : slots_) {
     torch::Tensor t1 = buffer("optim." + s.name + "." + n1, s);
     torch::Tensor t2 = buffer("optim." + s.name + ".exp_avg_sq", s);
     if (!sgd && t1.defined() != t2.defined())
-      valueError("optimizer state for '" + s.name + "' is incomplete (exp_avg and exp_avg_sq must come together). Fix: load a checkpoint written by cmac's save().");
+      valueError("optimizer state for '" + s.name +
+                 "' is incomplete (exp_avg and exp_avg_sq must come together). Fix: load a checkpoint written by "
+                 "cmac's save().");
     p.bufs.emplace_back(t1, t2);
   }
   return p;

@@ -49,7 +49,10 @@ class Optimizer {
   const OptimOptions& options() const { return o_; }
 
  private:
-  struct Slot { std::string name; torch::Tensor param, buf1, buf2; };
+  struct Slot {
+    std::string name;
+    torch::Tensor param, buf1, buf2;
+  };
   void adamForeach(double lr);
   OptimOptions o_;
   std::vector<Slot> slots_;

@@ -7,8 +7,10 @@ namespace nn = torch::nn;
 namespace {
 nn::Conv3d conv3d(int64_t in, int64_t out, std::array<int64_t, 3> k, std::array<int64_t, 3> s,
                   std::array<int64_t, 3> p) {
-  return nn::Conv3d(nn::Conv3dOptions(in, out, {k[0], k[1], k[2]}).stride({s[0], s[1], s[2]})
-                        .padding({p[0], p[1], p[2]}).bias(false));
+  return nn::Conv3d(nn::Conv3dOptions(in, out, {k[0], k[1], k[2]})
+                        .stride({s[0], s[1], s[2]})
+                        .padding({p[0], p[1], p[2]})
+                        .bias(false));
 }
 nn::BatchNorm3d bn3d(int64_t c) { return nn::BatchNorm3d(nn::BatchNorm3dOptions(c).eps(1e-5).momentum(0.1)); }
 }  // namespace
@@ -17,15 +19,15 @@ torch::Tensor temporalConv(const torch::Tensor& x, const nn::Conv3d& c) {
   const auto& o = c->options;
   const auto* pad = c10::get_if<torch::ExpandingArray<3>>(&o.padding());
   const auto k = o.kernel_size(), s = o.stride(), d = o.dilation();
-  TORCH_CHECK(x.dim() == 5 && pad && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) && k->at(1) == 1 &&
-                  k->at(2) == 1 && s->at(1) == 1 && s->at(2) == 1 && (*pad)->at(1) == 0 && (*pad)->at(2) == 0 &&
-                  o.groups() == 1 && !o.bias(),
+  TORCH_CHECK(x.dim() == 5 && pad && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) &&
+                  k->at(1) == 1 && k->at(2) == 1 && s->at(1) == 1 && s->at(2) == 1 && (*pad)->at(1) == 0 &&
+                  (*pad)->at(2) == 0 && o.groups() == 1 && !o.bias(),
               "temporalConv takes an N x C x T x H x W input and a bias-free (t, 1, 1) Conv3d with (s, 1, 1) stride "
               "and (p, 0, 0) zero padding");
   const int64_t n = x.size(0), ch = x.size(1), t = x.size(2), h = x.size(3), w = x.size(4);
   const auto& wt = c->weight;  // out x in x t x 1 x 1 (torchvision's layout, kept for checkpoints)
-  auto y = at::conv2d(x.reshape({n, ch, t, h * w}), wt.view({wt.size(0), wt.size(1), wt.size(2), 1}),
-                      torch::Tensor(), std::vector<int64_t>{s->at(0), 1}, std::vector<int64_t>{(*pad)->at(0), 0},
+  auto y = at::conv2d(x.reshape({n, ch, t, h * w}), wt.view({wt.size(0), wt.size(1), wt.size(2), 1}), torch::Tensor(),
+                      std::vector<int64_t>{s->at(0), 1}, std::vector<int64_t>{(*pad)->at(0), 0},
                       std::vector<int64_t>{d->at(0), 1});
   return y.view({n, wt.size(0), y.size(2), h, w});
 }
@@ -57,8 +59,8 @@ BasicBlock3dImpl::BasicBlock3dImpl(int64_t inplanes, int64_t planes, int64_t str
   conv2 = register_module("conv2", ConvBlock3d(planes, planes, mid, 1, false));
   if (ds) {
     downsample = register_module(
-        "downsample", nn::Sequential(conv3d(inplanes, planes, {1, 1, 1}, {stride, stride, stride}, {0, 0, 0}),
-                                     bn3d(planes)));
+        "downsample",
+        nn::Sequential(conv3d(inplanes, planes, {1, 1, 1}, {stride, stride, stride}, {0, 0, 0}), bn3d(planes)));
   }
 }
 
@@ -70,8 +72,8 @@ torch::Tensor BasicBlock3dImpl::forward(torch::Tensor x) {
 }
 
 R2Plus1D18Impl::R2Plus1D18Impl(const R2Plus1DOptions& o) : options(o) {
-  stem = register_module("stem", nn::Sequential(conv3d(3, o.stemMid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}),
-                                                bn3d(o.stemMid), nn::ReLU(nn::ReLUOptions(true)),
+  stem = register_module("stem", nn::Sequential(conv3d(3, o.stemMid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}), bn3d(o.stemMid),
+                                                nn::ReLU(nn::ReLUOptions(true)),
                                                 conv3d(o.stemMid, o.planes[0], {3, 1, 1}, {1, 1, 1}, {1, 0, 0}),
                                                 bn3d(o.planes[0]), nn::ReLU(nn::ReLUOptions(true))));
   int64_t inplanes = o.planes[0];

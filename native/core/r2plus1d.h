@@ -12,8 +12,8 @@ namespace cmac {
 struct R2Plus1DOptions {
   std::array<int64_t, 4> planes{64, 128, 256, 512};
   std::array<int64_t, 4> blocks{2, 2, 2, 2};
-  int64_t stemMid = 45;     // torchvision's R2Plus1dStem: 3 -> 45 -> 64
-  bool lastStride1 = false; // layer4 keeps the spatial size (LVS style)
+  int64_t stemMid = 45;      // torchvision's R2Plus1dStem: 3 -> 45 -> 64
+  bool lastStride1 = false;  // layer4 keeps the spatial size (LVS style)
 };
 
 // A bias-free (t, 1, 1) Conv3d with (s, 1, 1) stride and (p, 0, 0) padding,

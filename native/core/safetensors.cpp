@@ -28,10 +28,10 @@ struct DtypeInfo {
 
 const std::vector<DtypeInfo>& dtypes() {
   static const std::vector<DtypeInfo> d = {
-      {"BOOL", 1, true, at::kBool},   {"U8", 1, true, at::kByte},       {"I8", 1, true, at::kChar},
-      {"I16", 2, true, at::kShort},   {"U16", 2, false, at::kShort},    {"F16", 2, true, at::kHalf},
-      {"BF16", 2, true, at::kBFloat16}, {"I32", 4, true, at::kInt},     {"U32", 4, false, at::kInt},
-      {"F32", 4, true, at::kFloat},   {"F64", 8, true, at::kDouble},    {"I64", 8, true, at::kLong},
+      {"BOOL", 1, true, at::kBool},     {"U8", 1, true, at::kByte},    {"I8", 1, true, at::kChar},
+      {"I16", 2, true, at::kShort},     {"U16", 2, false, at::kShort}, {"F16", 2, true, at::kHalf},
+      {"BF16", 2, true, at::kBFloat16}, {"I32", 4, true, at::kInt},    {"U32", 4, false, at::kInt},
+      {"F32", 4, true, at::kFloat},     {"F64", 8, true, at::kDouble}, {"I64", 8, true, at::kLong},
       {"U64", 8, false, at::kLong},
   };
   return d;
@@ -51,7 +51,7 @@ const char* dtypeName(at::ScalarType t) {
 
 [[noreturn]] void bad(const std::string& what, const std::string& why) {
   checkpointError("malformed safetensors (" + what + "): " + why +
-             ". Fix: use a file written by cmac or the safetensors library, or re-download it.");
+                  ". Fix: use a file written by cmac or the safetensors library, or re-download it.");
 }
 
 uint64_t asOffset(const json& v, const std::string& what, const std::string& name) {
@@ -69,9 +69,11 @@ json parseHeaderJson(const char* begin, const char* end, const std::string& what
     // `depth` counts the enclosing containers, so a start at depth 64 opens the 65th level.
     if ((ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) && depth >= kMaxHeaderDepth)
       bad(what, "header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
-    if (ev == json::parse_event_t::object_start) seen.emplace_back();
-    else if (ev == json::parse_event_t::object_end) { if (!seen.empty()) seen.pop_back(); }
-    else if (ev == json::parse_event_t::key && !seen.empty()) {
+    if (ev == json::parse_event_t::object_start)
+      seen.emplace_back();
+    else if (ev == json::parse_event_t::object_end) {
+      if (!seen.empty()) seen.pop_back();
+    } else if (ev == json::parse_event_t::key && !seen.empty()) {
       const auto& k = parsed.get_ref<const std::string&>();
       if (!seen.back().insert(k).second && dup.empty()) dup = k;
     }
@@ -94,8 +96,9 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
   if (n > kMaxSafetensorsHeader) bad(what, "header length " + std::to_string(n) + " exceeds the 100 MB limit");
-  if (n > size - 8) bad(what, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                                  std::to_string(size) + " bytes)");
+  if (n > size - 8)
+    bad(what,
+        "header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes)");
   if (n == 0) bad(what, "empty header");
   const char* hb = reinterpret_cast<const char*>(data + 8);
   json h = parseHeaderJson(hb, hb + n, what);
@@ -105,7 +108,12 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
   const uint8_t* buf = data + 8 + n;
 
   Safetensors out;
-  struct Entry { std::string name; const DtypeInfo* dt; std::vector<int64_t> shape; uint64_t b, e; };
+  struct Entry {
+    std::string name;
+    const DtypeInfo* dt;
+    std::vector<int64_t> shape;
+    uint64_t b, e;
+  };
   std::vector<Entry> entries;
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();
@@ -130,8 +138,9 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
       bad(what, "entry '" + name + "' needs data_offsets [begin, end]");
     Entry e{name, dt, {}, asOffset(v["data_offsets"][0], what, name), asOffset(v["data_offsets"][1], what, name)};
     if (e.b > e.e) bad(what, "entry '" + name + "' has begin > end");
-    if (e.e > bufSize) bad(what, "entry '" + name + "' ends at " + std::to_string(e.e) +
-                                     " past the data buffer of " + std::to_string(bufSize) + " bytes");
+    if (e.e > bufSize)
+      bad(what, "entry '" + name + "' ends at " + std::to_string(e.e) + " past the data buffer of " +
+                    std::to_string(bufSize) + " bytes");
     uint64_t numel = 1;
     if (v["shape"].size() > 64) bad(what, "entry '" + name + "' has more than 64 dimensions");
     for (const auto& d : v["shape"]) {
@@ -148,21 +157,22 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
                     std::to_string(numel) + " x " + std::to_string(dt->bytes));
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.b != b.b ? a.b < b.b : a.e < b.e;
-  });
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.b != b.b ? a.b < b.b : a.e < b.e; });
   uint64_t pos = 0;
   for (const auto& e : entries) {
-    if (e.b != pos) bad(what, "entry '" + e.name + "' starts at " + std::to_string(e.b) + " but the previous ends at " +
-                                  std::to_string(pos) + " (gaps and overlaps are not allowed)");
+    if (e.b != pos)
+      bad(what, "entry '" + e.name + "' starts at " + std::to_string(e.b) + " but the previous ends at " +
+                    std::to_string(pos) + " (gaps and overlaps are not allowed)");
     pos = e.e;
   }
-  if (pos != bufSize) bad(what, "data buffer has " + std::to_string(bufSize) + " bytes but the tensors cover " +
-                                    std::to_string(pos) + " (trailing bytes or truncation)");
+  if (pos != bufSize)
+    bad(what, "data buffer has " + std::to_string(bufSize) + " bytes but the tensors cover " + std::to_string(pos) +
+                  " (trailing bytes or truncation)");
   for (const auto& e : entries) {
     if (!e.dt->supported)
       checkpointError("safetensors (" + what + "): tensor '" + e.name + "' has dtype " + e.dt->name +
-                 ", which this libtorch cannot hold. Fix: convert it to a signed or float dtype.");
+                      ", which this libtorch cannot hold. Fix: convert it to a signed or float dtype.");
     at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dt->type));
     if (e.e > e.b) std::memcpy(t.data_ptr(), buf + e.b, e.e - e.b);
     out.tensors.emplace_back(e.name, std::move(t));
@@ -185,7 +195,9 @@ const char* fileKind(mode_t m) {
 // Closes the descriptor on every path out of readSafetensors.
 struct Fd {
   int fd;
-  ~Fd() { if (fd >= 0) ::close(fd); }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
 }  // namespace
@@ -195,9 +207,11 @@ Safetensors readSafetensors(const std::string& path) {
   // (and hold the model's lock in load()); fstat then refuses anything that is
   // not a regular file before a byte is read.
   Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
-  if (f.fd < 0) ioError("cannot open '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
+  if (f.fd < 0)
+    ioError("cannot open '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
   struct stat st {};
-  if (::fstat(f.fd, &st) != 0) ioError("cannot stat '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
+  if (::fstat(f.fd, &st) != 0)
+    ioError("cannot stat '" + path + "': " + std::strerror(errno) + ". Fix: check the path and its permissions.");
   if (!S_ISREG(st.st_mode))
     ioError("cannot read '" + path + "': it is " + fileKind(st.st_mode) +
             ", not a regular file. Fix: pass the path of a .safetensors file" +
@@ -206,7 +220,8 @@ Safetensors readSafetensors(const std::string& path) {
   try {
     bytes.resize(static_cast<size_t>(st.st_size));
   } catch (const std::bad_alloc&) {
-    ioError("cannot read '" + path + "': " + std::to_string(st.st_size) + " bytes do not fit in memory. Fix: free memory or use a smaller file.");
+    ioError("cannot read '" + path + "': " + std::to_string(st.st_size) +
+            " bytes do not fit in memory. Fix: free memory or use a smaller file.");
   }
   size_t done = 0;
   while (done < bytes.size()) {
@@ -231,7 +246,8 @@ std::string serializeSafetensors(const NamedTensors& tensors, const std::map<std
       valueError("safetensors: duplicate or reserved tensor name '" + name + "'");
     at::Tensor c = t.detach().to(at::kCPU).contiguous();
     uint64_t nbytes = static_cast<uint64_t>(c.numel()) * c.element_size();
-    h[name] = {{"dtype", dtypeName(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {off, off + nbytes}}};
+    h[name] = {
+        {"dtype", dtypeName(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {off, off + nbytes}}};
     off += nbytes;
     cpu.push_back(std::move(c));
   }
@@ -249,7 +265,9 @@ std::string serializeSafetensors(const NamedTensors& tensors, const std::map<std
 void writeFileAtomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) ioError("cannot create '" + tmp + "': " + std::strerror(errno) + ". Fix: check that the folder exists and is writable.");
+  if (fd < 0)
+    ioError("cannot create '" + tmp + "': " + std::strerror(errno) +
+            ". Fix: check that the folder exists and is writable.");
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -258,7 +276,8 @@ void writeFileAtomic(const std::string& path, const std::string& bytes) {
       int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      ioError("cannot write '" + path + "': " + std::strerror(err) + ". Fix: free disk space or choose another folder; the previous file is untouched.");
+      ioError("cannot write '" + path + "': " + std::strerror(err) +
+              ". Fix: free disk space or choose another folder; the previous file is untouched.");
     }
     done += static_cast<size_t>(w);
   }
@@ -275,7 +294,10 @@ void writeFileAtomic(const std::string& path, const std::string& bytes) {
   std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.find_last_of('/'));
   if (dir.empty()) dir = "/";
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) { ::fsync(dfd); ::close(dfd); }
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 void writeSafetensors(const std::string& path, const NamedTensors& tensors,

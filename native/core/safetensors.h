@@ -32,8 +32,7 @@ Safetensors parseSafetensors(const uint8_t* data, size_t size, const std::string
 Safetensors readSafetensors(const std::string& path);
 
 // Serialises CPU copies of the tensors (any device, made contiguous).
-std::string serializeSafetensors(const NamedTensors& tensors,
-                                 const std::map<std::string, std::string>& metadata = {});
+std::string serializeSafetensors(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
 // Writes atomically: temp file in the same folder, fsync, rename, fsync dir.
 void writeSafetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});

@@ -38,8 +38,9 @@ uint64_t gCases = 0, gOk = 0, gRejected = 0;
   std::abort();
 }
 
-const std::set<std::string> kReasons = {"missing_file", "empty_file", "probe_failed", "truncated", "unsupported_codec",
-                                        "no_video", "no_audio", "too_short", "decode_failed", "timeout"};
+const std::set<std::string> kReasons = {"missing_file",      "empty_file", "probe_failed", "truncated",
+                                        "unsupported_codec", "no_video",   "no_audio",     "too_short",
+                                        "decode_failed",     "timeout"};
 
 void runOne(const uint8_t* data, size_t size) {
   ++gCases;
@@ -87,8 +88,9 @@ void runOne(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   runOne(data, size);
-  if ((gCases & 1023) == 0) std::fprintf(stderr, "cmac-fuzz: cases %llu, decoded %llu, rejected with a reason %llu\n",
-                                         (unsigned long long)gCases, (unsigned long long)gOk, (unsigned long long)gRejected);
+  if ((gCases & 1023) == 0)
+    std::fprintf(stderr, "cmac-fuzz: cases %llu, decoded %llu, rejected with a reason %llu\n",
+                 (unsigned long long)gCases, (unsigned long long)gOk, (unsigned long long)gRejected);
   return 0;
 }
 
@@ -100,9 +102,12 @@ int main(int argc, char** argv) {
   double secs = 30;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a.rfind("-runs=", 0) == 0) runs = std::strtoull(a.c_str() + 6, nullptr, 10);
-    else if (a.rfind("-max_total_time=", 0) == 0) secs = std::atof(a.c_str() + 16);
-    else dir = a;
+    if (a.rfind("-runs=", 0) == 0)
+      runs = std::strtoull(a.c_str() + 6, nullptr, 10);
+    else if (a.rfind("-max_total_time=", 0) == 0)
+      secs = std::atof(a.c_str() + 16);
+    else
+      dir = a;
   }
   std::vector<std::vector<uint8_t>> seeds;
   if (DIR* d = opendir(dir.c_str())) {
@@ -126,9 +131,15 @@ int main(int argc, char** argv) {
       const int edits = 1 + int(rng() % 8);
       for (int k = 0; k < edits; ++k) {
         switch (rng() % 4) {
-          case 0: x[rng() % x.size()] ^= uint8_t(1u << (rng() % 8)); break;
-          case 1: x.resize(rng() % (x.size() + 1)); break;
-          case 2: x[rng() % x.size()] = uint8_t(rng()); break;
+          case 0:
+            x[rng() % x.size()] ^= uint8_t(1u << (rng() % 8));
+            break;
+          case 1:
+            x.resize(rng() % (x.size() + 1));
+            break;
+          case 2:
+            x[rng() % x.size()] = uint8_t(rng());
+            break;
           default: {
             size_t at = rng() % x.size(), len = std::min<size_t>(x.size() - at, 1 + rng() % 64);
             std::vector<uint8_t> chunk(x.begin() + at, x.begin() + at + len);

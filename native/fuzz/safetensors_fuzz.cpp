@@ -57,8 +57,9 @@ void checkAccepted(const cmac::Safetensors& f, const uint8_t* data, size_t size)
   uint64_t covered = 0;
   for (const auto& [k, t] : f.tensors) covered += static_cast<uint64_t>(t.numel()) * t.element_size();
   if (8 + n + covered != size)
-    finding("accepted a file whose tensors do not tile the buffer",
-            "size " + std::to_string(size) + ", header " + std::to_string(n) + ", tensor bytes " + std::to_string(covered));
+    finding(
+        "accepted a file whose tensors do not tile the buffer",
+        "size " + std::to_string(size) + ", header " + std::to_string(n) + ", tensor bytes " + std::to_string(covered));
   // Rule 2: round trip.
   std::string again = cmac::serializeSafetensors(f.tensors, f.metadata);
   cmac::Safetensors g;
@@ -75,7 +76,8 @@ void checkAccepted(const cmac::Safetensors& f, const uint8_t* data, size_t size)
     auto it = b.find(k);
     if (it == b.end()) finding("round trip lost a tensor", k);
     const at::Tensor& u = it->second;
-    if (u.scalar_type() != t.scalar_type() || !u.sizes().equals(t.sizes())) finding("round trip changed dtype/shape", k);
+    if (u.scalar_type() != t.scalar_type() || !u.sizes().equals(t.sizes()))
+      finding("round trip changed dtype/shape", k);
     const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
     if (bytes && std::memcmp(t.data_ptr(), u.data_ptr(), bytes) != 0) finding("round trip changed the bytes", k);
   }
@@ -137,7 +139,8 @@ std::vector<std::string> makeSeeds() {
   s.push_back(rawFile(R"({"u":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\1')));
   s.push_back(rawFile(R"({"z":{"dtype":"F32","shape":[0,9223372036854775807],"data_offsets":[0,0]}})", ""));
   s.push_back(rawFile(R"({"\u00e9t\u00e9":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}   )", "x"));
-  s.push_back(rawFile(R"({"__metadata__":{"k":"v"},"x":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  s.push_back(rawFile(R"({"__metadata__":{"k":"v"},"x":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}})",
+                      std::string(8, '\0')));
   s.push_back(rawFile("{}", ""));
   return s;
 }
@@ -148,7 +151,10 @@ int writeSeeds(const std::string& dir) {
     std::string p = dir + "/seed-" + std::to_string(i) + ".safetensors";
     std::ofstream f(p, std::ios::binary);
     f.write(seeds[i].data(), static_cast<std::streamsize>(seeds[i].size()));
-    if (!f) { std::fprintf(stderr, "cannot write %s\n", p.c_str()); return 1; }
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", p.c_str());
+      return 1;
+    }
   }
   std::printf("wrote %zu seeds to %s\n", seeds.size(), dir.c_str());
   return 0;
@@ -178,11 +184,50 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 // ---- seeded-mutation fallback (no libFuzzer): deterministic in --seed.
 namespace {
 
-const char* kInteresting[] = {"0", "1", "-1", "7", "8", "255", "256", "4294967295", "4294967296", "9223372036854775807",
-                              "9223372036854775808", "18446744073709551615", "18446744073709551616", "1e308", "-0", "0.5",
-                              "null", "true", "\"\"", "[]", "{}", "[0]", "[0,0]", "[1,2,3]"};
-const char* kTokens[] = {"\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"__metadata__\"", "\"F32\"", "\"U64\"", "\"BOOL\"",
-                         "\"F16\"", "\"X99\"", ",", ":", "{", "}", "[", "]", "\"", "\\", "\\u0000", "\xff", " "};
+const char* kInteresting[] = {"0",
+                              "1",
+                              "-1",
+                              "7",
+                              "8",
+                              "255",
+                              "256",
+                              "4294967295",
+                              "4294967296",
+                              "9223372036854775807",
+                              "9223372036854775808",
+                              "18446744073709551615",
+                              "18446744073709551616",
+                              "1e308",
+                              "-0",
+                              "0.5",
+                              "null",
+                              "true",
+                              "\"\"",
+                              "[]",
+                              "{}",
+                              "[0]",
+                              "[0,0]",
+                              "[1,2,3]"};
+const char* kTokens[] = {"\"dtype\"",
+                         "\"shape\"",
+                         "\"data_offsets\"",
+                         "\"__metadata__\"",
+                         "\"F32\"",
+                         "\"U64\"",
+                         "\"BOOL\"",
+                         "\"F16\"",
+                         "\"X99\"",
+                         ",",
+                         ":",
+                         "{",
+                         "}",
+                         "[",
+                         "]",
+                         "\"",
+                         "\\",
+                         "\\u0000",
+                         "\xff",
+                         " "};
 
 std::string mutate(const std::string& in, std::mt19937_64& r, const std::vector<std::string>& seeds) {
   std::string s = in;
@@ -213,10 +258,18 @@ std::string mutate(const std::string& in, std::mt19937_64& r, const std::vector<
         uint64_t n = 0;
         for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(s[i]);
         switch (r() % 4) {
-          case 0: n += 1 + r() % 8; break;
-          case 1: n -= 1 + r() % 8; break;
-          case 2: n = r(); break;
-          default: n = s.size() - 8; break;
+          case 0:
+            n += 1 + r() % 8;
+            break;
+          case 1:
+            n -= 1 + r() % 8;
+            break;
+          case 2:
+            n = r();
+            break;
+          default:
+            n = s.size() - 8;
+            break;
         }
         for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xff);
         break;
@@ -224,7 +277,8 @@ std::string mutate(const std::string& in, std::mt19937_64& r, const std::vector<
       case 6: {  // replace a number in the header with an interesting value
         std::vector<size_t> at;
         for (size_t i = 8; i < s.size() && i < 4096; ++i)
-          if (std::isdigit(static_cast<unsigned char>(s[i])) && !std::isdigit(static_cast<unsigned char>(s[i - 1]))) at.push_back(i);
+          if (std::isdigit(static_cast<unsigned char>(s[i])) && !std::isdigit(static_cast<unsigned char>(s[i - 1])))
+            at.push_back(i);
         if (at.empty()) break;
         size_t a = at[pick(at.size())], b = a;
         while (b < s.size() && std::isdigit(static_cast<unsigned char>(s[b]))) ++b;
@@ -279,10 +333,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--write-seeds" && i + 1 < argc) return writeSeeds(argv[++i]);
-    if (a.rfind("-runs=", 0) == 0) runs = std::stoull(a.substr(6));
-    else if (a.rfind("-seed=", 0) == 0) seed = std::stoull(a.substr(6));
-    else if (a.rfind("-max_total_time=", 0) == 0) maxSeconds = std::stod(a.substr(16));
-    else if (a[0] != '-') inputs.push_back(a);
+    if (a.rfind("-runs=", 0) == 0)
+      runs = std::stoull(a.substr(6));
+    else if (a.rfind("-seed=", 0) == 0)
+      seed = std::stoull(a.substr(6));
+    else if (a.rfind("-max_total_time=", 0) == 0)
+      maxSeconds = std::stod(a.substr(16));
+    else if (a[0] != '-')
+      inputs.push_back(a);
   }
   at::set_num_threads(1);
   std::vector<std::string> seeds = makeSeeds();
@@ -306,9 +364,10 @@ int main(int argc, char** argv) {
       break;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("cmac-fuzz (seeded mutation, no libFuzzer): cases %llu, accepted %llu, rejected %llu, crashes 0, %.1f s\n",
-              static_cast<unsigned long long>(gCount.cases), static_cast<unsigned long long>(gCount.accepted),
-              static_cast<unsigned long long>(gCount.rejected), secs);
+  std::printf(
+      "cmac-fuzz (seeded mutation, no libFuzzer): cases %llu, accepted %llu, rejected %llu, crashes 0, %.1f s\n",
+      static_cast<unsigned long long>(gCount.cases), static_cast<unsigned long long>(gCount.accepted),
+      static_cast<unsigned long long>(gCount.rejected), secs);
   return 0;
 }
 #endif

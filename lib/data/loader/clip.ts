@@ -9,7 +9,16 @@ import type { ClipMeta, Produced, Unit } from './types';
 /** Meta of a clip before its audio is known (no padding, not silent). */
 export function baseMeta(u: Unit, epoch: number, position: number, at: Pick<ClipPlan, 'start' | 'audioStart'>): ClipMeta {
   const ref = u.ref;
-  const m: ClipMeta = { id: ref.id, index: ref.index, clip: u.clip, epoch, position, start: at.start, audioStart: at.audioStart, audioPad: { front: 0, back: 0 } };
+  const m: ClipMeta = {
+    id: ref.id,
+    index: ref.index,
+    clip: u.clip,
+    epoch,
+    position,
+    start: at.start,
+    audioStart: at.audioStart,
+    audioPad: { front: 0, back: 0 },
+  };
   if (ref.label !== undefined) m.label = ref.label;
   if (ref.boxes !== undefined) m.boxes = ref.boxes;
   if (ref.extra !== undefined) m.extra = ref.extra;
@@ -35,7 +44,13 @@ export interface ClipAudio {
  * applied (silence when there is none), the padding that lands inside the
  * window, and `meta.augment` when the clip was augmented.
  */
-export function finishClip(meta: ClipMeta, video: Uint8Array, audio: ClipAudio | undefined, plan: ClipPlan, o: { samples: number; augmented: boolean; clipBytes: number }): Produced {
+export function finishClip(
+  meta: ClipMeta,
+  video: Uint8Array,
+  audio: ClipAudio | undefined,
+  plan: ClipPlan,
+  o: { samples: number; augmented: boolean; clipBytes: number },
+): Produced {
   const samples = o.samples;
   let pcm: Float32Array;
   if (audio) {
@@ -49,13 +64,16 @@ export function finishClip(meta: ClipMeta, video: Uint8Array, audio: ClipAudio |
     pcm = new Float32Array(samples);
     meta.silent = true;
   }
-  if (o.augmented) meta.augment = { crop: plan.crop, flip: plan.flip, jitter: plan.jitter, gain: plan.gain, shiftSamples: plan.shiftSamples };
+  if (o.augmented)
+    meta.augment = { crop: plan.crop, flip: plan.flip, jitter: plan.jitter, gain: plan.gain, shiftSamples: plan.shiftSamples };
   return { ok: true, video, audio: pcm, meta, bytes: o.clipBytes };
 }
 
 /** The error as the sample's (its id, not the file it was read from). */
 export function renamed(e: DataError, ref: SampleRef): DataError {
-  return e.file === ref.id ? e : new DataError(e.reason, ref.id, e.message.startsWith(e.file) ? e.message.slice(e.file.length + 2) : e.message);
+  return e.file === ref.id
+    ? e
+    : new DataError(e.reason, ref.id, e.message.startsWith(e.file) ? e.message.slice(e.file.length + 2) : e.message);
 }
 
 /** A skip for the sample, counting `bytes`. */

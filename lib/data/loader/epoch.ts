@@ -108,7 +108,11 @@ export class Prefetcher {
 export class BatchRows {
   private rows: { video: Uint8Array; audio: Float32Array; meta: ClipMeta }[] = [];
 
-  constructor(private readonly g: ClipGeometry, private readonly sizes: ClipSizes, private readonly labels: boolean) {}
+  constructor(
+    private readonly g: ClipGeometry,
+    private readonly sizes: ClipSizes,
+    private readonly labels: boolean,
+  ) {}
 
   get length(): number {
     return this.rows.length;
@@ -169,7 +173,10 @@ export class EpochTally {
   readonly summary: EpochSummary;
   private readonly t0 = Date.now();
 
-  constructor(epoch: number, private readonly c: TallyContext) {
+  constructor(
+    epoch: number,
+    private readonly c: TallyContext,
+  ) {
     this.summary = { epoch, clips: 0, batches: 0, skipped: {}, seconds: 0 };
   }
 
@@ -211,7 +218,12 @@ export class EpochTally {
     if (s.clips === 0 && units > 0) {
       throw new Error(
         `cmac: no usable clips in ${c.description}: all ${units} clip(s) of epoch ${s.epoch}${shard} were skipped (${countSkips(s.skipped)}); ` +
-          `first problem: ${Object.entries(c.stats.badSamples).slice(0, 1).map(([id, r]) => `${id}: ${r}`).join('') || 'none'}`,
+          `first problem: ${
+            Object.entries(c.stats.badSamples)
+              .slice(0, 1)
+              .map(([id, r]) => `${id}: ${r}`)
+              .join('') || 'none'
+          }`,
       );
     }
   }

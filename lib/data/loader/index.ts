@@ -15,7 +15,16 @@ import type { ClipGeometry } from '../augment';
 import { TooFewClipsError } from '../errors';
 import type { SampleRef } from '../sources';
 import { BatchRows, EpochTally, Prefetcher, shardNote } from './epoch';
-import { clipSizes, geometryOf, resolveOptions, trainCacheSettings, type ClipSizes, type LoaderCursor, type LoaderOptions, type ResolvedOptions } from './options';
+import {
+  clipSizes,
+  geometryOf,
+  resolveOptions,
+  trainCacheSettings,
+  type ClipSizes,
+  type LoaderCursor,
+  type LoaderOptions,
+  type ResolvedOptions,
+} from './options';
 import { epochOrder } from './order';
 import { ClipProducer } from './produce';
 import { TrainCacheClips } from './traincache';
@@ -90,7 +99,10 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     this.listing ??= this.o.source.list();
     const refs = await this.listing;
     for (const w of this.o.source.warnings ?? []) this.o.log?.(`warning: ${w}`);
-    if (refs.length === 0) throw new Error(`cmac: ${this.o.source.description} has no samples (expected video files .mp4 .mkv .webm .avi .mov, or manifest rows)`);
+    if (refs.length === 0)
+      throw new Error(
+        `cmac: ${this.o.source.description} has no samples (expected video files .mp4 .mkv .webm .avi .mov, or manifest rows)`,
+      );
     this.hasLabels = refs.some((r) => typeof r.label === 'number');
     this.refs = refs;
     return refs;
@@ -152,10 +164,21 @@ export class ClipLoader implements AsyncIterable<LoaderBatch> {
     }
     const start = Math.min(this.cur.position, units.length);
     const tally = new EpochTally(epoch, {
-      stats: this.stats, description: o.source.description, batchSize: o.batchSize, dropLast: o.dropLast, ranks, log: o.log,
+      stats: this.stats,
+      description: o.source.description,
+      batchSize: o.batchSize,
+      dropLast: o.dropLast,
+      ranks,
+      log: o.log,
       logOnce: (k, l) => this.logOnce(k, l),
     });
-    const ahead = new Prefetcher(units, start, (group, signal) => this.producer.produceGroup(group, epoch, signal), { ...o, clipBytes: this.sizes.clipBytes }, this.stats);
+    const ahead = new Prefetcher(
+      units,
+      start,
+      (group, signal) => this.producer.produceGroup(group, epoch, signal),
+      { ...o, clipBytes: this.sizes.clipBytes },
+      this.stats,
+    );
     this.ahead = ahead;
     const rows = new BatchRows(this.geometry, this.sizes, this.hasLabels);
     const deliver = (position: number): LoaderBatch => {

@@ -82,14 +82,54 @@ export interface LoaderOptions {
 }
 
 const loaderOptionKeys = keysOf<LoaderOptions>()([
-  'source', 'batchSize', 'clip', 'mode', 'augment', 'clipsPerVideo', 'seed', 'shuffle', 'dropLast', 'decoders', 'clipsPerProcess', 'prefetchBytes',
-  'rank', 'worldSize', 'evenShards', 'missingAudio', 'cursor', 'epochs', 'log', 'cacheDir', 'trainCache', 'timeoutMs', 'threads', 'decoder',
-  'audioStream', 'probeIndex',
+  'source',
+  'batchSize',
+  'clip',
+  'mode',
+  'augment',
+  'clipsPerVideo',
+  'seed',
+  'shuffle',
+  'dropLast',
+  'decoders',
+  'clipsPerProcess',
+  'prefetchBytes',
+  'rank',
+  'worldSize',
+  'evenShards',
+  'missingAudio',
+  'cursor',
+  'epochs',
+  'log',
+  'cacheDir',
+  'trainCache',
+  'timeoutMs',
+  'threads',
+  'decoder',
+  'audioStream',
+  'probeIndex',
 ]);
 
 /** The options with their defaults filled in. */
 export type ResolvedOptions = Required<
-  Pick<LoaderOptions, 'batchSize' | 'mode' | 'seed' | 'shuffle' | 'dropLast' | 'decoders' | 'prefetchBytes' | 'rank' | 'worldSize' | 'missingAudio' | 'epochs' | 'timeoutMs' | 'threads' | 'clipsPerVideo' | 'clipsPerProcess'>
+  Pick<
+    LoaderOptions,
+    | 'batchSize'
+    | 'mode'
+    | 'seed'
+    | 'shuffle'
+    | 'dropLast'
+    | 'decoders'
+    | 'prefetchBytes'
+    | 'rank'
+    | 'worldSize'
+    | 'missingAudio'
+    | 'epochs'
+    | 'timeoutMs'
+    | 'threads'
+    | 'clipsPerVideo'
+    | 'clipsPerProcess'
+  >
 > &
   LoaderOptions;
 
@@ -131,7 +171,7 @@ export function resolveOptions(options: LoaderOptions): ResolvedOptions {
     epochs: options.epochs ?? 1,
     timeoutMs: options.timeoutMs ?? 60000,
     threads: options.threads ?? 1,
-    clipsPerVideo: mode === 'eval' ? options.clipsPerVideo ?? 1 : 1,
+    clipsPerVideo: mode === 'eval' ? (options.clipsPerVideo ?? 1) : 1,
   };
   if (!options.source) throw new TypeError('cmac: loader needs a source');
   positiveInt('batchSize', o.batchSize, options.batchSize);
@@ -141,7 +181,8 @@ export function resolveOptions(options: LoaderOptions): ResolvedOptions {
     throw new RangeError(`cmac: need 0 <= rank < worldSize, got rank ${options.rank} of ${options.worldSize}`);
   }
   positiveInt('clipsPerVideo', o.clipsPerVideo, options.clipsPerVideo);
-  if (o.missingAudio !== 'skip' && o.missingAudio !== 'silence') throw new RangeError(`cmac: missingAudio must be 'skip' or 'silence', got '${String(options.missingAudio)}'`);
+  if (o.missingAudio !== 'skip' && o.missingAudio !== 'silence')
+    throw new RangeError(`cmac: missingAudio must be 'skip' or 'silence', got '${String(options.missingAudio)}'`);
   return o;
 }
 
@@ -169,7 +210,8 @@ export function clipSizes(g: ClipGeometry, o: ResolvedOptions): ClipSizes {
   }
   const frameBytes = g.frames * g.size * g.size * 3;
   const clipBytes = frameBytes + (samples + 2 * shiftMargin) * 4;
-  if (o.prefetchBytes < clipBytes) throw new RangeError(`cmac: prefetchBytes ${o.prefetchBytes} is smaller than one clip (${clipBytes} bytes)`);
+  if (o.prefetchBytes < clipBytes)
+    throw new RangeError(`cmac: prefetchBytes ${o.prefetchBytes} is smaller than one clip (${clipBytes} bytes)`);
   return { samples, shiftMargin, frameBytes, clipBytes };
 }
 

@@ -41,7 +41,8 @@ export class ClipProducer {
     const settled = await Promise.allSettled(group.map(({ u, pos }) => this.prepare(u, epoch, pos)));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) {
-      for (const s of settled) if (s.status === 'fulfilled' && s.value.kind === 'decode') await s.value.opened?.release().catch(() => undefined);
+      for (const s of settled)
+        if (s.status === 'fulfilled' && s.value.kind === 'decode') await s.value.opened?.release().catch(() => undefined);
       throw failed.reason;
     }
     const out: Produced[] = new Array(group.length);
@@ -163,7 +164,15 @@ export class ClipProducer {
     if (hit instanceof DataError) throw hit;
     if (hit) return { ...hit, file };
     try {
-      const info = await probe(file, { timeoutMs: o.timeoutMs, decoder: o.decoder, audioStream: o.audioStream, threads: o.decoders, log: o.log, probeIndex: o.probeIndex, bytes });
+      const info = await probe(file, {
+        timeoutMs: o.timeoutMs,
+        decoder: o.decoder,
+        audioStream: o.audioStream,
+        threads: o.decoders,
+        log: o.log,
+        probeIndex: o.probeIndex,
+        bytes,
+      });
       this.probes.set(ref.id, info);
       return info;
     } catch (e) {
@@ -223,8 +232,14 @@ export class ClipProducer {
     const { o, sizes } = this.d;
     const plan = p.plan;
     const meta = baseMeta(p.u, epoch, p.position, plan);
-    const audio = d.audio ? { pcm: d.audio, margin: plan.shiftMargin, shift: plan.shiftSamples, front: d.audioPad.front, back: d.audioPad.back } : undefined;
-    const r = finishClip(meta, d.video, audio, plan, { samples: sizes.samples, augmented: o.mode === 'train' && o.augment !== false, clipBytes: sizes.clipBytes });
+    const audio = d.audio
+      ? { pcm: d.audio, margin: plan.shiftMargin, shift: plan.shiftSamples, front: d.audioPad.front, back: d.audioPad.back }
+      : undefined;
+    const r = finishClip(meta, d.video, audio, plan, {
+      samples: sizes.samples,
+      augmented: o.mode === 'train' && o.augment !== false,
+      clipBytes: sizes.clipBytes,
+    });
     if (this.d.clipCache && p.key && r.ok) {
       const stored = new Float32Array(sizes.samples + 4);
       stored.set(r.audio);

@@ -51,9 +51,14 @@ export class TrainCacheClips {
   private readonly fillFailed = new Set<string>();
   private diskChecked = false;
 
-  constructor(private readonly tc: TrainCacheSettings, private readonly d: TrainCacheDeps) {
+  constructor(
+    private readonly tc: TrainCacheSettings,
+    private readonly d: TrainCacheDeps,
+  ) {
     this.cache = new VideoCache(tc.dir, {
-      tag: `r${d.o.rank}`, shardBytes: tc.shardBytes, maxBytes: tc.maxBytes,
+      tag: `r${d.o.rank}`,
+      shardBytes: tc.shardBytes,
+      maxBytes: tc.maxBytes,
       onDamage: (detail) => {
         d.stats.cacheDamaged++;
         d.o.log?.(`train cache: ${detail}; that video is decoded again`);
@@ -84,7 +89,10 @@ export class TrainCacheClips {
       else todo.push(d);
     }
     if (fills.length > 0) {
-      const entries = await this.fill(fills.map((f) => f.p), signal);
+      const entries = await this.fill(
+        fills.map((f) => f.p),
+        signal,
+      );
       fills.forEach((f, i) => {
         const e = entries[i];
         if (e) hits.push({ ...f, e });
@@ -141,12 +149,14 @@ export class TrainCacheClips {
       const st = fs.statfsSync(vc.dir);
       free = Number(st.bavail) * Number(st.bsize);
     } catch {
-      return;  // no statfs here: nothing to compare with
+      return; // no statfs here: nothing to compare with
     }
     if (projected - vc.diskBytes > free) {
-      this.d.o.log?.(`train cache: projected size ${humanBytes(projected)} (${videos} videos x ~${humanBytes(est)}) exceeds the free disk at ${vc.dir} ` +
-        `(${humanBytes(free)} free, ${humanBytes(vc.diskBytes)} cached); once the disk is full the remaining videos decode per clip. ` +
-        'Fix: trainCache.maxBytes, a smaller trainCache.maxSeconds or scale, or a bigger disk');
+      this.d.o.log?.(
+        `train cache: projected size ${humanBytes(projected)} (${videos} videos x ~${humanBytes(est)}) exceeds the free disk at ${vc.dir} ` +
+          `(${humanBytes(free)} free, ${humanBytes(vc.diskBytes)} cached); once the disk is full the remaining videos decode per clip. ` +
+          'Fix: trainCache.maxBytes, a smaller trainCache.maxSeconds or scale, or a bigger disk',
+      );
     }
   }
 
@@ -169,7 +179,13 @@ export class TrainCacheClips {
       const v = p.info.video!;
       const { width, height } = workingSize(v.width, v.height, g.size, this.tc.scale);
       const full = p.info.duration <= cap;
-      const fill = this.cache.begin(p.vkey!, width, height, Math.ceil(cap * g.fps) + 1, p.info.audio ? Math.ceil((cap + 1) * g.sampleRate) : 0);
+      const fill = this.cache.begin(
+        p.vkey!,
+        width,
+        height,
+        Math.ceil(cap * g.fps) + 1,
+        p.info.audio ? Math.ceil((cap + 1) * g.sampleRate) : 0,
+      );
       jobs.push({
         i,
         fill,
@@ -193,7 +209,10 @@ export class TrainCacheClips {
     stats.cacheFills += jobs.length;
     let res: (DataError | null)[];
     try {
-      res = await decodeVideos(jobs.map((j) => j.job), { timeoutMs: o.timeoutMs, signal, decoder: o.decoder, audioStream: o.audioStream, threads: o.decoders, log: o.log });
+      res = await decodeVideos(
+        jobs.map((j) => j.job),
+        { timeoutMs: o.timeoutMs, signal, decoder: o.decoder, audioStream: o.audioStream, threads: o.decoders, log: o.log },
+      );
     } catch (e) {
       for (const j of jobs) j.fill.abort();
       throw e;
@@ -211,7 +230,8 @@ export class TrainCacheClips {
       result[i] = e;
     }
     const vc = this.cache;
-    if (vc.writeError) this.d.logOnce('\u0000cache-write', `warning: train cache ${vc.dir} stopped adding videos: ${vc.writeError.message}`);
+    if (vc.writeError)
+      this.d.logOnce('\u0000cache-write', `warning: train cache ${vc.dir} stopped adding videos: ${vc.writeError.message}`);
     return result;
   }
 
@@ -268,7 +288,11 @@ export class TrainCacheClips {
     });
     const meta = baseMeta(p.u, epoch, p.position, { start, audioStart });
     // The cache read the shifted window itself: no margin, no shift left to apply.
-    const r = finishClip(meta, video, audio && { ...audio, margin: 0, shift: 0 }, p.plan, { samples, augmented: o.augment !== false, clipBytes: sizes.clipBytes });
+    const r = finishClip(meta, video, audio && { ...audio, margin: 0, shift: 0 }, p.plan, {
+      samples,
+      augmented: o.augment !== false,
+      clipBytes: sizes.clipBytes,
+    });
     meta.cached = true;
     stats.cacheHits++;
     return r;

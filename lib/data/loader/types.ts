@@ -80,7 +80,18 @@ export interface LoaderStats {
 
 /** Empty statistics. */
 export function newStats(): LoaderStats {
-  return { clips: 0, batches: 0, skipped: {}, badSamples: {}, peakBytes: 0, decodes: 0, cacheHits: 0, cacheFills: 0, cacheDamaged: 0, epochs: [] };
+  return {
+    clips: 0,
+    batches: 0,
+    skipped: {},
+    badSamples: {},
+    peakBytes: 0,
+    decodes: 0,
+    cacheHits: 0,
+    cacheFills: 0,
+    cacheDamaged: 0,
+    epochs: [],
+  };
 }
 
 /** One clip of the epoch's order: a sample and its clip number. */
@@ -109,5 +120,4 @@ export type Prepared = { kind: 'done'; r: Produced } | Decode;
 
 /** A settled clip: its data, or why it is skipped; `bytes` it counts against prefetchBytes. */
 export type Produced =
-  | { ok: true; video: Uint8Array; audio: Float32Array; meta: ClipMeta; bytes: number }
-  | { ok: false; error: DataError; bytes: number };
+  { ok: true; video: Uint8Array; audio: Float32Array; meta: ClipMeta; bytes: number } | { ok: false; error: DataError; bytes: number };

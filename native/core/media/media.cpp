@@ -183,15 +183,20 @@ bool openInput(Input& in, const Source& src, double timeoutSec, Fail& fail) {
   int r = avformat_open_input(&in.fmt, src.data ? nullptr : src.path.c_str(), nullptr, nullptr);
   if (r < 0) {
     in.fmt = nullptr;  // freed by avformat_open_input on failure
-    if (in.timedOut) fail = {"timeout", "opening ran past the deadline"};
-    else if (ftypHeaded(src)) fail = {"truncated", "container cut short (" + averr(r) + ")"};
-    else fail = {"probe_failed", averr(r)};
+    if (in.timedOut)
+      fail = {"timeout", "opening ran past the deadline"};
+    else if (ftypHeaded(src))
+      fail = {"truncated", "container cut short (" + averr(r) + ")"};
+    else
+      fail = {"probe_failed", averr(r)};
     return false;
   }
   r = avformat_find_stream_info(in.fmt, nullptr);
   if (r < 0) {
-    if (in.timedOut) fail = {"timeout", "reading stream info ran past the deadline"};
-    else fail = {"probe_failed", "cannot read stream info: " + averr(r)};
+    if (in.timedOut)
+      fail = {"timeout", "reading stream info ran past the deadline"};
+    else
+      fail = {"probe_failed", "cannot read stream info: " + averr(r)};
     return false;
   }
   return true;
@@ -208,7 +213,8 @@ int channelsOf(const AVCodecParameters* p) {
 int videoStreamOf(AVFormatContext* fmt) {
   for (unsigned i = 0; i < fmt->nb_streams; ++i) {
     AVStream* st = fmt->streams[i];
-    if (st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(st->disposition & AV_DISPOSITION_ATTACHED_PIC)) return static_cast<int>(i);
+    if (st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(st->disposition & AV_DISPOSITION_ATTACHED_PIC))
+      return static_cast<int>(i);
   }
   return -1;
 }
@@ -235,7 +241,8 @@ int audioStreamOf(AVFormatContext* fmt, int want, int* ordinal) {
 
 const int32_t* displayMatrix(const AVStream* st) {
 #if LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 29, 100)
-  const AVPacketSideData* sd = av_packet_side_data_get(st->codecpar->coded_side_data, st->codecpar->nb_coded_side_data, AV_PKT_DATA_DISPLAYMATRIX);
+  const AVPacketSideData* sd = av_packet_side_data_get(st->codecpar->coded_side_data, st->codecpar->nb_coded_side_data,
+                                                       AV_PKT_DATA_DISPLAYMATRIX);
   return sd && sd->size >= 9 * 4 ? reinterpret_cast<const int32_t*>(sd->data) : nullptr;
 #else
 #if LIBAVFORMAT_VERSION_MAJOR >= 59
@@ -265,8 +272,10 @@ int probeRotation(const AVStream* st) {
 // The clockwise angle ffmpeg's autorotate applies (cmdutils get_rotation: -display rotation).
 int autorotateTheta(const AVStream* st) {
   double theta = 0;
-  if (const int32_t* m = displayMatrix(st)) theta = -std::round(av_display_rotation_get(m));
-  else if (AVDictionaryEntry* t = av_dict_get(st->metadata, "rotate", nullptr, 0)) theta = std::atof(t->value);
+  if (const int32_t* m = displayMatrix(st))
+    theta = -std::round(av_display_rotation_get(m));
+  else if (AVDictionaryEntry* t = av_dict_get(st->metadata, "rotate", nullptr, 0))
+    theta = std::atof(t->value);
   if (!std::isfinite(theta)) return 0;
   theta -= 360 * std::floor(theta / 360 + 0.9 / 360);
   if (std::fabs(theta - 90) < 1.0) return 90;
@@ -279,8 +288,8 @@ double rate(AVRational r) { return r.num > 0 && r.den > 0 ? av_q2d(r) : 0; }
 
 std::string capCheck(int w, int h) {
   if (w > kMaxSide || h > kMaxSide || int64_t(w) * h > kMaxPixels)
-    return "frame " + std::to_string(w) + "x" + std::to_string(h) + " is above the cap (sides <= " + std::to_string(kMaxSide) +
-           ", <= 64 MP per frame)";
+    return "frame " + std::to_string(w) + "x" + std::to_string(h) +
+           " is above the cap (sides <= " + std::to_string(kMaxSide) + ", <= 64 MP per frame)";
   return "";
 }
 
@@ -315,7 +324,8 @@ struct Swr {
 bool openDecoder(AVStream* st, CodecCtx& cc, Fail& fail) {
   CMAC_AV_CONST AVCodec* codec = avcodec_find_decoder(st->codecpar->codec_id);
   if (!codec) {
-    fail = {"unsupported_codec", std::string("Decoder (codec ") + avcodec_get_name(st->codecpar->codec_id) + ") not found"};
+    fail = {"unsupported_codec",
+            std::string("Decoder (codec ") + avcodec_get_name(st->codecpar->codec_id) + ") not found"};
     return false;
   }
   cc.c = avcodec_alloc_context3(codec);
@@ -355,9 +365,12 @@ void cliSeek(AVFormatContext* fmt, int64_t us) {
 
 double durationOf(AVFormatContext* fmt, int vs, int as) {
   double vdur = -1, adur = -1;
-  if (vs >= 0 && fmt->streams[vs]->duration != AV_NOPTS_VALUE) vdur = fmt->streams[vs]->duration * av_q2d(fmt->streams[vs]->time_base);
-  if (as >= 0 && fmt->streams[as]->duration != AV_NOPTS_VALUE) adur = fmt->streams[as]->duration * av_q2d(fmt->streams[as]->time_base);
-  double d = fmt->duration != AV_NOPTS_VALUE ? fmt->duration / double(AV_TIME_BASE) : std::max(std::max(vdur, adur), 0.0);
+  if (vs >= 0 && fmt->streams[vs]->duration != AV_NOPTS_VALUE)
+    vdur = fmt->streams[vs]->duration * av_q2d(fmt->streams[vs]->time_base);
+  if (as >= 0 && fmt->streams[as]->duration != AV_NOPTS_VALUE)
+    adur = fmt->streams[as]->duration * av_q2d(fmt->streams[as]->time_base);
+  double d =
+      fmt->duration != AV_NOPTS_VALUE ? fmt->duration / double(AV_TIME_BASE) : std::max(std::max(vdur, adur), 0.0);
   if (!(d > 0)) d = std::max(vdur, 0.0);
   return d;
 }
@@ -409,9 +422,16 @@ bool rotate(const uint8_t* const src[4], const int srcLs[4], int W, int H, AVPix
       uint8_t* row = out.data[p] + int64_t(y) * out.linesize[p];
       for (int x = 0; x < ow; ++x) {
         int sx, sy;
-        if (theta == 90) { sx = y; sy = ph - 1 - x; }
-        else if (theta == 270) { sx = pw - 1 - y; sy = x; }
-        else { sx = pw - 1 - x; sy = ph - 1 - y; }
+        if (theta == 90) {
+          sx = y;
+          sy = ph - 1 - x;
+        } else if (theta == 270) {
+          sx = pw - 1 - y;
+          sy = x;
+        } else {
+          sx = pw - 1 - x;
+          sy = ph - 1 - y;
+        }
         sx = std::min(std::max(sx, 0), pw - 1);
         sy = std::min(std::max(sy, 0), ph - 1);
         std::memcpy(row + int64_t(x) * step, src[p] + int64_t(sy) * srcLs[p] + int64_t(sx) * step, step);
@@ -457,8 +477,10 @@ void eqLut(uint8_t* p, int ls, int w, int h, double contrast, double brightness)
 
 void eqApply(uint8_t* p, int ls, int w, int h, double contrast, double brightness) {
   if (contrast == 1.0 && brightness == 0.0) return;
-  if (std::fabs(contrast) < 7.9) eqPlane(p, ls, w, h, contrast, brightness);
-  else eqLut(p, ls, w, h, contrast, brightness);
+  if (std::fabs(contrast) < 7.9)
+    eqPlane(p, ls, w, h, contrast, brightness);
+  else
+    eqLut(p, ls, w, h, contrast, brightness);
 }
 
 void hflipPlanes(uint8_t* const data[4], const int ls[4], int W, int H, AVPixelFormat f) {
@@ -496,7 +518,8 @@ struct Pixels {
     int ls[4] = {fr->linesize[0], fr->linesize[1], fr->linesize[2], fr->linesize[3]};
     int W = fr->width, H = fr->height;
     if (theta) {
-      if ((d->flags & AV_PIX_FMT_FLAG_BITSTREAM) || (d->flags & AV_PIX_FMT_FLAG_PAL)) return "cannot rotate this pixel format";
+      if ((d->flags & AV_PIX_FMT_FLAG_BITSTREAM) || (d->flags & AV_PIX_FMT_FLAG_PAL))
+        return "cannot rotate this pixel format";
       if (!rotate(src, ls, W, H, f, theta, rot)) return "out of memory (rotation)";
       for (int p = 0; p < 4; ++p) {
         src[p] = rot.data[p];
@@ -508,7 +531,10 @@ struct Pixels {
     // Crop as lib/data/ffmpeg.ts videoFilter (centre crop when none is given), exact=1.
     double cx, cy, cw, ch;
     if (req.hasCrop) {
-      cx = req.cropX; cy = req.cropY; cw = req.cropW; ch = req.cropH;
+      cx = req.cropX;
+      cy = req.cropY;
+      cw = req.cropW;
+      ch = req.cropH;
     } else {
       const double target = double(req.width) / req.height;
       double w0 = W, h0 = jsRound(W / target);
@@ -537,8 +563,10 @@ struct Pixels {
     }
     const bool eq = req.hasJitter;
     AVPixelFormat midFmt = AV_PIX_FMT_YUV420P;
-    if (f == AV_PIX_FMT_YUV444P || f == AV_PIX_FMT_YUVJ444P) midFmt = AV_PIX_FMT_YUV444P;
-    else if (f == AV_PIX_FMT_YUV422P || f == AV_PIX_FMT_YUVJ422P) midFmt = AV_PIX_FMT_YUV422P;
+    if (f == AV_PIX_FMT_YUV444P || f == AV_PIX_FMT_YUVJ444P)
+      midFmt = AV_PIX_FMT_YUV444P;
+    else if (f == AV_PIX_FMT_YUV422P || f == AV_PIX_FMT_YUVJ422P)
+      midFmt = AV_PIX_FMT_YUV422P;
     const AVPixelFormat out1 = eq ? midFmt : AV_PIX_FMT_RGB24;
     s1.s = sws_getCachedContext(s1.s, w, h, f, req.width, req.height, out1, SWS_BILINEAR, nullptr, nullptr, nullptr);
     if (!s1.s) return "cannot scale from this pixel format";
@@ -565,12 +593,15 @@ struct Pixels {
     for (int p = 0; p < 3; ++p) {
       int pw, ph, step;
       planeGeom(md, mid.w, mid.h, p, &pw, &ph, &step);
-      if (p == 0) eqApply(mid.data[0], mid.linesize[0], pw, ph, c, b);
-      else eqApply(mid.data[p], mid.linesize[p], pw, ph, s, 0.0);
+      if (p == 0)
+        eqApply(mid.data[0], mid.linesize[0], pw, ph, c, b);
+      else
+        eqApply(mid.data[p], mid.linesize[p], pw, ph, s, 0.0);
     }
     // The CLI's auto-inserted converter to rgb24 (ffmpeg's default sws flags: bicubic) sits
     // between eq and hflip (hflip's formats merge with format=rgb24), so the flip is on RGB.
-    s2.s = sws_getCachedContext(s2.s, mid.w, mid.h, midFmt, req.width, req.height, AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr, nullptr, nullptr);
+    s2.s = sws_getCachedContext(s2.s, mid.w, mid.h, midFmt, req.width, req.height, AV_PIX_FMT_RGB24, SWS_BICUBIC,
+                                nullptr, nullptr, nullptr);
     if (!s2.s) return "cannot convert to rgb24";
     setColour(s2.s, fr);
     sws_scale(s2.s, mid.data, mid.linesize, 0, mid.h, rgb.data, rgb.linesize);
@@ -603,8 +634,8 @@ ClipResult failed(const std::string& reason, const std::string& msg) {
 // at the end of the input the decoder is drained. Decode errors in the data are passed
 // over (ffmpeg logs them and goes on). Returns false with `fail` set on a timeout or when
 // `onFrame` returns an error text.
-bool decodeStream(Input& in, AVCodecContext* c, int stream, int64_t offset, bool skipBeforeSeek, const std::function<bool()>& more,
-                  const std::function<std::string(AVFrame*)>& onFrame, Fail& fail) {
+bool decodeStream(Input& in, AVCodecContext* c, int stream, int64_t offset, bool skipBeforeSeek,
+                  const std::function<bool()>& more, const std::function<std::string(AVFrame*)>& onFrame, Fail& fail) {
   PacketPtr pkt;
   FramePtr fr;
   bool eof = false;
@@ -629,7 +660,8 @@ bool decodeStream(Input& in, AVCodecContext* c, int stream, int64_t offset, bool
         if (pkt.p->dts != AV_NOPTS_VALUE) pkt.p->dts += offset;
         // A frame before the seek point is dropped by the accurate-seek trim whatever it holds;
         // when nothing refers to it either, its decoding can be skipped (B-frames of the pre-roll).
-        if (skipBeforeSeek) c->skip_frame = pkt.p->pts != AV_NOPTS_VALUE && pkt.p->pts < 0 ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+        if (skipBeforeSeek)
+          c->skip_frame = pkt.p->pts != AV_NOPTS_VALUE && pkt.p->pts < 0 ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
         avcodec_send_packet(c, pkt.p);
         av_packet_unref(pkt.p);
       }
@@ -715,7 +747,7 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
     int64_t pts = fr->best_effort_timestamp;
     if (pts == AV_NOPTS_VALUE) pts = fr->pts;
     if (pts == AV_NOPTS_VALUE) return true;
-    if (pts < 0) return true;  // accurate seek (trim start=0)
+    if (pts < 0) return true;                                        // accurate seek (trim start=0)
     const int64_t p2 = static_cast<int64_t>(double(pts) + shiftTb);  // setpts D2TS truncates
     const int64_t q = outOff + av_rescale_q_rnd(p2 - inOff, tb, outTb, up);
     lastQ = q;
@@ -744,7 +776,9 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
   // ist->pts after the last frame = that frame's timestamp + its duration, both in
   // microseconds; a frame without a duration counts 1/framerate of the decoder).
   int64_t endUs = AV_NOPTS_VALUE;
-  const int64_t rateUs = cc.c->framerate.num > 0 && cc.c->framerate.den > 0 ? int64_t(AV_TIME_BASE) * cc.c->framerate.den / cc.c->framerate.num : 0;
+  const int64_t rateUs = cc.c->framerate.num > 0 && cc.c->framerate.den > 0
+                             ? int64_t(AV_TIME_BASE) * cc.c->framerate.den / cc.c->framerate.num
+                             : 0;
   auto track = [&](const AVFrame* fr) {
     const int64_t be = fr->best_effort_timestamp;
     if (be != AV_NOPTS_VALUE) endUs = av_rescale_q(be, tb, AV_TIME_BASE_Q);
@@ -771,7 +805,8 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
   // start_time offsets it applies to frames (vf_fps update_eof_pts, eof_action=round).
   int64_t statusQ = std::max(lastQ, heldQ);
   if (endUs != AV_NOPTS_VALUE) {
-    const int64_t endTb = av_rescale_q_rnd(endUs, AV_TIME_BASE_Q, tb, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
+    const int64_t endTb =
+        av_rescale_q_rnd(endUs, AV_TIME_BASE_Q, tb, static_cast<AVRounding>(AV_ROUND_NEAR_INF | AV_ROUND_PASS_MINMAX));
     const int64_t end2 = static_cast<int64_t>(double(endTb) + shiftTb);
     statusQ = av_rescale_q_rnd(end2, tb, outTb, up);
   }
@@ -779,8 +814,8 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
     if (!emitHeld()) return failed("decode_failed", pixErr);
   if (produced < req.frames && !(req.upTo && produced > 0)) {
     const double dur = durationOf(in.fmt, vs, -1);
-    return failed("truncated", "decoded " + std::to_string(produced) + " of " + std::to_string(req.frames) + " frames at " + fmtS(req.start) +
-                                   " s (duration " + fmtS(dur) + " s)");
+    return failed("truncated", "decoded " + std::to_string(produced) + " of " + std::to_string(req.frames) +
+                                   " frames at " + fmtS(req.start) + " s (duration " + fmtS(dur) + " s)");
   }
   ClipResult ok;
   ok.ok = true;
@@ -793,14 +828,17 @@ ClipResult decodeVideo(const Source& src, const ClipRequest& req, uint8_t* video
 void setLayout(SwrContext* s, AVCodecContext* c) {
 #if CMAC_CH_LAYOUT
   AVChannelLayout inL;
-  if (c->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || c->ch_layout.nb_channels == 0) av_channel_layout_default(&inL, std::max(1, c->ch_layout.nb_channels));
-  else av_channel_layout_copy(&inL, &c->ch_layout);
+  if (c->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || c->ch_layout.nb_channels == 0)
+    av_channel_layout_default(&inL, std::max(1, c->ch_layout.nb_channels));
+  else
+    av_channel_layout_copy(&inL, &c->ch_layout);
   AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
   av_opt_set_chlayout(s, "in_chlayout", &inL, 0);
   av_opt_set_chlayout(s, "out_chlayout", &mono, 0);
   av_channel_layout_uninit(&inL);
 #else
-  int64_t inL = c->channel_layout ? int64_t(c->channel_layout) : av_get_default_channel_layout(std::max(1, c->channels));
+  int64_t inL =
+      c->channel_layout ? int64_t(c->channel_layout) : av_get_default_channel_layout(std::max(1, c->channels));
   av_opt_set_int(s, "in_channel_layout", inL, 0);
   av_opt_set_int(s, "out_channel_layout", AV_CH_LAYOUT_MONO, 0);
 #endif
@@ -849,7 +887,8 @@ ClipResult decodeAudio(const Source& src, const ClipRequest& req, float* out, do
     av_opt_set_double(swr.s, "async", 1, 0);
     av_opt_set_int(swr.s, "first_pts", 0, 0);
     bool swrReady = false;
-    const int64_t durTb = av_rescale(usOf(fmt6(readSamples / double(SR) + 0.05)), inRate, AV_TIME_BASE);  // atrim duration (-t)
+    const int64_t durTb =
+        av_rescale(usOf(fmt6(readSamples / double(SR) + 0.05)), inRate, AV_TIME_BASE);  // atrim duration (-t)
     int64_t firstPts = AV_NOPTS_VALUE, lastDelta = AV_NOPTS_VALUE;
     AVSampleFormat inFmt = cc.c->sample_fmt;
     std::vector<float> buf;
@@ -857,14 +896,16 @@ ClipResult decodeAudio(const Source& src, const ClipRequest& req, float* out, do
     auto push = [&](AVFrame* fr) -> std::string {
       if (!swrReady) {
         // The decoder's real format and layout (known once it has output a frame).
-        if (fr->format != inFmt) av_opt_set_sample_fmt(swr.s, "in_sample_fmt", static_cast<AVSampleFormat>(fr->format), 0);
+        if (fr->format != inFmt)
+          av_opt_set_sample_fmt(swr.s, "in_sample_fmt", static_cast<AVSampleFormat>(fr->format), 0);
         if (swr_init(swr.s) < 0) return "cannot set up the resampler";
         swrReady = true;
       }
       int64_t pts = fr->pts;
       AVRational ftb = st->time_base;
       if (pts == AV_NOPTS_VALUE) pts = fr->best_effort_timestamp;
-      if (pts != AV_NOPTS_VALUE) pts = av_rescale_delta(ftb, pts, AVRational{1, inRate}, fr->nb_samples, &lastDelta, AVRational{1, inRate});
+      if (pts != AV_NOPTS_VALUE)
+        pts = av_rescale_delta(ftb, pts, AVRational{1, inRate}, fr->nb_samples, &lastDelta, AVRational{1, inRate});
       int start = 0, end = fr->nb_samples;
       if (pts != AV_NOPTS_VALUE) {
         if (pts + fr->nb_samples <= 0) return "";  // atrim start=0
@@ -930,9 +971,11 @@ double fmt6(double x) {
 }
 
 std::string versions() {
-  auto v = [](unsigned x) { return std::to_string(x >> 16) + "." + std::to_string((x >> 8) & 255) + "." + std::to_string(x & 255); };
-  return "avformat " + v(avformat_version()) + ", avcodec " + v(avcodec_version()) + ", avutil " + v(avutil_version()) + ", swscale " +
-         v(swscale_version()) + ", swresample " + v(swresample_version());
+  auto v = [](unsigned x) {
+    return std::to_string(x >> 16) + "." + std::to_string((x >> 8) & 255) + "." + std::to_string(x & 255);
+  };
+  return "avformat " + v(avformat_version()) + ", avcodec " + v(avcodec_version()) + ", avutil " + v(avutil_version()) +
+         ", swscale " + v(swscale_version()) + ", swresample " + v(swresample_version());
 }
 
 ProbeResult probe(const Source& src, int audioStream, double timeoutSec) {
@@ -1000,7 +1043,8 @@ ProbeResult probe(const Source& src, int audioStream, double timeoutSec) {
 
 ClipResult decodeClip(const Source& src, const ClipRequest& req, uint8_t* video, float* audio) {
   const auto t0 = Clock::now();
-  if (req.frames <= 0 || req.width <= 0 || req.height <= 0 || !(req.fps > 0)) return failed("decode_failed", "bad request: frames, width, height and fps must be positive");
+  if (req.frames <= 0 || req.width <= 0 || req.height <= 0 || !(req.fps > 0))
+    return failed("decode_failed", "bad request: frames, width, height and fps must be positive");
   std::string cap = capCheck(req.width, req.height);
   if (!cap.empty()) return failed("decode_failed", "output " + cap);
   ClipResult v = decodeVideo(src, req, video, req.timeoutSec);

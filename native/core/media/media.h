@@ -31,24 +31,24 @@ namespace media {
 
 // A file path or bytes in memory (a tar member): `data` set means memory.
 struct Source {
-  std::string path;                                   // also the name used in messages
-  std::shared_ptr<const std::vector<uint8_t>> data;   // in-memory bytes (custom AVIOContext)
+  std::string path;                                  // also the name used in messages
+  std::shared_ptr<const std::vector<uint8_t>> data;  // in-memory bytes (custom AVIOContext)
 };
 
 struct VideoInfo {
   std::string codec;
   int width = 0, height = 0;  // display size (after rotation)
   double fps = 0;
-  int rotation = 0;           // 0, 90, 180, 270 (clockwise, as ffmpeg autorotates)
-  int64_t frames = -1;        // -1: unknown
-  double duration = -1;       // -1: unknown
+  int rotation = 0;      // 0, 90, 180, 270 (clockwise, as ffmpeg autorotates)
+  int64_t frames = -1;   // -1: unknown
+  double duration = -1;  // -1: unknown
 };
 
 struct AudioInfo {
   std::string codec;
   int sampleRate = 0, channels = 0;
   double duration = -1;
-  int stream = -1;   // index among the file's audio streams (what the CLI maps as 0:a:N)
+  int stream = -1;  // index among the file's audio streams (what the CLI maps as 0:a:N)
 };
 
 // The audio stream rule: the explicit index among audio streams when
@@ -81,9 +81,9 @@ struct ClipRequest {
   double audioStart = 0;
   int samples = 0;
   int sampleRate = 16000;
-  int audioStream = -1;       // index among audio streams; -1: the rule above
-  double timeoutSec = 60;     // deadline of the whole clip (open, seek, decode)
-  bool upTo = false;          // at most `frames`: fewer at the end of the stream is no error (whole-video decodes)
+  int audioStream = -1;    // index among audio streams; -1: the rule above
+  double timeoutSec = 60;  // deadline of the whole clip (open, seek, decode)
+  bool upTo = false;       // at most `frames`: fewer at the end of the stream is no error (whole-video decodes)
 };
 
 struct ClipResult {

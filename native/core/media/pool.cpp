@@ -31,7 +31,7 @@ struct DecodePool::Shared {
     std::function<void()> abandon;  // settles the clip as timeout (if it is still unsettled)
     uint64_t worker;
   };
-  std::map<uint64_t, Running> running;  // task id -> deadline
+  std::map<uint64_t, Running> running;                             // task id -> deadline
   std::map<uint64_t, std::shared_ptr<std::atomic<bool>>> retired;  // worker id -> left alone
   uint64_t nextTask = 1, nextWorker = 1;
 };
@@ -49,7 +49,7 @@ void workerLoop(std::shared_ptr<Shared> s, uint64_t id, std::shared_ptr<std::ato
     {
       std::unique_lock<std::mutex> l(s->mu);
       s->cv.wait(l, [&] { return s->stop || !s->queue.empty() || retired->load(); });
-      if (retired->load()) return;  // replaced after a stuck decode: leave the queue to the new thread
+      if (retired->load()) return;   // replaced after a stuck decode: leave the queue to the new thread
       if (s->queue.empty()) return;  // stop and nothing left
       task = std::move(s->queue.front());
       s->queue.pop_front();
@@ -102,7 +102,8 @@ std::shared_ptr<BatchResult> layout(const std::vector<BatchClip>& clips) {
   for (const auto& c : clips) {
     r->videoOffset.push_back(static_cast<size_t>(v));
     r->audioOffset.push_back(static_cast<size_t>(a));
-    const uint64_t vb = uint64_t(std::max(0, c.req.frames)) * uint64_t(std::max(0, c.req.width)) * uint64_t(std::max(0, c.req.height)) * 3;
+    const uint64_t vb = uint64_t(std::max(0, c.req.frames)) * uint64_t(std::max(0, c.req.width)) *
+                        uint64_t(std::max(0, c.req.height)) * 3;
     const uint64_t ab = c.req.audio ? uint64_t(std::max(0, c.req.samples)) : 0;
     v += vb;
     a += ab;
@@ -129,7 +130,8 @@ ClipResult runGuarded(const ClipRunner& run, const BatchClip& c, uint8_t* v, flo
 
 }  // namespace
 
-DecodePool::DecodePool(int threads, ClipRunner runner, double graceSec) : s_(std::make_shared<Shared>()), threads_(std::max(1, threads)) {
+DecodePool::DecodePool(int threads, ClipRunner runner, double graceSec)
+    : s_(std::make_shared<Shared>()), threads_(std::max(1, threads)) {
   s_->runner = runner ? std::move(runner) : ClipRunner(decodeClip);
   s_->grace = graceSec;
   std::lock_guard<std::mutex> l(s_->mu);
@@ -202,7 +204,8 @@ void DecodePool::submitBatch(std::vector<BatchClip> clips, std::function<void(st
                                            tWorker};
       }
       // Own buffers: a clip abandoned by the watchdog must not write into a delivered batch.
-      const size_t vbytes = size_t(std::max(0, c.req.frames)) * std::max(0, c.req.width) * std::max(0, c.req.height) * 3;
+      const size_t vbytes =
+          size_t(std::max(0, c.req.frames)) * std::max(0, c.req.width) * std::max(0, c.req.height) * 3;
       std::vector<uint8_t> v(vbytes);
       std::vector<float> a(c.req.audio ? size_t(std::max(0, c.req.samples)) : 0);
       ClipResult r = runGuarded(s->runner, c, v.data(), c.req.audio ? a.data() : nullptr);
@@ -214,7 +217,8 @@ void DecodePool::submitBatch(std::vector<BatchClip> clips, std::function<void(st
       if (!b->state[i].compare_exchange_strong(open, 1)) return;  // abandoned meanwhile: dropped
       if (r.ok) {
         if (vbytes) std::memcpy(b->result->video.data() + b->result->videoOffset[i], v.data(), vbytes);
-        if (!a.empty()) std::memcpy(b->result->audio.data() + b->result->audioOffset[i], a.data(), a.size() * sizeof(float));
+        if (!a.empty())
+          std::memcpy(b->result->audio.data() + b->result->audioOffset[i], a.data(), a.size() * sizeof(float));
       }
       b->result->clips[i] = std::move(r);
       finishOne();

@@ -29,8 +29,8 @@ struct BatchClip {
 };
 
 struct BatchResult {
-  std::vector<uint8_t> video;         // clip i at videoOffset[i], frames*height*width*3 bytes
-  std::vector<float> audio;           // clip i at audioOffset[i], samples floats (0 when no audio was asked)
+  std::vector<uint8_t> video;  // clip i at videoOffset[i], frames*height*width*3 bytes
+  std::vector<float> audio;    // clip i at audioOffset[i], samples floats (0 when no audio was asked)
   std::vector<size_t> videoOffset, audioOffset;
   std::vector<ClipResult> clips;
 };

@@ -35,48 +35,48 @@ inline std::string& fixturesDir() {
 
 }  // namespace cmactest
 
-#define TEST(name)                                                      \
-  static void test_##name();                                            \
-  static cmactest::Registrar reg_##name(#name, test_##name);            \
+#define TEST(name)                                           \
+  static void test_##name();                                 \
+  static cmactest::Registrar reg_##name(#name, test_##name); \
   static void test_##name()
 
 #undef CHECK  // glog (pulled in by Debian libtorch) defines its own
-#define CHECK(cond)                                                                              \
-  do {                                                                                           \
-    if (!(cond)) {                                                                               \
-      std::ostringstream o_;                                                                     \
-      o_ << __FILE__ << ":" << __LINE__ << ": CHECK failed: " #cond;                             \
-      throw std::runtime_error(o_.str());                                                        \
-    }                                                                                            \
+#define CHECK(cond)                                                  \
+  do {                                                               \
+    if (!(cond)) {                                                   \
+      std::ostringstream o_;                                         \
+      o_ << __FILE__ << ":" << __LINE__ << ": CHECK failed: " #cond; \
+      throw std::runtime_error(o_.str());                            \
+    }                                                                \
   } while (0)
 
 #define SKIP(why) throw cmactest::Skip(why)
 
-#define CHECK_MSG(cond, msg)                                                                     \
-  do {                                                                                           \
-    if (!(cond)) {                                                                               \
-      std::ostringstream o_;                                                                     \
-      o_ << __FILE__ << ":" << __LINE__ << ": " #cond ": " << msg;                               \
-      throw std::runtime_error(o_.str());                                                        \
-    }                                                                                            \
+#define CHECK_MSG(cond, msg)                                       \
+  do {                                                             \
+    if (!(cond)) {                                                 \
+      std::ostringstream o_;                                       \
+      o_ << __FILE__ << ":" << __LINE__ << ": " #cond ": " << msg; \
+      throw std::runtime_error(o_.str());                          \
+    }                                                              \
   } while (0)
 
-#define CHECK_CLOSE(a, b, tol)                                                                   \
-  do {                                                                                           \
-    double a_ = (a), b_ = (b);                                                                   \
+#define CHECK_CLOSE(a, b, tol)                                                                      \
+  do {                                                                                              \
+    double a_ = (a), b_ = (b);                                                                      \
     CHECK_MSG(std::abs(a_ - b_) <= (tol), #a "=" << a_ << " vs " #b "=" << b_ << " tol " << (tol)); \
   } while (0)
 
 // Expects `expr` to throw an exception whose message contains `needle`.
-#define CHECK_THROWS(expr, needle)                                                               \
-  do {                                                                                           \
-    bool thrown_ = false;                                                                        \
-    try {                                                                                        \
-      (void)(expr);                                                                              \
-    } catch (const std::exception& e_) {                                                         \
-      thrown_ = true;                                                                            \
-      CHECK_MSG(std::string(e_.what()).find(needle) != std::string::npos,                        \
-                "message '" << e_.what() << "' lacks '" << needle << "'");                       \
-    }                                                                                            \
-    CHECK_MSG(thrown_, #expr " did not throw");                                                  \
+#define CHECK_THROWS(expr, needle)                                         \
+  do {                                                                     \
+    bool thrown_ = false;                                                  \
+    try {                                                                  \
+      (void)(expr);                                                        \
+    } catch (const std::exception& e_) {                                   \
+      thrown_ = true;                                                      \
+      CHECK_MSG(std::string(e_.what()).find(needle) != std::string::npos,  \
+                "message '" << e_.what() << "' lacks '" << needle << "'"); \
+    }                                                                      \
+    CHECK_MSG(thrown_, #expr " did not throw");                            \
   } while (0)

@@ -117,7 +117,8 @@ TEST(classifier_bad_labels_and_inputs_are_clear_errors) {
   const auto before = visualOf(c.stateDict());
   CHECK_THROWS(c.trainStep(video, torch::tensor({0, 1, 3, 2}, torch::kLong), 0.01), "labels[2] = 3 is outside [0, 3)");
   CHECK_THROWS(c.trainStep(video, torch::tensor({0, -1, 1, 2}, torch::kInt), 0.01), "labels[1] = -1 is outside");
-  CHECK_THROWS(c.trainStep(video, torch::tensor({0, 1, 2}, torch::kLong), 0.01), "labels has 3 entries but video has 4 clips");
+  CHECK_THROWS(c.trainStep(video, torch::tensor({0, 1, 2}, torch::kLong), 0.01),
+               "labels has 3 entries but video has 4 clips");
   CHECK_THROWS(c.trainStep(video, torch::zeros({4}, torch::kFloat), 0.01), "labels must be int32 or int64");
   CHECK_THROWS(c.trainStep(video, torch::zeros({4, 1}, torch::kLong), 0.01), "labels must have shape [N]");
   CHECK_THROWS(c.trainStep(video, torch::Tensor(), 0.01), "labels are required");
@@ -165,7 +166,10 @@ TEST(cuda_classifier_matches_cpu) {
   const bool tf32 = at::globalContext().allowTF32CuDNN();
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setFloat32MatmulPrecision("highest");
-  struct Restore { bool v; ~Restore() { at::globalContext().setAllowTF32CuDNN(v); } } restore{tf32};
+  struct Restore {
+    bool v;
+    ~Restore() { at::globalContext().setAllowTF32CuDNN(v); }
+  } restore{tf32};
   VideoClassifier cpu(tinyConfig(4), classes(2)), gpu(tinyConfig(4, "cuda"), classes(2));
   CHECK(gpu.device().rfind("cuda", 0) == 0);
   auto [video, labels] = colourBatch(4, 3);

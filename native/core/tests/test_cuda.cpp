@@ -15,7 +15,9 @@ namespace {
 void needCuda() {
   if (!torch::cuda::is_available()) SKIP("CUDA is not available in this build/machine");
 }
-ModelConfig tiny(const std::string& device, const std::string& amp = "off") { return cmactest::tinyConfig(4, device, amp); }
+ModelConfig tiny(const std::string& device, const std::string& amp = "off") {
+  return cmactest::tinyConfig(4, device, amp);
+}
 Batch batch(int64_t n, uint64_t seed) { return cmactest::fixedBatch(n, seed); }
 }  // namespace
 
@@ -26,7 +28,10 @@ TEST(cuda_outputs_match_cpu) {
   const bool tf32 = at::globalContext().allowTF32CuDNN();
   at::globalContext().setAllowTF32CuDNN(false);
   at::globalContext().setFloat32MatmulPrecision("highest");
-  struct Restore { bool v; ~Restore() { at::globalContext().setAllowTF32CuDNN(v); } } restore{tf32};
+  struct Restore {
+    bool v;
+    ~Restore() { at::globalContext().setAllowTF32CuDNN(v); }
+  } restore{tf32};
   CmacModel cpu(tiny("cpu")), gpu(tiny("cuda"));
   auto b = batch(4, 1);
   auto ec = cpu.embed(b), eg = gpu.embed(b);

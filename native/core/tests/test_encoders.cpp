@@ -76,7 +76,8 @@ torch::Tensor conv3dForward(R2Plus1D18Impl& m, torch::Tensor x) {
 TEST(temporal_conv_equals_conv3d_forward_and_backward) {
   torch::manual_seed(5);
   // (in, out, T, stride): strided, T = 1 (only the middle tap sees data), odd widths as torchvision's midplanes.
-  for (auto [in, out, t, s] : std::vector<std::array<int64_t, 4>>{{6, 9, 4, 1}, {7, 5, 4, 2}, {11, 3, 1, 1}, {5, 8, 3, 2}}) {
+  for (auto [in, out, t, s] :
+       std::vector<std::array<int64_t, 4>>{{6, 9, 4, 1}, {7, 5, 4, 2}, {11, 3, 1, 1}, {5, 8, 3, 2}}) {
     torch::nn::Conv3d c(torch::nn::Conv3dOptions(in, out, {3, 1, 1}).stride({s, 1, 1}).padding({1, 0, 0}).bias(false));
     auto x = torch::randn({2, in, t, 5, 6}, torch::requires_grad());
     auto x2 = x.detach().clone().requires_grad_(true);
@@ -118,11 +119,13 @@ TEST(r2plus1d_train_forward_and_gradients_equal_the_conv3d_path) {
   for (const auto& p : na) {
     auto ga = p.value().grad(), gb = nb[p.key()].grad();
     double tol = 1e-4 * std::max(1.0, gb.abs().max().item<double>());
-    CHECK_MSG((ga - gb).abs().max().item<double>() <= tol, p.key() << ": gradients differ by " << (ga - gb).abs().max().item<double>());
+    CHECK_MSG((ga - gb).abs().max().item<double>() <= tol,
+              p.key() << ": gradients differ by " << (ga - gb).abs().max().item<double>());
   }
   auto ba = a->named_buffers(), bb = b->named_buffers();
   for (const auto& r : ba)
-    CHECK_MSG((r.value().to(torch::kDouble) - bb[r.key()].to(torch::kDouble)).abs().max().item<double>() < 1e-5, r.key());
+    CHECK_MSG((r.value().to(torch::kDouble) - bb[r.key()].to(torch::kDouble)).abs().max().item<double>() < 1e-5,
+              r.key());
 }
 
 // resnet18: 11,689,512 with fc(512,1000) and a 3-channel stem.
@@ -134,7 +137,8 @@ TEST(audio_resnet_matches_resnet18_keys_and_keeps_16_bands) {
   AudioResNet18 m;
   auto p = m->named_parameters();
   CHECK(p.contains("conv1.weight") && p.contains("bn1.weight") && p.contains("layer1.0.conv1.weight"));
-  CHECK(p.contains("layer1.1.bn2.bias") && p.contains("layer3.0.downsample.0.weight") && p.contains("layer4.0.downsample.1.weight"));
+  CHECK(p.contains("layer1.1.bn2.bias") && p.contains("layer3.0.downsample.0.weight") &&
+        p.contains("layer4.0.downsample.1.weight"));
   CHECK(p["conv1.weight"].size(1) == 1);
   torch::NoGradGuard ng;
   m->eval();

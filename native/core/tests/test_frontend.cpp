@@ -47,12 +47,13 @@ TEST(maps_beta_v_cos_is_bmm_local_v_z_a) {
   auto e = m.embed({torch::Tensor(), b.audio});
   const int64_t N = mp.betaVCos.size(1) * mp.betaVCos.size(2);
   CHECK(mp.betaVCos.sizes() == mp.betaV.sizes());
-  auto C = mp.betaVCos.reshape({4, N}).to(torch::kDouble);   // 4 x N
-  auto Z = e.zA.to(torch::kDouble);                           // 4 x 3
+  auto C = mp.betaVCos.reshape({4, N}).to(torch::kDouble);  // 4 x N
+  auto Z = e.zA.to(torch::kDouble);                         // 4 x 3
   // C[0:3] = Z[0:3] L^T  ->  L^T = Z[0:3]^-1 C[0:3]
   auto Lt = torch::linalg_solve(Z.slice(0, 0, 3), C.slice(0, 0, 3));  // 3 x N
   auto norms = Lt.norm(2, 0);
-  CHECK_MSG(maxDiff(norms, torch::ones_like(norms)) < 1e-4, "local rows not unit: " << norms.min().item<double>() << ".." << norms.max().item<double>());
+  CHECK_MSG(maxDiff(norms, torch::ones_like(norms)) < 1e-4,
+            "local rows not unit: " << norms.min().item<double>() << ".." << norms.max().item<double>());
   auto pred = torch::matmul(Z.slice(0, 3, 4), Lt);  // 1 x N
   CHECK_MSG(maxDiff(pred, C.slice(0, 3, 4)) < 1e-4, "fourth map off by " << maxDiff(pred, C.slice(0, 3, 4)));
   // The probabilities are the softmaxes of the raw maps (beta over cos / tauT).
@@ -144,7 +145,8 @@ TEST(logmel_stats_applied_saved_and_checked) {
   writeSafetensors(path, old, {});
   m2.load(path);
   for (auto& [k, v] : m2.stateDict()) sd2[k] = v;
-  CHECK(torch::equal(sd2.at("logmel.mean"), torch::zeros({64})) && torch::equal(sd2.at("logmel.std"), torch::ones({64})));
+  CHECK(torch::equal(sd2.at("logmel.mean"), torch::zeros({64})) &&
+        torch::equal(sd2.at("logmel.std"), torch::ones({64})));
   CHECK(maxDiff(m2.embed(b).zA, before.zA) == 0);
   std::remove(path.c_str());
   CHECK_THROWS(m.setLogmelStats(torch::zeros({63}), torch::ones({63})), "must have shape [64]");
@@ -159,8 +161,8 @@ TEST(spec_augment_mask_counts_and_widths) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
   SpecAugmentOptions o;
   o.freqMasks = 1, o.freqWidth = 6, o.timeMasks = 0;
-  auto k = specAugmentMask(300, 64, 50, o, gen);  // 300 x 1 x 64 x 50
-  auto rows = (k.squeeze(1) == 0).all(2);          // 300 x 64: whole rows masked
+  auto k = specAugmentMask(300, 64, 50, o, gen);          // 300 x 1 x 64 x 50
+  auto rows = (k.squeeze(1) == 0).all(2);                 // 300 x 64: whole rows masked
   CHECK(torch::equal((k.squeeze(1) == 0).any(2), rows));  // no partial rows
   std::set<int64_t> widths;
   for (int64_t i = 0; i < 300; ++i) {
@@ -195,8 +197,8 @@ TEST(spec_augment_train_only_and_seeded) {
   auto rp = p.trainStep(b, {1e-3, 1.0});
   auto r1 = a1.trainStep(b, {1e-3, 1.0});
   auto r2 = a2.trainStep(b, {1e-3, 1.0});
-  CHECK(r1.loss == r2.loss);       // same seed, same masks
-  CHECK(r1.loss != rp.loss);       // the masks changed the step
+  CHECK(r1.loss == r2.loss);  // same seed, same masks
+  CHECK(r1.loss != rp.loss);  // the masks changed the step
   auto r1b = a1.trainStep(b, {1e-3, 1.0});
   auto r2b = a2.trainStep(b, {1e-3, 1.0});
   CHECK(r1b.loss == r2b.loss);

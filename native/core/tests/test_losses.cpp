@@ -111,16 +111,21 @@ TEST(losses_pass_gradcheck_in_double) {
   };
   auto za = unit(torch::randn({4, 6}, torch::kDouble));
   for (bool within : {false, true})
-    check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, within); }, torch::randn({4, 6}, torch::kDouble));
+    check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, within); },
+          torch::randn({4, 6}, torch::kDouble));
   auto qa = unit(torch::randn({3, 6}, torch::kDouble)), qv = unit(torch::randn({3, 6}, torch::kDouble));
-  check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, true, qv, qa); }, torch::randn({4, 6}, torch::kDouble));
+  check([&](const torch::Tensor& zv) { return contrastiveLoss(unit(zv), za, 0.07, true, qv, qa); },
+        torch::randn({4, 6}, torch::kDouble));
   auto target = torch::log_softmax(torch::randn({4, 5}, torch::kDouble), 1);
   check([&](const torch::Tensor& a) { return attentionConsistencyLoss(target, torch::log_softmax(a, 1)); },
         torch::randn({4, 5}, torch::kDouble));
   auto local = torch::randn({4, 5, 6}, torch::kDouble);
   auto logAlpha = torch::log_softmax(torch::randn({4, 5}, torch::kDouble), 1);
-  check([&](const torch::Tensor& z) { return attentionConsistencyLoss(guidedTargetLogits(unit(z), local, 0.1), logAlpha); },
-        torch::randn({4, 6}, torch::kDouble));
+  check(
+      [&](const torch::Tensor& z) {
+        return attentionConsistencyLoss(guidedTargetLogits(unit(z), local, 0.1), logAlpha);
+      },
+      torch::randn({4, 6}, torch::kDouble));
 }
 
 TEST(kl_direction_is_kl_of_target_against_alpha_on_a_hand_computed_case) {
@@ -130,7 +135,8 @@ TEST(kl_direction_is_kl_of_target_against_alpha_on_a_hand_computed_case) {
   auto beta = torch::tensor({0.5, 0.5, 0.9, 0.1}, torch::kDouble).view({2, 2});
   auto alpha = torch::tensor({0.25, 0.75, 0.5, 0.5}, torch::kDouble).view({2, 2});
   const double forward = 0.5 * (0.5 * std::log(4.0 / 3.0) + (0.9 * std::log(1.8) + 0.1 * std::log(0.2)));
-  const double reverse = 0.5 * (0.25 * std::log(0.5) + 0.75 * std::log(1.5) + 0.5 * std::log(0.5 / 0.9) + 0.5 * std::log(5.0));
+  const double reverse =
+      0.5 * (0.25 * std::log(0.5) + 0.75 * std::log(1.5) + 0.5 * std::log(0.5 / 0.9) + 0.5 * std::log(5.0));
   CHECK_CLOSE(forward, 0.25595262169719374, 1e-15);  // the same numbers written out (python, math.log)
   CHECK_CLOSE(reverse, 0.3208188298535638, 1e-15);
   CHECK_CLOSE(attentionConsistencyLoss(beta.log(), alpha.log()).item<double>(), forward, 1e-12);
@@ -144,8 +150,8 @@ TEST(kl_direction_is_kl_of_target_against_alpha_on_a_hand_computed_case) {
 TEST(retrieval_accuracy_is_read_off_the_cross_modal_logits) {
   torch::manual_seed(11);
   // Naive loop: anchor i counts when its most similar candidate of the other modality is i.
-  auto naive = [](const torch::Tensor& zv, const torch::Tensor& za, const torch::Tensor& keysV, const torch::Tensor& keysA,
-                  int64_t offset) {
+  auto naive = [](const torch::Tensor& zv, const torch::Tensor& za, const torch::Tensor& keysV,
+                  const torch::Tensor& keysA, int64_t offset) {
     const int64_t B = zv.size(0), K = keysA.size(0);
     double hits = 0;
     for (int64_t i = 0; i < B; ++i) {

@@ -32,7 +32,8 @@ TEST(first_few_lists_five_names_then_the_count) {
 TEST(parameter_and_byte_counts) {
   torch::nn::Linear lin(2, 3);
   CHECK(countParameters(*lin) == 9);
-  NamedTensors a{{"x", torch::zeros({4})}}, b{{"y", torch::zeros({2}, torch::kDouble)}, {"z", torch::zeros({3}, torch::kByte)}};
+  NamedTensors a{{"x", torch::zeros({4})}},
+      b{{"y", torch::zeros({2}, torch::kDouble)}, {"z", torch::zeros({3}, torch::kByte)}};
   CHECK(tensorBytes({&a, &b}) == 4 * 4 + 2 * 8 + 3);
   CHECK(tensorBytes({}) == 0);
 }
@@ -50,15 +51,14 @@ TEST(mode_guard_restores_the_mode_on_scope_exit_and_on_throw) {
     ModeGuard g(*lin, true);
     CHECK(lin->is_training());
     throw std::runtime_error("inside");
-  } catch (const std::runtime_error&) {
-  }
+  } catch (const std::runtime_error&) {}
   CHECK(!lin->is_training());
 }
 
 TEST(match_state_pairs_names_and_reports_missing_unexpected_shape_and_dtype) {
   NamedTensors targets{{"w", torch::zeros({2, 3})}, {"b", torch::zeros({3})}, {"n", torch::zeros({}, torch::kLong)}};
-  std::map<std::string, torch::Tensor> given{{"w", torch::ones({2, 3}, torch::kDouble)}, {"x", torch::ones({1})},
-                                             {"n", torch::tensor(7L)}};
+  std::map<std::string, torch::Tensor> given{
+      {"w", torch::ones({2, 3}, torch::kDouble)}, {"x", torch::ones({1})}, {"n", torch::tensor(7L)}};
   StateMatch m = matchState(targets, given, wording());
   CHECK(m.copies.size() == 2);
   CHECK(m.missing == std::vector<std::string>{"b"});
@@ -70,7 +70,8 @@ TEST(match_state_pairs_names_and_reports_missing_unexpected_shape_and_dtype) {
   CHECK_THROWS(matchState(targets, given, wording()),
                "weight 'b' has shape [4] in the test weights but [3] in this test module. Fix: fix for b");
   given["b"] = torch::ones({3}, torch::kInt);  // an integer tensor for a float weight
-  CHECK_THROWS(matchState(targets, given, wording()), "weight 'b' is Int in the test weights, expected a float tensor. Fix: pass floating-point weights");
+  CHECK_THROWS(matchState(targets, given, wording()),
+               "weight 'b' is Int in the test weights, expected a float tensor. Fix: pass floating-point weights");
   try {
     matchState(targets, given, wording());
   } catch (const Error& e) {
@@ -112,6 +113,7 @@ TEST(evaluate_loss_is_the_train_loss_without_the_queue_and_with_every_term) {
   CHECK_MSG(sq.lossCon > sp.lossCon, "the queue adds negatives in a step: " << sq.lossCon << " vs " << sp.lossCon);
   CHECK(sq.lossV == 0 && sq.lossA == 0);  // a step computes only the preset's terms
   auto eq = q.evaluateLoss(b2, 1.0), ep = plain.evaluateLoss(b2, 1.0);
-  CHECK_MSG(eq.loss == ep.loss && eq.lossCon == ep.lossCon, "evaluateLoss ignores the queue: " << eq.loss << " vs " << ep.loss);
+  CHECK_MSG(eq.loss == ep.loss && eq.lossCon == ep.lossCon,
+            "evaluateLoss ignores the queue: " << eq.loss << " vs " << ep.loss);
   CHECK(eq.lossV > 0 && eq.lossA > 0 && eq.loss == eq.lossCon);  // every term, L as the preset's
 }

@@ -36,7 +36,8 @@ TEST(adam_foreach_path_matches_the_single_tensor_rule) {
       multi.zeroGrad();
     }
     double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (a[i].second - b[i].second).abs().max().item<double>());
+    for (size_t i = 0; i < a.size(); ++i)
+      worst = std::max(worst, (a[i].second - b[i].second).abs().max().item<double>());
     CHECK_MSG(worst < 1e-6, name << ": parameters differ by " << worst);
     auto sa = single.state(), sb = multi.state();
     CHECK(sa.size() == sb.size());

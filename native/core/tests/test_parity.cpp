@@ -22,8 +22,14 @@ std::map<std::string, torch::Tensor> fixture(const std::string& name) {
 void loadPrefixed(torch::nn::Module& m, std::map<std::string, torch::Tensor>& f, const std::string& prefix) {
   torch::NoGradGuard ng;
   int n = 0;
-  for (auto& p : m.named_parameters()) { p.value().copy_(f.at(prefix + p.key())); ++n; }
-  for (auto& b : m.named_buffers()) { b.value().copy_(f.at(prefix + b.key())); ++n; }
+  for (auto& p : m.named_parameters()) {
+    p.value().copy_(f.at(prefix + p.key()));
+    ++n;
+  }
+  for (auto& b : m.named_buffers()) {
+    b.value().copy_(f.at(prefix + b.key()));
+    ++n;
+  }
   CHECK(n > 0);
 }
 double maxAbs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
@@ -39,7 +45,8 @@ TEST(parity_r2plus1d_18_with_torchvision) {
   auto ref = f.at("output");  // torchvision up to layer4 (no pooling, no fc)
   CHECK_MSG(y.sizes() == ref.sizes(), y.sizes() << " vs " << ref.sizes());
   double err = maxAbs(y, ref);
-  std::cout << "r2plus1d_18: max abs error " << err << " (output max " << ref.abs().max().item<double>() << ")" << std::endl;
+  std::cout << "r2plus1d_18: max abs error " << err << " (output max " << ref.abs().max().item<double>() << ")"
+            << std::endl;
   CHECK_MSG(err <= 1e-4, "max abs error " << err);
 }
 
@@ -67,8 +74,10 @@ TEST(parity_logmel_with_torchaudio) {
     CHECK(mel.sizes() == ref.sizes());
     double rel = ((mel - ref).abs() / (ref.abs() + 1e-8)).masked_select(ref.abs() > 1e-6).max().item<double>();
     double relNorm = ((mel - ref).norm() / ref.norm()).item<double>();
-    std::cout << "log-mel " << nMels << ": relative error (norm) " << relNorm << ", worst bin above 1e-6 " << rel << std::endl;
-    CHECK_MSG(relNorm <= 1e-4 && rel <= 1e-4, "n_mels " << nMels << ": relative error " << relNorm << ", worst bin " << rel);
+    std::cout << "log-mel " << nMels << ": relative error (norm) " << relNorm << ", worst bin above 1e-6 " << rel
+              << std::endl;
+    CHECK_MSG(relNorm <= 1e-4 && rel <= 1e-4,
+              "n_mels " << nMels << ": relative error " << relNorm << ", worst bin " << rel);
     auto fbRef = f.at("fb" + std::to_string(nMels));
     CHECK_MSG(maxAbs(lm->fb, fbRef) <= 1e-6, "filterbank differs by " << maxAbs(lm->fb, fbRef));
   }

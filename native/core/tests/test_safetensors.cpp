@@ -19,7 +19,9 @@ std::string withHeader(const std::string& header, const std::string& data) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   return out + header + data;
 }
-Safetensors parse(const std::string& s) { return parseSafetensors(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
+Safetensors parse(const std::string& s) {
+  return parseSafetensors(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
 }  // namespace
 
 TEST(safetensors_round_trip_every_supported_dtype) {
@@ -58,18 +60,29 @@ TEST(safetensors_rejects_every_malformed_kind) {
   CHECK_THROWS(parse(withHeader("", "")), "empty header");
   CHECK_THROWS(parse(withHeader("{not json", d8)), "not valid JSON");
   CHECK_THROWS(parse(withHeader("[1,2]", "")), "not a JSON object");
-  CHECK_THROWS(parse(withHeader("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", d8 + d8)), "duplicate key");
+  CHECK_THROWS(parse(withHeader("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"x\":{\"dtype\":"
+                                "\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                                d8 + d8)),
+               "duplicate key");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"Q8","shape":[2],"data_offsets":[0,8]}})", d8)), "unknown dtype");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", d8)), "shape x dtype");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", d8)), "negative");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", d8)), "begin > end");
-  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", d8)), "past the data buffer");
+  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", d8)),
+               "past the data buffer");
   CHECK_THROWS(parse(withHeader(ok, d8 + "xx")), "trailing bytes");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8)), "gaps and overlaps");
-  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8)), "gaps and overlaps");
-  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", d8)), "overflows");
+  CHECK_THROWS(
+      parse(withHeader(
+          R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          d8)),
+      "gaps and overlaps");
+  CHECK_THROWS(
+      parse(withHeader(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", d8)),
+      "overflows");
   CHECK_THROWS(parse(withHeader(R"({"__metadata__":{"a":1}})", "")), "not a string");
-  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", d8)), "unknown field");
+  CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", d8)),
+               "unknown field");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2]}})", d8)), "data_offsets");
   CHECK_THROWS(parse(withHeader("{\"\xff\xfe\":1}", "")), "not valid JSON");
   CHECK_THROWS(parse(withHeader(R"({"x":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", d8)), "non-integer");
@@ -87,10 +100,18 @@ TEST(safetensors_seeded_mutations_never_crash) {
     int edits = 1 + rng() % 4;
     for (int e = 0; e < edits; ++e) {
       switch (rng() % 4) {
-        case 0: s[rng() % s.size()] = static_cast<char>(rng()); break;
-        case 1: s.resize(rng() % (s.size() + 1)); break;
-        case 2: s.insert(rng() % (s.size() + 1), 1, static_cast<char>(rng())); break;
-        case 3: if (s.size() > 8) s[rng() % 8] = static_cast<char>(rng()); break;
+        case 0:
+          s[rng() % s.size()] = static_cast<char>(rng());
+          break;
+        case 1:
+          s.resize(rng() % (s.size() + 1));
+          break;
+        case 2:
+          s.insert(rng() % (s.size() + 1), 1, static_cast<char>(rng()));
+          break;
+        case 3:
+          if (s.size() > 8) s[rng() % 8] = static_cast<char>(rng());
+          break;
       }
       if (s.empty()) break;
     }
@@ -123,7 +144,8 @@ TEST(safetensors_read_refuses_folders_and_fifos_without_blocking) {
   const std::string dir = tmpl, fifo = dir + "/pipe";
   CHECK(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: a blocking open() would never return
   CHECK_THROWS(readSafetensors(dir), "cannot read '" + dir + "': it is a directory, not a regular file. Fix:");
-  CHECK_THROWS(readSafetensors(fifo), "cannot read '" + fifo + "': it is a FIFO (named pipe), not a regular file. Fix:");
+  CHECK_THROWS(readSafetensors(fifo),
+               "cannot read '" + fifo + "': it is a FIFO (named pipe), not a regular file. Fix:");
   CHECK_THROWS(readSafetensors(dir + "/missing"), "No such file or directory. Fix:");
   writeSafetensors(dir + "/ok.safetensors", {{"w", torch::ones({2})}});
   CHECK(readSafetensors(dir + "/ok.safetensors").tensors.size() == 1);

@@ -97,7 +97,8 @@ TEST(preset_table_is_method_md_s5_and_sets_within_negatives_and_consistency_term
     CHECK_MSG(o.withinModal == r.withinModal && o.lossV == r.lossV && o.lossA == r.lossA, r.name);
     LossOptions d;  // the preset changes nothing else
     CHECK_MSG(!o.targetGrad && o.tau == d.tau && o.tauT == d.tauT && o.lambdaV == d.lambdaV && o.lambdaA == d.lambdaA &&
-                  o.queueSize == d.queueSize, r.name);
+                  o.queueSize == d.queueSize,
+              r.name);
   }
   CHECK_THROWS(lossPreset("nope"), "loss preset must be one of " + names + "; got 'nope'");
   CHECK(ModelConfig().pooling == "attention");  // the default for every preset
@@ -108,7 +109,8 @@ TEST(preset_table_is_method_md_s5_and_sets_within_negatives_and_consistency_term
   for (const auto& r : lossPresets()) {
     CmacModel m(sgdConfig(r.name));
     auto s = m.trainStep(fixedBatch(4, 1), {0.0, 1.0});
-    CHECK_MSG((s.lossV > 0) == r.lossV && (s.lossA > 0) == r.lossA, r.name << " lossV " << s.lossV << " lossA " << s.lossA);
+    CHECK_MSG((s.lossV > 0) == r.lossV && (s.lossA > 0) == r.lossA,
+              r.name << " lossV " << s.lossV << " lossA " << s.lossA);
   }
 }
 
@@ -143,8 +145,10 @@ TEST(consistency_loss_is_kl_of_beta_against_alpha_in_the_model) {
   // The two directions must differ by far more than the tolerance below (1e-4 relative).
   CHECK_MSG(std::abs(fv - rv) > 5e-3 * fv && std::abs(fa - ra) > 5e-3 * fa,
             "the case cannot tell the directions apart: " << fv << " " << rv << ", " << fa << " " << ra);
-  CHECK_MSG(std::abs(r.lossV - fv) < 1e-4 * fv, "L_v " << r.lossV << " vs KL(beta_v||alpha_v) " << fv << " (reverse " << rv << ")");
-  CHECK_MSG(std::abs(r.lossA - fa) < 1e-4 * fa, "L_a " << r.lossA << " vs KL(beta_a||alpha_a) " << fa << " (reverse " << ra << ")");
+  CHECK_MSG(std::abs(r.lossV - fv) < 1e-4 * fv,
+            "L_v " << r.lossV << " vs KL(beta_v||alpha_v) " << fv << " (reverse " << rv << ")");
+  CHECK_MSG(std::abs(r.lossA - fa) < 1e-4 * fa,
+            "L_a " << r.lossA << " vs KL(beta_a||alpha_a) " << fa << " (reverse " << ra << ")");
 }
 
 TEST(lambda_scale_weights_each_consistency_term) {
@@ -172,8 +176,9 @@ TEST(lambda_scale_weights_each_consistency_term) {
     return (before.at("heads.attnV.fc2.weight") - after.at("heads.attnV.fc2.weight")).to(torch::kDouble);
   };
   auto g0 = moved(0.0), gMid = moved(0.37), gHi = moved(0.74);
-  CHECK_MSG(((gHi - g0) - 2 * (gMid - g0)).abs().max().item<double>() < 1e-4 * (gHi - g0).abs().max().item<double>() + 1e-9,
-            "the update is not linear in lambdaScale");
+  CHECK_MSG(
+      ((gHi - g0) - 2 * (gMid - g0)).abs().max().item<double>() < 1e-4 * (gHi - g0).abs().max().item<double>() + 1e-9,
+      "the update is not linear in lambdaScale");
   CHECK((gMid - g0).abs().max().item<double>() > 0);
 }
 
@@ -182,9 +187,13 @@ TEST(target_branch_gets_no_gradient_unless_targetGrad) {
   // audio side and the visual projection), L_a none to the visual side and
   // the audio projection: a step with lambdaScale 1 then moves those weights
   // exactly as one with lambdaScale 0. With targetGrad it does not.
-  struct Case { const char* preset; std::vector<std::string> targetOnly, alphaSide; };
-  const Case cases[] = {{"cmac-v", {"audio.", "heads.projA.", "heads.attnA.", "heads.projV."}, {"heads.attnV.", "visual."}},
-                        {"cmac-a", {"visual.", "heads.projV.", "heads.attnV.", "heads.projA."}, {"heads.attnA.", "audio."}}};
+  struct Case {
+    const char* preset;
+    std::vector<std::string> targetOnly, alphaSide;
+  };
+  const Case cases[] = {
+      {"cmac-v", {"audio.", "heads.projA.", "heads.attnA.", "heads.projV."}, {"heads.attnV.", "visual."}},
+      {"cmac-a", {"visual.", "heads.projV.", "heads.attnV.", "heads.projA."}, {"heads.attnA.", "audio."}}};
   auto b = fixedBatch(4, 6);
   for (const auto& cs : cases) {
     for (bool targetGrad : {false, true}) {
@@ -200,8 +209,10 @@ TEST(target_branch_gets_no_gradient_unless_targetGrad) {
       for (const auto& p : cs.targetOnly) target += changed(on, off, p);
       for (const auto& p : cs.alphaSide) alpha += changed(on, off, p);
       CHECK_MSG(alpha > 0, cs.preset << ": the consistency term moved nothing on the alpha side");
-      if (targetGrad) CHECK_MSG(target > 0, cs.preset << " targetGrad: no gradient reached the target branch");
-      else CHECK_MSG(target == 0, cs.preset << ": " << target << " target-branch tensor(s) got gradient through sg(beta)");
+      if (targetGrad)
+        CHECK_MSG(target > 0, cs.preset << " targetGrad: no gradient reached the target branch");
+      else
+        CHECK_MSG(target == 0, cs.preset << ": " << target << " target-branch tensor(s) got gradient through sg(beta)");
     }
   }
 }
@@ -223,8 +234,8 @@ TEST(scorers_get_gradient_iff_attention_pooling_or_their_consistency_term) {
         const bool att = pooling == "attention";
         const bool wantV = att || (lo.lossV && s > 0), wantA = att || (lo.lossA && s > 0);
         const int v = changed(before, after, "heads.attnV."), a = changed(before, after, "heads.attnA.");
-        CHECK_MSG((v > 0) == wantV && (a > 0) == wantA,
-                  preset << " pooling " << pooling << " lambdaScale " << s << ": g_v moved " << v << ", g_a moved " << a);
+        CHECK_MSG((v > 0) == wantV && (a > 0) == wantA, preset << " pooling " << pooling << " lambdaScale " << s
+                                                               << ": g_v moved " << v << ", g_a moved " << a);
         if (wantV) CHECK(v == 4);  // both layers, weight and bias
       }
     }
@@ -242,7 +253,10 @@ TEST(projection_batchnorm_sees_the_same_inputs_in_every_preset) {
     m.trainStep(b, {0.0, 1.0});
     m.trainStep(b, {0.0, 1.0});
     auto sd = snapshot(m);
-    if (ref.empty()) { ref = sd; continue; }
+    if (ref.empty()) {
+      ref = sd;
+      continue;
+    }
     for (const char* bn : {"heads.projV.bn.running_mean", "heads.projV.bn.running_var", "heads.projA.bn.running_mean",
                            "heads.projA.bn.running_var", "heads.projV.bn.num_batches_tracked"})
       CHECK_MSG(torch::equal(sd.at(bn), ref.at(bn)), preset << ": " << bn << " differs from xmodal's");
@@ -256,7 +270,8 @@ TEST(step_reports_the_retrieval_accuracy_of_its_logits) {
   auto e = m.embed(b);
   auto sim = torch::matmul(e.zV, e.zA.t());
   double hits = 0;
-  for (int64_t i = 0; i < 6; ++i) hits += (sim[i].argmax().item<int64_t>() == i) + (sim.t()[i].argmax().item<int64_t>() == i);
+  for (int64_t i = 0; i < 6; ++i)
+    hits += (sim[i].argmax().item<int64_t>() == i) + (sim.t()[i].argmax().item<int64_t>() == i);
   CHECK_CLOSE(m.evaluateLoss(b, 1.0).retrievalAcc, hits / 12, 1e-6);  // a float mean
   // A training step reports it too (train-mode BatchNorm: its own value), in [0, 1] in steps of 1/(2B).
   auto r = m.trainStep(b, {1e-3, 1.0});

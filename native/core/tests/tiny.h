@@ -6,7 +6,8 @@
 
 namespace cmactest {
 
-inline cmac::ModelConfig tinyConfig(uint64_t seed = 0, const std::string& device = "cpu", const std::string& amp = "off") {
+inline cmac::ModelConfig tinyConfig(uint64_t seed = 0, const std::string& device = "cpu",
+                                    const std::string& amp = "off") {
   cmac::ModelConfig c;
   c.visual.planes = {16, 32, 64, 128};
   c.visual.stemMid = 11;

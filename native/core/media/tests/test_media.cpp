@@ -54,7 +54,8 @@ std::string redBlue() {
   return make("redblue.mp4",
               "-f lavfi -i color=c=red:s=64x48:r=10:d=1 -f lavfi -i color=c=blue:s=64x48:r=10:d=1 "
               "-f lavfi -i sine=frequency=1000:sample_rate=44100:duration=2 "
-              "-filter_complex \"[0:v][1:v]concat=n=2:v=1:a=0[v];[2:a]aformat=channel_layouts=stereo[a]\" -map \"[v]\" -map \"[a]\" "
+              "-filter_complex \"[0:v][1:v]concat=n=2:v=1:a=0[v];[2:a]aformat=channel_layouts=stereo[a]\" -map \"[v]\" "
+              "-map \"[a]\" "
               "-c:v libx264 -preset ultrafast -g 10 -pix_fmt yuv420p -c:a aac");
 }
 
@@ -88,7 +89,8 @@ TEST(media_probe_fields) {
   CHECK(p.video.width == 64 && p.video.height == 48);
   CHECK_CLOSE(p.video.fps, 10, 1e-6);
   CHECK_CLOSE(p.duration, 2, 0.1);
-  CHECK(p.hasAudio && p.audio.codec == "aac" && p.audio.sampleRate == 44100 && p.audio.channels == 2 && p.audio.stream == 0);
+  CHECK(p.hasAudio && p.audio.codec == "aac" && p.audio.sampleRate == 44100 && p.audio.channels == 2 &&
+        p.audio.stream == 0);
   CHECK(p.format.find("mp4") != std::string::npos);
 }
 
@@ -184,10 +186,11 @@ TEST(media_caps_and_deadline) {
 
 TEST(media_two_audio_streams_rule) {
   // Stream 0: 440 Hz, stream 1: 1500 Hz marked default (mkv keeps dispositions).
-  std::string f = make("two.mkv",
-                       "-f lavfi -i color=c=gray:s=32x32:r=10:d=1 -f lavfi -i sine=frequency=440:sample_rate=16000:duration=1 "
-                       "-f lavfi -i sine=frequency=1500:sample_rate=16000:duration=1 -map 0:v -map 1:a -map 2:a "
-                       "-c:v libx264 -preset ultrafast -c:a pcm_s16le -disposition:a:0 0 -disposition:a:1 default");
+  std::string f =
+      make("two.mkv",
+           "-f lavfi -i color=c=gray:s=32x32:r=10:d=1 -f lavfi -i sine=frequency=440:sample_rate=16000:duration=1 "
+           "-f lavfi -i sine=frequency=1500:sample_rate=16000:duration=1 -map 0:v -map 1:a -map 2:a "
+           "-c:v libx264 -preset ultrafast -c:a pcm_s16le -disposition:a:0 0 -disposition:a:1 default");
   auto hz = [&](int stream) {
     ClipRequest r = clip(0, 1);
     r.audio = true;
@@ -248,7 +251,8 @@ TEST(media_pool_replaces_a_stuck_decoder) {
     return decodeClip(s, r, v, a);
   };
   DecodePool pool(1, runner, 0.2);
-  std::vector<BatchClip> clips{BatchClip{Source{redBlue(), nullptr}, clip(0.7, 2)}, BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}};
+  std::vector<BatchClip> clips{BatchClip{Source{redBlue(), nullptr}, clip(0.7, 2)},
+                               BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}};
   clips[0].req.timeoutSec = 0.3;
   const auto t0 = std::chrono::steady_clock::now();
   std::promise<std::shared_ptr<BatchResult>> done;
@@ -256,12 +260,14 @@ TEST(media_pool_replaces_a_stuck_decoder) {
   auto got = done.get_future().get();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CHECK_MSG(secs < 2.0, "the batch waited for the stuck decode: " << secs << " s");
-  CHECK_MSG(!got->clips[0].ok && got->clips[0].reason == "timeout", got->clips[0].reason << ": " << got->clips[0].message);
+  CHECK_MSG(!got->clips[0].ok && got->clips[0].reason == "timeout",
+            got->clips[0].reason << ": " << got->clips[0].message);
   CHECK(got->clips[1].ok);
   CHECK(pool.replaced() == 1);
   std::vector<uint8_t> first(got->video.begin(), got->video.begin() + 2 * 32 * 32 * 3);
   std::promise<std::shared_ptr<BatchResult>> again;
-  pool.submitBatch({BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}}, [&](std::shared_ptr<BatchResult> r) { again.set_value(r); });
+  pool.submitBatch({BatchClip{Source{redBlue(), nullptr}, clip(0.2, 2)}},
+                   [&](std::shared_ptr<BatchResult> r) { again.set_value(r); });
   CHECK(again.get_future().get()->clips[0].ok);
   std::this_thread::sleep_for(std::chrono::milliseconds(2800));
   CHECK(lateReturns == 1);
