@@ -5,7 +5,41 @@
 
 #include "info.h"
 
+#include <chrono>
+#include <cstdlib>
+#include <unordered_set>
+
 namespace cmacjs {
+
+namespace {
+// Every live runner of the process (all environments), for the exit handler
+// below. Never destroyed: it must outlive static destruction.
+std::mutex& registryMutex() {
+  static auto* m = new std::mutex();
+  return *m;
+}
+std::unordered_set<Runner*>& registry() {
+  static auto* s = new std::unordered_set<Runner*>();
+  return *s;
+}
+}  // namespace
+
+// process.exit() (a CLI's SIGTERM handler, say) calls exit() without tearing
+// the environment down, so no ThreadSafeFunction finaliser joins the runners:
+// a thread still inside a libtorch call would run on while exit() destroys
+// libtorch's and OpenMP's statics (SIGSEGV). Registered with atexit() after
+// libtorch is loaded, this runs before those destructors: every runner ends
+// after its current call (queued calls are dropped), and exit waits for it.
+void Runner::AbortAllAtExit() {
+  std::lock_guard<std::mutex> reg(registryMutex());
+  for (Runner* r : registry()) {
+    std::unique_lock<std::mutex> lock(r->mu_);
+    r->abort_ = true;
+    r->cv_.notify_all();
+    if (r->thread_.get_id() == std::this_thread::get_id()) continue;
+    r->cv_.wait_for(lock, std::chrono::minutes(5), [r] { return r->exited_; });
+  }
+}
 
 void disposedError(const std::string& className) {
   throw cmac::Error(
@@ -34,11 +68,26 @@ std::shared_ptr<Runner> Runner::Start(Napi::Env env, const char* name) {
                        nullptr);
   napi_unref_threadsafe_function(env, r->tsfn_);
   r->self_ = r;
-  r->thread_ = std::thread([p = r.get()] { p->loop(); });
+  static std::once_flag atExit;
+  std::call_once(atExit, [] { std::atexit(&Runner::AbortAllAtExit); });
+  {
+    std::lock_guard<std::mutex> reg(registryMutex());
+    registry().insert(r.get());
+  }
+  r->thread_ = std::thread([p = r.get()] {
+    p->loop();
+    std::lock_guard<std::mutex> lock(p->mu_);
+    p->exited_ = true;
+    p->cv_.notify_all();
+  });
   return r;
 }
 
 Runner::~Runner() {
+  {
+    std::lock_guard<std::mutex> reg(registryMutex());
+    registry().erase(this);
+  }
   // Normally joined by Close()/Finalize(); a runner never started or torn down oddly must not std::terminate.
   if (thread_.joinable()) {
     {

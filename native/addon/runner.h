@@ -65,8 +65,10 @@ class Runner {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
   std::function<void()> last_;
-  bool stop_ = false;   // under mu_: run last_ after the queue, then exit
-  bool abort_ = false;  // under mu_: environment teardown: exit after the current job
+  bool stop_ = false;    // under mu_: run last_ after the queue, then exit
+  bool abort_ = false;   // under mu_: environment teardown: exit after the current job
+  bool exited_ = false;  // under mu_: loop() has returned (waited for by the process-exit handler)
+  static void AbortAllAtExit();
   // JS thread only:
   int64_t inflight_ = 0;
   bool closing_ = false, joined_ = false, released_ = false, finalized_ = false;
