@@ -307,7 +307,7 @@ async function nextBatch(it: AsyncIterator<LoaderBatch>, cfg: CmacConfig, signal
       throw new Error(
         `the training data, ${e.source}${e.where}, has ${e.listed ? `${e.clips} clip(s), so at most ${e.clips}` : e.clips} usable clip(s)${e.detail ? ` (${e.detail})` : ''}, ` +
           `fewer than data.batchSize ${e.batchSize}, and data.dropLast=true drops the incomplete batch, so no step can run. ` +
-          `Fix: lower data.batchSize (e.g. ${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}; CLI: --set data.batchSize=${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}) or set data.dropLast to false.`,
+          `Fix: lower data.batchSize (e.g. ${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}; CLI: --set data.batchSize=${Math.max(2, 2 ** Math.floor(Math.log2(Math.max(2, e.clips))))}) or set data.dropLast to false (CLI: --set data.dropLast=false).`,
       );
     }
     throw e;
