@@ -11,6 +11,7 @@
 #include "linear_probe.h"
 #include "media_wrap.h"
 #include "model_wrap.h"
+#include "runner.h"
 #include "safetensors.h"
 
 #ifndef CMAC_VERSION
@@ -140,7 +141,27 @@ Napi::Value FitLogisticRegression(const Napi::CallbackInfo& info) {
   });
 }
 
+// process.exit() (a CLI's signal handler, say) runs exit() without tearing the
+// environment down: a model's thread inside a libtorch call would race the
+// static destructors of libtorch and oneDNN (some registered lazily, after any
+// atexit() of ours). The 'exit' event comes first: end this environment's
+// runners after their current call and wait for them.
+static Napi::Value StopRunnersOnExit(const Napi::CallbackInfo& info) {
+  Runner::AbortAll(info.Env());
+  return info.Env().Undefined();
+}
+
+static void stopRunnersOnProcessExit(Napi::Env env) {
+  Napi::Value proc = env.Global().Get("process");
+  if (!proc.IsObject()) return;
+  Napi::Value once = proc.As<Napi::Object>().Get("once");
+  if (!once.IsFunction()) return;
+  once.As<Napi::Function>().Call(
+      proc, {Napi::String::New(env, "exit"), Napi::Function::New(env, StopRunnersOnExit, "cmacStopRunners")});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  stopRunnersOnProcessExit(env);
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by Node when this environment ends
   Napi::Function ctor = ModelWrap::Define(env);

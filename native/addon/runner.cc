@@ -30,16 +30,24 @@ std::unordered_set<Runner*>& registry() {
 // libtorch's and OpenMP's statics (SIGSEGV). Registered with atexit() after
 // libtorch is loaded, this runs before those destructors: every runner ends
 // after its current call (queued calls are dropped), and exit waits for it.
-void Runner::AbortAllAtExit() {
+namespace {
+void abortWhere(napi_env env) {  // env == nullptr: every runner of the process
   std::lock_guard<std::mutex> reg(registryMutex());
-  for (Runner* r : registry()) {
-    std::unique_lock<std::mutex> lock(r->mu_);
-    r->abort_ = true;
-    r->cv_.notify_all();
-    if (r->thread_.get_id() == std::this_thread::get_id()) continue;
-    r->cv_.wait_for(lock, std::chrono::minutes(5), [r] { return r->exited_; });
-  }
+  for (Runner* r : registry()) r->AbortAndWait(env);
 }
+}  // namespace
+
+void Runner::AbortAndWait(napi_env env) {
+  if (env != nullptr && env_ != env) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  abort_ = true;
+  cv_.notify_all();
+  if (thread_.get_id() == std::this_thread::get_id()) return;
+  cv_.wait_for(lock, std::chrono::minutes(5), [this] { return exited_; });
+}
+
+void Runner::AbortAllAtExit() { abortWhere(nullptr); }
+void Runner::AbortAll(napi_env env) { abortWhere(env); }
 
 void disposedError(const std::string& className) {
   throw cmac::Error(

@@ -68,7 +68,14 @@ class Runner {
   bool stop_ = false;    // under mu_: run last_ after the queue, then exit
   bool abort_ = false;   // under mu_: environment teardown: exit after the current job
   bool exited_ = false;  // under mu_: loop() has returned (waited for by the process-exit handler)
+ public:
   static void AbortAllAtExit();
+  // JS thread, from process.on('exit') (registered by the addon's Init): the
+  // runners of `env` end after their current call, and this waits for them,
+  // so exit() never destroys libtorch/oneDNN statics under a running call.
+  static void AbortAll(napi_env env);
+  void AbortAndWait(napi_env env);  // under the registry lock; env == nullptr: any
+ private:
   // JS thread only:
   int64_t inflight_ = 0;
   bool closing_ = false, joined_ = false, released_ = false, finalized_ = false;
