@@ -7,8 +7,9 @@
  * formats) are `cmac/internal`: usable, but free to change between versions.
  */
 // The engine: models, tensors, the addon's state.
-export { info, setNumThreads, getNumThreads, memory } from './info';
+export { info, setNumThreads, getNumThreads, memory, setCpuCacheLimit, releaseCpuCache } from './info';
 export type { CmacInfo, MemoryReport } from './info';
+export type { CpuCacheReport } from './native';
 export { CmacModel } from './model';
 export type { Batch, StepOptions, StepResult, Embeddings, AttentionMaps, LogMelStats } from './model';
 export { VideoClassifier } from './classifier';

@@ -1,4 +1,4 @@
-import { native } from './native';
+import { native, type CpuCacheReport } from './native';
 
 /** What `cmac info` reports: the libtorch build, CUDA and threads. */
 export interface CmacInfo {
@@ -49,6 +49,11 @@ export interface MemoryReport {
   pendingOps: number;
   /** Resident set size of the process. */
   rss: number;
+  /**
+   * libtorch's CPU blocks of >= 64 KiB come from cmac's caching allocator: a training step reuses the
+   * memory of the previous one instead of page-faulting it in again (docs/benchmarks.md s6c).
+   */
+  cpuCache: CpuCacheReport;
 }
 
 /**
@@ -57,4 +62,23 @@ export interface MemoryReport {
  */
 export function memory(): MemoryReport {
   return { ...native().memory(), rss: process.memoryUsage().rss };
+}
+
+/**
+ * The most bytes of free CPU blocks the caching allocator keeps for reuse (default: a quarter of physical
+ * memory); beyond it a freed block goes back to the system at once. 0 keeps none (every step maps its
+ * memory afresh, as plain malloc does for large blocks).
+ * @example setCpuCacheLimit(512 * 2 ** 20) // keep at most 512 MiB of free blocks
+ */
+export function setCpuCacheLimit(bytes: number): void {
+  native().setCpuCacheLimit(bytes);
+}
+
+/**
+ * Gives every free block of the caching allocator back to the system now (disposing of a model does
+ * this too); returns the bytes released.
+ * @example const freed = releaseCpuCache();
+ */
+export function releaseCpuCache(): number {
+  return native().releaseCpuCache();
 }

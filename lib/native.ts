@@ -98,11 +98,32 @@ export interface NativeClassifier {
   readonly numParameters: number;
   readonly disposed: boolean;
 }
+/** The caching CPU allocator libtorch allocates through (native/core/cpu_cache.h). */
+export interface CpuCacheReport {
+  /** Whether it is libtorch's CPU allocator in this process. */
+  installed: boolean;
+  /** Most bytes of free blocks kept (setCpuCacheLimit; default a quarter of physical memory). */
+  limitBytes: number;
+  /** Free blocks held for reuse now. */
+  cachedBytes: number;
+  /** Blocks of >= 64 KiB handed out and not yet freed. */
+  inUseBytes: number;
+  /** Most cachedBytes + inUseBytes so far. */
+  peakBytes: number;
+  /** Allocations served from free blocks. */
+  hits: number;
+  /** Allocations that mapped new memory. */
+  misses: number;
+  /** Blocks given back to the system. */
+  released: number;
+}
 export interface NativeAddon {
   info(): Record<string, unknown>;
   setNumThreads(n: number): void;
   getNumThreads(): number;
-  memory(): { models: number; bytes: number; pendingOps: number };
+  memory(): { models: number; bytes: number; pendingOps: number; cpuCache: CpuCacheReport };
+  setCpuCacheLimit(bytes: number): void;
+  releaseCpuCache(): number;
   /** Every NativeErrorCode with what it means (frozen). */
   readonly errorCodes: Readonly<Record<NativeErrorCode, string>>;
   readSafetensors(path: string): Promise<{ tensors: Record<string, AnyTensor>; metadata: Record<string, string> }>;

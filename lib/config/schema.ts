@@ -12,10 +12,22 @@ export type LossPreset = (typeof lossPresetNames)[number];
 
 // Each section once, as a named schema: the run config (configSchema) and the
 // native engine's view of it (modelConfigSchema) are both built from these.
+/**
+ * The memory layout an encoder computes in (speed only: same weights, same checkpoints, results equal to float
+ * rounding). auto: channels-last on CPU at one intra-op thread (oneDNN's NHWC convolutions, ~10% faster), contiguous
+ * otherwise (libtorch 1.13's channels-last BatchNorm gains nothing from more threads); docs/benchmarks.md.
+ */
+const layoutSchema = z.enum(['auto', 'channels-last', 'contiguous']).default('auto');
 const visualSchema = z
-  .object({ planes: widths, blocks: depths.default([2, 2, 2, 2]), stemMid: int(1, 4096), lastStride1: z.boolean() })
+  .object({
+    planes: widths,
+    blocks: depths.default([2, 2, 2, 2]),
+    stemMid: int(1, 4096),
+    lastStride1: z.boolean(),
+    layout: layoutSchema,
+  })
   .strict();
-const audioSchema = z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]) }).strict();
+const audioSchema = z.object({ planes: widths, blocks: depths.default([2, 2, 2, 2]), layout: layoutSchema }).strict();
 const seedSchema = int(0, Number.MAX_SAFE_INTEGER);
 const deviceSchema = z.string().regex(/^(cpu|auto|cuda(:\d{1,3})?)$/, 'must be cpu, cuda, cuda:N or auto');
 const ampSchema = z.enum(['off', 'bf16', 'fp16']);

@@ -7,6 +7,7 @@
 #include "bridge.h"
 #include "classifier_wrap.h"
 #include "cmac_model.h"
+#include "cpu_cache.h"
 #include "info.h"
 #include "linear_probe.h"
 #include "media_wrap.h"
@@ -63,7 +64,34 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   o.Set("models", double(c.models));
   o.Set("bytes", double(c.bytes));
   o.Set("pendingOps", double(pendingOps()));
+  cmac::CpuCacheStats s = cmac::cpuCacheStats();
+  Napi::Object cache = Napi::Object::New(env);
+  cache.Set("installed", s.installed);
+  cache.Set("limitBytes", double(s.limitBytes));
+  cache.Set("cachedBytes", double(s.cachedBytes));
+  cache.Set("inUseBytes", double(s.inUseBytes));
+  cache.Set("peakBytes", double(s.peakBytes));
+  cache.Set("hits", double(s.hits));
+  cache.Set("misses", double(s.misses));
+  cache.Set("released", double(s.released));
+  o.Set("cpuCache", cache);
   return o;
+}
+
+Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber())
+      cmac::typeError("setCpuCacheLimit(bytes): bytes must be a number (0 keeps no free block)");
+    double n = info[0].As<Napi::Number>().DoubleValue();
+    if (!(n >= 0) || n != static_cast<double>(static_cast<uint64_t>(n)))
+      cmac::rangeError("setCpuCacheLimit(bytes): bytes must be an integer >= 0, got " + std::to_string(n));
+    cmac::setCpuCacheLimit(static_cast<std::size_t>(n));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ReleaseCpuCache(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(cmac::releaseCpuCache()));
 }
 
 Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
@@ -162,6 +190,7 @@ static void stopRunnersOnProcessExit(Napi::Env env) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   stopRunnersOnProcessExit(env);
+  cmac::installCpuCache();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);  // deleted by Node when this environment ends
   Napi::Function ctor = ModelWrap::Define(env);
@@ -170,6 +199,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
+  exports.Set("setCpuCacheLimit", Napi::Function::New<SetCpuCacheLimit>(env, "setCpuCacheLimit"));
+  exports.Set("releaseCpuCache", Napi::Function::New<ReleaseCpuCache>(env, "releaseCpuCache"));
   exports.Set("errorCodes", errorCodesToJs(env));
   exports.Set("readSafetensors", Napi::Function::New<ReadSafetensors>(env, "readSafetensors"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));

@@ -82,9 +82,11 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   readArray4(vis, "blocks", "config.visual.blocks", c.visual.blocks, 1, 64);
   c.visual.stemMid = getInt(vis, "stemMid", "config.visual.stemMid", c.visual.planes[0] * 45 / 64, 1, 4096);
   c.visual.lastStride1 = getBool(vis, "lastStride1", "config.visual.lastStride1", false);
+  c.visual.layout = cmac::parseLayout(getString(vis, "layout", "config.visual.layout", "auto"), "config.visual.layout");
   Napi::Object aud = getObject(o, "audio", "config.audio");
   readArray4(aud, "planes", "config.audio.planes", c.audio.planes, 4, 4096);
   readArray4(aud, "blocks", "config.audio.blocks", c.audio.blocks, 1, 64);
+  c.audio.layout = cmac::parseLayout(getString(aud, "layout", "config.audio.layout", "auto"), "config.audio.layout");
   Napi::Object lm = getObject(o, "logmel", "config.logmel");
   c.logmel.sampleRate = getInt(lm, "sampleRate", "config.logmel.sampleRate", c.logmel.sampleRate, 1, kInt);
   c.logmel.nFft = getInt(lm, "nFft", "config.logmel.nFft", c.logmel.nFft, 2, 1 << 20);

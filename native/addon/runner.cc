@@ -1,5 +1,7 @@
 #include "runner.h"
 
+#include "cpu_cache.h"
+
 #include <c10/util/Exception.h>
 #include <pthread.h>
 
@@ -212,6 +214,9 @@ void Runner::join() {
   if (joined_) return;
   joined_ = true;
   if (thread_.joinable()) thread_.join();
+  // The object and its thread's caches (oneDNN's, autograd's) are freed now: their free blocks go
+  // back to the system instead of waiting in the caching allocator (native/core/cpu_cache.h).
+  cmac::releaseCpuCache();
   if (!finalized_ && !released_) {
     released_ = true;
     napi_release_threadsafe_function(tsfn_, napi_tsfn_release);  // Finalize follows on the JS thread

@@ -1,6 +1,6 @@
 #include "audio_resnet.h"
 
-#include "r2plus1d.h"  // initResNetWeights
+#include "r2plus1d.h"  // initResNetWeights, toContiguous, Layout
 
 namespace cmac {
 
@@ -51,9 +51,13 @@ AudioResNet18Impl::AudioResNet18Impl(const AudioResNetOptions& o) : options(o) {
 }
 
 torch::Tensor AudioResNet18Impl::forward(torch::Tensor x) {
+  // Channels-last: oneDNN's NHWC convolutions and libtorch's channels-last BatchNorm kernels.
+  const bool cl = useChannelsLast(options.layout, x);
+  if (cl) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   x = bn1(conv1(x)).relu_();
   x = torch::max_pool2d(x, 3, 2, 1);
-  return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  return cl ? toContiguous(x, at::MemoryFormat::ChannelsLast) : x;
 }
 
 }  // namespace cmac

@@ -4,6 +4,8 @@
 #pragma once
 #include <torch/nn.h>
 
+#include "r2plus1d.h"  // Layout
+
 #include <array>
 
 namespace cmac {
@@ -12,6 +14,7 @@ struct AudioResNetOptions {
   std::array<int64_t, 4> planes{64, 128, 256, 512};
   std::array<int64_t, 4> blocks{2, 2, 2, 2};
   int64_t inChannels = 1;
+  Layout layout = Layout::Auto;  // see r2plus1d.h (the output is contiguous either way)
 };
 
 struct BasicBlock2dImpl : torch::nn::Module {

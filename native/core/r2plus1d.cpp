@@ -1,5 +1,7 @@
 #include "r2plus1d.h"
 
+#include "errors.h"
+
 namespace cmac {
 
 namespace nn = torch::nn;
@@ -32,6 +34,89 @@ torch::Tensor temporalConv(const torch::Tensor& x, const nn::Conv3d& c) {
   return y.view({n, wt.size(0), y.size(2), h, w});
 }
 
+torch::Tensor spatialConv(const torch::Tensor& x, const nn::Conv3d& c) {
+  const auto& o = c->options;
+  const auto* pad = c10::get_if<torch::ExpandingArray<3>>(&o.padding());
+  const auto k = o.kernel_size(), s = o.stride(), d = o.dilation();
+  TORCH_CHECK(x.dim() == 5 && pad && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) &&
+                  k->at(0) == 1 && (*pad)->at(0) == 0 && o.groups() == 1 && !o.bias(),
+              "spatialConv takes an N x C x T x H x W input and a bias-free (1, kh, kw) Conv3d with no temporal "
+              "padding and zero padding");
+  torch::Tensor in =
+      s->at(0) == 1 ? x : x.slice(2, 0, x.size(2), s->at(0));  // a (1, kh, kw) kernel: stride in T = subsample
+  const int64_t n = in.size(0), ch = in.size(1), t = in.size(2), h = in.size(3), w = in.size(4);
+  const auto& wt = c->weight;  // out x in x 1 x kh x kw
+  // (N*T) x C x H x W: a view of a channels-last-3d tensor (memory N, T, H, W, C)
+  auto y = at::conv2d(in.transpose(1, 2).reshape({n * t, ch, h, w}),
+                      wt.reshape({wt.size(0), wt.size(1), wt.size(3), wt.size(4)}), torch::Tensor(),
+                      std::vector<int64_t>{s->at(1), s->at(2)}, std::vector<int64_t>{(*pad)->at(1), (*pad)->at(2)},
+                      std::vector<int64_t>{d->at(1), d->at(2)})
+               .contiguous(at::MemoryFormat::ChannelsLast);
+  return y.view({n, t, wt.size(0), y.size(2), y.size(3)}).transpose(1, 2);
+}
+
+bool isChannelsLast3d(const torch::Tensor& x) {
+  return x.dim() == 5 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+}
+
+bool useChannelsLast(Layout l, const torch::Tensor& x) {
+  if (l == Layout::ChannelsLast) return true;
+  if (l == Layout::Contiguous) return false;
+  return x.is_cpu() && at::get_num_threads() == 1;
+}
+
+Layout parseLayout(const std::string& s, const std::string& what) {
+  if (s == "auto") return Layout::Auto;
+  if (s == "channels-last") return Layout::ChannelsLast;
+  if (s == "contiguous") return Layout::Contiguous;
+  rangeError(what + ": got '" + s + "'; allowed: auto, channels-last, contiguous");
+}
+
+torch::Tensor conv3d(const torch::Tensor& x, const nn::Conv3d& c) {
+  const auto k = c->options.kernel_size(), s = c->options.stride();
+  if (k->at(0) == 1 && isChannelsLast3d(x)) return spatialConv(x, c);
+  if (k->at(1) == 1 && k->at(2) == 1 && s->at(1) == 1 && s->at(2) == 1) return temporalConv(x, c);
+  return nn::Conv3d(c)->forward(x);
+}
+
+namespace {
+struct ToContiguous : torch::autograd::Function<ToContiguous> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, int64_t gradFormat) {
+    ctx->saved_data["format"] = gradFormat;
+    return x.contiguous();
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list g) {
+    auto f = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+    return {g[0].contiguous(f), torch::Tensor()};
+  }
+};
+}  // namespace
+
+torch::Tensor toContiguous(const torch::Tensor& x, at::MemoryFormat gradFormat) {
+  return ToContiguous::apply(x, static_cast<int64_t>(gradFormat));
+}
+
+torch::Tensor batchNorm(const torch::Tensor& x, const nn::BatchNorm3d& b) {
+  if (!isChannelsLast3d(x)) return nn::BatchNorm3d(b)->forward(x);
+  // libtorch's CPU batch norm has a fast channels-last kernel for 4-D tensors only (7x slower on a
+  // channels-last-3d one): run it on the N x C x T x (H*W) view, with the module's parameters and
+  // buffers and its running-average rule (torch::nn::BatchNormImplBase::forward).
+  auto& m = *nn::BatchNorm3d(b);
+  const auto& o = m.options;
+  double factor = 0.0;
+  if (m.is_training() && o.track_running_stats() && m.num_batches_tracked.defined()) {
+    torch::NoGradGuard ng;
+    m.num_batches_tracked += 1;
+    factor = o.momentum() ? *o.momentum() : 1.0 / m.num_batches_tracked.item<double>();
+  }
+  auto y = at::batch_norm(x.reshape({x.size(0), x.size(1), x.size(2), x.size(3) * x.size(4)}), m.weight, m.bias,
+                          m.running_mean, m.running_var, m.is_training() || !o.track_running_stats(), factor, o.eps(),
+                          at::globalContext().userEnabledCuDNN());
+  // Not a view for autograd: ReLU and the residual add update BN's output in place, which on a
+  // view would turn their backward into CopySlices over the base (strided copies, a slow ReLU backward).
+  return at::_unsafe_view(y, x.sizes());
+}
+
 Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t stride) {
   spatial = register_module("0", conv3d(in, mid, {1, 3, 3}, {1, stride, stride}, {0, 1, 1}));
   bn = register_module("1", bn3d(mid));
@@ -39,7 +124,8 @@ Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t s
 }
 
 torch::Tensor Conv2Plus1DImpl::forward(torch::Tensor x) {
-  return temporalConv(bn(spatial(x)).relu_(), temporal);  // in place, as torchvision (BN backward needs its input only)
+  return temporalConv(batchNorm(conv3d(x, spatial), bn).relu_(),
+                      temporal);  // in place, as torchvision (BN backward needs its input only)
 }
 
 ConvBlock3dImpl::ConvBlock3dImpl(int64_t in, int64_t out, int64_t mid, int64_t stride, bool relu_) : relu(relu_) {
@@ -48,7 +134,7 @@ ConvBlock3dImpl::ConvBlock3dImpl(int64_t in, int64_t out, int64_t mid, int64_t s
 }
 
 torch::Tensor ConvBlock3dImpl::forward(torch::Tensor x) {
-  x = bn(conv(x));
+  x = batchNorm(conv(x), bn);
   return relu ? torch::relu_(x) : x;
 }
 
@@ -65,7 +151,10 @@ BasicBlock3dImpl::BasicBlock3dImpl(int64_t inplanes, int64_t planes, int64_t str
 }
 
 torch::Tensor BasicBlock3dImpl::forward(torch::Tensor x) {
-  torch::Tensor identity = downsample ? downsample->forward(x) : x;
+  torch::Tensor identity =
+      downsample ? batchNorm(conv3d(x, nn::Conv3d(std::dynamic_pointer_cast<nn::Conv3dImpl>(downsample->ptr(0)))),
+                             nn::BatchNorm3d(std::dynamic_pointer_cast<nn::BatchNorm3dImpl>(downsample->ptr(1))))
+                 : x;
   torch::Tensor out = conv2(conv1(x));  // BN output: free to update in place (out += identity, as torchvision)
   out.add_(identity);
   return torch::relu_(out);
@@ -92,10 +181,21 @@ R2Plus1D18Impl::R2Plus1D18Impl(const R2Plus1DOptions& o) : options(o) {
 }
 
 torch::Tensor R2Plus1D18Impl::forward(torch::Tensor x) {
-  // stem[3] is the (3, 1, 1) temporal conv: through temporalConv, the rest as the Sequential holds them.
-  size_t i = 0;
-  for (auto& m : *stem) x = i++ == 3 ? temporalConv(x, nn::Conv3d(m.ptr<nn::Conv3dImpl>())) : m.forward(x);
-  return layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  // Channels-last-3d (memory N, T, H, W, C): every conv is then a 2-D conv on a view (spatialConv,
+  // temporalConv), which oneDNN runs in NHWC without reordering its input and output; the blocks
+  // follow the layout of their input.
+  const bool cl = useChannelsLast(options.layout, x);
+  if (cl) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
+  for (auto& m : *stem) {
+    if (auto c = std::dynamic_pointer_cast<nn::Conv3dImpl>(m.ptr()))
+      x = conv3d(x, nn::Conv3d(c));
+    else if (auto b = std::dynamic_pointer_cast<nn::BatchNorm3dImpl>(m.ptr()))
+      x = batchNorm(x, nn::BatchNorm3d(b));
+    else
+      x = m.forward(x);
+  }
+  x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  return cl ? toContiguous(x, at::MemoryFormat::ChannelsLast3d) : x;
 }
 
 void initResNetWeights(torch::nn::Module& root) {

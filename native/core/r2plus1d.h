@@ -6,14 +6,24 @@
 #include <torch/nn.h>
 
 #include <array>
+#include <string>
 
 namespace cmac {
+
+// Memory layout an encoder computes in. Auto: channels-last on CPU at one intra-op thread, where
+// it is faster (oneDNN's NHWC convolutions); contiguous otherwise (libtorch 1.13's channels-last
+// BatchNorm kernels gain nothing from a second thread: a 2-thread tiny step is ~12% slower).
+enum class Layout { Auto, ChannelsLast, Contiguous };
+Layout parseLayout(const std::string& s, const std::string& what);  // auto | channels-last | contiguous
+bool useChannelsLast(Layout l, const torch::Tensor& x);             // the choice for an input x
 
 struct R2Plus1DOptions {
   std::array<int64_t, 4> planes{64, 128, 256, 512};
   std::array<int64_t, 4> blocks{2, 2, 2, 2};
   int64_t stemMid = 45;      // torchvision's R2Plus1dStem: 3 -> 45 -> 64
   bool lastStride1 = false;  // layer4 keeps the spatial size (LVS style)
+  Layout layout =
+      Layout::Auto;  // channels-last-3d: every conv a 2-D conv on a view (the output is contiguous either way)
 };
 
 // A bias-free (t, 1, 1) Conv3d with (s, 1, 1) stride and (p, 0, 0) padding,
@@ -23,7 +33,18 @@ struct R2Plus1DOptions {
 // of the tiny preset's 13 temporal shapes here, and far faster where the 3-D
 // conv falls back to slow_conv3d (batch < 16 at one thread: the paper step).
 // Weights stay in the Conv3d (torchvision) layout and keys.
+// A (t, 1, 1) Conv3d as a 2-D conv on N x C x T x (H*W) (a view in both layouts).
 torch::Tensor temporalConv(const torch::Tensor& x, const torch::nn::Conv3d& c);
+// A (1, kh, kw) Conv3d as a 2-D conv on (N*T) x C x H x W (a view of a channels-last-3d input).
+torch::Tensor spatialConv(const torch::Tensor& x, const torch::nn::Conv3d& c);
+// A Conv3d of either shape through the functions above (spatial ones for a channels-last-3d x), else as it is.
+torch::Tensor conv3d(const torch::Tensor& x, const torch::nn::Conv3d& c);
+// x.contiguous() whose backward hands the gradient on in gradFormat (the encoder's layout), so that
+// an encoder's backward pass runs in the layout of its forward pass (a contiguous gradient would
+// send every BatchNorm/ReLU backward to a strided slow path).
+torch::Tensor toContiguous(const torch::Tensor& x, at::MemoryFormat gradFormat);
+// A BatchNorm3d, on the N x C x T x (H*W) view for a channels-last-3d x (same result, a faster kernel).
+torch::Tensor batchNorm(const torch::Tensor& x, const torch::nn::BatchNorm3d& b);
 
 // Seq[0 Conv3d(1,3,3), 1 BN, 2 ReLU, 3 Conv3d(3,1,1)] as in torchvision.
 struct Conv2Plus1DImpl : torch::nn::Module {

@@ -102,6 +102,7 @@ TEST(r2plus1d_train_forward_and_gradients_equal_the_conv3d_path) {
   R2Plus1DOptions o;
   o.planes = {8, 12, 16, 16};
   o.stemMid = 5;
+  o.layout = Layout::Contiguous;  // the channels-last layout: test_layout_cache.cpp
   R2Plus1D18 a(o), b(o);
   {
     torch::NoGradGuard ng;
