@@ -6,9 +6,9 @@
 const fs = require('fs');
 const path = require('path');
 
-/** The project's targets (issue 8). Reported, never asserted. */
+/** The project's targets (issue 8; the step ratios tightened by issue 18). Reported, never asserted. */
 const TARGETS = {
-  step: { tiny: 0.95, paper: 1.0 }, // cmac / PyTorch step time, at most
+  step: { tiny: 0.9, paper: 0.95 }, // cmac / PyTorch step time, at most (issue 18)
   boundaryShare: 0.02, // per-step boundary overhead / tiny step, below
   loaderVsPython: 1.5, // loader clips/s / PyAV clips/s, at least
   loaderVsStep: 1.0, // loader clips/s / tiny step consumption, above

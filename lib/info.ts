@@ -51,7 +51,7 @@ export interface MemoryReport {
   rss: number;
   /**
    * libtorch's CPU blocks of >= 64 KiB come from cmac's caching allocator: a training step reuses the
-   * memory of the previous one instead of page-faulting it in again (docs/benchmarks.md s6c).
+   * memory of the previous one instead of page-faulting it in again (docs/benchmarks.md s6a).
    */
   cpuCache: CpuCacheReport;
 }

@@ -215,3 +215,22 @@ TEST(layout_auto_is_channels_last_at_one_cpu_thread_only) {
   CHECK_THROWS(parseLayout("nhwc", "config.visual.layout"),
                "config.visual.layout: got 'nhwc'; allowed: auto, channels-last, contiguous");
 }
+
+// scripts/gpu-check.sh: the channels-last path on CUDA (cuDNN NHWC convolutions and BatchNorm).
+TEST(cuda_layout_channels_last_matches_contiguous) {
+  if (!torch::cuda::is_available()) SKIP("CUDA is not available in this build/machine");
+  torch::manual_seed(5);
+  R2Plus1DOptions o;
+  o.planes = {8, 16, 16, 32};
+  o.stemMid = 6;
+  o.layout = Layout::ChannelsLast;
+  R2Plus1D18 a(o);
+  o.layout = Layout::Contiguous;
+  R2Plus1D18 b(o);
+  copyState(*b, *a);
+  a->to(torch::Device(torch::kCUDA), torch::kDouble);
+  b->to(torch::Device(torch::kCUDA), torch::kDouble);
+  auto x = torch::randn({3, 3, 5, 32, 40}, torch::TensorOptions().dtype(torch::kDouble).device(torch::kCUDA));
+  compareLayouts(
+      *a, *b, [&](torch::Tensor v) { return a->forward(v); }, [&](torch::Tensor v) { return b->forward(v); }, x, 1e-9);
+}
