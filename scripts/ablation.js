@@ -97,6 +97,7 @@ function parseArgs(argv) {
     else if (a === '--no-docs') o.docs = false;
     else if (a === '--verdict') o.verdict = true;
     else if (a === '--cmac-ramp') o.cmacRamp = val();
+    else if (a === '--baselines-from') o.baselinesFrom = val();
     else if (a === '--bootstrap') o.bootstrap = Number(val());
     else if (a === '--bootstrap-seed') o.bootstrapSeed = Number(val());
     else if (a === '--help' || a === '-h') {
@@ -134,6 +135,12 @@ function parseArgs(argv) {
       ? path.join(root, 'docs', 'results.md')
       : path.join(cfg.out, 'results.md');
   if (!o.docs && cfg.results === path.join(root, 'docs', 'results.md')) cfg.results = path.join(cfg.out, 'results.md');
+  if (!o.verdict)
+    for (const [flag, given] of [
+      ['--cmac-ramp', o.cmacRamp],
+      ['--baselines-from', o.baselinesFrom],
+    ])
+      if (given !== undefined) throw new Error(`${flag} is an option of --verdict`);
   if (o.verdict) verdict.configure(cfg, o);
   return cfg;
 }
@@ -141,8 +148,10 @@ function parseArgs(argv) {
 const log = (s) => process.stderr.write(`[ablation ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
 async function ensureData(cfg, data) {
-  const main = path.join(cfg.out, 'data', 'main');
-  const large = path.join(cfg.out, 'data', 'large');
+  // --baselines-from: the same clips as the folder whose baseline runs are reused
+  const dataRoot = cfg.verdict && cfg.verdict.baselinesFrom ? cfg.verdict.baselinesFrom : cfg.out;
+  const main = path.join(dataRoot, 'data', 'main');
+  const large = path.join(dataRoot, 'data', 'large');
   const common = { size: 64, fps: 8, seconds: 3, classes: 8 };
   if (!fs.existsSync(path.join(main, 'manifest.jsonl'))) {
     log(`synthesising ${cfg.clips} clips into ${main}`);
@@ -484,13 +493,19 @@ async function main() {
   let done = fs.existsSync(doneFile) ? JSON.parse(fs.readFileSync(doneFile, 'utf8')) : [];
   const stale = done.filter((r) => !r.pooling).length; // written before model.pooling: other baselines, other BatchNorm inputs
   if (stale) log(`ignoring ${stale} run(s) in ${doneFile} that predate model.pooling (baselines then pooled by mean only)`);
+  // The verdict's baselines have no L_v / L_a: their ramp settings change nothing, so any ramp matches.
+  const sameRamp = (r) => (cfg.verdict && baselines.includes(r.preset)) || JSON.stringify(r.ramp) === JSON.stringify(rampOf(cfg));
   done = done.filter(
     (r) =>
       r.pooling &&
       r.steps === cfg.steps &&
-      JSON.stringify(r.ramp) === JSON.stringify(rampOf(cfg)) &&
+      sameRamp(r) &&
       (!cfg.verdict || (r.clipScores && fs.existsSync(path.join(cfg.out, r.clipScores)))),
   );
+  if (cfg.verdict && cfg.verdict.baselinesFrom) {
+    for (const r of verdict.reusedBaselines(cfg, done, log)) done.push(r);
+    fs.writeFileSync(doneFile, JSON.stringify(done, null, 1) + '\n');
+  }
   for (let seed = 1; seed <= cfg.seeds; seed++) {
     for (const v of variants(cfg)) {
       if (done.some((r) => sameVariant(r, v) && r.seed === seed)) {

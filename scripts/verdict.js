@@ -37,6 +37,8 @@ const help = `  --verdict            the verdict of issue 14 item 7 (docs/result
                        (out: runs/verdict, quick: runs/verdict-quick) and, for a full run, the verdict block of docs/results.md
   --cmac-ramp <r>      the cmac row's lambda ramp: auto (default: loss.rampStart auto at --ramp-threshold, over --ramp of the steps)
                        or a share of the steps from step 0 (0.1, 0.5: issue 14 item 6's fixed ramps)
+  --baselines-from <dir>  reuse the baseline runs (and the clips) of another verdict folder: only the cmac row trains
+                       (issue 14 item 6: --cmac-ramp 0.1 / 0.5 against the auto ramp, baselines trained once)
   --bootstrap <n>      bootstrap replicates (default 10000, quick: 2000)
   --bootstrap-seed <s> seed of the bootstrap draws (default 1)`;
 
@@ -79,7 +81,42 @@ function configure(cfg, o) {
   if (!(Number.isInteger(bootstrap) && bootstrap >= 100)) throw new Error(`--bootstrap must be an integer >= 100, got ${o.bootstrap}`);
   const bootstrapSeed = o.bootstrapSeed ?? 1;
   if (!Number.isInteger(bootstrapSeed)) throw new Error(`--bootstrap-seed must be an integer, got ${o.bootstrapSeed}`);
-  cfg.verdict = { cmacRamp: ramp, bootstrap, bootstrapSeed, docs: !q && o.docs !== false };
+  const baselinesFrom = o.baselinesFrom ? path.resolve(o.baselinesFrom) : undefined;
+  if (baselinesFrom && !fs.existsSync(path.join(baselinesFrom, 'runs.json')))
+    throw new Error(`--baselines-from ${o.baselinesFrom}: no runs.json there (a folder of ablation.js --verdict)`);
+  if (baselinesFrom === cfg.out) throw new Error('--baselines-from names the --out folder itself');
+  // A folder that reuses another's baselines is a side comparison: it never writes docs/results.md.
+  cfg.verdict = { cmacRamp: ramp, bootstrap, bootstrapSeed, docs: !q && o.docs !== false && !baselinesFrom, baselinesFrom };
+}
+
+/**
+ * The baseline runs of --baselines-from that this folder lacks (same steps, per-clip scores kept),
+ * as records whose clipScores point into that folder; logged one by one.
+ * @param {Record<string, any>} cfg
+ * @param {any[]} done  this folder's runs.json records
+ * @param {(line: string) => void} log
+ */
+function reusedBaselines(cfg, done, log) {
+  const from = cfg.verdict.baselinesFrom;
+  const theirs = JSON.parse(fs.readFileSync(path.join(from, 'runs.json'), 'utf8'));
+  const out = [];
+  for (const v of variants.filter((x) => x.preset !== 'cmac'))
+    for (let seed = 1; seed <= cfg.seeds; seed++) {
+      if (done.some((r) => r.preset === v.preset && r.pooling === v.pooling && r.seed === seed)) continue;
+      const r = theirs.find(
+        (x) =>
+          x.preset === v.preset &&
+          x.pooling === v.pooling &&
+          x.seed === seed &&
+          x.steps === cfg.steps &&
+          x.clipScores &&
+          fs.existsSync(path.join(from, x.clipScores)),
+      );
+      if (!r) continue;
+      out.push({ ...r, clipScores: path.relative(cfg.out, path.join(from, r.clipScores)), reusedFrom: from });
+      log(`${v.preset} (${v.pooling} pool) seed ${seed}: reused from ${from}`);
+    }
+  return out;
 }
 
 /**
@@ -244,7 +281,15 @@ function writeDocsBlock(file, text, log) {
   return true;
 }
 
-module.exports = { variants, help, configure, keepRun, write, writeDocsBlock };
+module.exports = {
+  reusedBaselines,
+  variants,
+  help,
+  configure,
+  keepRun,
+  write,
+  writeDocsBlock,
+};
 
 // Alone: re-analyse a finished verdict folder.
 if (require.main === module) {

@@ -382,6 +382,48 @@ describe('verdict: scripts/ablation.js --verdict and scripts/verdict.js (no trai
     expect(node('ablation.js', '--verdict', '--bootstrap', '10').stderr).to.include('--bootstrap must be an integer >= 100');
   });
 
+  it("--baselines-from: reuses another folder's baseline runs (any ramp, same steps, scores present), never its cmac runs", () => {
+    const from = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-verdict-from-'));
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-verdict-to-'));
+    try {
+      expect(node('ablation.js', '--baselines-from', from).stderr).to.include('--baselines-from is an option of --verdict');
+      expect(node('ablation.js', '--verdict', '--baselines-from', out).stderr).to.include('no runs.json there');
+      const records = [];
+      for (const [preset, pooling, steps] of [
+        ['xmodal', 'mean', 16],
+        ['xmodal', 'attention', 16],
+        ['xmodal+within', 'attention', 99],
+        ['cmac', 'attention', 16],
+      ] as const) {
+        const dir = path.join(from, 'runs', `${preset}-${pooling}-s1`);
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, 'perclip.json'), '{}');
+        const ramp = { fraction: 0.1, start: 'auto', threshold: 0.2 };
+        records.push({ preset, pooling, seed: 1, steps, ramp, clipScores: path.relative(from, path.join(dir, 'perclip.json')) });
+      }
+      fs.writeFileSync(path.join(from, 'runs.json'), JSON.stringify(records));
+      const { reusedBaselines } = require(path.join(root, 'scripts', 'verdict.js')) as {
+        reusedBaselines: (
+          cfg: object,
+          done: object[],
+          log: (l: string) => void,
+        ) => { preset: string; pooling: string; clipScores: string }[];
+      };
+      const lines: string[] = [];
+      const cfg = { out, seeds: 1, steps: 16, verdict: { baselinesFrom: from } };
+      const got = reusedBaselines(cfg, [], (l) => lines.push(l));
+      // xmodal+within ran 99 steps there: not reused; cmac: never
+      expect(got.map((r) => `${r.preset}/${r.pooling}`)).to.deep.equal(['xmodal/mean', 'xmodal/attention']);
+      for (const r of got) expect(fs.existsSync(path.join(out, r.clipScores)), r.clipScores).to.equal(true);
+      expect(lines[0]).to.equal(`xmodal (mean pool) seed 1: reused from ${from}`);
+      // what this folder already has is kept
+      expect(reusedBaselines(cfg, [{ preset: 'xmodal', pooling: 'mean', seed: 1 }], () => {}).length).to.equal(1);
+    } finally {
+      fs.rmSync(from, { recursive: true, force: true });
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('replaces only the verdict block of docs/results.md (a file without the markers is left alone)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-verdict-docs-'));
     try {
