@@ -30,11 +30,19 @@ const PEAK_BF16 = [
 ];
 const PYTHON = process.env.CMAC_GPU_PYTHON || 'python3';
 
-async function cmacSide(preset, n, amp, layout, tmp, steps, warmup) {
+async function cmacSide(preset, n, amp, layout, cudnnBenchmark, tmp, steps, warmup) {
   const s = clipShapes[preset];
   const base = modelPreset(preset);
   // layout: the encoders' memory layout (model.visual.layout / model.audio.layout; auto = contiguous on CUDA)
-  const cfg = { ...base, visual: { ...base.visual, layout }, audio: { ...base.audio, layout }, device: 'cuda', amp, seed: 1 };
+  const cfg = {
+    ...base,
+    visual: { ...base.visual, layout },
+    audio: { ...base.audio, layout },
+    device: 'cuda',
+    amp,
+    cudnnBenchmark,
+    seed: 1,
+  };
   const model = await CmacModel.create(cfg);
   const weights = path.join(tmp, `w-${preset}.safetensors`);
   const inputs = path.join(tmp, `x-${preset}-${n}.safetensors`);
@@ -99,21 +107,22 @@ async function main() {
   const dev = i.cudaDevices[0] ?? 'cuda';
   const peak = (PEAK_BF16.find(([re]) => re.test(dev)) || [null, null])[1];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cmac-gpu-'));
-  // preset:batch:amp[:layout], layout auto | channels-last | contiguous (default auto)
+  // preset:batch:amp[:layout[:bench]], layout auto | channels-last | contiguous (default auto); bench: cmac's
+  // config.cudnnBenchmark (cuDNN benchmark mode; process-wide from then on, so list such cases last)
   const cases = (
     process.env.CMAC_GPU_CASES ||
     'tiny:32:off,paper:32:off,paper:32:bf16,paper:32:bf16:channels-last,paper:64:bf16,paper:64:bf16:channels-last'
   )
     .split(',')
     .map((x) => {
-      const [preset, n, amp, layout = 'auto'] = x.split(':');
-      return { preset, n: Number(n), amp, layout };
+      const [preset, n, amp, layout = 'auto', bench = ''] = x.split(':');
+      return { preset, n: Number(n), amp, layout, cudnnBenchmark: bench === 'bench' };
     });
   const steps = Number(process.env.CMAC_GPU_STEPS || 20);
   const warmup = 5;
   const rows = [];
   for (const k of cases) {
-    const c = await cmacSide(k.preset, k.n, k.amp, k.layout, tmp, steps, warmup);
+    const c = await cmacSide(k.preset, k.n, k.amp, k.layout, k.cudnnBenchmark, tmp, steps, warmup);
     const p = pySide(c, k.amp, steps, warmup);
     const flops = p.forwardFlops ? 3 * p.forwardFlops : null; // forward + backward ~ 3x forward
     const row = {
@@ -138,7 +147,7 @@ async function main() {
     rows.push(row);
     const f = (x, d = 1) => (x == null ? '-' : x.toFixed(d));
     console.log(
-      `   ${k.preset} batch ${k.n} amp=${k.amp} layout=${k.layout}: cmac ${f(row.cmacMs)} ms, PyTorch ${f(row.pythonMs)} ms, ratio ${f(row.ratio, 3)}; ` +
+      `   ${k.preset} batch ${k.n} amp=${k.amp} layout=${k.layout}${k.cudnnBenchmark ? ' cudnnBenchmark' : ''}: cmac ${f(row.cmacMs)} ms, PyTorch ${f(row.pythonMs)} ms, ratio ${f(row.ratio, 3)}; ` +
         `eval loss cmac ${f(row.evalLossCmac, 5)} vs PyTorch ${f(row.evalLossPython, 5)}; train loss cmac ${f(c.firstLoss, 3)}->${f(c.lastLoss, 3)}, ` +
         `PyTorch ${f(p.firstLoss, 3)}->${f(p.lastLoss, 3)}; ${f(row.stepTflops, 2)} TFLOP/step, cmac ${f(row.cmacTflops)} TFLOP/s = MFU ${f(row.mfuPeak && row.mfuPeak * 100, 2)}% of ${f(peak && peak / 1e12, 0)} (PyTorch ${f(row.pythonMfuPeak && row.pythonMfuPeak * 100, 2)}%), ` +
         `${f(row.mfuMatmul && row.mfuMatmul * 100, 2)}% of the measured bf16 matmul ${f(row.bf16MatmulTflops, 0)} TFLOP/s${p.error ? `; PyTorch side failed: ${p.error}` : ''}`,

@@ -85,7 +85,7 @@ if [ -x $tests ]; then
   echo "== C++ core tests $req $fix"
   if [ "$lean" = 1 ]; then
     rc=0
-    for t in cuda_outputs_match_cpu cuda_layout_channels_last_matches_contiguous cuda_amp_bf16_and_fp16_steps_are_finite_and_learn nccl_process_group_world_size_1 cuda_classifier_matches_cpu adam_foreach_path_matches_the_single_tensor_rule; do
+    for t in cuda_outputs_match_cpu cuda_layout_channels_last_matches_contiguous cuda_to_device_is_pinned_and_equal cuda_amp_bf16_and_fp16_steps_are_finite_and_learn nccl_process_group_world_size_1 cuda_classifier_matches_cpu adam_foreach_path_matches_the_single_tensor_rule; do
       $tests $req --run $t >>"$OUT/core-tests.log" 2>&1 || rc=1
     done
   else
@@ -106,7 +106,7 @@ if [ -f build-gpu/Release/cmac.node ]; then
   node -e "const i = require('./dist/info').info(); console.log('   cmac info:', JSON.stringify({ torch: i.torchVersion, source: i.torchSource, cudaCompiled: i.cudaCompiled, cuda: i.cudaAvailable, devices: i.cudaDevices }))" || status=1
   if [ "$dry" != 1 ]; then
     echo "== bench/gpu.js: cmac vs PyTorch on the GPU (same libtorch), median of 20 steps after 5"
-    [ "$lean" = 1 ] && export CMAC_GPU_CASES="${CMAC_GPU_CASES:-tiny:32:off,paper:32:bf16,paper:32:bf16:channels-last}" CMAC_GPU_STEPS="${CMAC_GPU_STEPS:-10}"
+    [ "$lean" = 1 ] && export CMAC_GPU_CASES="${CMAC_GPU_CASES:-tiny:32:off,paper:32:bf16,paper:32:bf16:channels-last,paper:32:bf16:auto:bench}" CMAC_GPU_STEPS="${CMAC_GPU_STEPS:-10}"
     CMAC_GPU_PYTHON="$PY" timeout 300 node bench/gpu.js "$OUT/gpu-bench.json" || status=1
   fi
 else

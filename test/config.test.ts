@@ -99,6 +99,8 @@ describe('config', () => {
     ['non-integer', { data: { batchSize: 3.5 } }, /config\.data\.batchSize: got 3\.5; expected integer/],
     ['batch of 1', { data: { batchSize: 1 } }, /config\.data\.batchSize: got 1; must be >= 2/],
     ['bad device', { device: 'gpu' }, /config\.device: got "gpu"; must be cpu, cuda, cuda:N or auto/],
+    ['bad cudnnBenchmark', { cudnnBenchmark: 'yes' }, /config\.cudnnBenchmark/],
+    ['bad layout', { model: { visual: { layout: 'nhwc' } } }, /config\.model\.visual\.layout/],
     ['bad preset', { preset: 'huge' }, /config\.preset: got "huge"; allowed: "tiny", "paper"/],
     ['window > nFft', { logmel: { winLength: 2048 } }, /config\.logmel\.winLength: got 2048; must be <= logmel\.nFft/],
     ['fMax above Nyquist', { logmel: { fMax: 9000 } }, /config\.logmel\.fMax: got 9000/],

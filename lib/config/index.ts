@@ -249,6 +249,7 @@ export function toModelConfig(c: CmacConfig): ModelConfig {
     optim,
     device: c.device,
     amp: c.amp,
+    cudnnBenchmark: c.cudnnBenchmark,
     seed: c.seed,
     dist: { enabled: false, gatherNegatives: c.dist.gatherNegatives, timeoutSec: c.dist.timeoutSec },
   };

@@ -122,6 +122,8 @@ export const configSchema = z
     seed: seedSchema.default(0),
     device: deviceSchema.default('cpu'),
     amp: ampSchema.default('off'),
+    /** CUDA: let cuDNN time its algorithms for each new shape and keep the fastest (process-wide; fixed-shape steps gain). */
+    cudnnBenchmark: z.boolean().default(false),
     /** libtorch intra-op threads (default: all cores). */
     threads: int(1, 1024).optional(),
     model: z
@@ -204,6 +206,8 @@ export const modelConfigSchema = z
     device: deviceSchema,
     /** Mixed precision on CUDA: off | bf16 | fp16 (loss math stays fp32). */
     amp: ampSchema,
+    /** CUDA: cuDNN benchmark mode (torch.backends.cudnn.benchmark), process-wide once a CUDA model sets it. */
+    cudnnBenchmark: z.boolean(),
     seed: seedSchema,
     /** Join the process group of WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT (multi-process data parallel). */
     dist: z

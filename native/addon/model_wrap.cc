@@ -135,6 +135,7 @@ cmac::ModelConfig configFromJs(const Napi::Value& v) {
   c.dist.timeoutSec = static_cast<int>(getInt(di, "timeoutSec", "config.dist.timeoutSec", 300, 1, kInt));
   c.device = getString(o, "device", "config.device", c.device);
   c.amp = getString(o, "amp", "config.amp", c.amp);
+  c.cudnnBenchmark = getBool(o, "cudnnBenchmark", "config.cudnnBenchmark", false);
   c.seed = static_cast<uint64_t>(getInt(o, "seed", "config.seed", 0, 0, (int64_t(1) << 53)));  // exact in a double
   return c;
 }

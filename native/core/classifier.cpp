@@ -37,6 +37,7 @@ VideoClassifier::VideoClassifier(const ModelConfig& cfg, const ClassifierOptions
   for (int i = 0; i < 4; ++i)
     if (cfg.visual.planes[i] < 4 || cfg.visual.blocks[i] < 1) rangeError("encoder widths must be >= 4 and depths >= 1");
   device_ = parseDevice(cfg.device);
+  applyCudaSettings(device_, cfg.cudnnBenchmark);
   {
     std::lock_guard<std::mutex> lock(seedInitMutex());  // shared with CmacModel: one process-wide generator
     torch::manual_seed(cfg.seed);

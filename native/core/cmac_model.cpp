@@ -162,6 +162,7 @@ CmacModel::CmacModel(const ModelConfig& cfg) : cfg_(cfg) {
     dist_ = std::make_shared<Dist>(d);
   }
   device_ = parseDevice(cfg_.device);
+  applyCudaSettings(device_, cfg_.cudnnBenchmark);
   {
     std::lock_guard<std::mutex> lock(seedInitMutex());
     torch::manual_seed(cfg_.seed);
@@ -231,7 +232,7 @@ std::mutex& seedInitMutex() {
 }
 
 torch::Tensor normalizeVideo(const torch::Tensor& v, const torch::Device& device) {
-  auto x = v.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
+  auto x = toDevice(v, device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div_(255.0);
   auto mean =
       torch::tensor({kMean[0], kMean[1], kMean[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
   auto std = torch::tensor({kStd[0], kStd[1], kStd[2]}, torch::TensorOptions().device(device)).view({1, 3, 1, 1, 1});
@@ -254,7 +255,7 @@ void checkVideoTensor(const torch::Tensor& v, const std::string& name) {
     rangeError(name + " frames must be 1..1024 and H, W in 16..4096, got " + shapeStr(v.sizes()));
 }
 
-torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const { return net_->logmel->forward(a.to(device_)); }
+torch::Tensor CmacModel::prepAudio(const torch::Tensor& a) const { return net_->logmel->forward(toDevice(a, device_)); }
 
 CmacModel::Forward CmacModel::forward(const Batch& b, bool needLocal, bool augment) {
   Forward f;

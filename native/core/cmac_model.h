@@ -75,10 +75,11 @@ struct ModelConfig {
   std::string pooling = "attention";
   LossOptions loss;
   OptimOptions optim;
-  double clipGradNorm = 0;     // 0: no clipping (the norm is still reported)
-  int64_t accumulate = 1;      // optimiser step every k trainStep calls
-  std::string device = "cpu";  // cpu | cuda | cuda:N | auto
-  std::string amp = "off";     // off | bf16 | fp16 (CUDA only)
+  double clipGradNorm = 0;      // 0: no clipping (the norm is still reported)
+  int64_t accumulate = 1;       // optimiser step every k trainStep calls
+  std::string device = "cpu";   // cpu | cuda | cuda:N | auto
+  std::string amp = "off";      // off | bf16 | fp16 (CUDA only)
+  bool cudnnBenchmark = false;  // CUDA: cuDNN benchmark mode (process-wide, set by a CUDA model)
   uint64_t seed = 0;
   DistConfig dist;
 };

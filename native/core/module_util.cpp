@@ -59,4 +59,17 @@ int64_t tensorBytes(std::initializer_list<const NamedTensors*> parts) {
   return n;
 }
 
+torch::Tensor toDevice(const torch::Tensor& t, const torch::Device& device) {
+  if (!device.is_cuda() || !t.is_cpu()) return t.to(device);
+  try {
+    return t.pin_memory().to(device, /*non_blocking=*/true);
+  } catch (const c10::Error&) {
+    return t.to(device);
+  }
+}
+
+void applyCudaSettings(const torch::Device& device, bool cudnnBenchmark) {
+  if (device.is_cuda() && cudnnBenchmark) at::globalContext().setBenchmarkCuDNN(true);
+}
+
 }  // namespace cmac

@@ -20,6 +20,14 @@ namespace cmac {
 // "a, b, c, d, e, ... (12 in all)": the first five names, for error messages.
 std::string firstFew(const std::vector<std::string>& names);
 
+// A host tensor onto `device`. To CUDA: through pinned (page-locked) memory and an asynchronous copy
+// (libtorch's caching host allocator keeps the pinned block until the copy is done); if pinning
+// fails, a plain copy. Other devices: t.to(device).
+torch::Tensor toDevice(const torch::Tensor& t, const torch::Device& device);
+
+// A CUDA model's process-wide settings: cuDNN benchmark mode when asked (no effect on CPU).
+void applyCudaSettings(const torch::Device& device, bool cudnnBenchmark);
+
 // Sets a module's train/eval mode for a scope, then restores the previous one
 // (inference runs in eval mode whatever the caller's mode).
 class ModeGuard {

@@ -117,3 +117,24 @@ TEST(evaluate_loss_is_the_train_loss_without_the_queue_and_with_every_term) {
             "evaluateLoss ignores the queue: " << eq.loss << " vs " << ep.loss);
   CHECK(eq.lossV > 0 && eq.lossA > 0 && eq.loss == eq.lossCon);  // every term, L as the preset's
 }
+
+TEST(to_device_and_cuda_settings_on_cpu) {
+  auto t = torch::arange(12, torch::kFloat).view({3, 4});
+  auto u = toDevice(t, torch::Device(torch::kCPU));
+  CHECK(torch::equal(u, t));
+  bool before = at::globalContext().benchmarkCuDNN();
+  applyCudaSettings(torch::Device(torch::kCPU), true);  // a CPU model never changes the process-wide flag
+  CHECK(at::globalContext().benchmarkCuDNN() == before);
+}
+
+TEST(cuda_to_device_is_pinned_and_equal) {
+  if (!torch::cuda::is_available()) SKIP("CUDA is not available in this build/machine");
+  auto t = torch::randn({64, 1000});
+  auto u = toDevice(t, torch::Device(torch::kCUDA));
+  CHECK(u.is_cuda());
+  CHECK(torch::equal(u.cpu(), t));
+  bool before = at::globalContext().benchmarkCuDNN();
+  applyCudaSettings(torch::Device(torch::kCUDA), true);
+  CHECK(at::globalContext().benchmarkCuDNN());
+  at::globalContext().setBenchmarkCuDNN(before);
+}
