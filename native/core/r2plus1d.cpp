@@ -117,6 +117,18 @@ torch::Tensor batchNorm(const torch::Tensor& x, const nn::BatchNorm3d& b) {
   return at::_unsafe_view(y, x.sizes());
 }
 
+torch::Tensor forwardSequential(nn::Sequential& seq, torch::Tensor x) {
+  for (auto& m : *seq) {
+    if (auto c = std::dynamic_pointer_cast<nn::Conv3dImpl>(m.ptr()))
+      x = conv3d(x, nn::Conv3d(c));
+    else if (auto b = std::dynamic_pointer_cast<nn::BatchNorm3dImpl>(m.ptr()))
+      x = batchNorm(x, nn::BatchNorm3d(b));
+    else
+      x = m.forward(x);
+  }
+  return x;
+}
+
 Conv2Plus1DImpl::Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t stride) {
   spatial = register_module("0", conv3d(in, mid, {1, 3, 3}, {1, stride, stride}, {0, 1, 1}));
   bn = register_module("1", bn3d(mid));
@@ -151,10 +163,7 @@ BasicBlock3dImpl::BasicBlock3dImpl(int64_t inplanes, int64_t planes, int64_t str
 }
 
 torch::Tensor BasicBlock3dImpl::forward(torch::Tensor x) {
-  torch::Tensor identity =
-      downsample ? batchNorm(conv3d(x, nn::Conv3d(std::dynamic_pointer_cast<nn::Conv3dImpl>(downsample->ptr(0)))),
-                             nn::BatchNorm3d(std::dynamic_pointer_cast<nn::BatchNorm3dImpl>(downsample->ptr(1))))
-                 : x;
+  torch::Tensor identity = downsample ? forwardSequential(downsample, x) : x;
   torch::Tensor out = conv2(conv1(x));  // BN output: free to update in place (out += identity, as torchvision)
   out.add_(identity);
   return torch::relu_(out);
@@ -186,14 +195,7 @@ torch::Tensor R2Plus1D18Impl::forward(torch::Tensor x) {
   // follow the layout of their input.
   const bool cl = useChannelsLast(options.layout, x);
   if (cl) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
-  for (auto& m : *stem) {
-    if (auto c = std::dynamic_pointer_cast<nn::Conv3dImpl>(m.ptr()))
-      x = conv3d(x, nn::Conv3d(c));
-    else if (auto b = std::dynamic_pointer_cast<nn::BatchNorm3dImpl>(m.ptr()))
-      x = batchNorm(x, nn::BatchNorm3d(b));
-    else
-      x = m.forward(x);
-  }
+  x = forwardSequential(stem, x);
   x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
   return cl ? toContiguous(x, at::MemoryFormat::ChannelsLast3d) : x;
 }

@@ -45,6 +45,8 @@ torch::Tensor conv3d(const torch::Tensor& x, const torch::nn::Conv3d& c);
 torch::Tensor toContiguous(const torch::Tensor& x, at::MemoryFormat gradFormat);
 // A BatchNorm3d, on the N x C x T x (H*W) view for a channels-last-3d x (same result, a faster kernel).
 torch::Tensor batchNorm(const torch::Tensor& x, const torch::nn::BatchNorm3d& b);
+// A Sequential (the stem, a downsample) with its Conv3d / BatchNorm3d through conv3d / batchNorm.
+torch::Tensor forwardSequential(torch::nn::Sequential& seq, torch::Tensor x);
 
 // Seq[0 Conv3d(1,3,3), 1 BN, 2 ReLU, 3 Conv3d(3,1,1)] as in torchvision.
 struct Conv2Plus1DImpl : torch::nn::Module {

@@ -61,6 +61,21 @@ void compareLayouts(torch::nn::Module& a, torch::nn::Module& b, const std::funct
       CHECK_MSG(relErr(buf.value(), bb[buf.key()]) < tol, buf.key() << " differs");
   }
 }
+// Two small R(2+1)D encoders with the same weights, channels-last (a) and contiguous (b), in double precision.
+std::pair<R2Plus1D18, R2Plus1D18> r2plus1dPair(const torch::Device& device) {
+  R2Plus1DOptions o;
+  o.planes = {8, 16, 16, 32};
+  o.stemMid = 6;
+  o.lastStride1 = true;
+  o.layout = Layout::ChannelsLast;
+  R2Plus1D18 a(o);
+  o.layout = Layout::Contiguous;
+  R2Plus1D18 b(o);
+  copyState(*b, *a);
+  a->to(device, torch::kDouble);
+  b->to(device, torch::kDouble);
+  return {a, b};
+}
 }  // namespace
 
 TEST(cpu_cache_is_libtorchs_cpu_allocator_and_reuses_freed_blocks) {
@@ -156,20 +171,10 @@ TEST(cpu_cache_bounds_the_footprint_by_the_peak_in_use) {
 
 TEST(layout_channels_last_r2plus1d_matches_contiguous) {
   torch::manual_seed(3);
-  R2Plus1DOptions o;
-  o.planes = {8, 16, 16, 32};
-  o.stemMid = 6;
-  o.lastStride1 = true;
-  o.layout = Layout::ChannelsLast;
-  R2Plus1D18 a(o);
-  o.layout = Layout::Contiguous;
-  R2Plus1D18 b(o);
-  copyState(*b, *a);
   // In double precision the two layouts agree to rounding: a wrong view, stride or BatchNorm
   // rule would show far above 1e-9. (In float, gradients of the early layers, sums of many
   // cancelling terms behind BatchNorm, differ by up to a few percent of their largest entry.)
-  a->to(torch::kDouble);
-  b->to(torch::kDouble);
+  auto [a, b] = r2plus1dPair(torch::Device(torch::kCPU));
   auto x = torch::randn({3, 3, 5, 32, 40}, torch::kDouble);  // odd T: the strided downsample slices T
   compareLayouts(
       *a, *b, [&](torch::Tensor v) { return a->forward(v); }, [&](torch::Tensor v) { return b->forward(v); }, x, 1e-9);
@@ -220,16 +225,7 @@ TEST(layout_auto_is_channels_last_at_one_cpu_thread_only) {
 TEST(cuda_layout_channels_last_matches_contiguous) {
   if (!torch::cuda::is_available()) SKIP("CUDA is not available in this build/machine");
   torch::manual_seed(5);
-  R2Plus1DOptions o;
-  o.planes = {8, 16, 16, 32};
-  o.stemMid = 6;
-  o.layout = Layout::ChannelsLast;
-  R2Plus1D18 a(o);
-  o.layout = Layout::Contiguous;
-  R2Plus1D18 b(o);
-  copyState(*b, *a);
-  a->to(torch::Device(torch::kCUDA), torch::kDouble);
-  b->to(torch::Device(torch::kCUDA), torch::kDouble);
+  auto [a, b] = r2plus1dPair(torch::Device(torch::kCUDA));
   auto x = torch::randn({3, 3, 5, 32, 40}, torch::TensorOptions().dtype(torch::kDouble).device(torch::kCUDA));
   compareLayouts(
       *a, *b, [&](torch::Tensor v) { return a->forward(v); }, [&](torch::Tensor v) { return b->forward(v); }, x, 1e-9);
